@@ -1,0 +1,136 @@
+"""Command-line entry points. The scripts in tools/ and the console scripts call these.
+
+Each parses arguments, calls the library, and turns the library's input errors into one line on
+stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+
+class CliError(ValueError):
+    """A bad command-line argument; the message says what to pass instead."""
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input, from every module that raises one."""
+    from g2l.config import ConfigError
+    from g2l.eval.predictions import PredictionsError
+
+    types: list[type[BaseException]] = [CliError, ConfigError, PredictionsError]
+    optional = [
+        ("g2l.data.annotations", "AnnotationError"),
+        ("g2l.data.features", "FeatureError"),
+        ("g2l.data.video", "VideoReadError"),
+        ("g2l.models.frame_encoders", "EncoderMismatchError"),
+        ("g2l.engine.checkpoint", "CheckpointError"),
+        ("g2l.engine.run_dir", "RunDirError"),
+    ]
+    import importlib
+
+    for module_name, name in optional:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, name):
+            types.append(getattr(module, name))
+    return tuple(types)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - filtered just below
+        if isinstance(error, _user_error_types()):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+
+
+def _write_json_atomic(path: str, data: dict) -> None:
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(target)
+
+
+def _eval(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tools/eval.py",
+        description="Score a predictions file (no model code), or evaluate a checkpoint on a split.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", help="a predictions file (JSON lines) to re-score")
+    source.add_argument("--checkpoint", help="a checkpoint to evaluate (writes a predictions file)")
+    parser.add_argument("--split", default=None, help="with --checkpoint: the split to evaluate (default: the config's eval split)")
+    parser.add_argument("--nms", type=float, default=None, help="NMS threshold for score maps (default 0.5, or the checkpoint's)")
+    parser.add_argument("--iou-thresholds", type=_float_list, default=None, help="e.g. 0.3,0.5,0.7")
+    parser.add_argument("--recall-at", type=_int_list, default=None, help="e.g. 1,5")
+    parser.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON here")
+    parser.add_argument("--out", default=None, help="with --checkpoint: where to write the predictions file")
+    parser.add_argument("--dump-maps", action="store_true", help="with --checkpoint: add score maps to the predictions")
+    parser.add_argument("--device", default="auto", help="with --checkpoint: cpu, cuda, or auto")
+    parser.add_argument("overrides", nargs="*", help="with --checkpoint: dotted config overrides (data.features=...)")
+    args = parser.parse_args(argv)
+
+    from g2l.eval.metrics import format_metrics_table
+
+    if args.predictions:
+        from g2l.eval.predictions import read_predictions, rescore_predictions
+
+        if args.overrides:
+            raise CliError("config overrides only apply with --checkpoint")
+        iou_thresholds = args.iou_thresholds or [0.3, 0.5, 0.7]
+        recall_at = args.recall_at or [1, 5]
+        predictions = read_predictions(args.predictions)
+        metrics = rescore_predictions(predictions, 0.5 if args.nms is None else args.nms, recall_at, iou_thresholds)
+    else:
+        from g2l.eval.evaluator import evaluate_checkpoint
+
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            split=args.split,
+            overrides=args.overrides,
+            predictions_out=args.out,
+            dump_maps=args.dump_maps,
+            device=args.device,
+            nms_thresh=args.nms,
+            iou_thresholds=args.iou_thresholds,
+            recall_at=args.recall_at,
+        )
+        metrics, iou_thresholds, recall_at = result.metrics, result.iou_thresholds, result.recall_at
+        print(f"predictions written to {result.predictions_path}", file=sys.stderr)
+    print(format_metrics_table(metrics, recall_at, iou_thresholds))
+    if args.json_out:
+        _write_json_atomic(args.json_out, metrics)
+    return 0
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_eval, argv)

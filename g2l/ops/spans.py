@@ -1,0 +1,163 @@
+"""Spans in seconds and cells of the 2D moment map (METHOD.md section 1).
+
+Conventions, exactly as the published numbers were computed:
+
+* cell ``(i, j)``, ``0 <= i <= j < t``, is the moment ``[i * D / t, (j + 1) * D / t]``, computed in
+  float32 as ``index * D / t`` (the product first, then the division);
+* IoU of two spans is the intersection over the hull ``max(e) - min(s)``, in float32;
+* thresholds are compared in float32 (a float32 IoU of 0.5 passes ``>= 0.5``; NMS suppresses when
+  ``IoU > thresh`` with ``thresh`` cast to float32);
+* candidates are ranked by a stable descending sort of their scores, so equal scores keep the
+  row-major cell order (``i`` first, then ``j``).
+
+All functions here take and return numpy arrays; they are pure and know nothing of config.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+F32 = np.float32
+
+
+def pooling_diagonals(num_clips: int, pooling_counts: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The cells each pooling level of MMN's sparse max-pool fills, in order.
+
+    Level ``n`` (counting from 1) holds the cells at offset ``j - i`` equal to the running offset,
+    with ``i`` on the current stride. The first group pools with stride 1; each later group starts
+    with a stride-doubling pool. Returns ``[(start_idx, end_idx), ...]``, one pair per level; the
+    diagonal (offset 0) is not included.
+    """
+    diagonals = []
+    stride, offset = 1, 0
+    for count in pooling_counts:
+        for _ in range(count):
+            offset += stride
+            if offset >= num_clips:
+                return diagonals
+            start_idx = np.arange(0, num_clips - offset, stride)
+            diagonals.append((start_idx, start_idx + offset))
+        stride *= 2
+    return diagonals
+
+
+def pooling_mask(num_clips: int, pooling_counts: list[int]) -> np.ndarray:
+    """Boolean ``(t t)`` mask of the valid proposal cells, derived from the pooling counts."""
+    mask = np.zeros((num_clips, num_clips), dtype=bool)
+    mask[np.arange(num_clips), np.arange(num_clips)] = True
+    for start_idx, end_idx in pooling_diagonals(num_clips, pooling_counts):
+        mask[start_idx, end_idx] = True
+    return mask
+
+
+def cells_to_spans(start_idx: np.ndarray, end_idx: np.ndarray, duration_s: float, num_clips: int) -> np.ndarray:
+    """``(k,)`` start and end clip indices -> ``(k, 2)`` float32 spans in seconds."""
+    d, t = F32(duration_s), F32(num_clips)
+    starts = np.asarray(start_idx).astype(F32) * d / t
+    ends = (np.asarray(end_idx) + 1).astype(F32) * d / t
+    return np.stack([starts, ends], axis=-1)
+
+
+def cell_spans(num_clips: int, duration_s: float) -> np.ndarray:
+    """``(t, t, 2)`` float32: the span in seconds of every cell ``[start, end]`` (lower triangle too)."""
+    idx = np.arange(num_clips)
+    start_idx, end_idx = np.meshgrid(idx, idx, indexing="ij")
+    return cells_to_spans(start_idx, end_idx, duration_s, num_clips)
+
+
+def span_iou(spans: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Float32 IoU (intersection over hull) of ``spans (..., 2)`` and ``others (..., 2)``, broadcast."""
+    spans = np.asarray(spans, dtype=F32)
+    others = np.asarray(others, dtype=F32)
+    inter = np.minimum(spans[..., 1], others[..., 1]) - np.maximum(spans[..., 0], others[..., 0])
+    hull = np.maximum(spans[..., 1], others[..., 1]) - np.minimum(spans[..., 0], others[..., 0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.maximum(inter, F32(0)) / hull
+    return np.where(hull > 0, iou, F32(0)).astype(F32)
+
+
+def pairwise_iou(spans: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``(k, 2)`` x ``(m, 2)`` -> ``(k, m)`` float32 IoU."""
+    return span_iou(np.asarray(spans)[:, None, :], np.asarray(others)[None, :, :])
+
+
+def iou_map(window_s: tuple[float, float] | np.ndarray, duration_s: float, num_clips: int) -> np.ndarray:
+    """``(t t)`` float32 IoU of every cell with the ground-truth window (lower triangle included)."""
+    return span_iou(cell_spans(num_clips, duration_s), np.asarray(window_s, dtype=F32))
+
+
+def scale_iou(iou: np.ndarray, iou_min: float, iou_max: float) -> np.ndarray:
+    """The training target ``clamp((IoU - t_min) / (t_max - t_min), 0, 1)``."""
+    return np.clip((iou - F32(iou_min)) / F32(iou_max - iou_min), 0.0, 1.0).astype(F32)
+
+
+def best_cell(window_s: tuple[float, float], duration_s: float, mask: np.ndarray) -> tuple[int, int]:
+    """The valid cell with the highest IoU to ``window_s`` (first in row-major order on ties)."""
+    ious = np.where(mask, iou_map(window_s, duration_s, mask.shape[0]), F32(-1))
+    flat = int(np.argmax(ious))
+    return divmod(flat, mask.shape[0])
+
+
+def rank_cells(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None = None):
+    """Score map ``(t t)`` -> ranked ``(spans (k, 2), scores (k,))`` over the valid cells.
+
+    Valid cells are those of ``mask``, or the non-zero cells of the map when no mask is given
+    (the convention of a predictions file's ``score_map``). Ranking is a stable descending sort.
+    """
+    score_map = np.asarray(score_map, dtype=F32)
+    valid = score_map != 0 if mask is None else np.asarray(mask, dtype=bool)
+    start_idx, end_idx = np.nonzero(valid)  # row-major order
+    scores = score_map[start_idx, end_idx]
+    order = np.argsort(-scores, kind="stable")
+    spans = cells_to_spans(start_idx[order], end_idx[order], duration_s, score_map.shape[0])
+    return spans, scores[order]
+
+
+@numba.njit(cache=True)
+def _greedy_nms(spans: np.ndarray, thresh: np.float32, max_keep: int) -> np.ndarray:  # pragma: no cover - jit
+    num = spans.shape[0]
+    keep = np.empty(num, dtype=np.int64)
+    num_kept = 0
+    for a in range(num):
+        s_a = spans[a, 0]
+        e_a = spans[a, 1]
+        suppressed = False
+        for n in range(num_kept):
+            b = keep[n]
+            inter = min(e_a, spans[b, 1]) - max(s_a, spans[b, 0])
+            hull = max(e_a, spans[b, 1]) - min(s_a, spans[b, 0])
+            if inter < 0:
+                inter = np.float32(0.0)
+            iou = inter / hull if hull > 0 else np.float32(0.0)
+            if iou > thresh:
+                suppressed = True
+                break
+        if not suppressed:
+            keep[num_kept] = a
+            num_kept += 1
+            if num_kept == max_keep:
+                break
+    return keep[:num_kept]
+
+
+def nms(spans: np.ndarray, thresh: float, max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS over spans already ranked best-first; returns the kept indices in rank order.
+
+    A candidate is suppressed when its IoU with an already kept one is ``> thresh`` (float32).
+    Keeping stops after ``max_keep`` (all when None): the first kept candidates never depend on
+    later ones, so this equals full NMS truncated.
+    """
+    spans = np.ascontiguousarray(spans, dtype=F32).reshape(-1, 2)
+    limit = spans.shape[0] if max_keep is None else max(int(max_keep), 0)
+    if spans.shape[0] == 0 or limit == 0:
+        return np.zeros(0, dtype=np.int64)
+    return _greedy_nms(spans, F32(thresh), limit)
+
+
+def ranked_candidates(score_map: np.ndarray, duration_s: float, nms_thresh: float,
+                      max_keep: int | None = None, mask: np.ndarray | None = None):
+    """Score map -> ``(spans (k, 2), scores (k,))`` ranked after NMS: what a model answers."""
+    spans, scores = rank_cells(score_map, duration_s, mask)
+    keep = nms(spans, nms_thresh, max_keep)
+    return spans[keep], scores[keep]
