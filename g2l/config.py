@@ -171,6 +171,11 @@ def _check_value(value: Any, expected: Any, key: str) -> Any:
     if expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
     if expected is str:
         if isinstance(value, str):

@@ -18,3 +18,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"../shared/data not found beside the repository ({SHARED_DATA})")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    from tests.text_utils import make_tokenizer
+
+    return make_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_text_encoder_dir(tmp_path_factory):
+    from tests.text_utils import make_text_encoder_dir
+
+    return make_text_encoder_dir(tmp_path_factory.mktemp("tiny_bert"))

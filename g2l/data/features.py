@@ -1,0 +1,213 @@
+"""Video feature stores and the per-video preprocessing of METHOD.md section 2.
+
+Layouts read:
+
+* HDF5, one dataset per video: ``f[video_id] -> (T, F)`` (Charades-STA VGG, TACoS C3D, and the
+  files g2l writes), or one group per video with a named dataset, ``f[video_id][key] -> (T, F)``
+  (ActivityNet's ``c3d_features``).
+* A folder of per-video ``.npy`` files, or ``.npz`` files holding ``key`` (default ``features``), as
+  Moment-DETR releases them. A file ``<anything>__<video_id>.npz`` (the flattened release names,
+  e.g. ``clip_video_features__qtyBzFV9yTs_60.0_210.0.npz``) counts as ``video_id``.
+
+Several stores can be joined with commas (``"clip_dir,slowfast_dir"``): each is L2-normalised
+separately, truncated to the shortest, and concatenated along channels, as Moment-DETR does.
+
+A store opens its file lazily, once per process, so DataLoader workers each hold one handle and
+never reopen it per item.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+class FeatureError(ValueError):
+    """Missing or unusable video features; the message says which and what to do."""
+
+
+def l2_normalize(features: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm (rows of zeros stay zero). ``(T, F) -> (T, F)`` float32."""
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, np.float32(1e-12))
+
+
+def resample_boundaries(num_rows: int, num_pre_clips: int) -> np.ndarray:
+    """``b_k = round(k * T / P)`` (half to even, exact rational arithmetic), clamped to T-1, k=0..P."""
+    bounds = [round(Fraction(k * num_rows, num_pre_clips)) for k in range(num_pre_clips + 1)]
+    return np.minimum(np.asarray(bounds, dtype=np.int64), num_rows - 1)
+
+
+def resample_features(features: np.ndarray, num_pre_clips: int) -> np.ndarray:
+    """``(T, F) -> (P, F)``: row k is the mean of rows ``b_k .. b_{k+1}-1``, or row ``b_k`` if empty.
+
+    This is MMN's ``avgfeats`` (the clamp to T-1 means the last row only counts when a range is
+    empty). With T < P rows repeat.
+    """
+    num_rows = features.shape[0]
+    if num_rows == 0:
+        raise FeatureError("cannot resample zero-length features")
+    bounds = resample_boundaries(num_rows, num_pre_clips)
+    starts, ends = bounds[:-1], bounds[1:]
+    csum = np.concatenate([np.zeros((1, features.shape[1]), np.float64), np.cumsum(features, axis=0, dtype=np.float64)])
+    counts = ends - starts
+    sums = np.where((counts > 0)[:, None], csum[np.maximum(ends, starts)] - csum[starts], features[starts])
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def _video_id_from_filename(path: Path) -> str:
+    stem = path.stem
+    return stem.rsplit("__", 1)[-1] if "__" in stem else stem
+
+
+class FeatureStore:
+    """Reads ``(T, F)`` float32 features of a video by id from one HDF5 file or folder."""
+
+    def __init__(self, path: str | Path, key: str = ""):
+        self.path = Path(path)
+        self.key = key
+        if not self.path.exists():
+            raise FeatureError(f"feature file {self.path} does not exist; download the features or fix data.features")
+        self._is_folder = self.path.is_dir()
+        self._handle: h5py.File | None = None
+        self._pid: int | None = None
+        self._index: dict[str, Path] | None = None
+        if not self._is_folder:
+            try:
+                with h5py.File(self.path, "r"):
+                    pass
+            except OSError:
+                raise FeatureError(
+                    f"feature file {self.path} is not a readable HDF5 file; check that the download completed"
+                ) from None
+
+    # Opening -----------------------------------------------------------------------------------
+    def _file(self) -> h5py.File:
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._handle
+
+    def _folder_index(self) -> dict[str, Path]:
+        if self._index is None:
+            files = sorted(p for p in self.path.iterdir() if p.suffix in (".npy", ".npz"))
+            self._index = {_video_id_from_filename(p): p for p in files}
+        return self._index
+
+    def __getstate__(self):  # a worker process opens its own handle
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        state["_pid"] = None
+        return state
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    # Reading -----------------------------------------------------------------------------------
+    def video_ids(self) -> list[str]:
+        if self._is_folder:
+            return list(self._folder_index())
+        return list(self._file().keys())
+
+    def __contains__(self, video_id: str) -> bool:
+        if self._is_folder:
+            return video_id in self._folder_index()
+        return video_id in self._file()
+
+    def shape(self, video_id: str) -> tuple[int, ...]:
+        """``(T, F)`` without reading the values."""
+        if self._is_folder:
+            path = self._folder_index()[video_id]
+            if path.suffix == ".npy":
+                return tuple(np.load(path, mmap_mode="r").shape)
+            with np.load(path) as archive:
+                return tuple(archive[self.key or "features"].shape)
+        node = self._file()[video_id]
+        if isinstance(node, h5py.Group):
+            if self.key not in node:
+                raise FeatureError(f"{self.path}: video {video_id} has no dataset '{self.key}' (set data.feature_key)")
+            node = node[self.key]
+        return tuple(node.shape)
+
+    def read(self, video_id: str) -> np.ndarray:
+        """The raw ``(T, F)`` float32 features of ``video_id``."""
+        if self._is_folder:
+            path = self._folder_index()[video_id]
+            if path.suffix == ".npy":
+                array = np.load(path)
+            else:
+                with np.load(path) as archive:
+                    array = archive[self.key or "features"]
+        else:
+            node = self._file()[video_id]
+            if isinstance(node, h5py.Group):
+                node = node[self.key]
+            array = node[()]
+        return np.asarray(array, dtype=np.float32)
+
+
+class VideoFeatures:
+    """One or more stores joined along channels; the preprocessing of METHOD.md section 2.
+
+    ``load(video_id)`` returns the ``(P, F)`` pre-clip features: each store's rows L2-normalised,
+    stores truncated to the shortest and concatenated, non-finite values set to 0 (counted and
+    warned once per video), then resampled to P rows.
+    """
+
+    def __init__(self, spec: str | list[str], key: str = "", num_pre_clips: int = 32):
+        paths = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else list(spec)
+        paths = [p for p in paths if p]
+        if not paths:
+            raise FeatureError("no feature file given; set data.features to an HDF5 file or a folder of .npy/.npz files")
+        self.stores = [FeatureStore(p, key) for p in paths]
+        self.num_pre_clips = num_pre_clips
+        self.nonfinite_videos: set[str] = set()
+
+    def __contains__(self, video_id: str) -> bool:
+        return all(video_id in store for store in self.stores)
+
+    def shape(self, video_id: str) -> tuple[int, int]:
+        shapes = [store.shape(video_id) for store in self.stores]
+        num_rows = min(s[0] if len(s) == 2 else 0 for s in shapes)
+        if any(len(s) != 2 for s in shapes):
+            return (0, 0)
+        return num_rows, sum(s[1] for s in shapes)
+
+    def load(self, video_id: str) -> np.ndarray:
+        parts = [store.read(video_id) for store in self.stores]
+        num_rows = min(part.shape[0] for part in parts)
+        if num_rows == 0:
+            raise FeatureError(f"video {video_id} has zero-length features; re-extract them or drop the video")
+        parts = [part[:num_rows] for part in parts]
+        if not all(np.isfinite(part).all() for part in parts):
+            if video_id not in self.nonfinite_videos:
+                bad = int(sum((~np.isfinite(part)).any(axis=1) for part in parts).astype(bool).sum())
+                warnings.warn(f"features of video {video_id}: {bad} row(s) hold NaN or inf; set to 0", stacklevel=2)
+                self.nonfinite_videos.add(video_id)
+            parts = [np.nan_to_num(part, nan=0.0, posinf=0.0, neginf=0.0) for part in parts]
+        normalized = np.concatenate([l2_normalize(part) for part in parts], axis=1)  # (T, F)
+        return resample_features(normalized, self.num_pre_clips)  # (P, F)
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
+
+
+def check_coverage(features: VideoFeatures, video_ids: list[str], what: str) -> None:
+    """Raise FeatureError if any of ``video_ids`` has no features, saying how many and which."""
+    missing = [v for v in video_ids if v not in features]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        files = ", ".join(str(s.path) for s in features.stores)
+        raise FeatureError(
+            f"{len(missing)} of {len(video_ids)} videos of {what} have no features in {files} ({shown}); "
+            "point data.features at the right file or remove those videos from the annotations"
+        )
