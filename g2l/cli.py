@@ -29,6 +29,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
         ("g2l.models.frame_encoders", "EncoderMismatchError"),
         ("g2l.engine.checkpoint", "CheckpointError"),
         ("g2l.engine.run_dir", "RunDirError"),
+        ("g2l.models.text_encoder", "TextEncoderError"),
     ]
     import importlib
 
@@ -134,3 +135,38 @@ def _eval(argv: Sequence[str] | None) -> int:
 
 def eval_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_eval, argv)
+
+
+def _train(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tools/train.py",
+        description="Train a grounding model. Example: python tools/train.py --config configs/charades.yaml train.lr=2e-4",
+    )
+    parser.add_argument("--config", help="a YAML config (see configs/)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from checkpoints/last.pt")
+    parser.add_argument("--wandb", choices=["online", "offline", "off", "auto"], default=None,
+                        help="W&B mode (default: the config's log.wandb; auto = online with credentials, else offline)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.num_clips=64 train.epochs=3")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides) + ([f"log.wandb={args.wandb}"] if args.wandb else [])
+    from g2l.config import load_config
+    from g2l.engine.train import train
+
+    if args.resume:
+        if args.config:
+            raise CliError("--resume takes its config from the run folder; drop --config (overrides are allowed)")
+        result = train(resume_dir=args.resume, overrides=overrides)
+    else:
+        if not args.config:
+            raise CliError("pass --config configs/<dataset>.yaml (or --resume RUN_DIR)")
+        result = train(load_config(args.config, overrides))
+    best = result.best
+    if best:
+        shown = "  ".join(f"{k} {100 * v:.2f}" for k, v in best.items() if k.startswith("R1@") or k == "mIoU")
+        print(f"best epoch {best.get('epoch')}: {shown}")
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_train, argv)

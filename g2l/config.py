@@ -11,6 +11,7 @@ This is the only module that knows YAML.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2-style scalars: only true/false are booleans ("off" stays a string), and "1e-4"
+    is a float."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -91,8 +116,9 @@ class EvalConfig:
     nms_thresh: float = 0.5
     score_gamma: float = 0.5
     num_candidates: int = 10  # candidates kept per query after NMS in predictions files
-    dump_score_maps: bool = False
+    dump_score_maps: bool = False  # keep every query's score map in the per-epoch predictions file
     batch_size: int = 32
+    best_metric: str = "R1@0.5"  # picks checkpoints/best.pt
 
 
 @dataclass
@@ -206,7 +232,7 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; check the path")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML ({error}); fix the file") from None
     if not isinstance(data, dict):
@@ -235,7 +261,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
@@ -257,7 +283,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         for layer in _layers(Path(path)):
             _apply(cfg, layer, "")
-    for text in overrides or []:
+    return apply_overrides(cfg, overrides or [])
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply dotted ``key=value`` overrides in place, then check the whole config."""
+    for text in overrides:
         key, value = parse_override(text)
         _apply(cfg, _nest(key, value), "")
     validate_config(cfg)

@@ -1,0 +1,150 @@
+"""Checkpoints: atomic to write, safe to load (``weights_only=True``: no code runs), self-describing.
+
+A checkpoint is a dict::
+
+    format: "g2l-checkpoint", version: 1
+    config: the resolved config (plain dict)
+    model: the model's state dict (text backbone weights omitted when ``include_text_backbone``
+           is False: then the backbone is rebuilt from ``config.model.text_encoder``)
+    text_backbone: {"config": HF config dict, "tokenizer_files": {name: text}} to rebuild the text
+           encoder with no network
+    frame_encoder: the spec of the frame encoder the features came from, or None
+    epoch, global_step, best: training progress; optimizer and rng: to resume exactly
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "g2l-checkpoint"
+TEXT_BACKBONE_PREFIX = "text_encoder.backbone."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit; the message says why and what to do."""
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model,
+    cfg,
+    optimizer=None,
+    epoch: int = 0,
+    global_step: int = 0,
+    best: dict | None = None,
+    include_rng: bool = True,
+    include_text_backbone: bool = True,
+    frame_encoder: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+    from g2l.config import config_to_dict
+    from g2l.models.text_encoder import text_backbone_files
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if not include_text_backbone:
+        state = {k: v for k, v in state.items() if not k.startswith(TEXT_BACKBONE_PREFIX)}
+    payload = {
+        "format": FORMAT,
+        "version": 1,
+        "config": config_to_dict(cfg),
+        "model": state,
+        "text_backbone": text_backbone_files(model.text_encoder.backbone, model.tokenizer) if include_text_backbone else None,
+        "frame_encoder": frame_encoder,
+        "epoch": epoch,
+        "global_step": global_step,
+        "best": best or {},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "rng": rng_state() if include_rng else None,
+        "extra": extra or {},
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint without executing code; a bad file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint {path} could not be loaded safely ({first[:200]}); it is not a g2l checkpoint or is corrupt"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a g2l checkpoint (no 'format: {FORMAT}' inside)")
+    return payload
+
+
+def load_model_state(model, state: dict, source: str) -> None:
+    """Load ``state`` into ``model``, first checking every shape; a mismatch names the keys."""
+    own = model.state_dict()
+    text_omitted = not any(k.startswith(TEXT_BACKBONE_PREFIX) for k in state)
+    expected = {k for k in own if not (text_omitted and k.startswith(TEXT_BACKBONE_PREFIX))}
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        details = "; ".join(
+            part for part in [
+                f"shapes differ: {', '.join(mismatched[:3])}" if mismatched else "",
+                f"missing: {', '.join(missing[:3])}" if missing else "",
+                f"unexpected: {', '.join(unexpected[:3])}" if unexpected else "",
+            ] if part
+        )
+        raise CheckpointError(
+            f"checkpoint {source} was saved from a model of another shape ({details}); "
+            "use the config it was trained with, or a checkpoint of this model"
+        )
+    model.load_state_dict(state, strict=not text_omitted)
+
+
+def model_from_checkpoint(payload: dict, source: str, overrides: list[str] | None = None):
+    """``(model, cfg)`` from a loaded checkpoint; the text encoder is rebuilt without network when
+    its files travel inside. ``overrides`` (dotted) may change data paths and evaluation settings."""
+    from g2l.config import ConfigError, apply_overrides, config_from_dict
+    from g2l.models.grounding import build_model
+
+    try:
+        cfg = config_from_dict(payload["config"])
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint {source} holds a config this version cannot read ({error})") from None
+    apply_overrides(cfg, overrides or [])
+    model = build_model(cfg, text_spec=payload.get("text_backbone"))
+    load_model_state(model, payload["model"], source)
+    return model, cfg

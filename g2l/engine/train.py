@@ -1,0 +1,210 @@
+"""The training loop, as plain functions: set up, train an epoch, evaluate, checkpoint, repeat.
+
+Epochs are counted from 1. The text backbone is frozen while ``epoch <= train.freeze_text_epochs``;
+the contrastive terms are scaled down once ``epoch > loss.only_iou_epoch``. After every epoch the
+model is evaluated on ``data.eval_split``; ``checkpoints/last.pt`` is written every epoch and
+``checkpoints/best.pt`` when ``eval.best_metric`` improves. ``resume_dir`` continues a run exactly
+where its last checkpoint left it (same data order, dropout draws, optimiser state and schedule).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from g2l.config import Config, apply_overrides, config_from_dict, config_to_dict, save_config
+from g2l.data.dataset import Collate, build_dataset
+from g2l.engine import checkpoint as ckpt
+from g2l.engine.distributed import (
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+    sync_buffers,
+)
+from g2l.engine.logging import RunLogger
+from g2l.engine.optim import build_optimizer, lr_factor, set_learning_rates, set_text_trainable
+from g2l.engine.run_dir import new_run_dir, resume_checkpoint_path
+from g2l.eval.evaluator import evaluate
+from g2l.eval.predictions import write_predictions
+from g2l.losses.combine import build_loss
+from g2l.models.grounding import build_model
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best: dict  # {"epoch": int, metric: value, ...}
+    last_metrics: dict
+    epochs_run: int
+
+
+def _say(message: str, enabled: bool = True) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Drop metrics lines of epochs after the checkpoint we resume from (a crash between the two)."""
+    import json
+
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("epoch", 0) <= last_epoch]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(cfg: Config | None = None, *, resume_dir: str | Path | None = None, overrides: list[str] | None = None) -> TrainResult:
+    """Train from ``cfg`` into a new run folder, or continue the run in ``resume_dir``."""
+    payload = None
+    if resume_dir is not None:
+        payload = ckpt.load_checkpoint(resume_checkpoint_path(resume_dir))
+        cfg = config_from_dict(payload["config"])
+    if cfg is None:
+        raise ValueError("train() needs a config or a run folder to resume")
+    apply_overrides(cfg, overrides or [])
+    t = cfg.train
+    if t.num_threads > 0:
+        torch.set_num_threads(t.num_threads)
+    dist_ctx = init_distributed(t.device)
+    main = dist_ctx.is_main
+    device = dist_ctx.device
+    try:
+        return _train(cfg, payload, resume_dir, dist_ctx, main, device)
+    finally:
+        cleanup()
+
+
+def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
+    t, e = cfg.train, cfg.eval
+    torch.manual_seed(t.seed)
+    # Run folder (rank 0 creates it; the others learn its name).
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        if main:
+            _truncate_metrics(run_dir / "metrics.jsonl", payload["epoch"])
+    else:
+        run_dir = new_run_dir(cfg.log.output_dir, cfg.log.run_name, cfg.data.name) if main else None
+        run_dir = broadcast_object(run_dir)
+    if main:
+        save_config(cfg, run_dir / "config.yaml")
+
+    train_set, train_report = build_dataset(cfg.data, cfg.data.train_split, cfg.model.num_clips)
+    eval_set, eval_report = build_dataset(cfg.data, cfg.data.eval_split, cfg.model.num_clips)
+    _say(train_report + "\n" + eval_report, main)
+
+    model = build_model(cfg, text_spec=payload.get("text_backbone") if payload else None).to(device)
+    if payload is not None:
+        ckpt.load_model_state(model, payload["model"], str(resume_dir))
+    loss_fn = build_loss(cfg)
+    optimizer = build_optimizer(model, lr=t.lr, text_lr_scale=t.text_lr_scale, weight_decay=t.weight_decay,
+                                betas=tuple(t.betas))
+    start_epoch, global_step, best = 1, 0, {}
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+        start_epoch, global_step, best = payload["epoch"] + 1, payload["global_step"], payload["best"]
+        if payload.get("rng") is not None:
+            ckpt.set_rng_state(payload["rng"])
+        _say(f"resuming {run_dir} after epoch {payload['epoch']} (step {global_step})", main)
+
+    logger = RunLogger(run_dir, config=config_to_dict(cfg), mode=cfg.log.wandb, project=cfg.log.wandb_project,
+                       name=run_dir.name, enabled=main,
+                       resume_id=(payload or {}).get("extra", {}).get("wandb_id") if payload else None)
+    per_rank_batch = max(t.batch_size // dist_ctx.world_size, 1)
+    sampler = DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank, shuffle=True,
+                                 seed=t.seed, drop_last=False)
+    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.data.num_workers,
+                        collate_fn=Collate(cfg.loss.iou_min, cfg.loss.iou_max, model.tokenizer, cfg.model.text_max_tokens),
+                        pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
+    steps_per_epoch = len(loader)
+    use_bf16 = t.bf16 and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    last_metrics: dict = {}
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, t.epochs + 1):
+        text_trainable = epoch > t.freeze_text_epochs
+        set_text_trainable(model, text_trainable)
+        model.train()
+        net = model
+        if dist_ctx.world_size > 1:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        started, videos = time.perf_counter(), 0
+        bar = loader
+        if main and cfg.log.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(loader, desc=f"epoch {epoch}/{t.epochs}", dynamic_ncols=True, leave=False, file=sys.stderr)
+        for batch in bar:
+            batch = batch.to(device, non_blocking=True)
+            lrs = set_learning_rates(optimizer, lr_factor(global_step, steps_per_epoch, warmup_epochs=t.warmup_epochs,
+                                                          milestones=t.milestones, decay=t.lr_decay))
+            with autocast():
+                output = net(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
+            terms = loss_fn(output, batch, model.cell_start_idx, model.cell_end_idx, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], t.clip_grad_norm)
+            optimizer.step()
+            global_step += 1
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            if not all(torch.isfinite(torch.tensor(list(values.values())))):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {global_step}: {values}")
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            videos += batch.num_videos
+            logger.log_step(global_step, {**values, "grad_norm": float(grad_norm)}, lrs)
+            if bar is not loader:
+                rate = videos * dist_ctx.world_size / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(loss=f"{values['total']:.4f}", videos_per_s=f"{rate:.1f}")
+        if bar is not loader:
+            bar.close()
+        sync_buffers(model)  # BatchNorm statistics: every rank evaluates and saves rank 0's
+        epoch_losses = all_reduce_mean(torch.tensor([sums.get(k, 0.0) / max(steps_per_epoch, 1) for k in sorted(sums)]))
+        train_record = {f"train_epoch/{k}": float(v) for k, v in zip(sorted(sums), epoch_losses)}
+        train_record["train_epoch/seconds"] = time.perf_counter() - started
+
+        result = evaluate(model, eval_set, cfg, device, keep_maps=True if e.dump_score_maps else cfg.log.num_example_maps,
+                          autocast_dtype=torch.bfloat16 if use_bf16 else None)
+        last_metrics = result.metrics
+        improved = not best or result.metrics[e.best_metric] > best.get(e.best_metric, -1.0)
+        if improved:
+            best = {"epoch": epoch, **{k: v for k, v in result.metrics.items()}}
+        if main:
+            split = cfg.data.eval_split
+            write_predictions(run_dir / "predictions" / f"{split}_epoch{epoch:03d}.jsonl",
+                              result.predictions if e.dump_score_maps else _without_maps(result.predictions))
+            record = {**{f"eval/{k}": v for k, v in result.metrics.items()}, **train_record,
+                      **{f"lr/{k}": v for k, v in lrs.items()}}
+            logger.log_epoch(epoch, global_step, record)
+            logger.log_examples(global_step, result.predictions, cfg.log.num_example_predictions, cfg.log.num_example_maps)
+            summary = "  ".join(f"{k} {100 * v:.2f}" for k, v in result.metrics.items() if k.startswith("R1@") or k == "mIoU")
+            _say(f"epoch {epoch}: loss {train_record.get('train_epoch/total', float('nan')):.4f}  {summary}", main)
+            extra = {"wandb_id": logger.wandb_id}
+            ckpt.save_checkpoint(run_dir / "checkpoints" / "last.pt", model=model, cfg=cfg, optimizer=optimizer,
+                                 epoch=epoch, global_step=global_step, best=best, extra=extra)
+            if improved:
+                ckpt.save_checkpoint(run_dir / "checkpoints" / "best.pt", model=model, cfg=cfg, epoch=epoch,
+                                     global_step=global_step, best=best, include_rng=False, extra=extra)
+        barrier()
+    logger.finish()
+    return TrainResult(run_dir=run_dir, best=best, last_metrics=last_metrics, epochs_run=max(epoch - start_epoch + 1, 0))
+
+
+def _without_maps(predictions):
+    from dataclasses import replace
+
+    return [replace(p, score_map=None) for p in predictions]

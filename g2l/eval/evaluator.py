@@ -1,0 +1,164 @@
+"""Run a model over a split: score maps -> ranked candidates -> metrics and a predictions file.
+
+In a multi-process run each rank takes whole batches (batch n goes to rank n % world), so every
+batch is exactly the batch a single process would form; the per-query results are gathered and
+put back in dataset order, and the metrics equal the single-process metrics exactly.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from g2l.data.dataset import Collate, GroundingDataset
+from g2l.eval.metrics import grounding_metrics
+from g2l.eval.predictions import Prediction, write_predictions
+from g2l.models.grounding import score_cells
+from g2l.ops.spans import ranked_candidates
+
+
+@dataclass
+class EvalResult:
+    metrics: dict
+    predictions: list[Prediction]
+    iou_thresholds: list[float]
+    recall_at: list[int]
+    predictions_path: Path | None = None
+
+
+def _batches_for_rank(num_items: int, batch_size: int, rank: int, world_size: int) -> list[list[int]]:
+    batches = [list(range(s, min(s + batch_size, num_items))) for s in range(0, num_items, batch_size)]
+    return batches[rank::world_size]
+
+
+@torch.inference_mode()
+def predict(
+    model,
+    dataset: GroundingDataset,
+    *,
+    device: torch.device,
+    batch_size: int,
+    score_gamma: float,
+    nms_thresh: float,
+    num_candidates: int,
+    keep_maps: int | bool = False,
+    iou_min: float = 0.5,
+    iou_max: float = 1.0,
+    max_tokens: int = 64,
+    num_workers: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Predictions for every query of ``dataset`` in dataset order (all ranks get the full list).
+
+    ``keep_maps``: True keeps every query's score map; an int keeps the first that many.
+    """
+    from g2l.engine.distributed import gather_objects, rank_and_world
+
+    rank, world = rank_and_world()
+    was_training = model.training
+    model.eval()
+    collate = Collate(iou_min, iou_max, model.tokenizer, max_tokens)
+    indices = [i for batch in _batches_for_rank(len(dataset), batch_size, rank, world) for i in batch]
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collate,
+                        num_workers=num_workers)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="evaluate", leave=False, dynamic_ncols=True)
+    results: list[tuple[int, list[Prediction]]] = []
+    position = 0
+    for batch in loader:
+        batch = batch.to(device)
+        context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+        with context:
+            output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
+        scores = model.to_map(score_cells(output.contrast_cos, output.iou_cos, score_gamma)).float().cpu().numpy()
+        video_of = batch.sentence_video.cpu().numpy()
+        durations = batch.durations_s.cpu().numpy()
+        per_video: dict[int, list[Prediction]] = {}
+        for q in range(scores.shape[0]):
+            b = int(video_of[q])
+            duration = float(durations[b])
+            spans, cand_scores = ranked_candidates(scores[q], duration, nms_thresh, num_candidates)
+            per_video.setdefault(b, []).append(
+                Prediction(
+                    video=batch.video_ids[b], query=batch.sentences[q], duration=duration, gt=batch.gt_windows[q],
+                    candidates=np.concatenate([spans, cand_scores[:, None]], axis=1), score_map=scores[q],
+                )
+            )
+        for b in range(batch.num_videos):
+            results.append((indices[position + b], per_video.get(b, [])))
+        position += batch.num_videos
+    gathered = gather_objects(results) if world > 1 else [results]
+    ordered = sorted((item for part in gathered for item in part), key=lambda pair: pair[0])
+    predictions = [p for _, preds in ordered for p in preds]
+    limit = len(predictions) if keep_maps is True else int(keep_maps)
+    for n, p in enumerate(predictions):
+        if n >= limit:
+            p.score_map = None
+    model.train(was_training)
+    return predictions
+
+
+def metrics_of(predictions: list[Prediction], recall_at, iou_thresholds) -> dict:
+    return grounding_metrics([p.candidates[:, :2] for p in predictions], [p.gt for p in predictions],
+                             recall_at, iou_thresholds)
+
+
+def evaluate(model, dataset, cfg, device, *, keep_maps: int | bool = False, autocast_dtype=None, progress=False) -> EvalResult:
+    """Predictions and metrics of ``model`` on ``dataset`` with the protocol of ``cfg.eval``."""
+    e = cfg.eval
+    predictions = predict(
+        model, dataset, device=device, batch_size=e.batch_size, score_gamma=e.score_gamma, nms_thresh=e.nms_thresh,
+        num_candidates=max(e.num_candidates, max(e.recall_at)), keep_maps=keep_maps, iou_min=cfg.loss.iou_min,
+        iou_max=cfg.loss.iou_max, max_tokens=cfg.model.text_max_tokens, num_workers=cfg.data.num_workers,
+        autocast_dtype=autocast_dtype, progress=progress,
+    )
+    return EvalResult(metrics_of(predictions, e.recall_at, e.iou_thresholds), predictions,
+                      list(e.iou_thresholds), list(e.recall_at))
+
+
+def evaluate_checkpoint(
+    checkpoint: str,
+    *,
+    split: str | None = None,
+    overrides: list[str] | None = None,
+    predictions_out: str | None = None,
+    dump_maps: bool = False,
+    device: str = "auto",
+    nms_thresh: float | None = None,
+    iou_thresholds: list[float] | None = None,
+    recall_at: list[int] | None = None,
+) -> EvalResult:
+    """``tools/eval.py --checkpoint``: load, evaluate a split, write its predictions file."""
+    from g2l.data.dataset import build_dataset
+    from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from g2l.engine.distributed import resolve_device
+
+    payload = load_checkpoint(checkpoint)
+    extra = list(overrides or [])
+    if nms_thresh is not None:
+        extra.append(f"eval.nms_thresh={nms_thresh}")
+    if iou_thresholds:
+        extra.append(f"eval.iou_thresholds={list(iou_thresholds)}")
+    if recall_at:
+        extra.append(f"eval.recall_at={list(recall_at)}")
+    model, cfg = model_from_checkpoint(payload, str(checkpoint), extra)
+    split = split or cfg.data.eval_split
+    dataset, report = build_dataset(cfg.data, split, cfg.model.num_clips)
+    import sys
+
+    print(report, file=sys.stderr)
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    result = evaluate(model, dataset, cfg, torch_device, keep_maps=dump_maps, progress=True)
+    out = Path(predictions_out) if predictions_out else Path(checkpoint).with_name(f"predictions_{split}.jsonl")
+    write_predictions(out, result.predictions)
+    result.predictions_path = out
+    return result

@@ -1,0 +1,116 @@
+"""The total loss as a dict of named, weighted terms (METHOD.md section 3, "Total").
+
+    L = L_bce + lambda_c * (L_v + L_s or L_GCL) + w_ssi * L_SSI
+
+until epoch ``only_iou_epoch`` (1-based, inclusive); after it every term but L_bce is multiplied
+by ``only_iou_scale`` (0.01). Each term is switched off by passing None. The returned dict holds
+each weighted term under its name and their sum under ``"total"``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from g2l.losses.positives import positive_cells
+
+
+class GroundingLoss(nn.Module):
+    def __init__(
+        self,
+        *,
+        bce: nn.Module | None,
+        video_contrast: nn.Module | None,
+        sentence_contrast: nn.Module | None,
+        ssi: nn.Module | None = None,
+        num_positives: int = 1,
+        contrast_weight: float = 0.05,
+        ssi_weight: float = 0.0,
+        only_iou_epoch: int = 7,
+        only_iou_scale: float = 0.01,
+        geodesic_k: int = 5,
+        geodesic_cutoff: float = 0.5,
+    ):
+        super().__init__()
+        self.bce, self.video_contrast, self.sentence_contrast, self.ssi = bce, video_contrast, sentence_contrast, ssi
+        self.num_positives = num_positives
+        self.contrast_weight, self.ssi_weight = contrast_weight, ssi_weight
+        self.only_iou_epoch, self.only_iou_scale = only_iou_epoch, only_iou_scale
+        self.geodesic_k, self.geodesic_cutoff = geodesic_k, geodesic_cutoff
+
+    @property
+    def needs_closeness(self) -> bool:
+        return getattr(self.sentence_contrast, "needs_closeness", False) or self.ssi is not None
+
+    def forward(self, output, batch, cell_start_idx: torch.Tensor, cell_end_idx: torch.Tensor, epoch: int) -> dict:
+        """``output``: GroundingOutput; ``batch``: Batch on the same device; ``epoch``: 1-based."""
+        iou_cells = batch.iou_maps[:, cell_start_idx, cell_end_idx]  # (q C)
+        terms: dict[str, torch.Tensor] = {}
+        late = epoch > self.only_iou_epoch
+        scale = self.only_iou_scale if late else 1.0
+        if self.bce is not None:
+            terms["bce"] = self.bce(output.iou_cos, batch.targets[:, cell_start_idx, cell_end_idx])
+        positives = positive_cells(iou_cells, self.num_positives)  # (q k)
+        closeness = None
+        if self.needs_closeness:
+            from g2l.ops.geodesic import geodesic_closeness_batch
+
+            closeness = geodesic_closeness_batch(
+                output.cell_contrast.detach(), batch.sentence_video, positives[:, 0],
+                k=self.geodesic_k, cutoff=self.geodesic_cutoff,
+            )  # (q C), no gradient
+        if self.video_contrast is not None:
+            loss = self.video_contrast(
+                output.cell_contrast, output.sentence_contrast, batch.sentence_video, positives, batch.windows_s
+            )
+            terms["video_contrast"] = self.contrast_weight * scale * loss
+        if self.sentence_contrast is not None:
+            extra = {"closeness": closeness} if getattr(self.sentence_contrast, "needs_closeness", False) else {}
+            loss = self.sentence_contrast(
+                output.cell_contrast, output.sentence_contrast, batch.sentence_video, positives, iou_cells, **extra
+            )
+            terms["sentence_contrast"] = self.contrast_weight * scale * loss
+        if self.ssi is not None and self.ssi_weight > 0:
+            loss = self.ssi(output.cell_contrast, output.sentence_contrast, batch.sentence_video, closeness)
+            terms["ssi"] = self.ssi_weight * scale * loss
+        terms["total"] = sum(terms.values()) if terms else output.iou_cos.sum() * 0
+        return terms
+
+
+def build_loss(cfg) -> GroundingLoss:
+    """Config -> the loss combiner with the configured terms switched on."""
+    from g2l.losses.bce import IoUBCELoss
+    from g2l.losses.sentence_contrast import SentenceToVideoLoss
+    from g2l.losses.video_contrast import VideoToSentenceLoss
+
+    lo = cfg.loss
+    if lo.sentence_contrast == "mmn":
+        sentence = SentenceToVideoLoss(margin=lo.margin, tau=lo.tau)
+    elif lo.sentence_contrast == "gcl":
+        from g2l.losses.gcl import GeodesicContrastLoss
+
+        sentence = GeodesicContrastLoss(
+            margin=lo.margin, tau=lo.tau, num_positives=lo.gcl_num_positives, form=lo.gcl_form
+        )
+    else:
+        sentence = None
+    ssi = None
+    if lo.ssi_weight > 0:
+        from g2l.losses.ssi import ShapleyInteractionLoss
+
+        ssi = ShapleyInteractionLoss(
+            num_players=lo.ssi_num_players, num_samples=lo.ssi_num_samples, tau=lo.tau, seed=cfg.train.seed
+        )
+    return GroundingLoss(
+        bce=IoUBCELoss() if lo.use_bce else None,
+        video_contrast=VideoToSentenceLoss(margin=lo.margin, tau=lo.tau) if lo.video_contrast else None,
+        sentence_contrast=sentence,
+        ssi=ssi,
+        num_positives=lo.num_positives,
+        contrast_weight=lo.contrast_weight,
+        ssi_weight=lo.ssi_weight,
+        only_iou_epoch=lo.only_iou_epoch,
+        only_iou_scale=lo.only_iou_scale,
+        geodesic_k=lo.geodesic_k,
+        geodesic_cutoff=lo.geodesic_cutoff,
+    )

@@ -1,0 +1,143 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from g2l.config import load_config
+from g2l.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from g2l.engine.train import train
+from g2l.eval.evaluator import evaluate_checkpoint
+from tests.fixtures import tiny_overrides, write_tiny_benchmark
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, tiny_text_encoder_dir):
+    folder = write_tiny_benchmark(tmp_path_factory.mktemp("tiny_bench"))
+    return folder, tiny_text_encoder_dir
+
+
+def overrides(bench, out_dir, **extra):
+    folder, encoder = bench
+    return tiny_overrides(folder, encoder, out_dir, **extra)
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return train(load_config(None, overrides(bench, out, **{"log.run_name": "straight"})))
+
+
+def test_training_steps_give_finite_losses_and_a_run_folder(two_epoch_run):
+    run = two_epoch_run.run_dir
+    records = read_metrics(run)
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        for key in ("train_epoch/total", "train_epoch/bce", "train_epoch/video_contrast", "train_epoch/sentence_contrast"):
+            assert torch.isfinite(torch.tensor(r[key]))
+        assert 0 <= r["eval/R1@0.5"] <= 1 and r["eval/num_queries"] == 16
+    # only_iou_epoch = 1: epoch 2 scales the contrastive terms by 0.01.
+    assert records[1]["train_epoch/video_contrast"] < records[0]["train_epoch/video_contrast"]
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.pt").is_file()
+    assert (run / "checkpoints" / "best.pt").is_file()
+    assert len((run / "predictions" / "test_epoch002.jsonl").read_text().splitlines()) == 16
+
+
+def test_resume_equals_uninterrupted_training(bench, two_epoch_run, tmp_path):
+    first = train(load_config(None, overrides(bench, tmp_path, **{"log.run_name": "split", "train.epochs": 1})))
+    assert first.epochs_run == 1
+    resumed = train(resume_dir=first.run_dir, overrides=["train.epochs=2"])
+    assert resumed.epochs_run == 1
+    straight = read_metrics(two_epoch_run.run_dir)
+    split = read_metrics(resumed.run_dir)
+    assert [r["epoch"] for r in split] == [1, 2]
+    for a, b in zip(straight, split):
+        assert {k: v for k, v in a.items() if "seconds" not in k} == {k: v for k, v in b.items() if "seconds" not in k}
+    wa = load_checkpoint(two_epoch_run.run_dir / "checkpoints" / "last.pt")["model"]
+    wb = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["model"]
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_checkpoint_round_trip_and_evaluation(two_epoch_run, tmp_path):
+    ckpt = two_epoch_run.run_dir / "checkpoints" / "last.pt"
+    result = evaluate_checkpoint(str(ckpt), predictions_out=str(tmp_path / "p.jsonl"), device="cpu")
+    logged = read_metrics(two_epoch_run.run_dir)[-1]
+    for key, value in result.metrics.items():
+        assert logged[f"eval/{key}"] == value
+    # The predictions file re-scores to the same numbers with no model code.
+    out = tmp_path / "m.json"
+    proc = subprocess.run([sys.executable, "tools/eval.py", "--predictions", str(tmp_path / "p.jsonl"), "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["R1@0.5"] == result.metrics["R1@0.5"]
+    # Loading executes no code: the file is read with weights_only=True, and the text encoder is
+    # rebuilt from the files inside even when its folder is gone.
+    payload = load_checkpoint(ckpt)
+    payload["config"]["model"]["text_encoder"] = "/nonexistent/encoder"
+    model, cfg = model_from_checkpoint(payload, "test")
+    assert cfg.model.text_encoder == "/nonexistent/encoder"
+    assert model.tokenizer("a person opens the door")["input_ids"]
+
+
+def test_checkpoint_is_refused_when_it_executes_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "g2l-checkpoint", "x": Evil()}, path)
+    with pytest.raises(CheckpointError, match="could not be loaded safely"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def run_tool(*args, env=None):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, env=env)
+
+
+def one_line_error(proc, needle):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and needle in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_bad_inputs_are_one_sentence(bench, two_epoch_run, tmp_path):
+    base = overrides(bench, two_epoch_run.run_dir.parent, **{"log.run_name": two_epoch_run.run_dir.name})
+    one_line_error(run_tool("tools/train.py", "--config", "configs/base.yaml", *base), "already exists")
+    one_line_error(run_tool("tools/train.py", "--config", "configs/base.yaml", *base, "model.num_clip=3"),
+                   "unknown config key 'model.num_clip'")
+    missing = overrides(bench, tmp_path, **{"data.features": tmp_path / "nope.hdf5"})
+    one_line_error(run_tool("tools/train.py", "--config", "configs/base.yaml", *missing), "does not exist")
+    ckpt = two_epoch_run.run_dir / "checkpoints" / "last.pt"
+    one_line_error(run_tool("tools/eval.py", "--checkpoint", str(ckpt), "model.hidden_dim=24"), "another shape")
+    one_line_error(run_tool("tools/eval.py", "--checkpoint", str(tmp_path / "none.pt")), "does not exist")
+    one_line_error(run_tool("tools/train.py", "--resume", str(tmp_path / "nothing")), "cannot resume")
+
+
+def test_wandb_offline_run_holds_logged_keys(bench, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    env["WANDB_SILENT"] = "true"
+    args = overrides(bench, tmp_path, **{"log.run_name": "wb", "train.epochs": 1, "log.wandb": "auto"})
+    env["HOME"] = str(tmp_path)  # no ~/.netrc: auto means offline
+    proc = run_tool("tools/train.py", "--config", "configs/base.yaml", *args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    (log,) = runs[0].glob("run-*.wandb")
+    data = log.read_bytes()
+    for key in (b"loss/bce", b"loss/total", b"lr/main", b"lr/text", b"eval/R1@0.5", b"eval/mIoU", b"train_epoch/total",
+                b"eval/examples", b"eval/score_maps", b"model"):
+        assert key in data, key
+    assert list(runs[0].glob("files/media/table/eval/examples*.table.json"))
+    assert list(runs[0].glob("files/media/images/eval/score_maps*.png"))
