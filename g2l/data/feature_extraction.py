@@ -1,0 +1,300 @@
+"""Extract per-frame features from video files into an HDF5 file in the public layout.
+
+Layout written (the one Charades-STA's ``vgg_rgb_features.hdf5`` uses, so the feature stores read
+it unchanged)::
+
+    f[video_id]                  (T, d) float32, one row per sample at times (k + 0.5) / fps
+    f[video_id].attrs            duration_s (float), fps (float)
+    f.attrs["g2l_encoder_spec"]  JSON of the encoder's spec plus the sampling fps
+    f.attrs["fps"]               the sampling fps
+
+``video_id`` is the file name without its extension. Runs resume: videos already in the file are
+skipped; a file made with another encoder or fps is an ``EncoderMismatchError``. A video's
+dataset is written only once all its features are computed, under a temporary name that is
+renamed when complete, and the file is flushed after each video; a leftover temporary dataset
+(from a run killed while writing) is removed on the next run. Unreadable videos are counted,
+reported and skipped.
+
+Decoding runs in a background thread that keeps up to ``prefetch_chunks`` decoded chunks ready
+in a bounded queue, so decoding overlaps with encoding and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from g2l.data.video import VIDEO_EXTENSIONS, VideoReadError, is_video_file, read_video_frames
+from g2l.models.frame_encoders import EncoderMismatchError, FrameEncoder, check_encoder_compatible
+
+SPEC_ATTR = "g2l_encoder_spec"
+PARTIAL_PREFIX = ".partial-"
+
+
+class FeatureFileError(ValueError):
+    """The output path is not an HDF5 feature file this module can resume."""
+
+
+def extract_video_features(
+    path: str | Path,
+    encoder: FrameEncoder,
+    fps: float = 1.0,
+    batch_size: int = 32,
+    *,
+    chunk_frames: int = 64,
+    prefetch_chunks: int = 2,
+) -> tuple[np.ndarray, float]:
+    """Features ``(T, d)`` float32 of one video sampled at ``fps``, and its duration in seconds.
+
+    Frames are read at the encoder's input size; raises ``VideoReadError`` for an unreadable file.
+    """
+    video = read_video_frames(path, fps=fps, size=encoder.input_size, chunk_frames=max(chunk_frames, batch_size))
+    features = [encoder.encode(chunk.frames, batch_size=batch_size) for chunk in prefetch(video, prefetch_chunks)]
+    return np.concatenate(features).astype(np.float32, copy=False), video.duration_s  # (T, d)
+
+
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """Iterate ``items`` in a background thread, keeping at most ``depth`` items ready.
+
+    An exception in the producer is re-raised here; stopping early (an exception in the consumer)
+    stops the producer.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            put(("error", error))
+
+    thread = threading.Thread(target=produce, name="g2l-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = ready.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+@dataclass
+class ExtractionReport:
+    """What one run did: ids written, ids already present, and ``(path, reason)`` of failures."""
+
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"extracted {len(self.extracted)} videos, skipped {len(self.skipped)} already in the file, "
+            f"failed {len(self.failed)}"
+        ]
+        lines += [f"  failed: {path}: {reason}" for path, reason in self.failed]
+        return "\n".join(lines)
+
+
+def list_videos(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand files, folders (their video files, sorted, not recursive) and ``.txt`` lists of paths.
+
+    In a ``.txt`` list, one path a line, relative paths are relative to the list's folder, blank
+    lines and lines starting with ``#`` are skipped; listed files that are missing are kept (they
+    fail later as unreadable videos). A command-line input that does not exist, a folder with no
+    video, or two videos with the same id raise ``ValueError``.
+    """
+    videos: list[Path] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_video_file(p))
+            if not found:
+                raise ValueError(f"Folder {str(path)!r} holds no video file (looked for {', '.join(VIDEO_EXTENSIONS)}).")
+            videos += found
+        elif path.suffix.lower() == ".txt" and path.is_file():
+            for line in path.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    listed = Path(line)
+                    videos.append(listed if listed.is_absolute() else path.parent / listed)
+        elif path.exists():
+            videos.append(path)
+        else:
+            raise ValueError(f"Input {str(path)!r} does not exist; pass video files, folders or .txt lists of paths.")
+    by_id: dict[str, Path] = {}
+    for video in videos:
+        other = by_id.setdefault(video.stem, video)
+        if other != video:
+            raise ValueError(f"Videos {str(other)!r} and {str(video)!r} share the id {video.stem!r}; rename one or extract them into separate files.")
+    return list(by_id.values())
+
+
+def extract_features_to_hdf5(
+    videos: Sequence[str | Path],
+    out_path: str | Path,
+    encoder: FrameEncoder,
+    *,
+    fps: float = 1.0,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> ExtractionReport:
+    """Extract every video not yet in ``out_path`` (see the module docstring); never stops on a bad video.
+
+    Raises ``EncoderMismatchError`` when ``out_path`` holds features of another encoder or fps,
+    and ``FeatureFileError`` when it is not a feature file this function wrote.
+    """
+    spec = {**encoder.spec, "fps": float(fps)}
+    report = ExtractionReport()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = h5py.File(out_path, "a")
+    except OSError as error:
+        raise FeatureFileError(f"Output {str(out_path)!r} exists but is not an HDF5 file h5py can open ({error}); choose another --out.") from error
+    with handle:
+        _prepare_output(handle, spec, out_path)
+        bar = tqdm(videos, desc="extracting", unit="video", disable=not progress, file=sys.stderr)
+        for video in bar:
+            video = Path(video)
+            video_id = video.stem
+            if video_id in handle:
+                report.skipped.append(video_id)
+                continue
+            bar.set_postfix_str(video.name[-30:])
+            try:
+                features, duration_s = extract_video_features(video, encoder, fps, batch_size)
+            except VideoReadError as error:
+                report.failed.append((str(video), str(error)))
+                continue
+            _write_video(handle, video_id, features, duration_s=duration_s, fps=fps)
+            report.extracted.append(video_id)
+        bar.close()
+    return report
+
+
+def _prepare_output(handle: h5py.File, spec: dict, out_path: Path) -> None:
+    """Check (or, for a new file, write) the encoder spec; remove datasets left half-written."""
+    for name in [name for name in handle if name.startswith(PARTIAL_PREFIX)]:
+        del handle[name]
+    if SPEC_ATTR in handle.attrs:
+        stored = json.loads(handle.attrs[SPEC_ATTR])
+        check_encoder_compatible(spec, stored, what=f"the existing feature file {str(out_path)!r}")
+    elif len(handle) > 0:
+        raise FeatureFileError(
+            f"{str(out_path)!r} already holds features that carry no {SPEC_ATTR!r} attribute (not written by g2l); "
+            f"write to a new file."
+        )
+    else:
+        handle.attrs[SPEC_ATTR] = json.dumps(spec, sort_keys=True)
+        handle.attrs["fps"] = spec["fps"]
+    handle.flush()
+
+
+def _write_video(handle: h5py.File, video_id: str, features: np.ndarray, *, duration_s: float, fps: float) -> None:
+    """Write under a temporary name, then rename: a reader never sees a half-written video."""
+    partial = PARTIAL_PREFIX + video_id
+    dataset = handle.create_dataset(partial, data=features.astype(np.float32, copy=False))  # (T, d)
+    dataset.attrs["duration_s"] = float(duration_s)
+    dataset.attrs["fps"] = float(fps)
+    handle.move(partial, video_id)
+    handle.flush()
+
+
+def read_encoder_spec(path: str | Path) -> dict | None:
+    """The encoder spec stored in a feature file, or None if it has none (e.g. a public file)."""
+    with h5py.File(path, "r") as handle:
+        return json.loads(handle.attrs[SPEC_ATTR]) if SPEC_ATTR in handle.attrs else None
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr and exit status 2 (argparse prints the usage too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="extract_features.py",
+        description="Extract per-frame features of videos into an HDF5 file (f[video_id] -> (T, d) float32).",
+    )
+    parser.add_argument("videos", nargs="+", help="video files, folders of videos, or .txt files listing video paths")
+    parser.add_argument("--out", required=True, help="output .hdf5 file (created, or resumed when it exists)")
+    parser.add_argument("--encoder", default="mobilenet_v2", help="'mobilenet_v2' (default) or 'clip:<hub name or folder>'")
+    parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per encoder batch (default 32)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    return parser
+
+
+def extract_features_main(argv: Sequence[str] | None = None) -> int:
+    """Command line of ``tools/extract_features.py``; returns the exit status.
+
+    0: the output holds at least one of the videos (extracted now or before); 1: every video
+    failed; 2: bad arguments (including an output file made with another encoder or fps).
+    """
+    parser = build_argument_parser()
+    args = parser.parse_args(argv)
+    if not args.fps > 0:
+        parser.error(f"--fps must be positive, got {args.fps}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    try:
+        videos = list_videos(args.videos)
+    except ValueError as error:
+        parser.error(str(error))
+    if not videos:
+        parser.error("no video to extract (the .txt lists are empty)")
+
+    import torch
+
+    from g2l.models.frame_encoders import build_frame_encoder
+
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except Exception as error:  # RuntimeError (bad name), AssertionError (no CUDA build), NotImplementedError
+        parser.error(f"--device {args.device!r} is not usable here ({str(error).splitlines()[0][:120]})")
+    try:
+        encoder = build_frame_encoder(args.encoder, device=device)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    try:
+        report = extract_features_to_hdf5(
+            videos, args.out, encoder, fps=args.fps, batch_size=args.batch_size, progress=not args.no_progress
+        )
+    except (EncoderMismatchError, FeatureFileError) as error:
+        parser.error(str(error))
+    print(report.summary(), file=sys.stderr)
+    return 0 if report.extracted or report.skipped else 1

