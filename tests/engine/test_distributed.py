@@ -1,0 +1,33 @@
+"""Two processes with gloo: training runs under torchrun, and its distributed evaluation equals a
+single-process evaluation of the same weights exactly."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from g2l.eval.evaluator import evaluate_checkpoint
+from tests.fixtures import tiny_overrides, write_tiny_benchmark
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_two_process_training_and_evaluation(tmp_path, tiny_text_encoder_dir):
+    folder = write_tiny_benchmark(tmp_path / "bench", num_train=16, num_test=9)
+    args = tiny_overrides(folder, tiny_text_encoder_dir, tmp_path / "runs", **{"log.run_name": "ddp", "train.epochs": 1,
+                                                                               "eval.batch_size": 2})
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         "tools/train.py", "--config", "configs/base.yaml", *args, "train.num_threads=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "ddp"
+    (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert record["eval/num_queries"] == 18
+    single = evaluate_checkpoint(str(run / "checkpoints" / "last.pt"), device="cpu",
+                                 predictions_out=str(tmp_path / "single.jsonl"), overrides=["eval.batch_size=2"])
+    for key, value in single.metrics.items():
+        assert record[f"eval/{key}"] == value, key
+    distributed = (run / "predictions" / "test_epoch001.jsonl").read_text().splitlines()
+    assert distributed == (tmp_path / "single.jsonl").read_text().splitlines()
