@@ -17,28 +17,24 @@ class CliError(ValueError):
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean bad input, from every module that raises one."""
-    from g2l.config import ConfigError
-    from g2l.eval.predictions import PredictionsError
-
-    types: list[type[BaseException]] = [CliError, ConfigError, PredictionsError]
-    optional = [
+    """The exceptions that mean bad input. A module that was never imported raised none of its
+    errors, so only modules already loaded are consulted (no import cost on the error path)."""
+    types: list[type[BaseException]] = [CliError]
+    for module_name, name in [
+        ("g2l.config", "ConfigError"),
+        ("g2l.eval.predictions", "PredictionsError"),
         ("g2l.data.annotations", "AnnotationError"),
         ("g2l.data.features", "FeatureError"),
         ("g2l.data.video", "VideoReadError"),
+        ("g2l.data.feature_extraction", "FeatureFileError"),
         ("g2l.models.frame_encoders", "EncoderMismatchError"),
+        ("g2l.models.text_encoder", "TextEncoderError"),
         ("g2l.engine.checkpoint", "CheckpointError"),
         ("g2l.engine.run_dir", "RunDirError"),
-        ("g2l.models.text_encoder", "TextEncoderError"),
-    ]
-    import importlib
-
-    for module_name, name in optional:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        if hasattr(module, name):
+        ("g2l.inference", "GroundingError"),
+    ]:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, name):
             types.append(getattr(module, name))
     return tuple(types)
 

@@ -101,10 +101,9 @@ class LossConfig:
     geodesic_k: int = 5
     geodesic_cutoff: float = 0.5
     gcl_num_positives: int = 5
-    gcl_form: str = "weighted_infonce"  # or "authors"
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
-    ssi_num_samples: int = 32
+    ssi_num_samples: int = 64  # Monte Carlo coalitions per (sentence, moment) pair
 
 
 @dataclass
@@ -332,8 +331,6 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
     if lo.sentence_contrast not in ("mmn", "gcl", "off"):
         raise ConfigError(f"loss.sentence_contrast must be 'mmn', 'gcl' or 'off', got '{lo.sentence_contrast}'")
-    if lo.gcl_form not in ("weighted_infonce", "authors"):
-        raise ConfigError(f"loss.gcl_form must be 'weighted_infonce' or 'authors', got '{lo.gcl_form}'")
     if not 0 <= lo.iou_min < lo.iou_max <= 1:
         raise ConfigError(f"need 0 <= loss.iou_min < loss.iou_max <= 1, got {lo.iou_min}, {lo.iou_max}")
     if cfg.log.wandb not in ("auto", "online", "offline", "off"):

@@ -154,7 +154,7 @@ def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
                                                           milestones=t.milestones, decay=t.lr_decay))
             with autocast():
                 output = net(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
-            terms = loss_fn(output, batch, model.cell_start_idx, model.cell_end_idx, epoch)
+            terms = loss_fn(output, batch, model.cell_start_idx, model.cell_end_idx, epoch, global_step)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], t.clip_grad_norm)

@@ -42,8 +42,10 @@ class GroundingLoss(nn.Module):
     def needs_closeness(self) -> bool:
         return getattr(self.sentence_contrast, "needs_closeness", False) or self.ssi is not None
 
-    def forward(self, output, batch, cell_start_idx: torch.Tensor, cell_end_idx: torch.Tensor, epoch: int) -> dict:
-        """``output``: GroundingOutput; ``batch``: Batch on the same device; ``epoch``: 1-based."""
+    def forward(self, output, batch, cell_start_idx: torch.Tensor, cell_end_idx: torch.Tensor, epoch: int,
+                step: int = 0) -> dict:
+        """``output``: GroundingOutput; ``batch``: Batch on the same device; ``epoch``: 1-based;
+        ``step``: the global step (seeds the Shapley sampler)."""
         iou_cells = batch.iou_maps[:, cell_start_idx, cell_end_idx]  # (q C)
         terms: dict[str, torch.Tensor] = {}
         late = epoch > self.only_iou_epoch
@@ -55,10 +57,11 @@ class GroundingLoss(nn.Module):
         if self.needs_closeness:
             from g2l.ops.geodesic import geodesic_closeness_batch
 
+            video_of = batch.sentence_video
+            sources = [positives[video_of == v, 0] for v in range(output.cell_contrast.shape[0])]
             closeness = geodesic_closeness_batch(
-                output.cell_contrast.detach(), batch.sentence_video, positives[:, 0],
-                k=self.geodesic_k, cutoff=self.geodesic_cutoff,
-            )  # (q C), no gradient
+                output.cell_contrast.detach(), sources, k=self.geodesic_k, cutoff=self.geodesic_cutoff
+            )  # (q C), no gradient; rows video by video, which is the sentence order
         if self.video_contrast is not None:
             loss = self.video_contrast(
                 output.cell_contrast, output.sentence_contrast, batch.sentence_video, positives, batch.windows_s
@@ -71,7 +74,7 @@ class GroundingLoss(nn.Module):
             )
             terms["sentence_contrast"] = self.contrast_weight * scale * loss
         if self.ssi is not None and self.ssi_weight > 0:
-            loss = self.ssi(output.cell_contrast, output.sentence_contrast, batch.sentence_video, closeness)
+            loss = self.ssi(output.cell_contrast, output.sentence_contrast, batch.sentence_video, closeness, step)
             terms["ssi"] = self.ssi_weight * scale * loss
         terms["total"] = sum(terms.values()) if terms else output.iou_cos.sum() * 0
         return terms
@@ -89,9 +92,7 @@ def build_loss(cfg) -> GroundingLoss:
     elif lo.sentence_contrast == "gcl":
         from g2l.losses.gcl import GeodesicContrastLoss
 
-        sentence = GeodesicContrastLoss(
-            margin=lo.margin, tau=lo.tau, num_positives=lo.gcl_num_positives, form=lo.gcl_form
-        )
+        sentence = GeodesicContrastLoss(margin=lo.margin, tau=lo.tau, num_positives=lo.gcl_num_positives)
     else:
         sentence = None
     ssi = None

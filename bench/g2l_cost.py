@@ -1,0 +1,192 @@
+"""What G2L's extra training signals cost, measured on this machine.
+
+(a) Shapley Monte Carlo sampler (g2l/ops/shapley.py): bracket evaluations ("samples") per second
+    of the Numba kernel against the plain-Python reference of the same estimator, on the game of
+    one video: S sentences and M = 2 K S moment players (Charades-STA: S = 3, K = 5 -> M = 30;
+    ActivityNet-like: S = 4, K = 7 -> M = 56).
+(b) Geodesic closeness (g2l/ops/geodesic.py): one TACoS-sized video, P = 2548 cells, d = 256,
+    8 sources, single-threaded, on three kinds of features (see ``cell_features``).
+
+JIT compilation is excluded (every kernel is warmed up first); times are medians of repeats.
+
+    python bench/g2l_cost.py            # full run, about a minute
+    python bench/g2l_cost.py --quick    # fewer repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+
+import numba
+import numpy as np
+import torch
+
+from g2l.ops.geodesic import geodesic_closeness
+from g2l.ops.shapley import _reference_pairwise_interaction_python, pairwise_interaction
+
+
+def timed(fn, repeats: int) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def single_threaded():
+    numba.set_num_threads(1)
+    torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) Shapley sampler
+# ---------------------------------------------------------------------------------------------
+
+
+def shapley_game(num_sentences: int, num_moments: int, seed: int = 0) -> np.ndarray:
+    """A plausible ``(s m)`` cosine-similarity matrix: moments near their sentence plus others."""
+    rng = np.random.default_rng(seed)
+    sentences = rng.standard_normal((num_sentences, 256))
+    owner = rng.integers(0, num_sentences, size=num_moments)
+    moments = sentences[owner] + 1.5 * rng.standard_normal((num_moments, 256))
+    sentences /= np.linalg.norm(sentences, axis=1, keepdims=True)
+    moments /= np.linalg.norm(moments, axis=1, keepdims=True)
+    return sentences @ moments.T
+
+
+def bench_shapley(games: dict[str, tuple[int, int]], numba_samples: int, python_samples: int,
+                  repeats: int) -> list[dict]:
+    """Samples/second of the Numba sampler (1 thread and all threads) and of the Python reference."""
+    rows = []
+    all_threads = numba.config.NUMBA_NUM_THREADS
+    for name, (num_sentences, k_per_sentence) in games.items():
+        num_moments = 2 * k_per_sentence * num_sentences
+        sim = shapley_game(num_sentences, num_moments)
+        pairs = num_sentences * num_moments
+        pairwise_interaction(sim, 10)  # compile / load the cached kernel
+        single_threaded()
+        t_numba = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1), repeats))
+        numba.set_num_threads(all_threads)
+        t_parallel = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1), repeats))
+        single_threaded()
+        t_python = statistics.median(timed(
+            lambda: _reference_pairwise_interaction_python(sim, python_samples, seed=1), max(1, repeats // 3)))
+        numba_rate = pairs * numba_samples / t_numba
+        python_rate = pairs * python_samples / t_python
+        rows.append(dict(
+            game=f"{name}: S={num_sentences}, M={num_moments}, n={num_sentences + num_moments}",
+            numba_rate=numba_rate, parallel_rate=pairs * numba_samples / t_parallel,
+            python_rate=python_rate, speedup=numba_rate / python_rate,
+            video_ms=1e3 * t_numba, samples=numba_samples, threads=all_threads,
+        ))
+    return rows
+
+
+def print_shapley(rows: list[dict]) -> None:
+    print("\n(a) Shapley interaction, Monte Carlo: bracket evaluations per second")
+    print(f"{'game':<34} {'Numba 1 thr':>12} {'Numba all':>12} {'Python':>10} {'speed-up':>9} {'ms/video':>9}")
+    for r in rows:
+        print(f"{r['game']:<34} {r['numba_rate']:>12,.0f} {r['parallel_rate']:>12,.0f} "
+              f"{r['python_rate']:>10,.0f} {r['speedup']:>8.0f}x {r['video_ms']:>9.1f}")
+    print(f"    ms/video: all S*M pairs at {rows[0]['samples']} samples each, 1 thread "
+          f"('Numba all' = {rows[0]['threads']} threads). Python: same draws, values from scratch.")
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) Geodesic closeness
+# ---------------------------------------------------------------------------------------------
+
+
+def cell_features(kind: str, num_clips: int = 128, dim: int = 256, seed: int = 0) -> np.ndarray:
+    """``(p d)`` features of the valid cells of a TACoS map (p = 2548 at 128 clips).
+
+    gauss:  i.i.d. Gaussian (almost nothing within the cut-off but the sources);
+    map-noisy / map-smooth: max-pool over [i, j] of a smooth random walk of clip features, with /
+    without noise of 0.5; on map-smooth the cut-off reaches the whole map, like real map features
+    after the 2D convolutions.
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "gauss":
+        return rng.standard_normal((2548, dim)).astype(np.float32)
+    noise = {"map-noisy": 0.5, "map-smooth": 0.0}[kind]
+    clips = np.zeros((num_clips, dim))
+    state = rng.standard_normal(dim)
+    for t in range(num_clips):
+        state = 0.9 * state + np.sqrt(1 - 0.81) * rng.standard_normal(dim)
+        clips[t] = state
+    cells = []
+    for i, j in itertools.combinations_with_replacement(range(num_clips), 2):
+        offset = j - i
+        stride = 1 if offset < 16 else 2 if offset < 32 else 4 if offset < 64 else 8
+        if i % stride == 0 and (j + 1) % stride == 0:
+            cells.append(clips[i : j + 1].max(axis=0))
+    cells = np.asarray(cells)
+    return (cells + noise * rng.standard_normal(cells.shape)).astype(np.float32)
+
+
+def bench_geodesic(kinds: list[str], num_sources: int, repeats: int) -> list[dict]:
+    """Median single-threaded time of ``geodesic_closeness`` (lazy Numba kNN, and the dense
+    torch Gram-matrix path for comparison)."""
+    single_threaded()
+    rows = []
+    for kind in kinds:
+        features = cell_features(kind)
+        sources = np.random.default_rng(1).choice(len(features), size=num_sources, replace=False)
+        start = time.perf_counter()
+        G = geodesic_closeness(features, sources, knn="lazy")  # warm-up (loads or compiles the kernel)
+        first_s = time.perf_counter() - start
+        lazy = timed(lambda: geodesic_closeness(features, sources, knn="lazy"), repeats)
+        dense = timed(lambda: geodesic_closeness(features, sources, knn="dense"), max(1, repeats // 3))
+        rows.append(dict(kind=kind, p=len(features), d=features.shape[1], lazy_ms=1e3 * statistics.median(lazy),
+                         lazy_min_ms=1e3 * min(lazy), dense_ms=1e3 * statistics.median(dense),
+                         reached=int((G > 0).any(axis=0).sum()), first_s=first_s))
+    return rows
+
+
+def print_geodesic(rows: list[dict], num_sources: int) -> None:
+    print(f"\n(b) Geodesic closeness, one video, {num_sources} sources, k=5, cutoff=0.5, 1 thread")
+    print(f"{'features':<12} {'P':>5} {'d':>4} {'cells reached':>14} {'lazy ms':>9} {'(min)':>7} {'dense ms':>9}")
+    for r in rows:
+        print(f"{r['kind']:<12} {r['p']:>5} {r['d']:>4} {r['reached']:>14} {r['lazy_ms']:>9.2f} "
+              f"{r['lazy_min_ms']:>7.2f} {r['dense_ms']:>9.2f}")
+    print("    lazy: Numba Dijkstra computing kNN rows on demand (default on CPU); dense: torch Gram"
+          " matrix + top-k, then the same Dijkstra (default on CUDA). Target: lazy < 20 ms on gauss.")
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) Training step: G2L against MMN
+# ---------------------------------------------------------------------------------------------
+
+# TODO(lead): section (c), seconds per training iteration of G2L (L_bce + L_v + L_GCL + L_SSI)
+# against MMN (L_bce + L_v + L_s) on the same batch, model and device, once the model, losses and
+# engine exist: build both configs, warm up, time forward + backward + optimiser step over a few
+# iterations, and report the G2L / MMN ratio (the paper: 0.84 s vs 0.32 s per iteration on 8 GPUs)
+# plus the share of the geodesic and Shapley ops in the G2L step. Add `bench_training_step(...)`
+# and call it from main() under a flag.
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer samples and repeats")
+    parser.add_argument("--shapley-samples", type=int, default=2000, help="Numba samples per pair")
+    parser.add_argument("--python-samples", type=int, default=30, help="Python samples per pair")
+    parser.add_argument("--sources", type=int, default=8, help="geodesic sources per video")
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    repeats = 5 if args.quick else args.repeats
+    python_samples = 10 if args.quick else args.python_samples
+
+    print(f"numba {numba.__version__}, torch {torch.__version__}, numba threads available: "
+          f"{numba.config.NUMBA_NUM_THREADS}")
+    games = {"Charades K=5": (3, 5), "ActivityNet K=7": (4, 7)}
+    print_shapley(bench_shapley(games, args.shapley_samples, python_samples, repeats))
+    print_geodesic(bench_geodesic(["gauss", "map-noisy", "map-smooth"], args.sources, repeats), args.sources)
+
+
+if __name__ == "__main__":
+    main()

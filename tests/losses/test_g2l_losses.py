@@ -1,0 +1,137 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from g2l.losses.gcl import GeodesicContrastLoss
+from g2l.losses.ssi import ShapleyInteractionLoss, select_moment_players
+from g2l.ops.geodesic import geodesic_closeness_batch
+from g2l.ops.shapley import pairwise_interaction_batch
+
+
+def case(seed=0, b=3, cells=12, d=6):
+    g = torch.Generator().manual_seed(seed)
+    cell = F.normalize(torch.randn(b, cells, d, generator=g), dim=-1)
+    sv = torch.tensor([0, 0, 1, 2, 2])
+    sent = F.normalize(torch.randn(len(sv), d, generator=g), dim=-1)
+    ious = torch.rand(len(sv), cells, generator=g)
+    closeness = torch.rand(len(sv), cells, generator=g) * (torch.rand(len(sv), cells, generator=g) > 0.4)
+    best = ious.argmax(dim=1)
+    closeness[torch.arange(len(sv)), best] = 1.0
+    return cell, sent, sv, ious, closeness
+
+
+def slow_gcl(cell, sent, sv, ious, closeness, margin, tau, num_pos):
+    total = 0.0
+    for j in range(len(sv)):
+        g = closeness[j].tolist()
+        order = sorted(range(len(g)), key=lambda c: -g[c])[:num_pos]
+        pos = [c for c in order if g[c] > 0]
+        z = lambda c, m=0.0: (float(sent[j] @ cell[sv[j], c]) - m) / tau
+        denom = sum(math.exp(z(p, margin)) for p in pos)
+        for c in range(cell.shape[1]):
+            if c not in pos and ious[j, c] < 0.5:
+                gp = 0.0 if g[c] >= 1 else g[c]
+                denom += (1 + gp) * math.exp(z(c))
+        for b in range(cell.shape[0]):
+            if b != sv[j]:
+                denom += sum(math.exp(float(sent[j] @ cell[b, c]) / tau) for c in range(cell.shape[1]))
+        wsum = sum(g[p] for p in pos)
+        total += -sum(g[p] / wsum * (z(p, margin) - math.log(denom)) for p in pos)
+    return total / len(sv)
+
+
+@pytest.mark.parametrize("num_pos", [1, 5])
+def test_gcl_matches_its_formula(num_pos):
+    cell, sent, sv, ious, closeness = case()
+    ours = GeodesicContrastLoss(margin=0.4, tau=0.1, num_positives=num_pos)(cell, sent, sv, None, ious, closeness)
+    assert float(ours) == pytest.approx(slow_gcl(cell, sent, sv, ious, closeness, 0.4, 0.1, num_pos), rel=1e-5)
+
+
+def test_gcl_gradients_reach_features_not_closeness():
+    cell, sent, sv, ious, closeness = case(1)
+    cell.requires_grad_(True), sent.requires_grad_(True)
+    closeness.requires_grad_(True)
+    GeodesicContrastLoss(margin=0.4, tau=0.1)(cell, sent, sv, None, ious, closeness).backward()
+    assert cell.grad.abs().sum() > 0 and sent.grad.abs().sum() > 0
+    assert closeness.grad is None
+
+
+def test_gcl_hard_near_misses_weigh_more():
+    # Raising the closeness of a same-video negative (IoU < 0.5) raises the loss.
+    cell, sent, sv, ious, closeness = case(2)
+    loss = GeodesicContrastLoss(margin=0.4, tau=0.1, num_positives=1)
+    j = 0
+    negatives = torch.nonzero((ious[j] < 0.5) & (closeness[j] < 0.5)).flatten()
+    c = int(negatives[0])
+    before = loss(cell, sent, sv, None, ious, closeness)
+    closer = closeness.clone()
+    closer[j, c] = 0.9
+    assert loss(cell, sent, sv, None, ious, closer) > before
+
+
+def test_gcl_with_real_closeness_is_finite():
+    cell, sent, sv, ious, _ = case(3, cells=40)
+    sources = [ious[sv == v].argmax(dim=1) for v in range(3)]
+    closeness = geodesic_closeness_batch(cell, sources, k=5, cutoff=0.5)
+    assert closeness.shape == (5, 40) and torch.all(closeness[torch.arange(5), torch.cat(sources)] == 1)
+    assert torch.isfinite(GeodesicContrastLoss(margin=0.4, tau=0.1)(cell, sent, sv, None, ious, closeness))
+
+
+def test_player_selection_is_the_deduplicated_union():
+    closeness = torch.tensor([[1.0, 0.9, 0.0, 0.0, 0.1], [0.0, 0.2, 1.0, 0.0, 0.0]])
+    similarity = torch.tensor([[0.0, 0.5, 0.1, 0.9, 0.0], [0.8, 0.0, 0.7, 0.0, 0.0]])
+    chosen = select_moment_players(closeness, similarity, 2)
+    # closeness: {0, 1} and {2, 1}; similarity: {3, 1} and {0, 2}.
+    assert chosen.tolist() == [0, 1, 2, 3]
+
+
+def test_ssi_targets_from_interactions_and_gradient_through_alignment_only():
+    cell, sent, sv, ious, closeness = case(4, cells=20)
+    cell.requires_grad_(True), sent.requires_grad_(True)
+    loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=200, tau=0.1, seed=7)
+    loss = loss_fn(cell, sent, sv, closeness, step=5)
+    # Independent recomputation of the first video's term.
+    rows = torch.tensor([0, 1])
+    sims = (sent[rows] @ cell[0].T).detach()
+    chosen = select_moment_players(closeness[rows], sims, 3)
+    players = [(sent[sv == v] @ cell[v].T).detach()[:, select_moment_players(closeness[sv == v], (sent[sv == v] @ cell[v].T).detach(), 3)].numpy()
+               for v in range(3)]
+    inter = pairwise_interaction_batch(players, 200, seed=7 * 1_000_003 + 5, tau=0.1)[0]
+    inter = torch.as_tensor(inter, dtype=torch.float32)
+    target = torch.softmax(inter / (0.1 * (inter.abs().amax(1, keepdim=True) + 1e-8)), dim=1)
+    log_a = torch.log_softmax(sims[:, chosen] / 0.1, dim=1)
+    first_video = -(target * log_a).sum(dim=1)
+    assert np.isfinite(float(loss.detach()))
+    loss.backward()
+    assert cell.grad.abs().sum() > 0 and sent.grad.abs().sum() > 0
+    # The same step gives the same loss; another step draws other coalitions.
+    again = loss_fn(cell.detach(), sent.detach(), sv, closeness, step=5)
+    assert float(again) == float(loss.detach())
+    assert float(loss_fn(cell.detach(), sent.detach(), sv, closeness, step=6)) != float(loss.detach())
+    # Recompute the whole mean from the per-video pieces.
+    per_sentence = [first_video]
+    for v in (1, 2):
+        r = torch.nonzero(sv == v).flatten()
+        s = (sent[r] @ cell[v].T).detach()
+        ch = select_moment_players(closeness[r], s, 3)
+        it = torch.as_tensor(pairwise_interaction_batch(players, 200, seed=7 * 1_000_003 + 5, tau=0.1)[v], dtype=torch.float32)
+        t = torch.softmax(it / (0.1 * (it.abs().amax(1, keepdim=True) + 1e-8)), dim=1)
+        per_sentence.append(-(t * torch.log_softmax(s[:, ch] / 0.1, dim=1)).sum(dim=1))
+    assert float(loss.detach()) == pytest.approx(float(torch.cat(per_sentence).mean()), rel=1e-5)
+
+
+def test_ssi_pulls_alignment_towards_cooperating_moments():
+    # A few gradient steps on the sentence feature alone lower the loss (the target is fixed per step).
+    cell, sent, sv, ious, closeness = case(5, cells=20)
+    sent = sent.clone().requires_grad_(True)
+    loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=100, tau=0.1, seed=1)
+    first = float(loss_fn(cell, sent, sv, closeness, step=0).detach())
+    opt = torch.optim.SGD([sent], lr=0.05)
+    for _ in range(20):
+        opt.zero_grad()
+        loss_fn(cell, sent, sv, closeness, step=0).backward()
+        opt.step()
+    assert float(loss_fn(cell, sent, sv, closeness, step=0).detach()) < first

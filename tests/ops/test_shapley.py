@@ -1,0 +1,196 @@
+"""Pairwise Shapley interaction (METHOD.md section 3, "L_SSI"): exact enumeration against the
+permutation definition, the axioms on general games, and the Monte Carlo estimator against the
+exact values and against its plain-Python reference."""
+
+import itertools
+import math
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from g2l.ops.shapley import (
+    _reference_pairwise_interaction_python,
+    coalition_value,
+    exact_interaction_from_value_table,
+    exact_pairwise_interaction,
+    game_value_table,
+    pairwise_interaction,
+    pairwise_interaction_batch,
+)
+
+
+def random_sim(num_sentences, num_moments, seed):
+    return np.random.default_rng(seed).uniform(-0.2, 0.9, size=(num_sentences, num_moments))
+
+
+def interaction_by_orderings(sim, tau, j, i):
+    """Definition: average over every ordering of the n - 1 units (i and j merged) of the bracket
+    at C = the players before the merged unit."""
+    num_sentences, num_moments = sim.shape
+    n = num_sentences + num_moments
+    moment_i = num_sentences + i
+    units = [p for p in range(n) if p not in (j, moment_i)] + ["ij"]
+
+    def value(players):
+        sentences = [p for p in players if p < num_sentences]
+        moments = [p - num_sentences for p in players if p >= num_sentences]
+        return coalition_value(sim, tau, sentences, moments)
+
+    total, count = 0.0, 0
+    for order in itertools.permutations(units):
+        before = list(order[: order.index("ij")])
+        total += value(before + [j, moment_i]) - value(before + [moment_i]) - value(before + [j]) + value(before)
+        count += 1
+    assert count == math.factorial(n - 1)
+    return total / count
+
+
+# ---------------------------------------------------------------------------------------------
+# Value function and exact interaction
+# ---------------------------------------------------------------------------------------------
+
+
+def test_coalition_value_by_hand():
+    sim = np.array([[1.0, 0.0], [0.0, 1.0]])
+    # Each row's softmax (tau = 1) is (e, 1) / (e + 1): every max is e / (e + 1).
+    assert coalition_value(sim, 1.0, [0, 1], [0, 1]) == pytest.approx(math.e / (1 + math.e), abs=1e-15)
+    assert coalition_value(sim, 1.0, [0], [1]) == 1.0  # one moment: A = 1
+    assert coalition_value(sim, 1.0, [], [0, 1]) == 0.0
+    assert coalition_value(sim, 1.0, [0, 1], []) == 0.0
+    # Absent players are removed, not masked: v({s0, s1, m0}) uses a 1-moment softmax.
+    assert coalition_value(sim, 1.0, [0, 1], [0]) == 1.0
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 3), (2, 2), (2, 3), (3, 2), (1, 5), (3, 3)])
+def test_exact_equals_permutation_definition(shape):
+    tau = 0.1
+    sim = random_sim(*shape, seed=sum(shape))
+    exact = exact_pairwise_interaction(sim, tau)
+    assert exact.shape == shape
+    for j in range(shape[0]):
+        for i in range(shape[1]):
+            assert exact[j, i] == pytest.approx(interaction_by_orderings(sim, tau, j, i), abs=1e-12)
+
+
+def test_two_player_game():
+    # n = 2: the only context is C = {} and I = v({i, j}) = 1.
+    assert exact_pairwise_interaction(np.array([[0.3]]))[0, 0] == pytest.approx(1.0)
+    mean, err = pairwise_interaction(np.array([[0.3]]), 50, return_stderr=True)
+    assert mean[0, 0] == pytest.approx(1.0) and err[0, 0] == 0.0
+
+
+def test_symmetric_players_get_equal_interactions():
+    sim = random_sim(3, 5, seed=4)
+    sim[:, 3] = sim[:, 1]  # moments 1 and 3 are interchangeable
+    sim[2] = sim[0]  # sentences 0 and 2 are interchangeable
+    exact = exact_pairwise_interaction(sim, 0.1)
+    np.testing.assert_allclose(exact[:, 3], exact[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(exact[2], exact[0], rtol=0, atol=1e-12)
+
+
+def test_axioms_on_general_games():
+    rng = np.random.default_rng(0)
+    n = 6
+    base = rng.standard_normal(1 << (n - 1))
+    base[0] = 0.0
+    # Dummy player (index n-1): adds a constant to every coalition it joins.
+    masks = np.arange(1 << n)
+    values = base[masks & ((1 << (n - 1)) - 1)] + 0.7 * ((masks >> (n - 1)) & 1)
+    interaction = exact_interaction_from_value_table(values)
+    np.testing.assert_allclose(interaction[n - 1], 0.0, atol=1e-12)
+    # An additive game has no interactions at all.
+    worth = rng.standard_normal(n)
+    additive = np.array([sum(worth[p] for p in range(n) if m >> p & 1) for m in masks])
+    np.testing.assert_allclose(exact_interaction_from_value_table(additive), 0.0, atol=1e-12)
+    # Symmetric players 0 and 1 (the value depends on them only through their count).
+    swapped = masks ^ ((((masks >> 0) ^ (masks >> 1)) & 1) * 0b11)  # exchange bits 0 and 1
+    symmetric = rng.standard_normal(1 << n)
+    symmetric = symmetric + symmetric[swapped]
+    interaction = exact_interaction_from_value_table(symmetric)
+    np.testing.assert_allclose(interaction[0, 2:], interaction[1, 2:], atol=1e-12)
+    # Pure pairwise synergy: v(C) = [0 and 1 in C] gives I(0, 1) = 1 and nothing else.
+    synergy = ((masks & 0b11) == 0b11).astype(float)
+    interaction = exact_interaction_from_value_table(synergy)
+    expected = np.zeros((n, n))
+    expected[0, 1] = expected[1, 0] = 1.0
+    np.testing.assert_allclose(interaction, expected, atol=1e-12)
+
+
+def test_value_table_of_the_game_matches_coalition_value():
+    sim = random_sim(2, 3, seed=1)
+    table = game_value_table(sim, 0.1)
+    assert table[0b10110] == pytest.approx(coalition_value(sim, 0.1, [1], [0, 2]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Monte Carlo
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (2, 5), (3, 7)])
+def test_monte_carlo_converges_to_exact(shape):
+    sim = random_sim(*shape, seed=10 + shape[1])
+    exact = exact_pairwise_interaction(sim, 0.1)
+    estimate, stderr = pairwise_interaction(sim, 10_000, seed=3, return_stderr=True)
+    assert (stderr > 0).all()
+    assert (np.abs(estimate - exact) <= 4 * stderr).all()
+    errors = [np.abs(pairwise_interaction(sim, samples, seed=3) - exact).mean() for samples in (100, 10_000)]
+    assert errors[1] < errors[0] / 3  # ~ 1 / sqrt(samples): 10x expected
+
+
+def test_monte_carlo_reproducible_and_seeded():
+    sim = random_sim(3, 6, seed=2)
+    a = pairwise_interaction(sim, 500, seed=7)
+    np.testing.assert_array_equal(a, pairwise_interaction(sim, 500, seed=7))
+    assert not np.array_equal(a, pairwise_interaction(sim, 500, seed=8))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = pairwise_interaction(sim, 500, seed=7)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(a, one_thread)
+
+
+@pytest.mark.parametrize("shape,seed", [((1, 1), 0), ((1, 3), 1), ((3, 2), 2), ((2, 6), 3)])
+def test_numba_kernel_equals_python_reference(shape, seed):
+    sim = random_sim(*shape, seed=seed)
+    mean, err = pairwise_interaction(sim, 300, seed=seed, tau=0.1, return_stderr=True)
+    ref_mean, ref_err = _reference_pairwise_interaction_python(sim, 300, seed=seed, tau=0.1, return_stderr=True)
+    np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(err, ref_err, rtol=1e-9, atol=1e-14)
+
+
+def test_batch_equals_single_games():
+    sims = [random_sim(2, 4, seed=0), random_sim(1, 3, seed=1), np.zeros((0, 3)), random_sim(3, 2, seed=2)]
+    batch = pairwise_interaction_batch(sims, 200, seed=5)
+    assert [b.shape for b in batch] == [(2, 4), (1, 3), (0, 3), (3, 2)]
+    np.testing.assert_array_equal(batch[0], pairwise_interaction(sims[0], 200, seed=5))
+    for g in (1, 3):  # game g draws from the streams keyed by g
+        ref = _reference_pairwise_interaction_python(sims[g], 200, seed=5, game=g)
+        np.testing.assert_allclose(batch[g], ref, rtol=0, atol=1e-12)
+
+
+def test_torch_in_torch_out():
+    sim = torch.tensor(random_sim(2, 3, seed=0), dtype=torch.float32, requires_grad=True)
+    out, err = pairwise_interaction(sim, 100, return_stderr=True)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and not out.requires_grad
+    np.testing.assert_allclose(out.numpy(), pairwise_interaction(sim.detach().double().numpy(), 100), rtol=1e-6)
+
+
+def test_invalid_input_raises_clear_errors():
+    sim = random_sim(2, 3, seed=0)
+    with pytest.raises(ValueError, match="tau"):
+        pairwise_interaction(sim, 10, tau=0.0)
+    with pytest.raises(ValueError, match="num_samples"):
+        pairwise_interaction(sim, 0)
+    with pytest.raises(ValueError, match="matrix"):
+        pairwise_interaction(sim[0], 10)
+    with pytest.raises(ValueError, match="NaN"):
+        pairwise_interaction(np.full((2, 2), np.nan), 10)
+    with pytest.raises(ValueError, match="raise tau"):
+        pairwise_interaction(sim, 10, tau=1e-4)
+    with pytest.raises(ValueError, match="too large"):
+        exact_pairwise_interaction(random_sim(5, 20, seed=0))
