@@ -16,6 +16,13 @@ class CliError(ValueError):
     """A bad command-line argument; the message says what to pass instead."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr (``error: ...; see --help``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input. A module that was never imported raised none of its
     errors, so only modules already loaded are consulted (no import cost on the error path)."""
@@ -78,7 +85,7 @@ def _write_json_atomic(path: str, data: dict) -> None:
 
 
 def _eval(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tools/eval.py",
         description="Score a predictions file (no model code), or evaluate a checkpoint on a split.",
     )
@@ -134,11 +141,11 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tools/train.py",
         description="Train a grounding model. Example: python tools/train.py --config configs/charades.yaml train.lr=2e-4",
     )
-    parser.add_argument("--config", help="a YAML config (see configs/)")
+    parser.add_argument("--config", action="append", help="a YAML config (see configs/); repeat to stack overlays")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from checkpoints/last.pt")
     parser.add_argument("--wandb", choices=["online", "offline", "off", "auto"], default=None,
                         help="W&B mode (default: the config's log.wandb; auto = online with credentials, else offline)")
@@ -166,3 +173,101 @@ def _train(argv: Sequence[str] | None) -> int:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_train, argv)
+
+
+DEFAULT_CHECKPOINT = "checkpoints/demo.pt"
+
+
+def plot_grounding(path: str, video_name: str, duration_s: float, results) -> None:
+    """A PNG: per query, a timeline of its top moments (darker = higher score) and its 2D score map."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = len(results)
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 2.4 * rows + 0.4), gridspec_kw={"width_ratios": [3, 1]}, squeeze=False)
+    for r, result in enumerate(results):
+        timeline, heat = axes[r]
+        top = max((m.score for m in result.moments), default=1.0) or 1.0
+        for rank, m in enumerate(result.moments):
+            timeline.barh(rank, m.end_s - m.start_s, left=m.start_s, color=plt.cm.viridis(m.score / top), edgecolor="black")
+            timeline.text(m.end_s, rank, f" {m.start_s:.1f}-{m.end_s:.1f} s ({m.score:.2f})", va="center", fontsize=7)
+        timeline.set_xlim(0, duration_s)
+        timeline.set_ylim(len(result.moments) - 0.5, -0.5)
+        timeline.set_yticks(range(len(result.moments)), [f"#{k + 1}" for k in range(len(result.moments))])
+        timeline.set_title(result.query[:90], fontsize=9, loc="left")
+        timeline.set_xlabel("seconds")
+        if result.score_map is not None:
+            shown = np.ma.masked_where(result.score_map == 0, result.score_map)
+            image = heat.imshow(shown, cmap="viridis")
+            heat.set_xlabel("end clip", fontsize=8)
+            heat.set_ylabel("start clip", fontsize=8)
+            fig.colorbar(image, ax=heat, fraction=0.046)
+        heat.set_title("score map", fontsize=8)
+    fig.suptitle(f"{video_name} ({duration_s:.1f} s)", fontsize=10)
+    fig.tight_layout()
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(target)
+
+
+def _ground(argv: Sequence[str] | None) -> int:
+    parser = _Parser(
+        prog="tools/ground.py",
+        description='Find when sentences happen in a video. Example: python tools/ground.py examples/demo.mp4 "the red circle grows"',
+    )
+    parser.add_argument("video", help="a video file")
+    parser.add_argument("queries", nargs="+", help="one or more sentences")
+    parser.add_argument("--checkpoint", default=None, help=f"a g2l checkpoint (default: the shipped {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--top-k", type=int, default=5, help="moments per query (default 5)")
+    parser.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                        help="ground long videos in overlapping windows of this length")
+    parser.add_argument("--json", action="store_true", help="print only JSON on stdout")
+    parser.add_argument("--plot", metavar="OUT.png", help="write a timeline and score-map figure")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--frame-encoder", default=None, help="override the frame encoder to build (e.g. clip:<folder>)")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    if any(not q.strip() for q in args.queries):
+        raise CliError("a query is empty; pass each sentence as a non-empty quoted argument")
+    if args.top_k < 1:
+        raise CliError("--top-k must be at least 1")
+    if not Path(args.video).is_file():
+        raise CliError(f"video file {args.video} does not exist; check the path")
+    checkpoint = args.checkpoint or str(Path(__file__).resolve().parents[1] / DEFAULT_CHECKPOINT)
+    from g2l.inference import Grounder
+
+    grounder = Grounder.from_checkpoint(checkpoint, device=args.device, frame_encoder=args.frame_encoder)
+    video = grounder.encode_video(args.video)
+    results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))
+    if args.plot:
+        plot_grounding(args.plot, Path(args.video).name, video.duration_s, results)
+    if args.json:
+        print(json.dumps({
+            "video": args.video,
+            "duration": video.duration_s,
+            "results": [{"query": r.query, "moments": [{"start": m.start_s, "end": m.end_s, "score": m.score}
+                                                        for m in r.moments]} for r in results],
+        }))
+        return 0
+    print(f"{Path(args.video).name}: {video.duration_s:.2f} s")
+    for r in results:
+        print(f"\n  {r.query}")
+        print(f"    {'rank':>4}  {'start_s':>8}  {'end_s':>8}  {'score':>6}")
+        for rank, m in enumerate(r.moments, start=1):
+            print(f"    {rank:>4}  {m.start_s:>8.2f}  {m.end_s:>8.2f}  {m.score:>6.3f}")
+    if args.plot:
+        print(f"\nplot written to {args.plot}")
+    return 0
+
+
+def ground_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_ground, argv)

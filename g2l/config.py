@@ -152,6 +152,7 @@ class LogConfig:
     num_example_predictions: int = 16
     num_example_maps: int = 4
     progress: bool = True
+    checkpoint_text_backbone: bool = True  # False: omit a never-trained text backbone (rebuilt from its name)
 
 
 @dataclass
@@ -276,11 +277,13 @@ def _nest(key: str, value: Any) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """The defaults, then the YAML file (with its bases), then dotted overrides, checked strictly."""
+def load_config(path: str | Path | list | None = None, overrides: list[str] | None = None) -> Config:
+    """The defaults, then the YAML file(s) in order (each with its bases), then dotted overrides,
+    checked strictly. Several files stack: ``[dataset.yaml, ablation/gcl.yaml]``."""
     cfg = Config()
-    if path is not None:
-        for layer in _layers(Path(path)):
+    paths = [] if path is None else list(path) if isinstance(path, (list, tuple)) else [path]
+    for one in paths:
+        for layer in _layers(Path(one)):
             _apply(cfg, layer, "")
     return apply_overrides(cfg, overrides or [])
 
@@ -333,6 +336,11 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"loss.sentence_contrast must be 'mmn', 'gcl' or 'off', got '{lo.sentence_contrast}'")
     if not 0 <= lo.iou_min < lo.iou_max <= 1:
         raise ConfigError(f"need 0 <= loss.iou_min < loss.iou_max <= 1, got {lo.iou_min}, {lo.iou_max}")
+    if not cfg.log.checkpoint_text_backbone and t.freeze_text_epochs < t.epochs:
+        raise ConfigError(
+            "log.checkpoint_text_backbone=false needs a text encoder that is never trained "
+            "(train.freeze_text_epochs >= train.epochs); otherwise checkpoints must carry it"
+        )
     if cfg.log.wandb not in ("auto", "online", "offline", "off"):
         raise ConfigError(f"log.wandb must be auto, online, offline or off, got '{cfg.log.wandb}'")
     if len(t.betas) != 2:

@@ -106,6 +106,15 @@ class FeatureStore:
         state["_pid"] = None
         return state
 
+    def encoder_spec(self) -> dict | None:
+        """The frame-encoder spec g2l's extraction tool stores in the file's attributes, if any."""
+        if self._is_folder:
+            return None
+        import json
+
+        raw = self._file().attrs.get("g2l_encoder_spec")
+        return json.loads(raw) if raw is not None else None
+
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
@@ -173,6 +182,11 @@ class VideoFeatures:
 
     def __contains__(self, video_id: str) -> bool:
         return all(video_id in store for store in self.stores)
+
+    def encoder_spec(self) -> dict | None:
+        """The frame encoder the features came from (one store with a recorded spec), else None."""
+        specs = [store.encoder_spec() for store in self.stores]
+        return specs[0] if len(specs) == 1 else None
 
     def shape(self, video_id: str) -> tuple[int, int]:
         shapes = [store.shape(video_id) for store in self.stores]

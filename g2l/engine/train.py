@@ -102,6 +102,7 @@ def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
     eval_set, eval_report = build_dataset(cfg.data, cfg.data.eval_split, cfg.model.num_clips)
     _say(train_report + "\n" + eval_report, main)
 
+    frame_encoder = train_set.features.encoder_spec()  # recorded in checkpoints, so video files can be grounded
     model = build_model(cfg, text_spec=payload.get("text_backbone") if payload else None).to(device)
     if payload is not None:
         ckpt.load_model_state(model, payload["model"], str(resume_dir))
@@ -194,11 +195,11 @@ def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
             summary = "  ".join(f"{k} {100 * v:.2f}" for k, v in result.metrics.items() if k.startswith("R1@") or k == "mIoU")
             _say(f"epoch {epoch}: loss {train_record.get('train_epoch/total', float('nan')):.4f}  {summary}", main)
             extra = {"wandb_id": logger.wandb_id}
-            ckpt.save_checkpoint(run_dir / "checkpoints" / "last.pt", model=model, cfg=cfg, optimizer=optimizer,
-                                 epoch=epoch, global_step=global_step, best=best, extra=extra)
+            shared = dict(model=model, cfg=cfg, epoch=epoch, global_step=global_step, best=best, extra=extra,
+                          frame_encoder=frame_encoder, include_text_backbone=cfg.log.checkpoint_text_backbone)
+            ckpt.save_checkpoint(run_dir / "checkpoints" / "last.pt", optimizer=optimizer, **shared)
             if improved:
-                ckpt.save_checkpoint(run_dir / "checkpoints" / "best.pt", model=model, cfg=cfg, epoch=epoch,
-                                     global_step=global_step, best=best, include_rng=False, extra=extra)
+                ckpt.save_checkpoint(run_dir / "checkpoints" / "best.pt", include_rng=False, **shared)
         barrier()
     logger.finish()
     return TrainResult(run_dir=run_dir, best=best, last_metrics=last_metrics, epochs_run=max(epoch - start_epoch + 1, 0))

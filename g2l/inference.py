@@ -1,0 +1,196 @@
+"""Ground sentences in a video file: ``Grounder`` encodes a video once and grounds any number of
+queries against it in one batch.
+
+    grounder = Grounder.from_checkpoint("checkpoints/demo.pt")
+    video = grounder.encode_video("examples/demo.mp4")          # decode + frame features, once
+    for result in grounder.ground(video, ["the red circle grows", "a blue square leaves"]):
+        print(result.query, result.moments[0])
+
+How a video maps onto the map: the frame features of the whole video (one row per sample at the
+checkpoint's frame rate) are resampled to P pre-clips and pooled to N clips, so each clip covers
+``duration / N`` seconds whatever the length; a moment's resolution is that clip length. A video
+much longer than the training videos spreads each clip over more time than the model ever saw;
+``window_s`` grounds it in overlapping windows of that length (stride half a window), each a map
+of its own, and merges the windows' candidates by score with NMS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from g2l.data.features import l2_normalize, resample_features
+from g2l.models.grounding import score_cells
+from g2l.ops.spans import cells_to_spans, nms
+
+
+class GroundingError(ValueError):
+    """Bad input to grounding (empty query, unusable checkpoint for video files, ...)."""
+
+
+@dataclass
+class Moment:
+    start_s: float
+    end_s: float
+    score: float
+
+
+@dataclass
+class QueryResult:
+    query: str
+    moments: list[Moment]
+    score_map: np.ndarray | None = None  # (t t) of the whole video (or the best window), 0 off the mask
+
+
+@dataclass
+class EncodedVideo:
+    """A video's frame features, computed once: ``features (T, F)`` sampled at ``fps``."""
+
+    name: str
+    duration_s: float
+    features: np.ndarray
+    fps: float
+    _windows: dict = field(default_factory=dict, repr=False)  # cached map-cell features per window setting
+
+
+def frame_encoder_name(spec: dict) -> str:
+    """The ``build_frame_encoder`` name that rebuilds the encoder a spec describes."""
+    if spec.get("name") == "mobilenet_v2":
+        return "mobilenet_v2"
+    if spec.get("name") == "clip" and str(spec.get("weights", "")).startswith("hub:"):
+        return "clip:" + spec["weights"][len("hub:"):]
+    raise GroundingError(
+        f"cannot rebuild the frame encoder {spec.get('name')!r} ({spec.get('weights')}) recorded in the checkpoint; "
+        "pass frame_encoder='clip:<folder>' (tools/ground.py --frame-encoder) pointing at the same weights"
+    )
+
+
+class Grounder:
+    def __init__(self, model, cfg, *, frame_encoder_spec: dict | None, device: torch.device, frame_encoder=None):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.device = device
+        self.frame_encoder_spec = frame_encoder_spec
+        self._frame_encoder = frame_encoder
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None) -> "Grounder":
+        from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
+        from g2l.engine.distributed import resolve_device
+
+        payload = load_checkpoint(path)
+        model, cfg = model_from_checkpoint(payload, str(path))
+        torch_device = resolve_device(device)
+        grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device)
+        grounder._frame_encoder_name = frame_encoder
+        return grounder
+
+    # Video side ------------------------------------------------------------------------------------
+    @property
+    def frame_encoder(self):
+        if self._frame_encoder is None:
+            from g2l.models.frame_encoders import build_frame_encoder, check_encoder_compatible
+
+            spec = self.frame_encoder_spec
+            if spec is None:
+                raise GroundingError(
+                    "this checkpoint was trained on precomputed features with no frame encoder recorded, so it "
+                    "cannot read video files; ground features of the same kind with Grounder.encode_features"
+                )
+            name = getattr(self, "_frame_encoder_name", None) or frame_encoder_name(spec)
+            encoder = build_frame_encoder(name, device=self.device)
+            expected = {k: v for k, v in spec.items() if k != "fps"}
+            check_encoder_compatible(expected, encoder.spec, what="the checkpoint's frame encoder")
+            self._frame_encoder = encoder
+        return self._frame_encoder
+
+    def encode_video(self, path: str | Path, *, batch_size: int = 32) -> EncodedVideo:
+        """Decode ``path`` at the checkpoint's frame rate and encode its frames (once per video)."""
+        from g2l.data.feature_extraction import extract_video_features
+
+        fps = float((self.frame_encoder_spec or {}).get("fps", 1.0))
+        encoder = self.frame_encoder
+        features, duration_s = extract_video_features(path, encoder, fps=fps, batch_size=batch_size)
+        return EncodedVideo(Path(path).name, float(duration_s), features, fps)
+
+    def encode_features(self, features: np.ndarray, duration_s: float, name: str = "features", fps: float | None = None) -> EncodedVideo:
+        """Wrap precomputed ``(T, F)`` features (rows evenly spread over ``duration_s``)."""
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[0] == 0:
+            raise GroundingError(f"features must be a non-empty (T, F) array, got shape {features.shape}")
+        return EncodedVideo(name, float(duration_s), features, fps or features.shape[0] / duration_s)
+
+    def _windows(self, video: EncodedVideo, window_s: float | None) -> list[tuple[float, float, np.ndarray]]:
+        """``[(start_s, duration_s, rows (T_w, F))]``: the whole video, or overlapping windows."""
+        if window_s is None or window_s >= video.duration_s:
+            return [(0.0, video.duration_s, video.features)]
+        if window_s <= 0:
+            raise GroundingError(f"window length must be positive, got {window_s}")
+        times = (np.arange(video.features.shape[0]) + 0.5) / video.fps
+        starts = list(np.arange(0.0, max(video.duration_s - window_s, 0.0), window_s / 2))
+        starts.append(video.duration_s - window_s)
+        windows = []
+        for start in starts:
+            rows = video.features[(times >= start) & (times < start + window_s)]
+            if rows.shape[0]:
+                windows.append((float(start), float(window_s), rows))
+        return windows
+
+    @torch.inference_mode()
+    def _cells(self, video: EncodedVideo, window_s: float | None):
+        """Normalised valid-cell features of every window, cached on the video."""
+        if window_s not in video._windows:
+            windows = self._windows(video, window_s)
+            pre_clips = np.stack([resample_features(l2_normalize(rows), self.cfg.data.num_pre_clips)
+                                  for _, _, rows in windows])  # (w p F)
+            if pre_clips.shape[-1] != self.cfg.data.feature_dim:
+                raise GroundingError(
+                    f"features of width {pre_clips.shape[-1]} do not fit this checkpoint, which expects "
+                    f"{self.cfg.data.feature_dim}; use features from the encoder it was trained with"
+                )
+            cells_c, cells_u = self.model.encode_video(torch.from_numpy(pre_clips).to(self.device))  # (w C d)
+            video._windows[window_s] = ([(s, d) for s, d, _ in windows], cells_c, cells_u)
+        return video._windows[window_s]
+
+    # Query side ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def ground(self, video: EncodedVideo, queries: list[str], *, top_k: int = 5, window_s: float | None = None,
+               keep_maps: bool = False) -> list[QueryResult]:
+        """The top-k moments (seconds, after NMS) of every query, in one batch."""
+        if isinstance(queries, str):
+            queries = [queries]
+        cleaned = [q.strip() for q in queries]
+        if not cleaned or any(not q for q in cleaned):
+            raise GroundingError("every query must be a non-empty sentence")
+        windows, cells_c, cells_u = self._cells(video, window_s)
+        tokens = self.model.tokenizer(cleaned, padding=True, truncation=True, max_length=self.cfg.model.text_max_tokens,
+                                      return_tensors="pt")
+        s_c, s_u = self.model.encode_text(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
+        contrast = torch.einsum("qd,wcd->qwc", s_c, cells_c)  # (q w C)
+        iou = torch.einsum("qd,wcd->qwc", s_u, cells_u)
+        scores = score_cells(contrast, iou, self.cfg.eval.score_gamma).float().cpu().numpy()  # (q w C)
+        start_idx = self.model.cell_start_idx.cpu().numpy()
+        end_idx = self.model.cell_end_idx.cpu().numpy()
+        t = self.model.num_clips
+        results = []
+        for q, query in enumerate(cleaned):
+            spans, cand_scores = [], []
+            for w, (offset, length) in enumerate(windows):
+                spans.append(cells_to_spans(start_idx, end_idx, length, t) + np.float32(offset))
+                cand_scores.append(scores[q, w])
+            spans_all, scores_all = np.concatenate(spans), np.concatenate(cand_scores)
+            order = np.argsort(-scores_all, kind="stable")
+            keep = nms(spans_all[order], self.cfg.eval.nms_thresh, top_k)
+            chosen = order[keep]
+            moments = [Moment(float(spans_all[c, 0]), float(min(spans_all[c, 1], video.duration_s)), float(scores_all[c]))
+                       for c in chosen]
+            score_map = None
+            if keep_maps:
+                best_window = int(chosen[0] // len(start_idx)) if len(chosen) else 0
+                score_map = np.zeros((t, t), np.float32)
+                score_map[start_idx, end_idx] = scores[q, best_window]
+            results.append(QueryResult(query, moments, score_map))
+        return results
