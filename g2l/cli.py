@@ -271,3 +271,41 @@ def _ground(argv: Sequence[str] | None) -> int:
 
 def ground_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_ground, argv)
+
+
+def _baselines(argv: Sequence[str] | None) -> int:
+    parser = _Parser(prog="tools/baselines.py",
+                     description="Prior-only and random-ranking floors of a dataset config (annotations only).")
+    parser.add_argument("--config", action="append", required=True)
+    parser.add_argument("--split", default=None, help="the split to score (default: data.eval_split)")
+    parser.add_argument("--json", dest="json_out", default=None)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from g2l.config import load_config
+    from g2l.data.annotations import load_annotations
+    from g2l.eval.baselines import prior_only_metrics, random_ranking_metrics
+    from g2l.eval.metrics import format_metrics_table
+
+    cfg = load_config(args.config, args.overrides)
+    split = args.split or cfg.data.eval_split
+    fmt = cfg.data.annotation_format or None
+    train, _ = load_annotations(Path(cfg.data.train_annotations), fmt)
+    test, _ = load_annotations(Path(getattr(cfg.data, f"{split}_annotations")), fmt)
+    e = cfg.eval
+    prior = prior_only_metrics(train, test, e.recall_at, e.iou_thresholds)
+    random = random_ranking_metrics(test, num_clips=cfg.model.num_clips, pooling_counts=cfg.model.pooling_counts,
+                                    nms_thresh=e.nms_thresh, recall_at=e.recall_at, iou_thresholds=e.iou_thresholds)
+    a, b = prior["moment"]
+    print(f"prior only (fixed moment [{a:.2f} D, {b:.2f} D] learned from train):")
+    print(format_metrics_table(prior, e.recall_at, e.iou_thresholds))
+    print("\nrandom ranking (uniform scores over the valid cells, NMS):")
+    print(format_metrics_table(random, e.recall_at, e.iou_thresholds))
+    if args.json_out:
+        _write_json_atomic(args.json_out, {"prior_only": prior, "random": random})
+    return 0
+
+
+def baselines_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_baselines, argv)

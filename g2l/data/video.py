@@ -25,6 +25,9 @@ names the file and says what to do; decord's own exceptions (``DECORDError``, ``
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import ctypes
 import functools
 import glob
@@ -184,9 +187,30 @@ def _open_reader(path: str | Path, *, size: int | None, decode_threads: int = 0)
     _quiet_ffmpeg_log()
     side = -1 if size is None else int(size)
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), width=side, height=side, num_threads=decode_threads)
+        with _native_stderr_silenced():  # decord logs "ERROR opening: ..." itself before raising
+            return decord.VideoReader(str(path), ctx=decord.cpu(0), width=side, height=side, num_threads=decode_threads)
     except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError
         raise VideoReadError(_describe_failure(path, error, when="opening")) from error
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null while native code runs, so a bad file yields one
+    clear error from us instead of the library's own log lines. Python-level stderr is untouched
+    outside the block."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (e.g. some embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _frame_starts_and_duration(reader, path) -> tuple[np.ndarray, float]:

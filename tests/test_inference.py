@@ -1,0 +1,120 @@
+"""Grounding video files: a small checkpoint trained here on rendered videos through the real path
+(decord -> MobileNetV2 -> training), then Grounder and tools/ground.py on a video file."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from g2l.config import load_config
+from g2l.engine.checkpoint import load_checkpoint, save_checkpoint
+from g2l.engine.train import train
+from g2l.inference import Grounder, GroundingError
+from g2l.models.frame_encoders import EncoderMismatchError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def rendered_run(tmp_path_factory, tiny_text_encoder_dir):
+    from g2l.data.feature_extraction import extract_features_to_hdf5, list_videos
+    from g2l.data.render import render_dataset
+    from g2l.models.frame_encoders import build_frame_encoder
+
+    root = tmp_path_factory.mktemp("rendered")
+    data = render_dataset(root / "data", num_train=4, num_val=0, num_test=2, seed=3, progress=False)
+    extract_features_to_hdf5(list_videos([data / "videos"]), data / "features.hdf5", build_frame_encoder("mobilenet_v2"),
+                             fps=1.0, progress=False)
+    cfg = load_config(REPO / "configs" / "demo.yaml", [
+        f"data.train_annotations={data / 'train.json'}", f"data.test_annotations={data / 'test.json'}",
+        f"data.features={data / 'features.hdf5'}", f"log.output_dir={root / 'runs'}", "log.run_name=r",
+        f"model.text_encoder={tiny_text_encoder_dir}", "model.hidden_dim=16", "model.joint_dim=8", "model.map_num_layers=2",
+        "train.epochs=1", "train.batch_size=2", "log.progress=false", "log.checkpoint_text_backbone=true",
+        "train.num_threads=0",
+    ])
+    result = train(cfg)
+    return data, result.run_dir / "checkpoints" / "last.pt"
+
+
+def test_grounder_on_a_video_file(rendered_run):
+    data, ckpt = rendered_run
+    grounder = Grounder.from_checkpoint(ckpt, device="cpu")
+    assert grounder.frame_encoder_spec["name"] == "mobilenet_v2" and grounder.frame_encoder_spec["fps"] == 1.0
+    video = grounder.encode_video(data / "videos" / "test_00000.mp4")
+    queries = json.loads((data / "test.json").read_text())["test_00000"]["sentences"]
+    results = grounder.ground(video, queries, top_k=3, keep_maps=True)
+    assert [r.query for r in results] == [q.strip() for q in queries]
+    for r in results:
+        assert 1 <= len(r.moments) <= 3
+        assert all(0 <= m.start_s < m.end_s <= video.duration_s + 1e-6 for m in r.moments)
+        assert [m.score for m in r.moments] == sorted((m.score for m in r.moments), reverse=True)
+        assert r.score_map.shape == (16, 16)
+    # One query at a time gives the same answers as the batch (the video is encoded once).
+    alone = grounder.ground(video, [queries[0]], top_k=3)[0]
+    assert [(m.start_s, m.end_s) for m in alone.moments] == [(m.start_s, m.end_s) for m in results[0].moments]
+    assert alone.moments[0].score == pytest.approx(results[0].moments[0].score, rel=1e-5)
+    # Windows: moments stay inside the video and merging keeps NMS.
+    windowed = grounder.ground(video, queries, top_k=5, window_s=video.duration_s / 2)
+    for r in windowed:
+        assert all(0 <= m.start_s < m.end_s <= video.duration_s + 1e-6 for m in r.moments)
+    with pytest.raises(GroundingError, match="non-empty"):
+        grounder.ground(video, ["  "])
+
+
+def test_encoder_mismatch_and_missing_encoder_are_errors(rendered_run, tmp_path):
+    data, ckpt = rendered_run
+    payload = load_checkpoint(ckpt)
+    from g2l.engine.checkpoint import model_from_checkpoint
+
+    model, cfg = model_from_checkpoint(payload, "x")
+    wrong = dict(payload["frame_encoder"], input_size=112)
+    save_checkpoint(tmp_path / "wrong.pt", model=model, cfg=cfg, frame_encoder=wrong)
+    with pytest.raises(EncoderMismatchError, match="input_size"):
+        Grounder.from_checkpoint(tmp_path / "wrong.pt", device="cpu").encode_video(data / "videos" / "test_00000.mp4")
+    save_checkpoint(tmp_path / "none.pt", model=model, cfg=cfg, frame_encoder=None)
+    grounder = Grounder.from_checkpoint(tmp_path / "none.pt", device="cpu")
+    with pytest.raises(GroundingError, match="precomputed features"):
+        grounder.encode_video(data / "videos" / "test_00000.mp4")
+    # Precomputed features still work with such a checkpoint.
+    video = grounder.encode_features(np.random.rand(20, 1280).astype(np.float32), 20.0)
+    assert len(grounder.ground(video, ["the red circle grows"], top_k=2)[0].moments) == 2
+
+
+def run_ground(*args):
+    return subprocess.run([sys.executable, "tools/ground.py", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_ground_tool_json_and_plot(rendered_run, tmp_path):
+    data, ckpt = rendered_run
+    video = data / "videos" / "test_00001.mp4"
+    proc = run_ground(str(video), "the red circle grows.", "a blue square leaves.", "--checkpoint", str(ckpt), "--json",
+                      "--top-k", "2", "--plot", str(tmp_path / "plot.png"))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"video", "duration", "results"} and out["video"] == str(video)
+    assert [r["query"] for r in out["results"]] == ["the red circle grows.", "a blue square leaves."]
+    for r in out["results"]:
+        assert set(r) == {"query", "moments"} and len(r["moments"]) == 2
+        for m in r["moments"]:
+            assert set(m) == {"start", "end", "score"} and 0 <= m["start"] < m["end"] <= out["duration"] + 1e-6
+    png = (tmp_path / "plot.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    table = run_ground(str(video), "the red circle grows.", "--checkpoint", str(ckpt))
+    assert table.returncode == 0 and "start_s" in table.stdout and "the red circle grows." in table.stdout
+
+
+@pytest.mark.parametrize("case", ["missing", "not_video", "empty_query", "bad_topk"])
+def test_ground_tool_bad_input(rendered_run, tmp_path, case):
+    data, ckpt = rendered_run
+    video = str(data / "videos" / "test_00000.mp4")
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video")
+    args = {"missing": [str(tmp_path / "none.mp4"), "a query"], "not_video": [str(fake), "a query"],
+            "empty_query": [video, " "], "bad_topk": [video, "a query", "--top-k", "0"]}[case]
+    proc = run_ground(*args, "--checkpoint", str(ckpt))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

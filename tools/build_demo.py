@@ -1,0 +1,23 @@
+"""Rebuild the shipped demo checkpoint and example video (about 15 minutes on 2 CPU cores).
+
+    python tools/build_demo.py [--work-dir /tmp/g2l-demo] [--seed 0]
+"""
+
+import argparse
+import json
+import sys
+
+from g2l.demo import build_demo
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", default="/tmp/g2l-demo", help="where the rendered data and the run go")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-train", type=int, default=240)
+    parser.add_argument("--num-test", type=int, default=60)
+    parser.add_argument("overrides", nargs="*", help="config overrides for the demo training")
+    args = parser.parse_args()
+    summary = build_demo(args.work_dir, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+                         overrides=args.overrides)
+    print(json.dumps(summary, indent=2))
+    sys.exit(0)
