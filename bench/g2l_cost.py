@@ -6,6 +6,9 @@
     ActivityNet-like: S = 4, K = 7 -> M = 56).
 (b) Geodesic closeness (g2l/ops/geodesic.py): one TACoS-sized video, P = 2548 cells, d = 256,
     8 sources, single-threaded, on three kinds of features (see ``cell_features``).
+(c) A whole training step of G2L against MMN for the three public configurations (random
+    features of the public dimensions, a small text encoder; bench/common.py), each in its own
+    process; on a CPU the map is narrow (``--hidden-dim``), on CUDA the paper's 512.
 
 JIT compilation is excluded (every kernel is warmed up first); times are medians of repeats.
 
@@ -162,12 +165,35 @@ def print_geodesic(rows: list[dict], num_sources: int) -> None:
 # (c) Training step: G2L against MMN
 # ---------------------------------------------------------------------------------------------
 
-# TODO(lead): section (c), seconds per training iteration of G2L (L_bce + L_v + L_GCL + L_SSI)
-# against MMN (L_bce + L_v + L_s) on the same batch, model and device, once the model, losses and
-# engine exist: build both configs, warm up, time forward + backward + optimiser step over a few
-# iterations, and report the G2L / MMN ratio (the paper: 0.84 s vs 0.32 s per iteration on 8 GPUs)
-# plus the share of the geodesic and Shapley ops in the G2L step. Add `bench_training_step(...)`
-# and call it from main() under a flag.
+def bench_training_step(configs: list[str], hidden_dim: int, device: str, steps: int, warmup: int, bf16: bool,
+                        threads: int) -> list[dict]:
+    """Seconds per training step (forward, loss, backward, clip, AdamW) of G2L (L_bce + L_v + L_GCL +
+    L_SSI; SSI off on TACoS as in the authors' setting) and of MMN (L_bce + L_v + L_s) on the same
+    random batch of the public configuration, each in a fresh process (bench/common.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import run_isolated
+
+    rows = []
+    for name in configs:
+        common = dict(name=name, hidden_dim=hidden_dim, device=device, steps=steps, warmup=warmup, bf16=bf16,
+                      threads=threads)
+        mmn = run_isolated({**common, "variant": "mmn"})
+        g2l = run_isolated({**common, "variant": "g2l"})
+        rows.append({"config": name, "videos": mmn["videos"], "sentences": mmn["sentences"], "mmn_s": mmn["step_s"],
+                     "g2l_s": g2l["step_s"], "ratio": g2l["step_s"] / mmn["step_s"],
+                     "mmn_peak": mmn["peak_bytes"], "g2l_peak": g2l["peak_bytes"]})
+    return rows
+
+
+def print_training_step(rows: list[dict], hidden_dim: int, device: str) -> None:
+    print(f"\n(c) training step, G2L vs MMN ({device}, map width {hidden_dim}; target G2L/MMN <= 1.3x, authors 2.6x)")
+    print(f"{'config':<12} {'videos':>6} {'sents':>6} {'MMN s':>8} {'G2L s':>8} {'G2L/MMN':>8} {'MMN MiB':>8} {'G2L MiB':>8}")
+    for r in rows:
+        print(f"{r['config']:<12} {r['videos']:>6} {r['sentences']:>6} {r['mmn_s']:>8.3f} {r['g2l_s']:>8.3f} "
+              f"{r['ratio']:>7.2f}x {r['mmn_peak'] / 2**20:>8.0f} {r['g2l_peak'] / 2**20:>8.0f}")
 
 
 def main() -> None:
@@ -177,6 +203,12 @@ def main() -> None:
     parser.add_argument("--python-samples", type=int, default=30, help="Python samples per pair")
     parser.add_argument("--sources", type=int, default=8, help="geodesic sources per video")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--step-configs", default="charades,activitynet,tacos",
+                        help="public configurations for (c); empty to skip")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--hidden-dim", type=int, default=None, help="map width for (c) (default: 512 on CUDA, 64 on CPU)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
     repeats = 5 if args.quick else args.repeats
     python_samples = 10 if args.quick else args.python_samples
@@ -186,6 +218,10 @@ def main() -> None:
     games = {"Charades K=5": (3, 5), "ActivityNet K=7": (4, 7)}
     print_shapley(bench_shapley(games, args.shapley_samples, python_samples, repeats))
     print_geodesic(bench_geodesic(["gauss", "map-noisy", "map-smooth"], args.sources, repeats), args.sources)
+    if args.step_configs:
+        hidden = args.hidden_dim or (512 if args.device.startswith("cuda") else 64)
+        rows = bench_training_step(args.step_configs.split(","), hidden, args.device, args.steps, 1, args.bf16, threads=1)
+        print_training_step(rows, hidden, args.device)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ class EncodedVideo:
 
 def frame_encoder_name(spec: dict) -> str:
     """The ``build_frame_encoder`` name that rebuilds the encoder a spec describes."""
-    if spec.get("name") == "mobilenet_v2":
-        return "mobilenet_v2"
+    if str(spec.get("name", "")).startswith("mobilenet_v2"):
+        return spec["name"]
     if spec.get("name") == "clip" and str(spec.get("weights", "")).startswith("hub:"):
         return "clip:" + spec["weights"][len("hub:"):]
     raise GroundingError(

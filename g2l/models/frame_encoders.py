@@ -238,14 +238,22 @@ def sha256_of_file(path: str | Path) -> str:
 
 
 class MobileNetV2Encoder(FrameEncoder):
-    """ImageNet MobileNetV2 frame features, ``(f, 1280)``; ``weights`` records the file's sha256 prefix."""
+    """ImageNet MobileNetV2 frame features; ``weights`` records the file's sha256 prefix.
 
-    name = "mobilenet_v2"
+    ``grid=1``: the global average pool, ``(f, 1280)``. ``grid=g > 1``: the global pool followed by
+    the average pool of each cell of a ``g x g`` grid over the last feature map, ``(f, 1280 (1 + g^2))``,
+    so where things are in the frame (and how big) survives pooling.
+    """
+
     input_size = 224
-    output_dim = 1280
 
-    def __init__(self, *, weights_path: str | Path | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, *, weights_path: str | Path | None = None, device: str | torch.device = "cpu", grid: int = 1):
         super().__init__(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        if grid < 1:
+            raise ValueError(f"The MobileNetV2 pooling grid must be at least 1, got {grid}.")
+        self.grid = int(grid)
+        self.name = "mobilenet_v2" if self.grid == 1 else f"mobilenet_v2_grid{self.grid}"
+        self.output_dim = 1280 * (1 + (self.grid**2 if self.grid > 1 else 0))
         path = Path(weights_path) if weights_path is not None else find_mobilenet_v2_weights()
         digest = sha256_of_file(path)
         if weights_path is None and not digest.startswith(MOBILENET_V2_SHA256_PREFIX):
@@ -260,7 +268,11 @@ class MobileNetV2Encoder(FrameEncoder):
         self.requires_grad_(False).eval().to(device)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network.features_pooled(images)  # (f, 1280)
+        if self.grid == 1:
+            return self.network.features_pooled(images)  # (f, 1280)
+        maps = self.network.features(images)  # (f, 1280, 7, 7)
+        cells = torch.nn.functional.adaptive_avg_pool2d(maps, self.grid).flatten(1)  # (f, 1280 g^2)
+        return torch.cat([maps.mean(dim=(2, 3)), cells], dim=1)
 
     def classify(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """ImageNet logits ``(f, 1000)`` for uint8 frames (used to check the weights)."""
@@ -330,9 +342,12 @@ def _clip_weights_identity(source: str) -> str:
 
 
 def build_frame_encoder(name: str, *, device: str | torch.device = "cpu", **kwargs) -> FrameEncoder:
-    """``"mobilenet_v2"`` or ``"clip:<hub name or folder>"`` -> a ready encoder in eval mode on ``device``."""
+    """``"mobilenet_v2"``, ``"mobilenet_v2_grid<g>"`` (global + g x g pooled cells) or
+    ``"clip:<hub name or folder>"`` -> a ready encoder in eval mode on ``device``."""
     if name == "mobilenet_v2":
         return MobileNetV2Encoder(device=device, **kwargs)
+    if name.startswith("mobilenet_v2_grid") and name[len("mobilenet_v2_grid"):].isdigit():
+        return MobileNetV2Encoder(device=device, grid=int(name[len("mobilenet_v2_grid"):]), **kwargs)
     if name.startswith("clip:") and len(name) > len("clip:"):
         return ClipImageEncoder(name[len("clip:") :], device=device, **kwargs)
-    raise ValueError(f"Unknown frame encoder {name!r}; use 'mobilenet_v2' or 'clip:<hub name or folder>'.")
+    raise ValueError(f"Unknown frame encoder {name!r}; use 'mobilenet_v2', 'mobilenet_v2_grid2' or 'clip:<hub name or folder>'.")

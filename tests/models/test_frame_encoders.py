@@ -137,6 +137,32 @@ def test_mobilenet_spec(mobilenet):
     assert spec["mean"] == list(IMAGENET_MEAN) and spec["std"] == list(IMAGENET_STD)
 
 
+def test_grid_pooling_adds_where_things_are(mobilenet):
+    from g2l.models.frame_encoders import build_frame_encoder, check_encoder_compatible, EncoderMismatchError
+
+    grid = build_frame_encoder("mobilenet_v2_grid2")
+    assert grid.spec["name"] == "mobilenet_v2_grid2" and grid.spec["output_dim"] == 1280 * 5
+    frames = random_frames(3)
+    out = grid.encode(frames)
+    assert out.shape == (3, 6400)
+    # The first 1280 columns are the global pool; each cell is the mean of its part of the 7 x 7 map
+    # (adaptive pooling: rows/columns 0-3 and 3-6, so the middle row and column count twice).
+    np.testing.assert_allclose(out[:, :1280], mobilenet.encode(frames), rtol=1e-4, atol=1e-5)
+    images = grid.preprocess(torch.from_numpy(frames))
+    with torch.inference_mode():
+        maps = grid.network.features(images).numpy()  # (3, 1280, 7, 7)
+    top_left = maps[:, :, 0:4, 0:4].mean(axis=(2, 3))
+    np.testing.assert_allclose(out[:, 1280:].reshape(3, 1280, 4)[:, :, 0], top_left, rtol=1e-4, atol=1e-5)
+    # A bright square on the left and on the right: same global content, different cells.
+    left, right = np.zeros((1, 224, 224, 3), np.uint8), np.zeros((1, 224, 224, 3), np.uint8)
+    left[0, 80:140, 10:70] = 255
+    right[0, 80:140, 154:214] = 255
+    a, b = grid.encode(left)[0], grid.encode(right)[0]
+    assert np.abs(a[1280:] - b[1280:]).sum() > 5 * np.abs(a[:1280] - b[:1280]).sum()
+    with pytest.raises(EncoderMismatchError, match="name"):
+        check_encoder_compatible(mobilenet.spec, grid.spec, what="test")
+
+
 # --- CLIP --------------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,88 @@
+"""The ablation ladder on the charades preset of the synthetic benchmark, several seeds per rung:
+
+    2D map + BCE  ->  MMN (+ L_v + L_s)  ->  + GCL (L_GCL replaces L_s)  ->  + SSI (G2L)
+
+Each run is `tools/train.py --config configs/synthetic_charades.yaml --config configs/ablation/<rung>.yaml
+train.seed=<s>` in its own process; the table shows the mean and standard deviation over seeds of
+the last epoch's test metrics (the test split selects nothing).
+
+    python bench/g2l_ablation.py [--seeds 0,1,2] [--jobs 2] [--rungs bce,mmn,gcl,ssi] [key=value ...]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RUNGS = {"bce": "2D map + BCE", "mmn": "MMN", "gcl": "+ GCL", "ssi": "+ SSI (G2L)"}
+
+
+def run_one(rung: str, seed: int, data: Path, out: Path, overrides: list[str]) -> dict:
+    name = f"{rung}-seed{seed}"
+    args = [
+        sys.executable, str(REPO / "tools" / "train.py"),
+        "--config", str(REPO / "configs" / "synthetic_charades.yaml"),
+        "--config", str(REPO / "configs" / "ablation" / f"{rung}.yaml"),
+        f"data.train_annotations={data / 'train.json'}", f"data.val_annotations={data / 'val.json'}",
+        f"data.test_annotations={data / 'test.json'}", f"data.features={data / 'features.hdf5'}",
+        f"log.output_dir={out}", f"log.run_name={name}", "log.progress=false", "train.num_threads=1",
+        f"train.seed={seed}", *overrides,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-2000:]}")
+    last = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()][-1]
+    print(f"  {name}: R1@0.5 {100 * last['eval/R1@0.5']:.2f}  ({seconds / 60:.1f} min)", flush=True)
+    return {"rung": rung, "seed": seed, "seconds": seconds, **{k[5:]: v for k, v in last.items() if k.startswith("eval/")}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="/tmp/g2l-synthetic-charades")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--rungs", default="bce,mmn,gcl,ssi")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    parser.add_argument("overrides", nargs="*", help="config overrides applied to every run")
+    args = parser.parse_args()
+    data = Path(args.data)
+    if not (data / "features.hdf5").is_file():
+        sys.path.insert(0, str(REPO))
+        from g2l.data.synthetic import generate_synthetic
+
+        generate_synthetic(data, "charades", 0, progress=False)
+    out = Path(args.out or f"/tmp/g2l-ablation-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    rungs = args.rungs.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs = [(rung, seed) for seed in seeds for rung in rungs]
+    print(f"{len(jobs)} runs, {args.jobs} at a time; run folders in {out}", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda job: run_one(job[0], job[1], data, out, args.overrides), jobs))
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\nsynthetic charades, test split, last epoch, {len(seeds)} seeds (mean ± sd, percent)")
+    print(f"{'rung':<16} {'R1@0.5':>14} {'R1@0.7':>14} {'mIoU':>14} {'min/run':>8}")
+    for rung in rungs:
+        rows = [r for r in results if r["rung"] == rung]
+
+        def cell(key):
+            values = [100 * r[key] for r in rows]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{statistics.mean(values):7.2f} ± {sd:4.2f}"
+
+        minutes = statistics.mean(r["seconds"] for r in rows) / 60
+        print(f"{RUNGS[rung]:<16} {cell('R1@0.5'):>14} {cell('R1@0.7'):>14} {cell('mIoU'):>14} {minutes:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
