@@ -20,14 +20,19 @@ class RunDirError(ValueError):
     """A run folder that cannot be created or resumed; the message says what to do."""
 
 
-def new_run_dir(output_dir: str, run_name: str, data_name: str) -> Path:
-    """Create ``output_dir/run_name`` (default name: ``<data_name>-<YYYYmmdd-HHMMSS>``); it must not exist."""
+def plan_run_dir(output_dir: str, run_name: str, data_name: str) -> Path:
+    """The new run's folder ``output_dir/run_name`` (default name ``<data_name>-<YYYYmmdd-HHMMSS>``),
+    checked not to exist yet; nothing is created."""
     name = run_name or f"{data_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = Path(output_dir) / name
     if path.exists():
         raise RunDirError(
             f"run folder {path} already exists; pass --resume {path} to continue it, or set log.run_name to a new name"
         )
+    return path
+
+
+def create_run_dir(path: Path) -> Path:
     (path / "checkpoints").mkdir(parents=True)
     (path / "predictions").mkdir()
     return path

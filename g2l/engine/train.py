@@ -32,7 +32,7 @@ from g2l.engine.distributed import (
 )
 from g2l.engine.logging import RunLogger
 from g2l.engine.optim import build_optimizer, lr_factor, set_learning_rates, set_text_trainable
-from g2l.engine.run_dir import new_run_dir, resume_checkpoint_path
+from g2l.engine.run_dir import create_run_dir, plan_run_dir, resume_checkpoint_path
 from g2l.eval.evaluator import evaluate
 from g2l.eval.predictions import write_predictions
 from g2l.losses.combine import build_loss
@@ -87,17 +87,7 @@ def train(cfg: Config | None = None, *, resume_dir: str | Path | None = None, ov
 def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
     t, e = cfg.train, cfg.eval
     torch.manual_seed(t.seed)
-    # Run folder (rank 0 creates it; the others learn its name).
-    if resume_dir is not None:
-        run_dir = Path(resume_dir)
-        if main:
-            _truncate_metrics(run_dir / "metrics.jsonl", payload["epoch"])
-    else:
-        run_dir = new_run_dir(cfg.log.output_dir, cfg.log.run_name, cfg.data.name) if main else None
-        run_dir = broadcast_object(run_dir)
-    if main:
-        save_config(cfg, run_dir / "config.yaml")
-
+    planned = None if resume_dir is not None or not main else plan_run_dir(cfg.log.output_dir, cfg.log.run_name, cfg.data.name)
     train_set, train_report = build_dataset(cfg.data, cfg.data.train_split, cfg.model.num_clips)
     eval_set, eval_report = build_dataset(cfg.data, cfg.data.eval_split, cfg.model.num_clips)
     _say(train_report + "\n" + eval_report, main)
@@ -107,6 +97,17 @@ def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
     if payload is not None:
         ckpt.load_model_state(model, payload["model"], str(resume_dir))
     loss_fn = build_loss(cfg)
+    # The run folder is made only once data and model are known to load, so a bad path leaves nothing
+    # behind. Rank 0 creates it; the others learn its name.
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        if main:
+            _truncate_metrics(run_dir / "metrics.jsonl", payload["epoch"])
+    else:
+        run_dir = create_run_dir(planned) if main else None
+        run_dir = broadcast_object(run_dir)
+    if main:
+        save_config(cfg, run_dir / "config.yaml")
     optimizer = build_optimizer(model, lr=t.lr, text_lr_scale=t.text_lr_scale, weight_decay=t.weight_decay,
                                 betas=tuple(t.betas))
     start_epoch, global_step, best = 1, 0, {}

@@ -117,8 +117,9 @@ def test_bad_inputs_are_one_sentence(bench, two_epoch_run, tmp_path):
     one_line_error(run_tool("tools/train.py", "--config", "configs/base.yaml", *base), "already exists")
     one_line_error(run_tool("tools/train.py", "--config", "configs/base.yaml", *base, "model.num_clip=3"),
                    "unknown config key 'model.num_clip'")
-    missing = overrides(bench, tmp_path, **{"data.features": tmp_path / "nope.hdf5"})
+    missing = overrides(bench, tmp_path / "runs", **{"data.features": tmp_path / "nope.hdf5"})
     one_line_error(run_tool("tools/train.py", "--config", "configs/base.yaml", *missing), "does not exist")
+    assert not (tmp_path / "runs").exists()  # nothing half-written
     ckpt = two_epoch_run.run_dir / "checkpoints" / "last.pt"
     one_line_error(run_tool("tools/eval.py", "--checkpoint", str(ckpt), "model.hidden_dim=24"), "another shape")
     one_line_error(run_tool("tools/eval.py", "--checkpoint", str(tmp_path / "none.pt")), "does not exist")
