@@ -16,7 +16,7 @@ class CliError(ValueError):
     """A bad command-line argument; the message says what to pass instead."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """Bad arguments: one line on stderr (``error: ...; see --help``) and exit status 2."""
 
     def error(self, message: str):
@@ -85,7 +85,7 @@ def _write_json_atomic(path: str, data: dict) -> None:
 
 
 def _eval(argv: Sequence[str] | None) -> int:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="tools/eval.py",
         description="Score a predictions file (no model code), or evaluate a checkpoint on a split.",
     )
@@ -141,7 +141,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(argv: Sequence[str] | None) -> int:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="tools/train.py",
         description="Train a grounding model. Example: python tools/train.py --config configs/charades.yaml train.lr=2e-4",
     )
@@ -219,7 +219,7 @@ def plot_grounding(path: str, video_name: str, duration_s: float, results) -> No
 
 
 def _ground(argv: Sequence[str] | None) -> int:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="tools/ground.py",
         description='Find when sentences happen in a video. Example: python tools/ground.py examples/demo.mp4 "the red circle grows"',
     )
@@ -274,7 +274,7 @@ def ground_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _baselines(argv: Sequence[str] | None) -> int:
-    parser = _Parser(prog="tools/baselines.py",
+    parser = OneLineParser(prog="tools/baselines.py",
                      description="Prior-only and random-ranking floors of a dataset config (annotations only).")
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--split", default=None, help="the split to score (default: data.eval_split)")

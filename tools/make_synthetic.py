@@ -14,15 +14,11 @@ import sys
 import time
 
 from g2l.data.synthetic import PRESETS, SIZES, generate_synthetic
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line, exit 2
-        self.exit(2, f"make_synthetic.py: error: {message} (see --help)\n")
+from g2l.cli import OneLineParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _OneLineParser(description="Write the synthetic grounding benchmark.")
+    parser = OneLineParser(description="Write the synthetic grounding benchmark.")
     parser.add_argument("--out", required=True, help="output folder (created if missing; files are replaced)")
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS), help="which benchmark to imitate")
     parser.add_argument("--seed", required=True, type=int, help="non-negative integer; same seed, same files")

@@ -14,15 +14,11 @@ import sys
 import time
 
 from g2l.data.render import DEFAULT_FPS, DEFAULT_NUM_VIDEOS, render_dataset
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line, exit 2
-        self.exit(2, f"render_demo_videos.py: error: {message} (see --help)\n")
+from g2l.cli import OneLineParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _OneLineParser(description="Render the demo videos (shapes that appear, leave, move, grow, shrink, turn).")
+    parser = OneLineParser(description="Render the demo videos (shapes that appear, leave, move, grow, shrink, turn).")
     parser.add_argument("--out", required=True, help="output folder (created if missing; files are replaced)")
     for split, count in DEFAULT_NUM_VIDEOS.items():
         parser.add_argument(f"--num-{split}", type=int, default=count, help=f"videos in {split} (default {count})")

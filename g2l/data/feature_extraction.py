@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from g2l.data.video import VIDEO_EXTENSIONS, VideoReadError, is_video_file, read_video_frames
 from g2l.models.frame_encoders import EncoderMismatchError, FrameEncoder, check_encoder_compatible
+from g2l.cli import OneLineParser
 
 SPEC_ATTR = "g2l_encoder_spec"
 PARTIAL_PREFIX = ".partial-"
@@ -236,15 +237,8 @@ def read_encoder_spec(path: str | Path) -> dict | None:
 # --- command line ------------------------------------------------------------------------------------
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Bad arguments: one line on stderr and exit status 2 (argparse prints the usage too)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="extract_features.py",
         description="Extract per-frame features of videos into an HDF5 file (f[video_id] -> (T, d) float32).",
     )
