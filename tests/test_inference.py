@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from g2l.config import load_config
 from g2l.engine.checkpoint import load_checkpoint, save_checkpoint

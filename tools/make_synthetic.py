@@ -9,12 +9,11 @@ Writes DIR/{train,val,test}.json, DIR/features.hdf5 and DIR/meta.json; see g2l/d
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from g2l.data.synthetic import PRESETS, SIZES, generate_synthetic
 from g2l.cli import OneLineParser
+from g2l.data.synthetic import PRESETS, SIZES, generate_synthetic
 
 
 def main(argv: list[str] | None = None) -> int:

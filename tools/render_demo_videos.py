@@ -9,12 +9,11 @@ DIR/scenes.json and DIR/meta.json; see g2l/data/render.py.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from g2l.data.render import DEFAULT_FPS, DEFAULT_NUM_VIDEOS, render_dataset
 from g2l.cli import OneLineParser
+from g2l.data.render import DEFAULT_FPS, DEFAULT_NUM_VIDEOS, render_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

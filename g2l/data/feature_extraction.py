@@ -34,9 +34,18 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from g2l.data.video import VIDEO_EXTENSIONS, VideoReadError, is_video_file, read_video_frames
-from g2l.models.frame_encoders import EncoderMismatchError, FrameEncoder, check_encoder_compatible
 from g2l.cli import OneLineParser
+from g2l.data.video import (
+    VIDEO_EXTENSIONS,
+    VideoReadError,
+    is_video_file,
+    read_video_frames,
+)
+from g2l.models.frame_encoders import (
+    EncoderMismatchError,
+    FrameEncoder,
+    check_encoder_compatible,
+)
 
 SPEC_ATTR = "g2l_encoder_spec"
 PARTIAL_PREFIX = ".partial-"

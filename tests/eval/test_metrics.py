@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from g2l.eval.metrics import grounding_metrics
 from g2l.eval.predictions import Prediction, read_predictions, rescore_predictions, write_predictions
