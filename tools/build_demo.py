@@ -1,4 +1,4 @@
-"""Rebuild the shipped demo checkpoint and example video (about 15 minutes on 2 CPU cores).
+"""Rebuild the shipped demo checkpoint and example video (about 20 minutes on 2 CPU cores).
 
     python tools/build_demo.py [--work-dir /tmp/g2l-demo] [--seed 0]
 """
@@ -13,7 +13,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", default="/tmp/g2l-demo", help="where the rendered data and the run go")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-train", type=int, default=240)
+    parser.add_argument("--num-train", type=int, default=560)
     parser.add_argument("--num-test", type=int, default=60)
     parser.add_argument("overrides", nargs="*", help="config overrides for the demo training")
     args = parser.parse_args()
