@@ -101,6 +101,7 @@ class LossConfig:
     geodesic_k: int = 5
     geodesic_cutoff: float = 0.5
     gcl_num_positives: int = 5
+    gcl_positive_weights: str = "normalised"  # "normalised" (w = G / sum G) or "raw" (w = G; g_j keeps weight 1)
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
     ssi_num_samples: int = 64  # Monte Carlo coalitions per (sentence, moment) pair
@@ -332,6 +333,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"model.pooling_counts must be a non-empty list of positive integers, got {m.pooling_counts}")
     if (m.map_kernel_size - 1) * m.map_num_layers % 2 != 0:
         raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
+    if lo.gcl_positive_weights not in ("normalised", "raw"):
+        raise ConfigError(f"loss.gcl_positive_weights must be 'normalised' or 'raw', got '{lo.gcl_positive_weights}'")
     if lo.sentence_contrast not in ("mmn", "gcl", "off"):
         raise ConfigError(f"loss.sentence_contrast must be 'mmn', 'gcl' or 'off', got '{lo.sentence_contrast}'")
     if not 0 <= lo.iou_min < lo.iou_max <= 1:

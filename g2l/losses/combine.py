@@ -92,7 +92,8 @@ def build_loss(cfg) -> GroundingLoss:
     elif lo.sentence_contrast == "gcl":
         from g2l.losses.gcl import GeodesicContrastLoss
 
-        sentence = GeodesicContrastLoss(margin=lo.margin, tau=lo.tau, num_positives=lo.gcl_num_positives)
+        sentence = GeodesicContrastLoss(margin=lo.margin, tau=lo.tau, num_positives=lo.gcl_num_positives,
+                                        positive_weights=lo.gcl_positive_weights)
     else:
         sentence = None
     ssi = None

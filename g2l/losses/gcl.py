@@ -4,7 +4,8 @@ For sentence j of video v(j), with geodesic closeness ``G_j (C,)`` of its video'
 its ground-truth cell g_j (1 at g_j, ``1 - dist`` within the cut-off, 0 beyond):
 
     P_j      = the ``num_positives`` cells with the largest G_j (and G_j > 0), weights
-               w_jp = G_jp / sum_{p' in P_j} G_jp'
+               w_jp = G_jp / sum_{p' in P_j} G_jp'   ("normalised", the default), or
+               w_jp = G_jp                           ("raw": g_j keeps weight 1, neighbours add)
     N_j^same = cells of v(j) with IoU(c, gt_j) < 0.5, not in P_j, each weighted 1 + G'_jc
                (G' is G with its 1s set to 0: hard near-misses on the manifold count more)
     N_j^oth  = every valid cell of every other video in the batch, weight 1
@@ -33,9 +34,12 @@ from torch import nn
 class GeodesicContrastLoss(nn.Module):
     needs_closeness = True
 
-    def __init__(self, *, margin: float, tau: float, num_positives: int = 5, negative_iou: float = 0.5):
+    def __init__(self, *, margin: float, tau: float, num_positives: int = 5, negative_iou: float = 0.5,
+                 positive_weights: str = "normalised"):
         super().__init__()
-        self.margin, self.tau = margin, tau
+        if positive_weights not in ("normalised", "raw"):
+            raise ValueError(f"positive_weights must be 'normalised' or 'raw', got {positive_weights!r}")
+        self.margin, self.tau, self.positive_weights = margin, tau, positive_weights
         self.num_positives, self.negative_iou = num_positives, negative_iou
 
     def forward(
@@ -57,7 +61,8 @@ class GeodesicContrastLoss(nn.Module):
         top_g, top_idx = torch.topk(closeness, min(self.num_positives, closeness.shape[1]), dim=1)  # (q k)
         is_pos = top_g > 0
         pos_weight = torch.where(is_pos, top_g, torch.zeros_like(top_g))
-        pos_weight = pos_weight / pos_weight.sum(dim=1, keepdim=True).clamp(min=1e-12)  # (q k)
+        if self.positive_weights == "normalised":
+            pos_weight = pos_weight / pos_weight.sum(dim=1, keepdim=True).clamp(min=1e-12)  # (q k)
         pos_logits = (cos_own.gather(1, top_idx) - self.margin) / self.tau  # (q k)
         pos_logits_masked = pos_logits.masked_fill(~is_pos, float("-inf"))
 

@@ -23,7 +23,7 @@ def case(seed=0, b=3, cells=12, d=6):
     return cell, sent, sv, ious, closeness
 
 
-def slow_gcl(cell, sent, sv, ious, closeness, margin, tau, num_pos):
+def slow_gcl(cell, sent, sv, ious, closeness, margin, tau, num_pos, raw=False):
     total = 0.0
     for j in range(len(sv)):
         g = closeness[j].tolist()
@@ -38,16 +38,19 @@ def slow_gcl(cell, sent, sv, ious, closeness, margin, tau, num_pos):
         for b in range(cell.shape[0]):
             if b != sv[j]:
                 denom += sum(math.exp(float(sent[j] @ cell[b, c]) / tau) for c in range(cell.shape[1]))
-        wsum = sum(g[p] for p in pos)
+        wsum = 1.0 if raw else sum(g[p] for p in pos)
         total += -sum(g[p] / wsum * (z(p, margin) - math.log(denom)) for p in pos)
     return total / len(sv)
 
 
+@pytest.mark.parametrize("weights", ["normalised", "raw"])
 @pytest.mark.parametrize("num_pos", [1, 5])
-def test_gcl_matches_its_formula(num_pos):
+def test_gcl_matches_its_formula(num_pos, weights):
     cell, sent, sv, ious, closeness = case()
-    ours = GeodesicContrastLoss(margin=0.4, tau=0.1, num_positives=num_pos)(cell, sent, sv, None, ious, closeness)
-    assert float(ours) == pytest.approx(slow_gcl(cell, sent, sv, ious, closeness, 0.4, 0.1, num_pos), rel=1e-5)
+    loss = GeodesicContrastLoss(margin=0.4, tau=0.1, num_positives=num_pos, positive_weights=weights)
+    ours = loss(cell, sent, sv, None, ious, closeness)
+    slow = slow_gcl(cell, sent, sv, ious, closeness, 0.4, 0.1, num_pos, raw=weights == "raw")
+    assert float(ours) == pytest.approx(slow, rel=1e-5)
 
 
 def test_gcl_gradients_reach_features_not_closeness():
