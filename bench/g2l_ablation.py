@@ -5,7 +5,9 @@
 
 Each run is `tools/train.py --config configs/synthetic_charades.yaml --config configs/ablation/<rung>.yaml
 train.seed=<s>` in its own process; the table shows the mean and standard deviation over seeds of
-the last epoch's test metrics (the test split selects nothing).
+the last epoch's test metrics (the test split selects nothing). Given the same --out, a later
+invocation reuses the runs that finished and skips those whose folder exists without a result, so
+two invocations (--seeds 0,1,2 and --seeds 2,1,0) can share the work, and a last one prints the table.
 
     python bench/g2l_ablation.py [--seeds 0,1,2] [--jobs 2] [--rungs bce,mmn,gcl,ssi,ssi_p1] [key=value ...]
 """
@@ -26,6 +28,12 @@ RUNGS = {"bce": "2D map + BCE", "mmn": "MMN", "gcl": "+ GCL", "ssi": "+ SSI (G2L
 
 def run_one(rung: str, seed: int, data: Path, out: Path, overrides: list[str]) -> dict:
     name = f"{rung}-seed{seed}"
+    done = out / f"{name}.result.json"
+    if done.is_file():  # finished by an earlier invocation with the same --out
+        return json.loads(done.read_text())
+    if (out / name).exists():  # running in another invocation with the same --out, or unfinished
+        print(f"  {name}: skipped, its run folder exists without a result", flush=True)
+        return None
     args = [
         sys.executable, str(REPO / "tools" / "train.py"),
         "--config", str(REPO / "configs" / "synthetic_charades.yaml"),
@@ -37,13 +45,15 @@ def run_one(rung: str, seed: int, data: Path, out: Path, overrides: list[str]) -
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     start = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    proc = subprocess.run(args, check=False, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-2000:]}")
     last = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()][-1]
     print(f"  {name}: R1@0.5 {100 * last['eval/R1@0.5']:.2f}  ({seconds / 60:.1f} min)", flush=True)
-    return {"rung": rung, "seed": seed, "seconds": seconds, **{k[5:]: v for k, v in last.items() if k.startswith("eval/")}}
+    result = {"rung": rung, "seed": seed, "seconds": seconds, **{k[5:]: v for k, v in last.items() if k.startswith("eval/")}}
+    done.write_text(json.dumps(result))
+    return result
 
 
 def main() -> int:
@@ -68,20 +78,22 @@ def main() -> int:
     jobs = [(rung, seed) for seed in seeds for rung in rungs]
     print(f"{len(jobs)} runs, {args.jobs} at a time; run folders in {out}", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run_one(job[0], job[1], data, out, args.overrides), jobs))
+        results = [r for r in pool.map(lambda job: run_one(job[0], job[1], data, out, args.overrides), jobs) if r]
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"\nsynthetic charades, test split, last epoch, {len(seeds)} seeds (mean ± sd, percent)")
-    print(f"{'rung':<22} {'R1@0.5':>14} {'R1@0.7':>14} {'mIoU':>14} {'min/run':>8}")
+    print("\nsynthetic charades, test split, last epoch (mean ± sd over seeds, percent)")
+    print(f"{'rung':<22} {'R1@0.5':>14} {'R1@0.7':>14} {'mIoU':>14} {'min/run':>8} {'seeds':>5}")
     for rung in rungs:
         rows = [r for r in results if r["rung"] == rung]
+        if not rows:
+            continue
 
-        def cell(key):
+        def cell(key, rows=rows):
             values = [100 * r[key] for r in rows]
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             return f"{statistics.mean(values):7.2f} ± {sd:4.2f}"
 
         minutes = statistics.mean(r["seconds"] for r in rows) / 60
-        print(f"{RUNGS[rung]:<22} {cell('R1@0.5'):>14} {cell('R1@0.7'):>14} {cell('mIoU'):>14} {minutes:8.1f}")
+        print(f"{RUNGS[rung]:<22} {cell('R1@0.5'):>14} {cell('R1@0.7'):>14} {cell('mIoU'):>14} {minutes:8.1f} {len(rows):5d}")
     return 0
 
 
