@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from g2l.ops.threads import kernel_threads
+
 __all__ = [
     "geodesic_closeness",
     "geodesic_closeness_batch",
@@ -562,7 +564,8 @@ def closeness_from_knn_graph(knn_idx: np.ndarray, knn_cost: np.ndarray, sources:
         raise ValueError("closeness_from_knn_graph: neighbour indices must be in [0, p) and costs >= 0.")
     flat, offsets = _pack_sources(sources, np.ones((num_videos, p), dtype=np.bool_))
     out = np.zeros((flat.size, p), dtype=np.float32)
-    _graph_batch_kernel(knn_idx, knn_cost, flat, offsets, float(cutoff), out)
+    with kernel_threads():
+        _graph_batch_kernel(knn_idx, knn_cost, flat, offsets, float(cutoff), out)
     return out
 
 
@@ -605,11 +608,13 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
             x_sub = x[torch.as_tensor(with_sources, device=x.device)] if is_torch else x[with_sources]
             knn_idx, knn_cost = knn_graph(x_sub, k, valid_np[with_sources])
             sub_offsets = np.concatenate([[0], np.cumsum(np.diff(offsets)[with_sources])])
-            _graph_batch_kernel(knn_idx, knn_cost, flat, sub_offsets.astype(np.int64), float(cutoff), out)
+            with kernel_threads():
+                _graph_batch_kernel(knn_idx, knn_cost, flat, sub_offsets.astype(np.int64), float(cutoff), out)
         else:
             x_np = x.float().cpu().numpy() if is_torch else x
             x_np = np.ascontiguousarray(x_np, dtype=np.float32)  # (b p d), normalised in the kernel
-            _lazy_batch_kernel(x_np, valid_np, flat, offsets, int(k), float(cutoff), out)
+            with kernel_threads():
+                _lazy_batch_kernel(x_np, valid_np, flat, offsets, int(k), float(cutoff), out)
     if is_torch:
         return torch.from_numpy(out).to(x.device)
     return out

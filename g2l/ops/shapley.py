@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from g2l.ops.threads import kernel_threads
+
 __all__ = [
     "pairwise_interaction",
     "pairwise_interaction_batch",
@@ -297,9 +299,10 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     pair_i = np.concatenate([np.tile(np.arange(m), s) for s, m in shapes] + [np.zeros(0)])  # (pairs,)
     stats = np.zeros((pair_game.size, 2), dtype=np.float64)
     if pair_game.size:
-        _interaction_kernel(weights_flat, offsets, num_sentences, num_moments, pair_game,
-                            pair_j.astype(np.int64), pair_i.astype(np.int64), int(num_samples),
-                            np.uint64(int(seed) & _MASK64), stats)
+        with kernel_threads():
+            _interaction_kernel(weights_flat, offsets, num_sentences, num_moments, pair_game,
+                                pair_j.astype(np.int64), pair_i.astype(np.int64), int(num_samples),
+                                np.uint64(int(seed) & _MASK64), stats)
     means, errors = [], []
     for g, sim in enumerate(sims):
         block = stats[offsets[g] : offsets[g + 1]].reshape(num_sentences[g], num_moments[g], 2)
