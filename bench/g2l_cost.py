@@ -75,6 +75,7 @@ def bench_shapley(games: dict[str, tuple[int, int]], numba_samples: int, python_
         single_threaded()
         t_numba = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1), repeats))
         numba.set_num_threads(all_threads)
+        torch.set_num_threads(all_threads)  # kernels use at most torch's threads (g2l/ops/threads.py)
         t_parallel = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1), repeats))
         single_threaded()
         t_python = statistics.median(timed(
