@@ -12,7 +12,7 @@
 
 JIT compilation is excluded (every kernel is warmed up first); times are medians of repeats.
 
-    python bench/g2l_cost.py            # full run, about a minute
+    python bench/g2l_cost.py            # full run: (a) and (b) about a minute, (c) about 6 minutes on a CPU
     python bench/g2l_cost.py --quick    # fewer repeats
 """
 

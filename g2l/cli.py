@@ -75,13 +75,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def _write_json_atomic(path: str, data: dict) -> None:
-    from pathlib import Path
+    from g2l.atomic import write_text_atomic
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(target)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def _eval(argv: Sequence[str] | None) -> int:
@@ -275,7 +271,7 @@ def ground_main(argv: Sequence[str] | None = None) -> int:
 
 def _baselines(argv: Sequence[str] | None) -> int:
     parser = OneLineParser(prog="tools/baselines.py",
-                     description="Prior-only and random-ranking floors of a dataset config (annotations only).")
+                           description="Prior-only and random-ranking floors of a dataset config (annotations only).")
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--split", default=None, help="the split to score (default: data.eval_split)")
     parser.add_argument("--json", dest="json_out", default=None)

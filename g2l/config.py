@@ -316,10 +316,9 @@ def config_to_yaml(cfg: Config) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(config_to_yaml(cfg))
-    tmp.replace(path)
+    from g2l.atomic import write_text_atomic
+
+    write_text_atomic(path, config_to_yaml(cfg))
 
 
 def validate_config(cfg: Config) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from g2l.atomic import atomic_path, write_text_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -83,7 +85,7 @@ queries answered by different moments).
   the prior-only floor on that split: R1@0.5 {100 * summary['prior_r1_at_0.5']:.1f}. The demo data has no
   validation split, so the epoch was picked on this test split: read the figures as optimistic.
 """
-    path.write_text(text)
+    write_text_atomic(path, text)
 
 
 def build_demo(work_dir: str | Path, *, num_train: int = 560, num_test: int = 60, seed: int = 0,
@@ -110,11 +112,11 @@ def build_demo(work_dir: str | Path, *, num_train: int = 560, num_test: int = 60
     ])
     result = train(cfg)
     return ship_demo(result.run_dir / "checkpoints" / "best.pt", data_dir, result.best, seed=seed, num_train=num_train,
-                     checkpoint_out=checkpoint_out, example_dir=example_dir, encoder=encoder)
+                     checkpoint_out=checkpoint_out, example_dir=example_dir)
 
 
 def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_train: int,
-              checkpoint_out: str | Path, example_dir: str | Path, encoder=None) -> dict:
+              checkpoint_out: str | Path, example_dir: str | Path) -> dict:
     """Pick the example from the trained model, copy the checkpoint and the example into the
     repository, and write ``checkpoints/README.md``; the last step of ``build_demo``."""
     from g2l.data.annotations import load_annotations
@@ -122,21 +124,18 @@ def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_
     from g2l.inference import Grounder
 
     grounder = Grounder.from_checkpoint(best, device="cpu")
-    if encoder is not None:
-        grounder._frame_encoder = encoder
     chosen, file_r1 = choose_example(grounder, data_dir)
     if chosen is None:
         raise RuntimeError("no test video has every query grounded with IoU >= 0.5; the demo model is too weak")
     video_id, record, ious = chosen
     checkpoint_out, example_dir = Path(checkpoint_out), Path(example_dir)
-    checkpoint_out.parent.mkdir(parents=True, exist_ok=True)
-    example_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(best, checkpoint_out)
-    shutil.copyfile(data_dir / "videos" / f"{video_id}.mp4", example_dir / "demo.mp4")
+    for source, target in ((best, checkpoint_out), (data_dir / "videos" / f"{video_id}.mp4", example_dir / "demo.mp4")):
+        with atomic_path(target) as temporary:
+            shutil.copyfile(source, temporary)
     example = {"video": "demo.mp4", "source": f"{video_id} of the demo test split (seed {seed})",
                "duration": record["duration"],
                "queries": [{"query": q, "gt": gt} for q, gt in zip(record["sentences"], record["timestamps"])]}
-    (example_dir / "demo.json").write_text(json.dumps(example, indent=2) + "\n")
+    write_text_atomic(example_dir / "demo.json", json.dumps(example, indent=2) + "\n")
     prior = prior_only_metrics(load_annotations(data_dir / "train.json")[0], load_annotations(data_dir / "test.json")[0])
     summary = {
         "checkpoint": str(checkpoint_out), "sha256": sha256(checkpoint_out), "size_bytes": checkpoint_out.stat().st_size,

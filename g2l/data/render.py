@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -57,6 +55,8 @@ from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
+
+from g2l.atomic import atomic_path, write_text_atomic
 
 RENDER_VERSION = 1
 
@@ -541,26 +541,18 @@ def write_video(path: str | Path, scene: Scene, *, fps: float = DEFAULT_FPS, cod
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
-        with av.open(temporary, mode="w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=rate)
-            stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, "yuv420p"
-            stream.codec_context.time_base = 1 / rate
-            if codec == "libx264":
-                stream.codec_context.options = {"crf": str(crf), "preset": "veryfast", "bf": "0"}
-            for i, image in enumerate(render_scene(scene, float(rate))):
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                frame.pts, frame.time_base = i, 1 / rate
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, av.open(str(temporary), mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, "yuv420p"
+        stream.codec_context.time_base = 1 / rate
+        if codec == "libx264":
+            stream.codec_context.options = {"crf": str(crf), "preset": "veryfast", "bf": "0"}
+        for i, image in enumerate(render_scene(scene, float(rate))):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, 1 / rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
     return path
 
 
@@ -608,19 +600,13 @@ def render_dataset(
             }
             scenes[video_id] = asdict(scene)
             bar.update(1)
-        _write_text(out_dir / f"{split}.json", json.dumps(entries) + "\n")
+        write_text_atomic(out_dir / f"{split}.json", json.dumps(entries) + "\n")
     bar.close()
     meta = {
         "render_version": RENDER_VERSION, "seed": seed, "fps": fps, "counts": counts,
         "frame_size": [FRAME_WIDTH, FRAME_HEIGHT], "vocabulary": vocabulary(),
         "actions": list(ACTIONS), "colors": COLORS, "kinds": list(KINDS),
     }
-    _write_text(out_dir / "scenes.json", json.dumps(scenes) + "\n")
-    _write_text(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out_dir / "scenes.json", json.dumps(scenes) + "\n")
+    write_text_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
     return out_dir
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(text)
-    os.replace(temporary, path)

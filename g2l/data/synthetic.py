@@ -62,7 +62,6 @@ ActivityNet 0.5 row/s (T median ~ 57, at most 256 = P); TACoS 1 row/s (T median 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,6 +69,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from g2l.atomic import atomic_path, write_text_atomic
 from g2l.data.real_stats import FINE_QUANTILE_LEVELS, LENGTH_BINS, QUANTILE_LEVELS, RECORDED, RealStatistics
 
 GENERATOR_VERSION = "1.0"
@@ -501,7 +501,7 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
     plans = {split: [plan_video(preset, seed, split, i) for i in range(counts[split])] for split in SPLITS}
     total = sum(counts.values())
     features_path = out_dir / "features.hdf5"
-    with _atomic(features_path) as temporary:
+    with atomic_path(features_path) as temporary:
         with h5py.File(temporary, "w", track_order=False) as store:
             store.attrs.update({"preset": preset, "seed": seed, "generator_version": GENERATOR_VERSION,
                                 "feature_dim": config.feature_dim, "rows_per_second": config.rows_per_second})
@@ -527,10 +527,10 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
             }
             for video in plans[split]
         }
-        _write_text(out_dir / f"{split}.json", json.dumps(entries, indent=None, separators=(", ", ": ")) + "\n")
+        write_text_atomic(out_dir / f"{split}.json", json.dumps(entries, indent=None, separators=(", ", ": ")) + "\n")
 
     meta = _describe(config, seed, size, counts, plans, feature_key)
-    _write_text(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
     return out_dir
 
 
@@ -613,28 +613,6 @@ def _style(sentence: str, style: str, position: int, rng: np.random.Generator) -
     if rng.random() < 0.5:
         sentence = sentence.rstrip(".")
     return sentence
-
-
-class _atomic:
-    """``with _atomic(path) as temporary:`` write ``temporary``; it becomes ``path`` on success."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-    def __enter__(self) -> Path:
-        return self.temporary
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            os.replace(self.temporary, self.path)
-        elif self.temporary.exists():
-            self.temporary.unlink()
-
-
-def _write_text(path: Path, text: str) -> None:
-    with _atomic(path) as temporary:
-        temporary.write_text(text)
 
 
 def _describe(config: Preset, seed: int, size: str, counts: dict[str, int], plans: dict[str, list[SyntheticVideo]],

@@ -26,14 +26,13 @@ names the file and says what to do; decord's own exceptions (``DECORDError``, ``
 from __future__ import annotations
 
 import contextlib
-import sys
-
 import ctypes
 import functools
 import glob
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator

@@ -14,12 +14,13 @@ A checkpoint is a dict::
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from g2l.atomic import atomic_path
 
 FORMAT = "g2l-checkpoint"
 TEXT_BACKBONE_PREFIX = "text_encoder.backbone."
@@ -88,9 +89,8 @@ def save_checkpoint(
         "rng": rng_state() if include_rng else None,
         "extra": extra or {},
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

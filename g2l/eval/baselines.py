@@ -28,18 +28,15 @@ def best_fixed_moment(train: list[Annotation], grid: int = 50, threshold: float 
     starts, ends = np.meshgrid(ticks, ticks, indexing="ij")
     keep = starts < ends
     cands = np.stack([starts[keep], ends[keep]], axis=1)  # (k 2)
-    best, best_key = (0.0, 1.0), (-1.0, -1.0)
-    for chunk in np.array_split(np.arange(len(cands)), max(len(cands) // 64, 1)):
+    recall, miou = np.empty(len(cands)), np.empty(len(cands))
+    for chunk in np.array_split(np.arange(len(cands)), max(len(cands) // 64, 1)):  # bounded (k q) memory
         c = cands[chunk][:, None, :]
         inter = np.minimum(c[..., 1], gts[None, :, 1]) - np.maximum(c[..., 0], gts[None, :, 0])
         hull = np.maximum(c[..., 1], gts[None, :, 1]) - np.minimum(c[..., 0], gts[None, :, 0])
         iou = np.maximum(inter, 0) / hull  # (k q)
-        recall, miou = (iou >= threshold).mean(axis=1), iou.mean(axis=1)
-        for n in range(len(chunk)):
-            key = (recall[n], miou[n])
-            if key > best_key:
-                best_key, best = key, (float(cands[chunk[n], 0]), float(cands[chunk[n], 1]))
-    return best
+        recall[chunk], miou[chunk] = (iou >= threshold).mean(axis=1), iou.mean(axis=1)
+    best = np.lexsort((-np.arange(len(cands)), miou, recall))[-1]  # max recall, then mIoU, then first
+    return float(cands[best, 0]), float(cands[best, 1])
 
 
 def prior_only_metrics(train: list[Annotation], test: list[Annotation], recall_at=(1, 5), iou_thresholds=(0.3, 0.5, 0.7)):
@@ -53,13 +50,14 @@ def random_ranking_metrics(test: list[Annotation], *, num_clips: int, pooling_co
                            recall_at=(1, 5), iou_thresholds=(0.3, 0.5, 0.7), repeats: int = 3, seed: int = 0):
     rng = np.random.default_rng(seed)
     mask = pooling_mask(num_clips, pooling_counts)
+    gts = [np.asarray(q.windows_s, F32) for q in test]
     runs = []
     for _ in range(repeats):
         candidates = []
         for q in test:
             scores = np.where(mask, rng.random(mask.shape, dtype=np.float32) + F32(1e-3), 0).astype(F32)
             candidates.append(ranked_candidates(scores, q.duration_s, nms_thresh, max(recall_at), mask)[0])
-        runs.append(grounding_metrics(candidates, [np.asarray(q.windows_s, F32) for q in test], recall_at, iou_thresholds))
+        runs.append(grounding_metrics(candidates, gts, recall_at, iou_thresholds))
     out = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
     out["num_queries"] = len(test)
     return out

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from g2l.atomic import atomic_path
 from g2l.eval.metrics import grounding_metrics
 from g2l.ops.spans import F32, ranked_candidates
 
@@ -56,15 +56,11 @@ class Prediction:
 
 def write_predictions(path: str | Path, predictions: Iterable[Prediction]) -> int:
     """Write predictions atomically (temporary file, then rename); returns the number of lines."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     count = 0
-    with tmp.open("w") as handle:
+    with atomic_path(path) as tmp, tmp.open("w") as handle:
         for prediction in predictions:
             handle.write(prediction.to_json() + "\n")
             count += 1
-    tmp.replace(path)
     return count
 
 
