@@ -108,7 +108,27 @@ def load_checkpoint(path: str | Path) -> dict:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a g2l checkpoint (no 'format: {FORMAT}' inside)")
+    check_untrusted_fields(payload, f"checkpoint {path}")
     return payload
+
+
+def check_untrusted_fields(payload: dict, source: str) -> None:
+    """A checkpoint is data from anywhere: every field that g2l later turns into files, imports or
+    names must have the expected shape, or the whole checkpoint is refused before anything is built."""
+    from g2l.models.text_encoder import TextEncoderError, check_text_backbone_spec
+
+    if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("model"), dict):
+        raise CheckpointError(f"{source} has no config or model weights inside; it is not a complete g2l checkpoint")
+    if payload.get("text_backbone") is not None:
+        try:
+            check_text_backbone_spec(payload["text_backbone"], source)
+        except TextEncoderError as error:
+            raise CheckpointError(str(error)) from None
+    frame = payload.get("frame_encoder")
+    if frame is not None and not (
+        isinstance(frame, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float, bool, list, type(None))) for k, v in frame.items())
+    ):
+        raise CheckpointError(f"{source} has a malformed frame_encoder entry; it is not a g2l checkpoint or is corrupt")
 
 
 def load_model_state(model, state: dict, source: str) -> None:
@@ -145,6 +165,6 @@ def model_from_checkpoint(payload: dict, source: str, overrides: list[str] | Non
     except ConfigError as error:
         raise CheckpointError(f"checkpoint {source} holds a config this version cannot read ({error})") from None
     apply_overrides(cfg, overrides or [])
-    model = build_model(cfg, text_spec=payload.get("text_backbone"))
+    model = build_model(cfg, text_spec=payload.get("text_backbone"), source=f"checkpoint {source}")
     load_model_state(model, payload["model"], source)
     return model, cfg

@@ -121,13 +121,13 @@ def score_cells(contrast_cos: torch.Tensor, iou_cos: torch.Tensor, gamma: float)
     return (0.5 * contrast_cos + 0.5).clamp(min=0) ** gamma * torch.sigmoid(10 * iou_cos)
 
 
-def build_model(cfg, *, text_spec: dict | None = None) -> GroundingModel:
+def build_model(cfg, *, text_spec: dict | None = None, source: str = "the checkpoint") -> GroundingModel:
     """Config -> model. ``text_spec`` (from a checkpoint) rebuilds the text backbone offline."""
     from g2l.models.text_encoder import load_text_backbone, text_backbone_from_files
 
     m, d = cfg.model, cfg.data
     if text_spec is not None:
-        backbone, tokenizer = text_backbone_from_files(text_spec)
+        backbone, tokenizer = text_backbone_from_files(text_spec, source)
     else:
         backbone, tokenizer = load_text_backbone(m.text_encoder)
     map_pool = SparseMaxPool(num_clips=m.num_clips, pooling_counts=m.pooling_counts)

@@ -58,27 +58,74 @@ def load_text_backbone(name: str):
     return backbone, tokenizer
 
 
+# The text files a tokenizer's ``save_pretrained`` writes. A checkpoint may carry only these, by
+# plain name: a checkpoint is untrusted data, and a name such as ``/abs/path`` or ``../x.pth`` would
+# otherwise write a file anywhere (a ``.pth`` file in site-packages runs code at the next start).
+TOKENIZER_FILE_NAMES = frozenset({
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json",
+})
+# Config keys that would make transformers import code named by the file (remote code).
+_FORBIDDEN_CONFIG_KEYS = ("auto_map", "custom_pipelines")
+
+
 def text_backbone_files(backbone, tokenizer) -> dict:
     """What a checkpoint stores to rebuild the backbone and tokenizer offline (weights aside)."""
     with tempfile.TemporaryDirectory() as folder:
         tokenizer.save_pretrained(folder)
-        files = {p.name: p.read_text() for p in Path(folder).iterdir() if p.is_file()}
+        files = {p.name: p.read_text() for p in Path(folder).iterdir() if p.is_file() and p.name in TOKENIZER_FILE_NAMES}
     return {"config": backbone.config.to_dict(), "tokenizer_files": files}
 
 
-def text_backbone_from_files(spec: dict):
-    """``(backbone with random weights, tokenizer)`` from ``text_backbone_files`` output."""
+def check_text_backbone_spec(spec, source: str = "the checkpoint") -> None:
+    """Refuse a ``text_backbone`` entry that is anything but plain data of the expected shape:
+    tokenizer files only from ``TOKENIZER_FILE_NAMES`` (plain names, text content) and a config
+    dict of a known model type that names no code to import."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict) or not isinstance(spec.get("tokenizer_files"), dict):
+        raise TextEncoderError(f"{source} has a malformed text_backbone entry; it is not a g2l checkpoint or is corrupt")
+    for name, text in spec["tokenizer_files"].items():
+        if not isinstance(name, str) or name not in TOKENIZER_FILE_NAMES or not isinstance(text, str):
+            shown = repr(name)[:80]
+            raise TextEncoderError(
+                f"{source} carries a tokenizer file named {shown}, which g2l refuses (allowed: "
+                f"{', '.join(sorted(TOKENIZER_FILE_NAMES))}); do not use this checkpoint"
+            )
+    config = spec["config"]
+    model_type = config.get("model_type")
+    forbidden = [key for key in _FORBIDDEN_CONFIG_KEYS if key in config]
+    if forbidden:
+        raise TextEncoderError(
+            f"{source} has a text encoder config that asks to run code from elsewhere ({forbidden[0]}), which g2l refuses; "
+            "do not use this checkpoint"
+        )
+    from transformers import CONFIG_MAPPING
+
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise TextEncoderError(
+            f"{source} has a text encoder of unknown type {str(model_type)[:80]!r}; it needs a transformers "
+            "version that knows it, or it is not a g2l checkpoint"
+        )
+
+
+def text_backbone_from_files(spec: dict, source: str = "the checkpoint"):
+    """``(backbone with random weights, tokenizer)`` from ``text_backbone_files`` output, after
+    ``check_text_backbone_spec``; no code named by the files is ever imported."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    check_text_backbone_spec(spec, source)
     _quiet_transformers()
     config_dict = dict(spec["config"])
     model_type = config_dict.pop("model_type")
-    config = AutoConfig.for_model(model_type, **config_dict)
-    backbone = AutoModel.from_config(config)
-    with tempfile.TemporaryDirectory() as folder:
-        for name, text in spec["tokenizer_files"].items():
-            (Path(folder) / name).write_text(text)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+    try:
+        config = AutoConfig.for_model(model_type, **config_dict)
+        backbone = AutoModel.from_config(config, trust_remote_code=False)
+        with tempfile.TemporaryDirectory() as folder:
+            for name, text in spec["tokenizer_files"].items():
+                (Path(folder) / name).write_text(text)  # name is one of TOKENIZER_FILE_NAMES
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TextEncoderError(f"{source}: its text encoder cannot be rebuilt ({first[:200]})") from None
     return backbone, tokenizer
 
 
