@@ -1,15 +1,21 @@
-"""The ablation ladder on the charades preset of the synthetic benchmark, several seeds per rung:
+"""The ablation ladder on a synthetic benchmark, several seeds per rung:
 
-    2D map + BCE  ->  MMN (+ L_v + L_s)  ->  + GCL (L_GCL replaces L_s)  ->  + SSI (G2L)
-    and G2L with one GCL positive (configs/ablation/ssi_p1.yaml) instead of METHOD.md's five
+    2D map + BCE  ->  MMN (+ L_v + L_s)  ->  + GCL (L_GCL replaces L_s; several variants)  ->  + SSI (G2L)
 
-Each run is `tools/train.py --config configs/synthetic_charades.yaml --config configs/ablation/<rung>.yaml
-train.seed=<s>` in its own process; the table shows the mean and standard deviation over seeds of
-the last epoch's test metrics (the test split selects nothing). Given the same --out, a later
-invocation reuses the runs that finished and skips those whose folder exists without a result, so
-two invocations (--seeds 0,1,2 and --seeds 2,1,0) can share the work, and a last one prints the table.
+A rung is an overlay in configs/ablation/ (its file name: bce, mmn, gcl, gcl_p1, gcl_iou,
+gcl_iou_push, gcl_milnce, gcl_authors, ssi, ssi_p1, ...). Each run is `tools/train.py --config
+<base config> --config configs/ablation/<rung>.yaml train.seed=<s>` in its own process; the table
+shows the mean and standard deviation over seeds of the last epoch's test metrics (the test split
+selects nothing), and for L_GCL the share of its positives (other than g_j) with IoU < 0.5 in the
+first and last epoch. Given the same --out, a later invocation reuses the runs that finished and
+skips those whose folder exists without a result, so several invocations can share the work, and a
+last one prints the table.
 
-    python bench/g2l_ablation.py [--seeds 0,1,2] [--jobs 2] [--rungs bce,mmn,gcl,ssi,ssi_p1] [key=value ...]
+    python bench/g2l_ablation.py --data DIR [--base-config configs/synthetic_charades.yaml] [--seeds 0,1,2]
+                                 [--jobs 2] [--rungs bce,mmn,gcl,ssi] [key=value ...]
+
+DIR is a folder written by tools/make_synthetic.py (for the sparse-annotation benchmark:
+`--preset charades --sparse-annotation 0.5`); it is generated (charades preset) when missing.
 """
 
 import argparse
@@ -23,10 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RUNGS = {"bce": "2D map + BCE", "mmn": "MMN", "gcl": "+ GCL", "ssi": "+ SSI (G2L)", "ssi_p1": "G2L, 1 GCL positive"}
+RUNGS = {"bce": "2D map + BCE", "mmn": "MMN", "gcl": "+ GCL (5 pos.)", "ssi": "+ SSI (G2L)", "ssi_p1": "G2L, 1 GCL pos.",
+         "gcl_p1": "+ GCL, 1 pos.", "gcl_iou": "+ GCL, IoU>=0.5 pos.", "gcl_iou_push": "+ GCL, IoU pos. + push",
+         "gcl_milnce": "+ GCL, MIL-NCE", "gcl_authors": "+ GCL, authors' form"}
+WRONG = "train_epoch/stat_gcl_positives_iou_below_0.5"
 
 
-def run_one(rung: str, seed: int, data: Path, out: Path, overrides: list[str]) -> dict:
+def run_one(rung: str, seed: int, data: Path, out: Path, base_config: Path, overrides: list[str]) -> dict:
     name = f"{rung}-seed{seed}"
     done = out / f"{name}.result.json"
     if done.is_file():  # finished by an earlier invocation with the same --out
@@ -36,7 +45,7 @@ def run_one(rung: str, seed: int, data: Path, out: Path, overrides: list[str]) -
         return None
     args = [
         sys.executable, str(REPO / "tools" / "train.py"),
-        "--config", str(REPO / "configs" / "synthetic_charades.yaml"),
+        "--config", str(base_config),
         "--config", str(REPO / "configs" / "ablation" / f"{rung}.yaml"),
         f"data.train_annotations={data / 'train.json'}", f"data.val_annotations={data / 'val.json'}",
         f"data.test_annotations={data / 'test.json'}", f"data.features={data / 'features.hdf5'}",
@@ -49,9 +58,12 @@ def run_one(rung: str, seed: int, data: Path, out: Path, overrides: list[str]) -
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-2000:]}")
-    last = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()][-1]
+    records = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+    last = records[-1]
     print(f"  {name}: R1@0.5 {100 * last['eval/R1@0.5']:.2f}  ({seconds / 60:.1f} min)", flush=True)
     result = {"rung": rung, "seed": seed, "seconds": seconds, **{k[5:]: v for k, v in last.items() if k.startswith("eval/")}}
+    if WRONG in last:
+        result["wrong_positives_first"], result["wrong_positives_last"] = records[0][WRONG], last[WRONG]
     done.write_text(json.dumps(result))
     return result
 
@@ -59,6 +71,8 @@ def run_one(rung: str, seed: int, data: Path, out: Path, overrides: list[str]) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="/tmp/g2l-synthetic-charades")
+    parser.add_argument("--base-config", default=str(REPO / "configs" / "synthetic_charades.yaml"),
+                        help="the dataset config the rungs are stacked on")
     parser.add_argument("--out", default=None)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rungs", default="bce,mmn,gcl,ssi,ssi_p1")
@@ -74,14 +88,17 @@ def main() -> int:
     out = Path(args.out or f"/tmp/g2l-ablation-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     rungs = args.rungs.split(",")
+    for rung in rungs:
+        if not (REPO / "configs" / "ablation" / f"{rung}.yaml").is_file():
+            parser.error(f"no overlay configs/ablation/{rung}.yaml for rung {rung!r}")
     seeds = [int(s) for s in args.seeds.split(",")]
     jobs = [(rung, seed) for seed in seeds for rung in rungs]
     print(f"{len(jobs)} runs, {args.jobs} at a time; run folders in {out}", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = [r for r in pool.map(lambda job: run_one(job[0], job[1], data, out, args.overrides), jobs) if r]
+        results = [r for r in pool.map(lambda job: run_one(job[0], job[1], data, out, Path(args.base_config), args.overrides), jobs) if r]
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print("\nsynthetic charades, test split, last epoch (mean ± sd over seeds, percent)")
-    print(f"{'rung':<22} {'R1@0.5':>14} {'R1@0.7':>14} {'mIoU':>14} {'min/run':>8} {'seeds':>5}")
+    print(f"\n{data.name} ({Path(args.base_config).name}), test split, last epoch (mean ± sd over seeds, percent)")
+    print(f"{'rung':<24} {'R1@0.5':>14} {'R1@0.7':>14} {'mIoU':>14} {'min/run':>8} {'seeds':>5} {'IoU<0.5 pos.':>13}")
     for rung in rungs:
         rows = [r for r in results if r["rung"] == rung]
         if not rows:
@@ -93,7 +110,11 @@ def main() -> int:
             return f"{statistics.mean(values):7.2f} ± {sd:4.2f}"
 
         minutes = statistics.mean(r["seconds"] for r in rows) / 60
-        print(f"{RUNGS[rung]:<22} {cell('R1@0.5'):>14} {cell('R1@0.7'):>14} {cell('mIoU'):>14} {minutes:8.1f} {len(rows):5d}")
+        wrong = [r for r in rows if "wrong_positives_last" in r]
+        share = (f"{100 * statistics.mean(r['wrong_positives_first'] for r in wrong):4.0f}->"
+                 f"{100 * statistics.mean(r['wrong_positives_last'] for r in wrong):3.0f}%") if wrong else ""
+        print(f"{RUNGS.get(rung, rung):<24} {cell('R1@0.5'):>14} {cell('R1@0.7'):>14} {cell('mIoU'):>14} {minutes:8.1f} "
+              f"{len(rows):5d} {share:>13}")
     return 0
 
 

@@ -102,6 +102,11 @@ class LossConfig:
     geodesic_cutoff: float = 0.5
     gcl_num_positives: int = 5
     gcl_positive_weights: str = "normalised"  # "normalised" (w = G / sum G) or "raw" (w = G; g_j keeps weight 1)
+    gcl_form: str = "g2l"  # "g2l" (the options below) or "authors" (their released loss, exactly)
+    gcl_positive_iou: float = 0.0  # positives only among cells with IoU >= this with the ground truth (g_j always)
+    gcl_aggregation: str = "infonce"  # "infonce" (one term per positive) or "milnce" (-log of the weighted positive mass)
+    gcl_positive_margin: bool = True  # subtract loss.margin from the positive logits
+    gcl_moment_push: float = 0.0  # weight of cos(m_gt, m) / tau in same-video negative logits (0: off)
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
     ssi_num_samples: int = 64  # Monte Carlo coalitions per (sentence, moment) pair
@@ -334,6 +339,14 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
     if lo.gcl_positive_weights not in ("normalised", "raw"):
         raise ConfigError(f"loss.gcl_positive_weights must be 'normalised' or 'raw', got '{lo.gcl_positive_weights}'")
+    if lo.gcl_form not in ("g2l", "authors"):
+        raise ConfigError(f"loss.gcl_form must be 'g2l' or 'authors', got '{lo.gcl_form}'")
+    if lo.gcl_aggregation not in ("infonce", "milnce"):
+        raise ConfigError(f"loss.gcl_aggregation must be 'infonce' or 'milnce', got '{lo.gcl_aggregation}'")
+    if not 0 <= lo.gcl_positive_iou <= 1:
+        raise ConfigError(f"loss.gcl_positive_iou must be in [0, 1], got {lo.gcl_positive_iou}")
+    if lo.gcl_num_positives < 1:
+        raise ConfigError(f"loss.gcl_num_positives must be at least 1, got {lo.gcl_num_positives}")
     if lo.sentence_contrast not in ("mmn", "gcl", "off"):
         raise ConfigError(f"loss.sentence_contrast must be 'mmn', 'gcl' or 'off', got '{lo.sentence_contrast}'")
     if not 0 <= lo.iou_min < lo.iou_max <= 1:

@@ -62,7 +62,7 @@ ActivityNet 0.5 row/s (T median ~ 57, at most 256 = P); TACoS 1 row/s (T median 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import h5py
@@ -234,7 +234,7 @@ RENDER_BATCH = 64  # videos per projection product
 
 _PRESET_CODES = {"charades": 1, "activitynet": 2, "tacos": 3}
 _SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
-_WORLD, _PLAN, _RENDER = 0, 1, 2
+_WORLD, _PLAN, _RENDER, _REPEAT = 0, 1, 2, 3
 
 # ----------------------------------------------------------------------------------------------
 # World and videos
@@ -342,8 +342,12 @@ def sample_moment(rng: np.random.Generator, stats: RealStatistics, size: int) ->
     return relative * (1.0 - length), length
 
 
-def plan_video(preset: str, seed: int, split: str, index: int) -> SyntheticVideo:
-    """Events, windows and sentences of video ``index`` of ``split`` (no features)."""
+def plan_video(preset: str, seed: int, split: str, index: int, sparse_annotation: float = 0.0) -> SyntheticVideo:
+    """Events, windows and sentences of video ``index`` of ``split`` (no features).
+
+    ``sparse_annotation`` P (training split only): each queried event happens a second time with
+    probability P, elsewhere in the video and unannotated (see :func:`_add_unannotated_repeats`).
+    P = 0 leaves the video exactly as without the option."""
     config = _preset(preset)
     stats = config.statistics
     rng = np.random.default_rng([seed, _PRESET_CODES[preset], _SPLIT_CODES[split], index, _PLAN])
@@ -391,8 +395,40 @@ def plan_video(preset: str, seed: int, split: str, index: int) -> SyntheticVideo
     present = tuple(sorted({event.object_idx for event in events if rng.random() < PRESENCE_PROBABILITY}))
     fillers = _sample_fillers(rng, stats, duration_s, [(e.action_idx, e.object_idx) for e in events])
     video_id = config.video_id_format.format(split=split, index=index)
-    return SyntheticVideo(video_id, split, index, duration_s, num_rows, tuple(events), sentences, scene_cuts_s, present,
-                          fillers)
+    video = SyntheticVideo(video_id, split, index, duration_s, num_rows, tuple(events), sentences, scene_cuts_s, present,
+                           fillers)
+    if sparse_annotation > 0 and split == "train":
+        repeat_rng = np.random.default_rng([seed, _PRESET_CODES[preset], _SPLIT_CODES[split], index, _REPEAT])
+        video = _add_unannotated_repeats(video, repeat_rng, sparse_annotation)
+    return video
+
+
+def _add_unannotated_repeats(video: SyntheticVideo, rng: np.random.Generator, probability: float) -> SyntheticVideo:
+    """G2L's premise, sparse annotation: with ``probability``, a queried event happens a second time,
+    with the same length, at a position that does not overlap the first, and that occurrence is not
+    annotated (a plain contrastive loss pushes the sentence away from it). Appended after the other
+    events, so query indices are unchanged; a video too short for a second occurrence keeps one."""
+    events = list(video.events)
+    for event in video.events:
+        if not event.queried or rng.random() >= probability or len(events) >= MAX_EVENTS:
+            continue
+        length = event.end_s - event.start_s
+        before = max(event.start_s - length, 0.0)  # starts in [0, before] end before the event
+        after = max(video.duration_s - length - event.end_s, 0.0)  # starts in [end, end + after]
+        if before + after <= 0:
+            continue
+        u = rng.random() * (before + after)
+        start_s = u if u < before else event.end_s + (u - before)
+        start_s, end_s = _round_window(start_s, start_s + length, video.duration_s)
+        amplitude = float(rng.uniform(*AMPLITUDE_RANGE))
+        events.append(SyntheticEvent(event.action_idx, event.object_idx, start_s, end_s, amplitude, False))
+    return replace(video, events=tuple(events))
+
+
+def count_unannotated_repeats(video: SyntheticVideo) -> int:
+    """Events that repeat a queried event's (action, object) without being annotated."""
+    queried = {(e.action_idx, e.object_idx) for e in video.events if e.queried}
+    return sum(1 for e in video.events if not e.queried and (e.action_idx, e.object_idx) in queried)
 
 
 def render_sentence(action_idx: int, object_idx: int, template: int) -> str:
@@ -481,16 +517,21 @@ def split_sizes(preset: str, size: str = "default", num_train: int | None = None
 
 def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = "default", num_train: int | None = None,
                        num_val: int | None = None, num_test: int | None = None, *, feature_key: str | None = None,
-                       progress: bool = True) -> Path:
+                       sparse_annotation: float = 0.0, progress: bool = True) -> Path:
     """Write the synthetic benchmark ``preset`` at ``seed`` into ``out_dir``; return ``out_dir``.
 
     ``feature_key``: ``None`` stores ``f[video_id] -> (T, F)``; a name such as ``"c3d_features"``
     stores ``f[video_id][feature_key]`` instead (the public ActivityNet layout). Every file is
     written to a temporary name in ``out_dir`` and renamed when complete; ``meta.json`` last.
+    ``sparse_annotation`` P in [0, 1]: in the training split a fraction P of the queried events
+    happen twice and only one occurrence is annotated (G2L's premise); val and test are unchanged,
+    each queried event happening once, so scoring stays unambiguous.
     """
     config = _preset(preset)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
+    if not 0.0 <= sparse_annotation <= 1.0:
+        raise ValueError(f"sparse_annotation must be a fraction in [0, 1], got {sparse_annotation!r}")
     counts = split_sizes(preset, size, num_train, num_val, num_test)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -498,12 +539,13 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
     out_dir.mkdir(parents=True, exist_ok=True)
 
     world = build_world(preset, seed)
-    plans = {split: [plan_video(preset, seed, split, i) for i in range(counts[split])] for split in SPLITS}
+    plans = {split: [plan_video(preset, seed, split, i, sparse_annotation) for i in range(counts[split])] for split in SPLITS}
     total = sum(counts.values())
     features_path = out_dir / "features.hdf5"
     with atomic_path(features_path) as temporary:
         with h5py.File(temporary, "w", track_order=False) as store:
             store.attrs.update({"preset": preset, "seed": seed, "generator_version": GENERATOR_VERSION,
+                                "sparse_annotation": float(sparse_annotation),
                                 "feature_dim": config.feature_dim, "rows_per_second": config.rows_per_second})
             bar = tqdm(total=total, desc=f"synthetic {preset}", unit="video", disable=not progress)
             for split in SPLITS:
@@ -529,7 +571,7 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
         }
         write_text_atomic(out_dir / f"{split}.json", json.dumps(entries, indent=None, separators=(", ", ": ")) + "\n")
 
-    meta = _describe(config, seed, size, counts, plans, feature_key)
+    meta = _describe(config, seed, size, counts, plans, feature_key, sparse_annotation)
     write_text_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
     return out_dir
 
@@ -616,7 +658,7 @@ def _style(sentence: str, style: str, position: int, rng: np.random.Generator) -
 
 
 def _describe(config: Preset, seed: int, size: str, counts: dict[str, int], plans: dict[str, list[SyntheticVideo]],
-              feature_key: str | None) -> dict:
+              feature_key: str | None, sparse_annotation: float = 0.0) -> dict:
     splits = {}
     for split in SPLITS:
         videos = plans[split]
@@ -625,6 +667,7 @@ def _describe(config: Preset, seed: int, size: str, counts: dict[str, int], plan
             "queries": sum(len(v.queries) for v in videos),
             "events": sum(len(v.events) for v in videos),
             "rows": sum(v.num_rows for v in videos),
+            "unannotated_repeats": sum(count_unannotated_repeats(v) for v in videos),
         }
     words = sorted({w.strip(".") for a, o in COMBINATIONS for t in range(len(TEMPLATES))
                     for w in render_sentence(a, o, t).split()})
@@ -642,7 +685,7 @@ def _describe(config: Preset, seed: int, size: str, counts: dict[str, int], plan
                      "rows_per_second": config.rows_per_second, "min_rows": config.min_rows,
                      "max_rows": config.max_rows},
         "events": {"sentences_per_event": config.sentences_per_event, "distractors_mean": config.distractors_mean,
-                   "similar_probability": SIMILAR_PROBABILITY},
+                   "similar_probability": SIMILAR_PROBABILITY, "sparse_annotation": sparse_annotation},
         "vocabulary": {
             "actions": [asdict(a) for a in ACTIONS],
             "objects": list(OBJECTS),

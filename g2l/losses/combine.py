@@ -4,7 +4,8 @@
 
 until epoch ``only_iou_epoch`` (1-based, inclusive); after it every term but L_bce is multiplied
 by ``only_iou_scale`` (0.01). Each term is switched off by passing None. The returned dict holds
-each weighted term under its name and their sum under ``"total"``.
+each weighted term under its name and their sum under ``"total"``; diagnostics (``"stat_*"``, no
+gradient, not in the total) ride along, such as the share of L_GCL positives with IoU < 0.5.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import torch
 from torch import nn
 
 from g2l.losses.positives import positive_cells
+
+# Diagnostics in the returned dict are named "stat_*": logged with the terms, never part of "total".
+WRONG_POSITIVES = "stat_gcl_positives_iou_below_0.5"
 
 
 class GroundingLoss(nn.Module):
@@ -77,7 +81,18 @@ class GroundingLoss(nn.Module):
             loss = self.ssi(output.cell_contrast, output.sentence_contrast, batch.sentence_video, closeness, step)
             terms["ssi"] = self.ssi_weight * scale * loss
         terms["total"] = sum(terms.values()) if terms else output.iou_cos.sum() * 0
+        if self.sentence_contrast is not None and hasattr(self.sentence_contrast, "select_positives"):
+            terms[WRONG_POSITIVES] = self._wrong_positive_share(closeness, iou_cells, positives[:, 0])
         return terms
+
+    def _wrong_positive_share(self, closeness, iou_cells, gt_cell) -> torch.Tensor:
+        """Diagnostic, no gradient: the share of L_GCL's positives other than g_j whose IoU with the
+        ground truth is below 0.5 (temporally wrong moments that the loss pulls); 0 when none."""
+        with torch.no_grad():
+            idx, valid = self.sentence_contrast.select_positives(closeness, iou_cells, gt_cell)
+            extra = valid & (idx != gt_cell[:, None])
+            wrong = (iou_cells.gather(1, idx) < 0.5) & extra
+            return wrong.sum().float() / extra.sum().clamp(min=1).float()
 
 
 def build_loss(cfg) -> GroundingLoss:
@@ -92,8 +107,11 @@ def build_loss(cfg) -> GroundingLoss:
     elif lo.sentence_contrast == "gcl":
         from g2l.losses.gcl import GeodesicContrastLoss
 
-        sentence = GeodesicContrastLoss(margin=lo.margin, tau=lo.tau, num_positives=lo.gcl_num_positives,
-                                        positive_weights=lo.gcl_positive_weights)
+        sentence = GeodesicContrastLoss(
+            margin=lo.margin, tau=lo.tau, num_positives=lo.gcl_num_positives, positive_weights=lo.gcl_positive_weights,
+            form=lo.gcl_form, positive_iou=lo.gcl_positive_iou, aggregation=lo.gcl_aggregation,
+            positive_margin=lo.gcl_positive_margin, moment_push=lo.gcl_moment_push,
+        )
     else:
         sentence = None
     ssi = None
