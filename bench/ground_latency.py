@@ -57,7 +57,7 @@ def measure(video: str, checkpoint: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from g2l.data.video import read_video_frames
+    from g2l.video.decoding import read_video_frames
     from g2l.inference import Grounder
 
     start = time.perf_counter()

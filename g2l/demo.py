@@ -1,7 +1,7 @@
 """Build the built-in demo end to end, through the real path a user's video takes:
 
     render videos with known ground truth (g2l.data.render)
-      -> decode with decord, MobileNetV2 frame features at 1 frame/s (g2l.data.feature_extraction)
+      -> decode with decord, MobileNetV2 frame features at 1 frame/s (g2l.video.feature_extraction)
       -> train the demo G2L model (configs/demo.yaml, g2l.engine.train)
       -> pick a test video whose every query the model grounds with IoU >= 0.5 through Grounder
          (video file in, moments out), preferring queries answered by different moments, and ship
@@ -92,10 +92,10 @@ def build_demo(work_dir: str | Path, *, num_train: int = 560, num_test: int = 60
                checkpoint_out: str | Path = REPO / "checkpoints" / "demo.pt",
                example_dir: str | Path = REPO / "examples", overrides: list[str] | None = None) -> dict:
     from g2l.config import load_config
-    from g2l.data.feature_extraction import extract_features_to_hdf5, list_videos
+    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.data.render import render_dataset
     from g2l.engine.train import train
-    from g2l.models.frame_encoders import build_frame_encoder
+    from g2l.video.frame_encoders import build_frame_encoder
 
     work_dir = Path(work_dir)
     data_dir = render_dataset(work_dir / "data", num_train=num_train, num_val=0, num_test=num_test, seed=seed)

@@ -92,7 +92,7 @@ class Grounder:
     @property
     def frame_encoder(self):
         if self._frame_encoder is None:
-            from g2l.models.frame_encoders import build_frame_encoder, check_encoder_compatible
+            from g2l.video.frame_encoders import build_frame_encoder, check_encoder_compatible
 
             spec = self.frame_encoder_spec
             if spec is None:
@@ -109,7 +109,7 @@ class Grounder:
 
     def encode_video(self, path: str | Path, *, batch_size: int = 32) -> EncodedVideo:
         """Decode ``path`` at the checkpoint's frame rate and encode its frames (once per video)."""
-        from g2l.data.feature_extraction import extract_video_features
+        from g2l.video.feature_extraction import extract_video_features
 
         fps = float((self.frame_encoder_spec or {}).get("fps", 1.0))
         encoder = self.frame_encoder

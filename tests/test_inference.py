@@ -13,16 +13,16 @@ from g2l.config import load_config
 from g2l.engine.checkpoint import load_checkpoint, save_checkpoint
 from g2l.engine.train import train
 from g2l.inference import Grounder, GroundingError
-from g2l.models.frame_encoders import EncoderMismatchError
+from g2l.video.frame_encoders import EncoderMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def rendered_run(tmp_path_factory, tiny_text_encoder_dir):
-    from g2l.data.feature_extraction import extract_features_to_hdf5, list_videos
+    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.data.render import render_dataset
-    from g2l.models.frame_encoders import build_frame_encoder
+    from g2l.video.frame_encoders import build_frame_encoder
 
     root = tmp_path_factory.mktemp("rendered")
     data = render_dataset(root / "data", num_train=4, num_val=0, num_test=2, seed=3, progress=False)

@@ -5,7 +5,7 @@ Example: python tools/extract_features.py videos/ --out features.hdf5 --encoder 
 
 import sys
 
-from g2l.data.feature_extraction import extract_features_main
+from g2l.video.feature_extraction import extract_features_main
 
 if __name__ == "__main__":
     sys.exit(extract_features_main())

@@ -37,7 +37,7 @@ Charades-STA), with times rounded to 0.1 s.
 
 Dataset. ``render_dataset`` writes ``out_dir/videos/<video_id>.mp4``, ``out_dir/{train,val,test}.json``
 in the ActivityNet Captions format (``{video_id: {"duration", "timestamps", "sentences"}}``, the
-duration being what ``g2l.data.video.probe_video`` decodes from the written file),
+duration being what ``g2l.video.decoding.probe_video`` decodes from the written file),
 ``out_dir/scenes.json`` (every scene in full, distractors and action labels included, for
 per-action analysis) and ``out_dir/meta.json``. Video ``i`` of a split depends only on
 ``(seed, split, i)``, not on how many videos are asked for.
@@ -571,7 +571,7 @@ def render_dataset(
     Video ids are ``<split>_<index:05d>``, so the splits are disjoint. Existing files of the same
     names are replaced.
     """
-    from g2l.data.video import probe_video
+    from g2l.video.decoding import probe_video
 
     counts = {"train": num_train, "val": num_val, "test": num_test}
     for split, count in counts.items():

@@ -35,7 +35,7 @@ from g2l.data.render import (
     vocabulary,
     write_video,
 )
-from g2l.data.video import probe_video, read_video_frames
+from g2l.video.decoding import probe_video, read_video_frames
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKGROUND = (60, 60, 70)

@@ -35,13 +35,13 @@ import numpy as np
 from tqdm import tqdm
 
 from g2l.cli import OneLineParser
-from g2l.data.video import (
+from g2l.video.decoding import (
     VIDEO_EXTENSIONS,
     VideoReadError,
     is_video_file,
     read_video_frames,
 )
-from g2l.models.frame_encoders import (
+from g2l.video.frame_encoders import (
     EncoderMismatchError,
     FrameEncoder,
     check_encoder_compatible,
@@ -282,7 +282,7 @@ def extract_features_main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from g2l.models.frame_encoders import build_frame_encoder
+    from g2l.video.frame_encoders import build_frame_encoder
 
     try:
         device = torch.device(args.device)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.models.frame_encoders import (
+from g2l.video.frame_encoders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     MOBILENET_V2_SHA256_PREFIX,
@@ -138,7 +138,7 @@ def test_mobilenet_spec(mobilenet):
 
 
 def test_grid_pooling_adds_where_things_are(mobilenet):
-    from g2l.models.frame_encoders import build_frame_encoder, check_encoder_compatible, EncoderMismatchError
+    from g2l.video.frame_encoders import build_frame_encoder, check_encoder_compatible, EncoderMismatchError
 
     grid = build_frame_encoder("mobilenet_v2_grid2")
     assert grid.spec["name"] == "mobilenet_v2_grid2" and grid.spec["output_dim"] == 1280 * 5

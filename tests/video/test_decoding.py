@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from g2l.data.video import (
+from g2l.video.decoding import (
     VideoInfo,
     VideoReadError,
     frames_at_times,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.data.feature_extraction import (
+from g2l.video.feature_extraction import (
     PARTIAL_PREFIX,
     SPEC_ATTR,
     extract_features_main,
@@ -25,8 +25,8 @@ from g2l.data.feature_extraction import (
     prefetch,
     read_encoder_spec,
 )
-from g2l.data.video import VideoReadError, read_video_frames
-from g2l.models.frame_encoders import ClipImageEncoder, EncoderMismatchError
+from g2l.video.decoding import VideoReadError, read_video_frames
+from g2l.video.frame_encoders import ClipImageEncoder, EncoderMismatchError
 
 from tests.video_utils import write_test_video
 

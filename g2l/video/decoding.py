@@ -12,7 +12,7 @@ first frame (decord subtracts the stream's start time).
 Resize rule. Frames are resized at decode time (by decord's FFmpeg scaler, which filters like an
 antialiased bilinear resize) to a ``size x size`` square, i.e. squashed, not cropped: the whole
 field of view is kept, so an action at the edge of a 16:9 frame is still seen. The frame encoders
-(``g2l.models.frame_encoders``) take square inputs of the same side (224), so their own resize is
+(``g2l.video.frame_encoders``) take square inputs of the same side (224), so their own resize is
 then a no-op. ``size=None`` keeps the native resolution.
 
 Memory stays bounded whatever the length of the video: samples are decoded ``chunk_frames`` at a

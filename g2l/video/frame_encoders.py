@@ -11,7 +11,7 @@ Two encoders behind one interface (``FrameEncoder``):
 
 Preprocessing is the encoder's job and is the same for both: RGB uint8 ``(f, h, w, 3)`` -> float
 in [0, 1] -> squash-resize to ``input_size x input_size`` (bilinear, antialiased; a no-op when the
-frames were read at that size, see ``g2l.data.video``) -> per-channel mean/std normalisation.
+frames were read at that size, see ``g2l.video.decoding``) -> per-channel mean/std normalisation.
 
 Every encoder describes itself with ``spec`` (a JSON-able dict: name, weights identity, input
 size, resize rule, normalisation, output dim). The spec is written into every feature file and
