@@ -60,7 +60,7 @@ def main() -> int:
     torch.set_num_threads(1)
     data = Path(args.data)
     if not (data / "features.hdf5").is_file():
-        from g2l.data.synthetic import generate_synthetic
+        from g2l.synthetic.benchmark import generate_synthetic
 
         print(f"generating the full-size charades preset in {data} ...", flush=True)
         generate_synthetic(data, "charades", 0, size="full")

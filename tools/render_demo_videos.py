@@ -4,7 +4,7 @@
     python tools/render_demo_videos.py --out DIR --num-train 200 --num-val 50 --num-test 50 --fps 8
 
 Writes DIR/videos/<video_id>.mp4, DIR/{train,val,test}.json (ActivityNet Captions format),
-DIR/scenes.json and DIR/meta.json; see g2l/data/render.py.
+DIR/scenes.json and DIR/meta.json; see g2l/synthetic/render.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import time
 
 from g2l.cli import OneLineParser
-from g2l.data.render import DEFAULT_FPS, DEFAULT_NUM_VIDEOS, render_dataset
+from g2l.synthetic.render import DEFAULT_FPS, DEFAULT_NUM_VIDEOS, render_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

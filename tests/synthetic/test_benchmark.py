@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from g2l.data import synthetic
-from g2l.data.real_stats import FINE_QUANTILE_LEVELS, QUANTILE_LEVELS, RECORDED, SOURCES, compute_real_statistics
-from g2l.data.synthetic import ACTIONS, OBJECTS, PRESETS, SPLITS, generate_synthetic, plan_video, sample_moment
+from g2l.synthetic import benchmark as synthetic
+from g2l.synthetic.benchmark import ACTIONS, OBJECTS, PRESETS, SPLITS, generate_synthetic, plan_video, sample_moment
+from g2l.synthetic.real_stats import FINE_QUANTILE_LEVELS, QUANTILE_LEVELS, RECORDED, SOURCES, compute_real_statistics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = {"num_train": 5, "num_val": 2, "num_test": 3}

@@ -51,7 +51,7 @@ Hidden latent model (one "world" per preset and seed; every video of every split
   identity for ActivityNet's PCA-reduced C3D (signed features).
 
 Statistics: durations, normalised moment lengths and positions, and queries per video follow the
-real training splits (:mod:`g2l.data.real_stats` records them; its docstring says how they are
+real training splits (:mod:`g2l.synthetic.real_stats` records them; its docstring says how they are
 sampled). Sentences per event, distractors and the feature rate are per preset (:data:`PRESETS`).
 Feature rate: ``T = clamp(round(duration_s * rows_per_second), min_rows, max_rows)`` rows spread
 evenly over the video: Charades 1 row/s (T ~ 30 for a 30 s video, about P = 32 pre-clips);
@@ -70,7 +70,7 @@ import numpy as np
 from tqdm import tqdm
 
 from g2l.atomic import atomic_path, write_text_atomic
-from g2l.data.real_stats import FINE_QUANTILE_LEVELS, LENGTH_BINS, QUANTILE_LEVELS, RECORDED, RealStatistics
+from g2l.synthetic.real_stats import FINE_QUANTILE_LEVELS, LENGTH_BINS, QUANTILE_LEVELS, RECORDED, RealStatistics
 
 GENERATOR_VERSION = "1.0"
 SPLITS = ("train", "val", "test")
@@ -672,7 +672,7 @@ def _describe(config: Preset, seed: int, size: str, counts: dict[str, int], plan
     words = sorted({w.strip(".") for a, o in COMBINATIONS for t in range(len(TEMPLATES))
                     for w in render_sentence(a, o, t).split()})
     return {
-        "generator": "g2l.data.synthetic",
+        "generator": "g2l.synthetic.benchmark",
         "generator_version": GENERATOR_VERSION,
         "preset": config.name,
         "seed": seed,

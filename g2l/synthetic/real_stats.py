@@ -1,10 +1,10 @@
 """Moment statistics of the real benchmarks, recorded as constants for the synthetic benchmark.
 
-The synthetic generator (:mod:`g2l.data.synthetic`) draws video durations, moment lengths,
+The synthetic generator (:mod:`g2l.synthetic.benchmark`) draws video durations, moment lengths,
 moment positions and queries per video so that they are distributed like a real benchmark's
 training split. The distributions are recorded here as quantile tables, rounded to 3 decimals,
 and :func:`compute_real_statistics` recomputes them from the public annotation file (a test
-checks that the two agree). Run ``python -m g2l.data.real_stats ../shared/data/annotations`` to
+checks that the two agree). Run ``python -m g2l.synthetic.real_stats ../shared/data/annotations`` to
 print the constants afresh.
 
 Definitions, per kept query of duration ``D`` and window ``[s, e]`` in seconds:
@@ -170,7 +170,7 @@ def format_statistics(stats: RealStatistics) -> str:
     )
 
 
-# Recorded by `python -m g2l.data.real_stats ../shared/data/annotations`.
+# Recorded by `python -m g2l.synthetic.real_stats ../shared/data/annotations`.
 RECORDED: dict[str, RealStatistics] = {
     "charades": RealStatistics(
         source='charades_sta/mmn/charades_train.json',
@@ -346,7 +346,7 @@ RECORDED: dict[str, RealStatistics] = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m g2l.data.real_stats ANNOTATIONS_DIR (e.g. ../shared/data/annotations)", file=sys.stderr)
+        print("usage: python -m g2l.synthetic.real_stats ANNOTATIONS_DIR (e.g. ../shared/data/annotations)", file=sys.stderr)
         return 2
     root = Path(argv[0])
     for preset, relative_path in SOURCES.items():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from g2l.data.annotations import load_annotations
-from g2l.data.render import (
+from g2l.synthetic.render import (
     ACTIONS,
     COLORS,
     DIRECTIONS,
