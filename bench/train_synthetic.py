@@ -40,7 +40,7 @@ def shuffled_copy(train_json: Path, out: Path, seed: int = 0) -> Path:
 
 
 def run(config, data: Path, train_json: Path, run_name: str, out_dir: Path, overrides: list[str]) -> tuple[dict, float]:
-    from g2l.engine.train import train
+    from g2l.train import train
 
     cfg = load_config(config, [
         f"data.train_annotations={train_json}", f"data.val_annotations={data / 'val.json'}",

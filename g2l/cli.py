@@ -149,7 +149,7 @@ def _train(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     overrides = list(args.overrides) + ([f"log.wandb={args.wandb}"] if args.wandb else [])
     from g2l.config import load_config
-    from g2l.engine.train import train
+    from g2l.train import train
 
     if args.resume:
         if args.config:

@@ -2,7 +2,7 @@
 
     render videos with known ground truth (g2l.synthetic.render)
       -> decode with decord, MobileNetV2 frame features at 1 frame/s (g2l.video.feature_extraction)
-      -> train the demo G2L model (configs/demo.yaml, g2l.engine.train)
+      -> train the demo G2L model (configs/demo.yaml, g2l.train)
       -> pick a test video whose every query the model grounds with IoU >= 0.5 through Grounder
          (video file in, moments out), preferring queries answered by different moments, and ship
          it as the example with its queries
@@ -94,7 +94,7 @@ def build_demo(work_dir: str | Path, *, num_train: int = 560, num_test: int = 60
     from g2l.config import load_config
     from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.synthetic.render import render_dataset
-    from g2l.engine.train import train
+    from g2l.train import train
     from g2l.video.frame_encoders import build_frame_encoder
 
     work_dir = Path(work_dir)

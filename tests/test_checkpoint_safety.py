@@ -12,7 +12,7 @@ import torch
 from g2l.cli import eval_main, ground_main, train_main
 from g2l.config import load_config
 from g2l.engine.checkpoint import CheckpointError, load_checkpoint
-from g2l.engine.train import train
+from g2l.train import train
 from g2l.models.text_encoder import TOKENIZER_FILE_NAMES, TextEncoderError, text_backbone_from_files
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 

@@ -11,7 +11,7 @@ import pytest
 
 from g2l.config import load_config
 from g2l.engine.checkpoint import load_checkpoint, save_checkpoint
-from g2l.engine.train import train
+from g2l.train import train
 from g2l.inference import Grounder, GroundingError
 from g2l.video.frame_encoders import EncoderMismatchError
 

@@ -9,11 +9,11 @@ import torch
 
 from g2l.config import load_config
 from g2l.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from g2l.engine.train import train
+from g2l.train import train
 from g2l.eval.evaluator import evaluate_checkpoint
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
