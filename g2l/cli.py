@@ -11,8 +11,10 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from g2l.errors import G2LError
 
-class CliError(ValueError):
+
+class CliError(G2LError):
     """A bad command-line argument; the message says what to pass instead."""
 
 
@@ -23,29 +25,6 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean bad input. A module that was never imported raised none of its
-    errors, so only modules already loaded are consulted (no import cost on the error path)."""
-    types: list[type[BaseException]] = [CliError]
-    for module_name, name in [
-        ("g2l.config", "ConfigError"),
-        ("g2l.eval.predictions", "PredictionsError"),
-        ("g2l.data.annotations", "AnnotationError"),
-        ("g2l.data.features", "FeatureError"),
-        ("g2l.video.decoding", "VideoReadError"),
-        ("g2l.video.feature_extraction", "FeatureFileError"),
-        ("g2l.video.frame_encoders", "EncoderMismatchError"),
-        ("g2l.models.text_encoder", "TextEncoderError"),
-        ("g2l.engine.checkpoint", "CheckpointError"),
-        ("g2l.engine.run_dir", "RunDirError"),
-        ("g2l.inference", "GroundingError"),
-    ]:
-        module = sys.modules.get(module_name)
-        if module is not None and hasattr(module, name):
-            types.append(getattr(module, name))
-    return tuple(types)
-
-
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2."""
     try:
@@ -53,11 +32,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - filtered just below
-        if isinstance(error, _user_error_types()):
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        raise
+    except G2LError as error:  # bad input, whichever module found it: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _float_list(text: str) -> list[float]:

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from g2l.errors import G2LError
+
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.2-style scalars: only true/false are booleans ("off" stays a string), and "1e-4"
@@ -45,7 +47,7 @@ def _load_yaml(text: str):
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-class ConfigError(ValueError):
+class ConfigError(G2LError):
     """A configuration file or override that cannot be applied; the message names the key."""
 
 

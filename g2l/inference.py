@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from g2l.data.features import l2_normalize, resample_features
+from g2l.errors import G2LError
 from g2l.models.grounding import score_cells
 from g2l.ops.spans import cells_to_spans, nms
 
 
-class GroundingError(ValueError):
+class GroundingError(G2LError):
     """Bad input to grounding (empty query, unusable checkpoint for video files, ...)."""
 
 

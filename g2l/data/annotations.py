@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from g2l.data.records import Annotation, CleaningReport
+from g2l.errors import G2LError
 
 FORMATS = ("charades_txt", "anet_json", "tacos_json", "qvhighlights", "jsonl")
 
@@ -80,7 +81,7 @@ QVHIGHLIGHTS_KEYS = frozenset({"qid", "query", "vid", "duration"})
 DURATION_TOLERANCE_S = 1e-3
 
 
-class AnnotationError(ValueError):
+class AnnotationError(G2LError):
     """An annotation file that cannot be read at all (missing, invalid, wrong format or schema)."""
 
 

@@ -26,8 +26,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from g2l.errors import G2LError
 
-class FeatureError(ValueError):
+
+class FeatureError(G2LError):
     """Missing or unusable video features; the message says which and what to do."""
 
 

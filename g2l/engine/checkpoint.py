@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from g2l.atomic import atomic_path
+from g2l.errors import G2LError
 
 FORMAT = "g2l-checkpoint"
 TEXT_BACKBONE_PREFIX = "text_encoder.backbone."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(G2LError):
     """A checkpoint that cannot be read or does not fit; the message says why and what to do."""
 
 

@@ -15,8 +15,10 @@ import json
 import time
 from pathlib import Path
 
+from g2l.errors import G2LError
 
-class RunDirError(ValueError):
+
+class RunDirError(G2LError):
     """A run folder that cannot be created or resumed; the message says what to do."""
 
 

@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from g2l.atomic import atomic_path
+from g2l.errors import G2LError
 from g2l.eval.metrics import grounding_metrics
 from g2l.ops.spans import F32, ranked_candidates
 
 
-class PredictionsError(ValueError):
+class PredictionsError(G2LError):
     """A predictions file that cannot be read; the message names the file and line."""
 
 

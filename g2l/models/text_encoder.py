@@ -13,10 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from g2l.errors import G2LError
+
 MINILM_ALIAS = "minilm"
 
 
-class TextEncoderError(ValueError):
+class TextEncoderError(G2LError):
     """A text encoder that cannot be loaded; the message says what to set instead."""
 
 

@@ -70,6 +70,7 @@ import numpy as np
 from tqdm import tqdm
 
 from g2l.atomic import atomic_path, write_text_atomic
+from g2l.errors import G2LError
 from g2l.synthetic.real_stats import FINE_QUANTILE_LEVELS, LENGTH_BINS, QUANTILE_LEVELS, RECORDED, RealStatistics
 
 GENERATOR_VERSION = "1.0"
@@ -505,12 +506,12 @@ def split_sizes(preset: str, size: str = "default", num_train: int | None = None
     """Videos per split: the preset's ``size`` table, overridden by any count given."""
     config = _preset(preset)
     if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+        raise G2LError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
     counts = dict(zip(SPLITS, config.sizes[size]))
     for split, given in zip(SPLITS, (num_train, num_val, num_test)):
         if given is not None:
             if isinstance(given, bool) or not isinstance(given, int) or given < 1:
-                raise ValueError(f"num_{split} must be a positive whole number of videos, got {given!r}")
+                raise G2LError(f"num_{split} must be a positive whole number of videos, got {given!r}")
             counts[split] = given
     return counts
 
@@ -529,13 +530,13 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
     """
     config = _preset(preset)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
+        raise G2LError(f"seed must be a non-negative whole number, got {seed!r}")
     if not 0.0 <= sparse_annotation <= 1.0:
-        raise ValueError(f"sparse_annotation must be a fraction in [0, 1], got {sparse_annotation!r}")
+        raise G2LError(f"sparse_annotation must be a fraction in [0, 1], got {sparse_annotation!r}")
     counts = split_sizes(preset, size, num_train, num_val, num_test)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output {out_dir} exists and is not a folder; pass a folder path")
+        raise G2LError(f"output {out_dir} exists and is not a folder; pass a folder path")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     world = build_world(preset, seed)
@@ -582,7 +583,7 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
 
 def _preset(preset: str) -> Preset:
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise G2LError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[preset]
 
 

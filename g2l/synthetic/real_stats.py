@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from g2l.errors import G2LError
+
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 21)
 # Durations and queries per video have long upper tails; a linear tail between the 95% quantile
 # and the maximum would inflate their means (ActivityNet queries per video: 4.13 instead of 3.74),
@@ -90,7 +92,7 @@ def compute_real_statistics(path: str | Path) -> RealStatistics:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} not found; pass a file from ../shared/data/annotations")
+        raise G2LError(f"annotation file {path} not found; pass a file from ../shared/data/annotations")
     with path.open() as handle:
         videos = json.load(handle)
     durations, lengths, starts, counts = [], [], [], []

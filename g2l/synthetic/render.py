@@ -57,6 +57,7 @@ import numpy as np
 from tqdm import tqdm
 
 from g2l.atomic import atomic_path, write_text_atomic
+from g2l.errors import G2LError
 
 RENDER_VERSION = 1
 
@@ -576,11 +577,11 @@ def render_dataset(
     counts = {"train": num_train, "val": num_val, "test": num_test}
     for split, count in counts.items():
         if count < 0:
-            raise ValueError(f"num_{split} must be >= 0, got {count}.")
+            raise G2LError(f"num_{split} must be >= 0, got {count}.")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}.")
+        raise G2LError(f"seed must be >= 0, got {seed}.")
     if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}.")
+        raise G2LError(f"fps must be positive, got {fps}.")
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     scenes: dict[str, dict] = {}

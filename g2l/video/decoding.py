@@ -39,12 +39,14 @@ from typing import Iterator
 
 import numpy as np
 
+from g2l.errors import G2LError
+
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 
 _REENCODE_HINT = "re-download it or re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
 
-class VideoReadError(ValueError):
+class VideoReadError(G2LError):
     """A video file is missing, empty, truncated, corrupt or not a video at all."""
 
 

