@@ -1,7 +1,11 @@
-"""Command-line entry points. The scripts in tools/ and the console scripts call these.
+"""The command line: every g2l command's arguments, terminal output and exit status.
 
-Each parses arguments, calls the library, and turns the library's input errors into one line on
-stderr and exit status 2, never a traceback.
+One ``<name>_main(argv)`` per command; the console scripts of pyproject.toml (``g2l-train``,
+``g2l-ground``, ...) and the scripts in tools/ (the same commands in a clone) call them. Each
+parses its arguments, calls the library and prints. Exit status: 0 done; 1 nothing could be done
+(every video failed to extract); 2 bad input, as one line on stderr and never a traceback
+(bad arguments, and any ``G2LError`` the library raises); 130 interrupted. No other module parses
+arguments or prints for the terminal tools.
 """
 
 from __future__ import annotations
@@ -59,7 +63,6 @@ def _write_json_atomic(path: str, data: dict) -> None:
 
 def _eval(argv: Sequence[str] | None) -> int:
     parser = OneLineParser(
-        prog="tools/eval.py",
         description="Score a predictions file (no model code), or evaluate a checkpoint on a split.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
@@ -115,8 +118,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 def _train(argv: Sequence[str] | None) -> int:
     parser = OneLineParser(
-        prog="tools/train.py",
-        description="Train a grounding model. Example: python tools/train.py --config configs/charades.yaml train.lr=2e-4",
+        description="Train a grounding model. Example: g2l-train --config configs/charades.yaml train.lr=2e-4",
     )
     parser.add_argument("--config", action="append", help="a YAML config (see configs/); repeat to stack overlays")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from checkpoints/last.pt")
@@ -153,8 +155,6 @@ DEFAULT_CHECKPOINT = "checkpoints/demo.pt"
 
 def plot_grounding(path: str, video_name: str, duration_s: float, results) -> None:
     """A PNG: per query, a timeline of its top moments (darker = higher score) and its 2D score map."""
-    from pathlib import Path
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,18 +183,18 @@ def plot_grounding(path: str, video_name: str, duration_s: float, results) -> No
         heat.set_title("score map", fontsize=8)
     fig.suptitle(f"{video_name} ({duration_s:.1f} s)", fontsize=10)
     fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(target)
+    from g2l.atomic import atomic_path
+
+    try:
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _ground(argv: Sequence[str] | None) -> int:
     parser = OneLineParser(
-        prog="tools/ground.py",
-        description='Find when sentences happen in a video. Example: python tools/ground.py examples/demo.mp4 "the red circle grows"',
+        description='Find when sentences happen in a video. Example: g2l-ground examples/demo.mp4 "the red circle grows"',
     )
     parser.add_argument("video", help="a video file")
     parser.add_argument("queries", nargs="+", help="one or more sentences")
@@ -247,8 +247,7 @@ def ground_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _baselines(argv: Sequence[str] | None) -> int:
-    parser = OneLineParser(prog="tools/baselines.py",
-                           description="Prior-only and random-ranking floors of a dataset config (annotations only).")
+    parser = OneLineParser(description="Prior-only and random-ranking floors of a dataset config (annotations only).")
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--split", default=None, help="the split to score (default: data.eval_split)")
     parser.add_argument("--json", dest="json_out", default=None)
@@ -282,3 +281,182 @@ def _baselines(argv: Sequence[str] | None) -> int:
 
 def baselines_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_baselines, argv)
+
+
+def _extract(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="Extract per-frame features of videos into an HDF5 file (f[video_id] -> (T, d) float32). "
+                    "Example: g2l-extract videos/ --out features.hdf5 --encoder mobilenet_v2 --fps 1",
+    )
+    parser.add_argument("videos", nargs="+", help="video files, folders of videos, or .txt files listing video paths")
+    parser.add_argument("--out", required=True, help="output .hdf5 file (created, or resumed when it exists)")
+    parser.add_argument("--encoder", default="mobilenet_v2",
+                        help="'mobilenet_v2' (default), 'mobilenet_v2_grid2' or 'clip:<hub name or folder>'")
+    parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per encoder batch (default 32)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    args = parser.parse_args(argv)
+    if not args.fps > 0:
+        parser.error(f"--fps must be positive, got {args.fps}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
+
+    videos = list_videos(args.videos)
+    if not videos:
+        raise CliError("no video to extract (the .txt lists are empty)")
+
+    import torch
+
+    from g2l.video.frame_encoders import build_frame_encoder
+
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except Exception as error:  # RuntimeError (bad name), AssertionError (no CUDA build), NotImplementedError
+        raise CliError(f"--device {args.device!r} is not usable here ({str(error).splitlines()[0][:120]})") from None
+    encoder = build_frame_encoder(args.encoder, device=device)
+    report = extract_features_to_hdf5(videos, args.out, encoder, fps=args.fps, batch_size=args.batch_size,
+                                      progress=not args.no_progress)
+    print(report.summary(), file=sys.stderr)
+    return 0 if report.extracted or report.skipped else 1
+
+
+def extract_main(argv: Sequence[str] | None = None) -> int:
+    """0: the output holds at least one of the videos (extracted now or before); 1: every video
+    failed; 2: bad input (including an output file made with another encoder or fps)."""
+    return run_cli(_extract, argv)
+
+
+def _make_synthetic(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="Write the built-in synthetic grounding benchmark (no download; deterministic by seed): "
+                    "DIR/{train,val,test}.json, DIR/features.hdf5 and DIR/meta.json. "
+                    "Example: g2l-make-synthetic --out data/synthetic_charades --preset charades --seed 0",
+    )
+    from g2l.synthetic.benchmark import PRESETS, SIZES, generate_synthetic
+
+    parser.add_argument("--out", required=True, help="output folder (created if missing; files are replaced)")
+    parser.add_argument("--preset", required=True, choices=sorted(PRESETS), help="which benchmark to imitate")
+    parser.add_argument("--seed", required=True, type=int, help="non-negative integer; same seed, same files")
+    parser.add_argument("--size", default="default", choices=SIZES,
+                        help="default: trains on a CPU in minutes; full: the real benchmark's number of videos")
+    for split in ("train", "val", "test"):
+        parser.add_argument(f"--num-{split}", type=int, default=None, help=f"videos in {split} (overrides --size)")
+    parser.add_argument("--feature-key", default=None,
+                        help="store f[video][KEY] instead of f[video] (e.g. c3d_features, ActivityNet's public layout)")
+    parser.add_argument("--sparse-annotation", type=float, default=0.0, metavar="P",
+                        help="training split: a fraction P of the queried events happen a second time, unannotated "
+                             "(G2L's premise; val and test unchanged). Default 0")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"argument --seed: must be >= 0, got {args.seed}")
+    for split in ("train", "val", "test"):
+        count = getattr(args, f"num_{split}")
+        if count is not None and count < 1:
+            parser.error(f"argument --num-{split}: must be >= 1, got {count}")
+    if not 0.0 <= args.sparse_annotation <= 1.0:
+        parser.error(f"argument --sparse-annotation: must be a fraction in [0, 1], got {args.sparse_annotation}")
+
+    import time
+
+    began = time.perf_counter()
+    try:
+        out = generate_synthetic(args.out, args.preset, args.seed, args.size, args.num_train, args.num_val,
+                                 args.num_test, feature_key=args.feature_key, sparse_annotation=args.sparse_annotation,
+                                 progress=not args.quiet)
+    except OSError as error:
+        raise CliError(f"cannot write the benchmark to {args.out} ({error})") from None
+    print(f"wrote {args.preset} (seed {args.seed}) to {out} in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+def make_synthetic_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_make_synthetic, argv)
+
+
+def _render_demo(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="Render the demo videos (shapes that appear, leave, move, grow, shrink, turn) with ground-truth "
+                    "captions: DIR/videos/<video_id>.mp4, DIR/{train,val,test}.json (ActivityNet Captions format), "
+                    "DIR/scenes.json and DIR/meta.json. Example: g2l-render-demo --out data/demo --seed 0",
+    )
+    from g2l.synthetic.render import DEFAULT_FPS, DEFAULT_NUM_VIDEOS, render_dataset
+
+    parser.add_argument("--out", required=True, help="output folder (created if missing; files are replaced)")
+    for split, count in DEFAULT_NUM_VIDEOS.items():
+        parser.add_argument(f"--num-{split}", type=int, default=count, help=f"videos in {split} (default {count})")
+    parser.add_argument("--seed", type=int, default=0, help="non-negative integer; same seed, same videos (default 0)")
+    parser.add_argument("--fps", type=int, default=DEFAULT_FPS, help=f"frames per second written (default {DEFAULT_FPS})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"argument --seed: must be >= 0, got {args.seed}")
+    if args.fps < 1:
+        parser.error(f"argument --fps: must be >= 1, got {args.fps}")
+    for split in DEFAULT_NUM_VIDEOS:
+        if getattr(args, f"num_{split}") < 0:
+            parser.error(f"argument --num-{split}: must be >= 0, got {getattr(args, f'num_{split}')}")
+
+    import time
+
+    began = time.perf_counter()
+    try:
+        out = render_dataset(args.out, num_train=args.num_train, num_val=args.num_val, num_test=args.num_test,
+                             seed=args.seed, fps=args.fps, progress=not args.quiet)
+    except OSError as error:
+        raise CliError(f"cannot write the videos to {args.out} ({error})") from None
+    total = args.num_train + args.num_val + args.num_test
+    print(f"rendered {total} videos (seed {args.seed}, {args.fps} fps) to {out} in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+def render_demo_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_render_demo, argv)
+
+
+def _build_demo(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="Rebuild the shipped demo checkpoint and example video (about 20 minutes on 2 CPU cores): "
+                    "render videos, extract features, train configs/demo.yaml, pick the example.",
+    )
+    parser.add_argument("--work-dir", default="/tmp/g2l-demo", help="where the rendered data and the run go")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-train", type=int, default=560)
+    parser.add_argument("--num-test", type=int, default=60)
+    parser.add_argument("overrides", nargs="*", help="config overrides for the demo training")
+    args = parser.parse_args(argv)
+    if args.seed < 0 or args.num_train < 1 or args.num_test < 1:
+        parser.error("--seed must be >= 0 and --num-train, --num-test >= 1")
+    from g2l.demo import build_demo
+
+    summary = build_demo(args.work_dir, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+                         overrides=args.overrides)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def build_demo_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_build_demo, argv)
+
+
+def _real_stats(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="Recompute the moment statistics of the real benchmarks that the synthetic generator copies, "
+                    "and print them as the RECORDED entries of g2l/synthetic/real_stats.py. "
+                    "Example: g2l-real-stats ../shared/data/annotations",
+    )
+    parser.add_argument("annotations", help="the folder of the public annotation files")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from g2l.synthetic.real_stats import format_recorded_statistics
+
+    print(format_recorded_statistics(Path(args.annotations)))
+    return 0
+
+
+def real_stats_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_real_stats, argv)

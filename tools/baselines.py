@@ -1,4 +1,4 @@
-"""Prior-only and random-ranking floors of a dataset. See `python tools/baselines.py --help`."""
+"""Prior-only and random-ranking floors of a dataset. The ``g2l-baselines`` command; see `python tools/baselines.py --help`."""
 
 import sys
 

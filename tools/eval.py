@@ -1,4 +1,4 @@
-"""Score a predictions file, or evaluate a checkpoint. See `python tools/eval.py --help`."""
+"""Score a predictions file, or evaluate a checkpoint. The ``g2l-eval`` command; see `python tools/eval.py --help`."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Ground sentences in a video file. See `python tools/ground.py --help`."""
+"""Ground sentences in a video file. The ``g2l-ground`` command; see `python tools/ground.py --help`."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Train a grounding model. See `python tools/train.py --help`; works under torchrun too."""
+"""Train a grounding model; works under torchrun too. The ``g2l-train`` command; see `python tools/train.py --help`."""
 
 import sys
 

@@ -4,8 +4,8 @@ The synthetic generator (:mod:`g2l.synthetic.benchmark`) draws video durations, 
 moment positions and queries per video so that they are distributed like a real benchmark's
 training split. The distributions are recorded here as quantile tables, rounded to 3 decimals,
 and :func:`compute_real_statistics` recomputes them from the public annotation file (a test
-checks that the two agree). Run ``python -m g2l.synthetic.real_stats ../shared/data/annotations`` to
-print the constants afresh.
+checks that the two agree). Run ``g2l-real-stats ../shared/data/annotations`` (``tools/real_stats.py``)
+to print the constants afresh.
 
 Definitions, per kept query of duration ``D`` and window ``[s, e]`` in seconds:
 
@@ -42,7 +42,6 @@ joint (length, position) structure of the real data up to the binning.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +171,7 @@ def format_statistics(stats: RealStatistics) -> str:
     )
 
 
-# Recorded by `python -m g2l.synthetic.real_stats ../shared/data/annotations`.
+# Recorded by `g2l-real-stats ../shared/data/annotations`.
 RECORDED: dict[str, RealStatistics] = {
     "charades": RealStatistics(
         source='charades_sta/mmn/charades_train.json',
@@ -345,17 +344,11 @@ RECORDED: dict[str, RealStatistics] = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m g2l.synthetic.real_stats ANNOTATIONS_DIR (e.g. ../shared/data/annotations)", file=sys.stderr)
-        return 2
-    root = Path(argv[0])
+def format_recorded_statistics(root: str | Path) -> str:
+    """The ``RECORDED`` entries recomputed from the annotation files under ``root`` (the layout of
+    ../shared/data/annotations), as Python source to paste over the table above."""
+    lines = []
     for preset, relative_path in SOURCES.items():
-        literal = format_statistics(compute_real_statistics(root / relative_path))
-        print(f'    "{preset}": ' + literal.replace("\n", "\n    ") + ",")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        literal = format_statistics(compute_real_statistics(Path(root) / relative_path))
+        lines.append(f'    "{preset}": ' + literal.replace("\n", "\n    ") + ",")
+    return "\n".join(lines)

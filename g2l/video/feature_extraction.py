@@ -21,7 +21,6 @@ in a bounded queue, so decoding overlaps with encoding and memory stays bounded.
 
 from __future__ import annotations
 
-import argparse
 import json
 import queue
 import sys
@@ -34,7 +33,6 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from g2l.cli import OneLineParser
 from g2l.errors import G2LError
 from g2l.video.decoding import (
     VIDEO_EXTENSIONS,
@@ -42,11 +40,7 @@ from g2l.video.decoding import (
     is_video_file,
     read_video_frames,
 )
-from g2l.video.frame_encoders import (
-    EncoderMismatchError,
-    FrameEncoder,
-    check_encoder_compatible,
-)
+from g2l.video.frame_encoders import FrameEncoder, check_encoder_compatible
 
 SPEC_ATTR = "g2l_encoder_spec"
 PARTIAL_PREFIX = ".partial-"
@@ -247,63 +241,3 @@ def read_encoder_spec(path: str | Path) -> dict | None:
     """The encoder spec stored in a feature file, or None if it has none (e.g. a public file)."""
     with h5py.File(path, "r") as handle:
         return json.loads(handle.attrs[SPEC_ATTR]) if SPEC_ATTR in handle.attrs else None
-
-
-# --- command line ------------------------------------------------------------------------------------
-
-
-def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="extract_features.py",
-        description="Extract per-frame features of videos into an HDF5 file (f[video_id] -> (T, d) float32).",
-    )
-    parser.add_argument("videos", nargs="+", help="video files, folders of videos, or .txt files listing video paths")
-    parser.add_argument("--out", required=True, help="output .hdf5 file (created, or resumed when it exists)")
-    parser.add_argument("--encoder", default="mobilenet_v2", help="'mobilenet_v2' (default) or 'clip:<hub name or folder>'")
-    parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per encoder batch (default 32)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
-    parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
-    return parser
-
-
-def extract_features_main(argv: Sequence[str] | None = None) -> int:
-    """Command line of ``tools/extract_features.py``; returns the exit status.
-
-    0: the output holds at least one of the videos (extracted now or before); 1: every video
-    failed; 2: bad arguments (including an output file made with another encoder or fps).
-    """
-    parser = build_argument_parser()
-    args = parser.parse_args(argv)
-    if not args.fps > 0:
-        parser.error(f"--fps must be positive, got {args.fps}")
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    try:
-        videos = list_videos(args.videos)
-    except ValueError as error:
-        parser.error(str(error))
-    if not videos:
-        parser.error("no video to extract (the .txt lists are empty)")
-
-    import torch
-
-    from g2l.video.frame_encoders import build_frame_encoder
-
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except Exception as error:  # RuntimeError (bad name), AssertionError (no CUDA build), NotImplementedError
-        parser.error(f"--device {args.device!r} is not usable here ({str(error).splitlines()[0][:120]})")
-    try:
-        encoder = build_frame_encoder(args.encoder, device=device)
-    except (ValueError, FileNotFoundError) as error:
-        parser.error(str(error))
-    try:
-        report = extract_features_to_hdf5(
-            videos, args.out, encoder, fps=args.fps, batch_size=args.batch_size, progress=not args.no_progress
-        )
-    except (EncoderMismatchError, FeatureFileError) as error:
-        parser.error(str(error))
-    print(report.summary(), file=sys.stderr)
-    return 0 if report.extracted or report.skipped else 1
