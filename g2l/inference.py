@@ -16,7 +16,8 @@ of its own, and merges the windows' candidates by score with NMS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class QueryResult:
     score_map: np.ndarray | None = None  # (t t) of the whole video (or the best window), 0 off the mask
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: a Grounder caches its map features per video
 class EncodedVideo:
     """A video's frame features, computed once: ``features (T, F)`` sampled at ``fps``."""
 
@@ -54,7 +55,6 @@ class EncodedVideo:
     duration_s: float
     features: np.ndarray
     fps: float
-    _windows: dict = field(default_factory=dict, repr=False)  # cached map-cell features per window setting
 
 
 def frame_encoder_name(spec: dict) -> str:
@@ -76,6 +76,9 @@ class Grounder:
         self.device = device
         self.frame_encoder_spec = frame_encoder_spec
         self._frame_encoder = frame_encoder
+        # This model's map-cell features of each video it has grounded, per window setting; an
+        # entry goes when its video does. (Kept here, not on the video: another model's cells differ.)
+        self._cells_of: weakref.WeakKeyDictionary[EncodedVideo, dict] = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None) -> "Grounder":
@@ -142,8 +145,9 @@ class Grounder:
 
     @torch.inference_mode()
     def _cells(self, video: EncodedVideo, window_s: float | None):
-        """Normalised valid-cell features of every window, cached on the video."""
-        if window_s not in video._windows:
+        """This model's normalised valid-cell features of every window of ``video``, computed once."""
+        cached = self._cells_of.setdefault(video, {})
+        if window_s not in cached:
             windows = self._windows(video, window_s)
             pre_clips = np.stack([resample_features(l2_normalize(rows), self.cfg.data.num_pre_clips)
                                   for _, _, rows in windows])  # (w p F)
@@ -153,8 +157,8 @@ class Grounder:
                     f"{self.cfg.data.feature_dim}; use features from the encoder it was trained with"
                 )
             cells_c, cells_u = self.model.encode_video(torch.from_numpy(pre_clips).to(self.device))  # (w C d)
-            video._windows[window_s] = ([(s, d) for s, d, _ in windows], cells_c, cells_u)
-        return video._windows[window_s]
+            cached[window_s] = ([(s, d) for s, d, _ in windows], cells_c, cells_u)
+        return cached[window_s]
 
     # Query side ------------------------------------------------------------------------------------
     @torch.inference_mode()

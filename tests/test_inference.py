@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from g2l.config import load_config
 from g2l.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -62,6 +63,30 @@ def test_grounder_on_a_video_file(rendered_run):
         assert all(0 <= m.start_s < m.end_s <= video.duration_s + 1e-6 for m in r.moments)
     with pytest.raises(GroundingError, match="non-empty"):
         grounder.ground(video, ["  "])
+
+
+def test_one_video_grounded_with_two_models_gets_each_models_answer(rendered_run):
+    """The map features of an encoded video belong to the model that computed them: a second
+    model grounding the same EncodedVideo must not reuse the first one's (for whole videos and
+    for windows alike)."""
+    _, ckpt = rendered_run
+    first = Grounder.from_checkpoint(ckpt, device="cpu")
+    second = Grounder.from_checkpoint(ckpt, device="cpu")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in second.model.video_encoder.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    features = np.random.default_rng(0).random((40, first.cfg.data.feature_dim), dtype=np.float32)
+    query = ["the red circle grows."]
+    for window_s in (None, 20.0):
+        shared = first.encode_features(features, 40.0)
+        by_first = first.ground(shared, query, window_s=window_s, keep_maps=True)[0]
+        by_second = second.ground(shared, query, window_s=window_s, keep_maps=True)[0]
+        alone = second.ground(second.encode_features(features, 40.0), query, window_s=window_s, keep_maps=True)[0]
+        np.testing.assert_array_equal(by_second.score_map, alone.score_map)
+        assert [(m.start_s, m.end_s, m.score) for m in by_second.moments] == [(m.start_s, m.end_s, m.score)
+                                                                            for m in alone.moments]
+        assert not np.array_equal(by_first.score_map, alone.score_map)  # the two models do differ
 
 
 def test_encoder_mismatch_and_missing_encoder_are_errors(rendered_run, tmp_path):
