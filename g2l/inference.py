@@ -26,7 +26,7 @@ import torch
 from g2l.data.features import l2_normalize, resample_features
 from g2l.errors import G2LError
 from g2l.models.grounding import score_cells
-from g2l.ops.spans import cells_to_spans, nms
+from g2l.ops.spans import cells_to_spans, rank_candidates
 
 
 class GroundingError(G2LError):
@@ -180,17 +180,13 @@ class Grounder:
         start_idx = self.model.cell_start_idx.cpu().numpy()
         end_idx = self.model.cell_end_idx.cpu().numpy()
         t = self.model.num_clips
+        spans = np.concatenate([cells_to_spans(start_idx, end_idx, length, t) + np.float32(offset)
+                                for offset, length in windows])  # (w*C 2), window by window like scores[q]
         results = []
         for q, query in enumerate(cleaned):
-            spans, cand_scores = [], []
-            for w, (offset, length) in enumerate(windows):
-                spans.append(cells_to_spans(start_idx, end_idx, length, t) + np.float32(offset))
-                cand_scores.append(scores[q, w])
-            spans_all, scores_all = np.concatenate(spans), np.concatenate(cand_scores)
-            order = np.argsort(-scores_all, kind="stable")
-            keep = nms(spans_all[order], self.cfg.eval.nms_thresh, top_k)
-            chosen = order[keep]
-            moments = [Moment(float(spans_all[c, 0]), float(min(spans_all[c, 1], video.duration_s)), float(scores_all[c]))
+            candidate_scores = scores[q].reshape(-1)  # (w*C)
+            chosen = rank_candidates(spans, candidate_scores, self.cfg.eval.nms_thresh, top_k)
+            moments = [Moment(float(spans[c, 0]), float(min(spans[c, 1], video.duration_s)), float(candidate_scores[c]))
                        for c in chosen]
             score_map = None
             if keep_maps:

@@ -99,19 +99,28 @@ def best_cell(window_s: tuple[float, float], duration_s: float, mask: np.ndarray
     return divmod(flat, mask.shape[0])
 
 
-def rank_cells(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None = None):
-    """Score map ``(t t)`` -> ranked ``(spans (k, 2), scores (k,))`` over the valid cells.
+def cell_candidates(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None = None):
+    """Score map ``(t t)`` -> ``(spans (k, 2), scores (k,))`` of its valid cells in row-major order.
 
     Valid cells are those of ``mask``, or the non-zero cells of the map when no mask is given
-    (the convention of a predictions file's ``score_map``). Ranking is a stable descending sort.
+    (the convention of a predictions file's ``score_map``).
     """
     score_map = np.asarray(score_map, dtype=F32)
     valid = score_map != 0 if mask is None else np.asarray(mask, dtype=bool)
     start_idx, end_idx = np.nonzero(valid)  # row-major order
-    scores = score_map[start_idx, end_idx]
-    order = np.argsort(-scores, kind="stable")
-    spans = cells_to_spans(start_idx[order], end_idx[order], duration_s, score_map.shape[0])
-    return spans, scores[order]
+    return cells_to_spans(start_idx, end_idx, duration_s, score_map.shape[0]), score_map[start_idx, end_idx]
+
+
+def best_first(scores: np.ndarray) -> np.ndarray:
+    """Indices that sort ``scores (k,)`` descending; a stable sort, so equal scores keep their order."""
+    return np.argsort(-np.asarray(scores), kind="stable")
+
+
+def rank_cells(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None = None):
+    """Score map ``(t t)`` -> ``(spans (k, 2), scores (k,))`` of the valid cells, best first (no NMS)."""
+    spans, scores = cell_candidates(score_map, duration_s, mask)
+    order = best_first(scores)
+    return spans[order], scores[order]
 
 
 @numba.njit(cache=True)
@@ -155,9 +164,19 @@ def nms(spans: np.ndarray, thresh: float, max_keep: int | None = None) -> np.nda
     return _greedy_nms(spans, F32(thresh), limit)
 
 
+def rank_candidates(spans: np.ndarray, scores: np.ndarray, nms_thresh: float, max_keep: int | None = None) -> np.ndarray:
+    """What a model answers, as indices into the candidates ``spans (k, 2)``, ``scores (k,)``: best
+    first (stable, so equal scores keep the given order), after greedy NMS, at most ``max_keep``.
+
+    The one ranking of the package: the evaluator, the baselines and ``Grounder`` all rank here.
+    """
+    order = best_first(scores)
+    return order[nms(np.asarray(spans)[order], nms_thresh, max_keep)]
+
+
 def ranked_candidates(score_map: np.ndarray, duration_s: float, nms_thresh: float,
                       max_keep: int | None = None, mask: np.ndarray | None = None):
     """Score map -> ``(spans (k, 2), scores (k,))`` ranked after NMS: what a model answers."""
-    spans, scores = rank_cells(score_map, duration_s, mask)
-    keep = nms(spans, nms_thresh, max_keep)
+    spans, scores = cell_candidates(score_map, duration_s, mask)
+    keep = rank_candidates(spans, scores, nms_thresh, max_keep)
     return spans[keep], scores[keep]

@@ -11,6 +11,7 @@ from g2l.ops.spans import (
     pairwise_iou,
     pooling_diagonals,
     pooling_mask,
+    rank_candidates,
     rank_cells,
     ranked_candidates,
     scale_iou,
@@ -149,3 +150,13 @@ def test_rank_cells_mask_and_nonzero_agree():
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(sa, sb)
     assert np.all(np.diff(sa) <= 0)
+
+
+def test_rank_candidates_is_a_stable_sort_then_nms():
+    spans = np.array([[0, 10], [0, 9], [20, 30], [1, 10]], np.float32)
+    scores = np.array([0.5, 0.9, 0.5, 0.9], np.float32)
+    # Best first with ties in the given order: 1, 3, 0, 2. Against 1, candidate 3 has IoU 0.8 and 0 has 0.9.
+    np.testing.assert_array_equal(rank_candidates(spans, scores, 0.95), [1, 3, 0, 2])
+    np.testing.assert_array_equal(rank_candidates(spans, scores, 0.85), [1, 3, 2])
+    np.testing.assert_array_equal(rank_candidates(spans, scores, 0.5), [1, 2])
+    np.testing.assert_array_equal(rank_candidates(spans, scores, 0.95, max_keep=2), [1, 3])
