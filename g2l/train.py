@@ -76,16 +76,15 @@ def train(cfg: Config | None = None, *, resume_dir: str | Path | None = None, ov
     if t.num_threads > 0:
         torch.set_num_threads(t.num_threads)
     dist_ctx = init_distributed(t.device)
-    main = dist_ctx.is_main
-    device = dist_ctx.device
     try:
-        return _train(cfg, payload, resume_dir, dist_ctx, main, device)
+        return _train(cfg, payload, resume_dir, dist_ctx)
     finally:
         cleanup()
 
 
-def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
+def _train(cfg, payload, resume_dir, dist_ctx) -> TrainResult:
     t, e = cfg.train, cfg.eval
+    main, device = dist_ctx.is_main, dist_ctx.device
     torch.manual_seed(t.seed)
     planned = None if resume_dir is not None or not main else plan_run_dir(cfg.log.output_dir, cfg.log.run_name, cfg.data.name)
     train_set, train_report = build_dataset(cfg.data, cfg.data.train_split, cfg.model.num_clips)
@@ -132,16 +131,19 @@ def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
     last_metrics: dict = {}
     epoch = start_epoch - 1
+    net, net_text_trainable = model, None
     for epoch in range(start_epoch, t.epochs + 1):
         text_trainable = epoch > t.freeze_text_epochs
         set_text_trainable(model, text_trainable)
         model.train()
-        net = model
-        if dist_ctx.world_size > 1:
+        if dist_ctx.world_size > 1 and text_trainable != net_text_trainable:
+            # DDP all-reduces the parameters that require gradients when it is built, so it is built
+            # when training starts and again when the text backbone is unfrozen.
             net = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
+            net_text_trainable = text_trainable
         sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
         started, videos = time.perf_counter(), 0

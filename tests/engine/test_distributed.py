@@ -1,5 +1,6 @@
 """Two processes with gloo: training runs under torchrun, and its distributed evaluation equals a
-single-process evaluation of the same weights exactly."""
+single-process evaluation of the same weights exactly, also after the text backbone is unfrozen
+(the ranks must then still hold the same weights)."""
 
 import json
 import subprocess
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_two_process_training_and_evaluation(tmp_path, tiny_text_encoder_dir):
     folder = write_tiny_benchmark(tmp_path / "bench", num_train=16, num_test=9)
-    args = tiny_overrides(folder, tiny_text_encoder_dir, tmp_path / "runs", **{"log.run_name": "ddp", "train.epochs": 1,
+    args = tiny_overrides(folder, tiny_text_encoder_dir, tmp_path / "runs", **{"log.run_name": "ddp", "train.epochs": 2,
                                                                                "eval.batch_size": 2})
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
@@ -23,11 +24,13 @@ def test_two_process_training_and_evaluation(tmp_path, tiny_text_encoder_dir):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "ddp"
-    (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and records[-1]["epoch"] == 2  # epoch 2 trains the text backbone (freeze_text_epochs=1)
+    record = records[-1]
     assert record["eval/num_queries"] == 18
     single = evaluate_checkpoint(str(run / "checkpoints" / "last.pt"), device="cpu",
                                  predictions_out=str(tmp_path / "single.jsonl"), overrides=["eval.batch_size=2"])
     for key, value in single.metrics.items():
         assert record[f"eval/{key}"] == value, key
-    distributed = (run / "predictions" / "test_epoch001.jsonl").read_text().splitlines()
+    distributed = (run / "predictions" / "test_epoch002.jsonl").read_text().splitlines()
     assert distributed == (tmp_path / "single.jsonl").read_text().splitlines()
