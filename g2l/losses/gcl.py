@@ -60,8 +60,6 @@ POSITIVE_WEIGHTS = ("normalised", "raw")
 
 
 class GeodesicContrastLoss(nn.Module):
-    needs_closeness = True
-
     def __init__(self, *, margin: float, tau: float, num_positives: int = 5, negative_iou: float = 0.5,
                  positive_weights: str = "normalised", form: str = "g2l", positive_iou: float = 0.0,
                  aggregation: str = "infonce", positive_margin: bool = True, moment_push: float = 0.0):
