@@ -72,7 +72,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The 2D moment map model of METHOD.md section 2."""
+    """The 2D moment map model of docs/method.md section 2."""
 
     num_clips: int = 16  # N, the map side
     pooling_counts: list[int] = field(default_factory=lambda: [15])
@@ -87,7 +87,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss terms and weights (METHOD.md section 3). Each term can be switched off."""
+    """Loss terms and weights (docs/method.md section 3). Each term can be switched off."""
 
     iou_min: float = 0.5  # t_min
     iou_max: float = 1.0  # t_max
@@ -116,7 +116,7 @@ class LossConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation protocol of the dataset (METHOD.md section 1)."""
+    """Evaluation protocol of the dataset (docs/method.md section 1)."""
 
     iou_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
     recall_at: list[int] = field(default_factory=lambda: [1, 5])
@@ -130,7 +130,7 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation (METHOD.md section 4)."""
+    """Optimisation (docs/method.md section 4)."""
 
     epochs: int = 18
     batch_size: int = 48  # videos

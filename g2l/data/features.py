@@ -1,4 +1,4 @@
-"""Video feature stores and the per-video preprocessing of METHOD.md section 2.
+"""Video feature stores and the per-video preprocessing of docs/method.md section 2.
 
 Layouts read:
 
@@ -166,7 +166,7 @@ class FeatureStore:
 
 
 class VideoFeatures:
-    """One or more stores joined along channels; the preprocessing of METHOD.md section 2.
+    """One or more stores joined along channels; the preprocessing of docs/method.md section 2.
 
     ``load(video_id)`` returns the ``(P, F)`` pre-clip features: each store's rows L2-normalised,
     stores truncated to the shortest and concatenated, non-finite values set to 0 (counted and

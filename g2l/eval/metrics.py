@@ -1,4 +1,4 @@
-"""Grounding metrics over plain arrays: R@k at IoU m, and mIoU (METHOD.md section 1).
+"""Grounding metrics over plain arrays: R@k at IoU m, and mIoU (docs/method.md section 1).
 
 A query is a hit at ``(k, m)`` when any of its first ``k`` candidates (already ranked after NMS)
 has float32 ``IoU >= m`` with the ground truth. With several ground-truth windows, a candidate's

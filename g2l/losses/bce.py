@@ -1,4 +1,4 @@
-"""L_bce: the IoU regression of 2D-TAN (METHOD.md section 3).
+"""L_bce: the IoU regression of 2D-TAN (docs/method.md section 3).
 
     p_qc = sigmoid(10 * cos(s^u_q, m^u_c))
     L_bce = - mean over (q, c) of [ y_qc log p_qc + (1 - y_qc) log(1 - p_qc) ]

@@ -1,4 +1,4 @@
-"""The total loss as a dict of named, weighted terms (METHOD.md section 3, "Total").
+"""The total loss as a dict of named, weighted terms (docs/method.md section 3, "Total").
 
     L = L_bce + lambda_c * (L_v + L_s or L_GCL) + w_ssi * L_SSI
 

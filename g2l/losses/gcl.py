@@ -1,4 +1,4 @@
-"""L_GCL: the geodesic-guided contrastive loss of G2L (METHOD.md section 3); replaces L_s.
+"""L_GCL: the geodesic-guided contrastive loss of G2L (docs/method.md section 3); replaces L_s.
 
 Notation for sentence j of video v(j): ``s_j`` its normalised contrastive feature, ``m_c`` the
 normalised contrastive feature of cell c, ``cos_jc = cos(s_j, m_c)``, ``g_j`` the cell of highest
@@ -10,7 +10,7 @@ Form ``"g2l"`` (the default): a multi-positive contrast whose parts are options.
 
     P_j      = g_j and the ``num_positives - 1`` other cells of largest G_j among the cells with
                ``IoU_jc >= positive_iou`` and G_jc > 0 (``positive_iou = 0``: no IoU condition,
-               the positives of METHOD.md), weights
+               the paper's positives), weights
                w_jp = G_jp / sum_{p' in P_j} G_jp'   (``positive_weights="normalised"``) or
                w_jp = G_jp                           (``"raw"``: g_j keeps weight 1)
     z_jp     = (cos_jp - margin * [positive_margin]) / tau                       (p in P_j)

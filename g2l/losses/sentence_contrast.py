@@ -1,4 +1,4 @@
-"""L_s: MMN's sentence-to-video contrast (METHOD.md section 3); replaced by L_GCL in G2L.
+"""L_s: MMN's sentence-to-video contrast (docs/method.md section 3); replaced by L_GCL in G2L.
 
 For every sentence j and each positive cell p of its video v(j):
 

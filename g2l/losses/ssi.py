@@ -1,4 +1,4 @@
-"""L_SSI: the semantic Shapley interaction loss of G2L (METHOD.md section 3).
+"""L_SSI: the semantic Shapley interaction loss of G2L (docs/method.md section 3).
 
 Per video v, a cooperative game whose players are its sentences and, for each sentence j, the K
 cells with the largest geodesic closeness G_j and the K cells most similar to s^c_j

@@ -1,4 +1,4 @@
-"""L_v: MMN's video-to-sentence contrast (METHOD.md section 3).
+"""L_v: MMN's video-to-sentence contrast (docs/method.md section 3).
 
 For every sentence j and each of its positive cells p (the top-k cells by IoU with gt_j; k = 1,
 or 3 on TACoS), the anchor is the moment feature m = m^c_{v(j), p}. The candidates are all

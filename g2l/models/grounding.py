@@ -117,7 +117,7 @@ class GroundingModel(nn.Module):
 
 
 def score_cells(contrast_cos: torch.Tensor, iou_cos: torch.Tensor, gamma: float) -> torch.Tensor:
-    """The inference score ``(0.5 c + 0.5) ** gamma * sigmoid(10 u)`` of METHOD.md section 1."""
+    """The inference score ``(0.5 c + 0.5) ** gamma * sigmoid(10 u)`` of docs/method.md section 1."""
     return (0.5 * contrast_cos + 0.5).clamp(min=0) ** gamma * torch.sigmoid(10 * iou_cos)
 
 

@@ -1,4 +1,4 @@
-"""The sparse 2D moment map and its masked convolution stack (METHOD.md sections 1 and 2)."""
+"""The sparse 2D moment map and its masked convolution stack (docs/method.md sections 1 and 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Video encoder: pre-clip features -> clip features (METHOD.md section 2)."""
+"""Video encoder: pre-clip features -> clip features (docs/method.md section 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Geodesic closeness G of moment cells to the ground-truth cell (METHOD.md section 3).
+"""Geodesic closeness G of moment cells to the ground-truth cell (docs/method.md section 3).
 
 Per video, without gradient, over the video's ``p`` valid cells with L2-normalised contrastive
 features ``x``:

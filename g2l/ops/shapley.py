@@ -1,4 +1,4 @@
-"""Pairwise Shapley interaction of sentences and moments (METHOD.md section 3, "L_SSI").
+"""Pairwise Shapley interaction of sentences and moments (docs/method.md section 3, "L_SSI").
 
 The game of one video: players are its ``s`` sentences (players ``0 .. s-1``) and ``m`` moment
 cells (players ``s .. s+m-1``), ``n = s + m``. Input is the precomputed sentence-by-moment cosine

@@ -1,4 +1,4 @@
-"""Spans in seconds and cells of the 2D moment map (METHOD.md section 1).
+"""Spans in seconds and cells of the 2D moment map (docs/method.md section 1).
 
 Conventions, exactly as the published numbers were computed:
 

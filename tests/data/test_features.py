@@ -14,7 +14,7 @@ from g2l.data.features import (
 
 
 def reference_avgfeats(feats, num_pre_clips):
-    """MMN's loop, with the boundaries written as METHOD.md states them."""
+    """MMN's loop, with the boundaries written as docs/method.md section 2 states them."""
     num_rows = feats.shape[0]
     idxs = [min(round(k * num_rows / num_pre_clips), num_rows - 1) for k in range(num_pre_clips + 1)]
     rows = []

@@ -209,7 +209,7 @@ def cos_gradients(options):
 
 
 def test_iou_limited_positives_push_feature_near_wrong_cells_instead_of_pulling_them():
-    # METHOD.md's five geodesic positives: the feature-near cells of IoU 0.1 are positives, pulled.
+    # the paper's five geodesic positives: the feature-near cells of IoU 0.1 are positives, pulled.
     grad = cos_gradients(dict(num_positives=5))
     assert grad[3] < 0 and grad[4] < 0
     # With positives limited to IoU >= 0.5 they are negatives again (pushed: positive gradient),

@@ -1,5 +1,5 @@
 """Geodesic closeness against an independent reference: the full kNN graph built with numpy and
-``scipy.sparse.csgraph.dijkstra(limit=cutoff)`` (METHOD.md section 3, "Geodesic closeness G")."""
+``scipy.sparse.csgraph.dijkstra(limit=cutoff)`` (docs/method.md section 3, "Geodesic closeness G")."""
 
 import itertools
 

@@ -1,4 +1,4 @@
-"""Pairwise Shapley interaction (METHOD.md section 3, "L_SSI"): exact enumeration against the
+"""Pairwise Shapley interaction (docs/method.md section 3, "L_SSI"): exact enumeration against the
 permutation definition, the axioms on general games, and the Monte Carlo estimator against the
 exact values and against its plain-Python reference."""
 

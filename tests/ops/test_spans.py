@@ -23,7 +23,7 @@ CONFIGS = [(16, [15]), (64, [15, 8, 8]), (128, [15, 8, 8, 8])]
 
 
 def band_rule_mask(num_clips):
-    """METHOD.md's table: valid iff i % s == 0 and (j + 1) % s == 0, s by the band of d = j - i."""
+    """docs/method.md section 1: valid iff i % s == 0 and (j + 1) % s == 0, s by the band of d = j - i."""
     mask = np.zeros((num_clips, num_clips), dtype=bool)
     for i in range(num_clips):
         for j in range(i, num_clips):

@@ -1,0 +1,26 @@
+"""The method the code cites is in the repository: every "docs/method.md section N" names a section
+that docs/method.md has, and nothing cites a spec that lives outside the repository."""
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cited_files():
+    return [p for folder in ("g2l", "tests", "configs", "tools", "bench") for p in sorted((REPO / folder).rglob("*"))
+            if p.suffix in (".py", ".yaml") and p.name != "test_docs.py"] + [REPO / "README.md"]
+
+
+def test_citations_name_sections_of_docs_method():
+    sections = set(re.findall(r"^## (\d+)\. ", (REPO / "docs" / "method.md").read_text(), flags=re.M))
+    assert sections == {"1", "2", "3", "4", "5"}
+    cited = {(path.relative_to(REPO).as_posix(), number) for path in cited_files()
+             for match in re.finditer(r"docs/method\.md sections? ([\d, and]+)", path.read_text())
+             for number in re.findall(r"\d+", match.group(1))}
+    assert len({path for path, _ in cited}) >= 15
+    assert not [(path, number) for path, number in cited if number not in sections]
+
+
+def test_no_citation_of_a_spec_outside_the_repository():
+    assert not [path.relative_to(REPO).as_posix() for path in cited_files() if "METHOD.md" in path.read_text()]
