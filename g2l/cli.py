@@ -158,6 +158,8 @@ def plot_grounding(path: str, video_name: str, duration_s: float, results) -> No
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from g2l.atomic import atomic_path
+
     rows = len(results)
     fig, axes = plt.subplots(rows, 2, figsize=(11, 2.4 * rows + 0.4), gridspec_kw={"width_ratios": [3, 1]}, squeeze=False)
     for r, result in enumerate(results):
@@ -180,8 +182,6 @@ def plot_grounding(path: str, video_name: str, duration_s: float, results) -> No
         heat.set_title("score map", fontsize=8)
     fig.suptitle(f"{video_name} ({duration_s:.1f} s)", fontsize=10)
     fig.tight_layout()
-    from g2l.atomic import atomic_path
-
     try:
         with atomic_path(path) as temporary:
             fig.savefig(temporary, dpi=100, format="png")
@@ -216,7 +216,6 @@ def _ground(argv: Sequence[str] | None) -> int:
     from g2l.inference import Grounder
 
     checkpoint = args.checkpoint or str(demo_checkpoint())
-
     grounder = Grounder.from_checkpoint(checkpoint, device=args.device, frame_encoder=args.frame_encoder)
     video = grounder.encode_video(args.video)
     results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))
