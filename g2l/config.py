@@ -109,7 +109,9 @@ class LossConfig:
     gcl_moment_push: float = 0.0  # weight of cos(m_gt, m) / tau in same-video negative logits (0: off)
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
-    ssi_num_samples: int = 64  # Monte Carlo coalitions per (sentence, moment) pair
+    ssi_num_samples: int = 512  # Monte Carlo brackets per (sentence, moment) pair
+    ssi_estimator: str = "stratified"  # "stratified" (exact strata, shared draws) or "plain" (independent draws)
+    ssi_target: str = "confidence"  # "confidence" (sharpness follows the estimate's reliability) or "fixed"
 
 
 @dataclass
@@ -339,6 +341,12 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
     if lo.gcl_positive_weights not in ("normalised", "raw"):
         raise ConfigError(f"loss.gcl_positive_weights must be 'normalised' or 'raw', got '{lo.gcl_positive_weights}'")
+    if lo.ssi_estimator not in ("stratified", "plain"):
+        raise ConfigError(f"loss.ssi_estimator must be 'stratified' or 'plain', got '{lo.ssi_estimator}'")
+    if lo.ssi_target not in ("confidence", "fixed"):
+        raise ConfigError(f"loss.ssi_target must be 'confidence' or 'fixed', got '{lo.ssi_target}'")
+    if lo.ssi_num_samples < 2:
+        raise ConfigError(f"loss.ssi_num_samples must be at least 2, got {lo.ssi_num_samples}")
     if lo.gcl_form not in ("g2l", "authors"):
         raise ConfigError(f"loss.gcl_form must be 'g2l' or 'authors', got '{lo.gcl_form}'")
     if lo.gcl_aggregation not in ("infonce", "milnce"):
