@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from g2l.config import Config, apply_overrides, config_from_dict, config_to_dict, save_config
+from g2l.crash_points import crash_point
 from g2l.data.dataset import Collate, build_dataset
 from g2l.engine import checkpoint as ckpt
 from g2l.engine.distributed import (
@@ -50,6 +51,30 @@ class TrainResult:
 def _say(message: str, enabled: bool = True) -> None:
     if enabled:
         print(message, file=sys.stderr, flush=True)
+
+
+def _best_on_disk(run_dir: Path, recorded: dict, main: bool) -> dict:
+    """The best epoch so far as ``checkpoints/best.pt`` holds it, which may differ from what
+    ``last.pt`` recorded: best.pt is written first, so a run killed between the two writes has a
+    best.pt of the epoch about to be redone. Adopting best.pt's own record keeps the pair consistent
+    (the redone epoch replaces best.pt only if it beats it, as an uninterrupted run would)."""
+    path = run_dir / "checkpoints" / "best.pt"
+    if not path.is_file():
+        if recorded:
+            _say(f"warning: {path} is missing; the next epoch writes a new one", main)
+        return {}
+    try:
+        held = ckpt.load_checkpoint(path).get("best")
+    except ckpt.CheckpointError as error:
+        _say(f"warning: {error}; the next epoch writes a new best.pt", main)
+        return {}
+    if not isinstance(held, dict) or not isinstance(held.get("epoch"), int):
+        _say(f"warning: {path} does not say which epoch it holds; the next epoch writes a new one", main)
+        return {}
+    if held != recorded:
+        _say(f"{path} holds epoch {held['epoch']} (last.pt recorded epoch {recorded.get('epoch')}); "
+             "it stays the best until an epoch beats it", main)
+    return held
 
 
 def _truncate_metrics(path: Path, last_epoch: int) -> None:
@@ -113,7 +138,8 @@ def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
     start_epoch, global_step, best = 1, 0, {}
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])
-        start_epoch, global_step, best = payload["epoch"] + 1, payload["global_step"], payload["best"]
+        start_epoch, global_step = payload["epoch"] + 1, payload["global_step"]
+        best = _best_on_disk(run_dir, payload["best"], main)
         if payload.get("rng") is not None:
             ckpt.set_rng_state(payload["rng"])
         _say(f"resuming {run_dir} after epoch {payload['epoch']} (step {global_step})", main)
@@ -198,9 +224,12 @@ def _train(cfg, payload, resume_dir, dist_ctx, main, device) -> TrainResult:
             extra = {"wandb_id": logger.wandb_id}
             shared = dict(model=model, cfg=cfg, epoch=epoch, global_step=global_step, best=best, extra=extra,
                           frame_encoder=frame_encoder, include_text_backbone=cfg.log.checkpoint_text_backbone)
-            ckpt.save_checkpoint(run_dir / "checkpoints" / "last.pt", optimizer=optimizer, **shared)
+            # best.pt before last.pt: a run killed between the two writes resumes from the previous
+            # last.pt and redoes this epoch, and _best_on_disk adopts what best.pt holds.
             if improved:
                 ckpt.save_checkpoint(run_dir / "checkpoints" / "best.pt", include_rng=False, **shared)
+                crash_point("between-checkpoints")
+            ckpt.save_checkpoint(run_dir / "checkpoints" / "last.pt", optimizer=optimizer, **shared)
         barrier()
     logger.finish()
     return TrainResult(run_dir=run_dir, best=best, last_metrics=last_metrics, epochs_run=max(epoch - start_epoch + 1, 0))
