@@ -131,6 +131,37 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
         raise CheckpointError(f"{source} has a malformed frame_encoder entry; it is not a g2l checkpoint or is corrupt")
 
 
+def check_resumable(payload: dict, source: str) -> None:
+    """Training continues only from a checkpoint that carries the training state, as last.pt does
+    (best.pt and checkpoints made for grounding hold no optimizer state)."""
+    if not isinstance(payload.get("optimizer"), dict):
+        raise CheckpointError(
+            f"checkpoint {source} holds no optimizer state, so training cannot continue from it; resume only from "
+            "the checkpoints/last.pt that training wrote (best.pt never holds one)"
+        )
+    epoch, step = payload.get("epoch"), payload.get("global_step")
+    counts_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (epoch, step))
+    rng = payload.get("rng")
+    if not counts_ok or not isinstance(payload.get("best"), dict) or not (rng is None or isinstance(rng, dict)):
+        raise CheckpointError(
+            f"checkpoint {source} has a malformed training state (epoch, global_step, best or rng); "
+            "it is corrupt or was not written by g2l training"
+        )
+
+
+def load_training_state(optimizer, payload: dict, source: str) -> None:
+    """Restore the optimizer and random-number states of a ``check_resumable`` checkpoint."""
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        if payload.get("rng") is not None:
+            set_rng_state(payload["rng"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+        raise CheckpointError(
+            f"checkpoint {source}: its optimizer or random-number state does not fit this model "
+            f"({type(error).__name__}); it is corrupt, or was written by another version of g2l"
+        ) from None
+
+
 def load_model_state(model, state: dict, source: str) -> None:
     """Load ``state`` into ``model``, first checking every shape; a mismatch names the keys."""
     own = model.state_dict()
