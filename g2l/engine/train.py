@@ -10,6 +10,7 @@ where its last checkpoint left it (same data order, dropout draws, optimiser sta
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from contextlib import ExitStack, nullcontext
@@ -77,6 +78,19 @@ def _best_on_disk(run_dir: Path, recorded: dict, main: bool) -> dict:
         _say(f"{path} holds epoch {held['epoch']} (last.pt recorded epoch {recorded.get('epoch')}); "
              "it stays the best until an epoch beats it", main)
     return held
+
+
+def _remove_if_nothing_saved(run_dir: Path, logger: RunLogger):
+    """An exit callback for a new run: when bad input (a ValueError, such as a feature file found
+    corrupt mid-epoch) stops it before its first checkpoint, its folder is removed, so that nothing
+    half-written is left and the same command can simply be run again."""
+    def on_exit(exc_type, error, traceback) -> bool:
+        if isinstance(error, ValueError) and not (run_dir / "checkpoints" / "last.pt").exists():
+            logger.finish()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return False
+
+    return on_exit
 
 
 def _truncate_metrics(path: Path, last_epoch: int, main: bool) -> None:
@@ -192,6 +206,8 @@ def _train(cfg, payload, resume_dir, dist_ctx, main, device, held: ExitStack) ->
     logger = RunLogger(run_dir, config=config_to_dict(cfg), mode=cfg.log.wandb, project=cfg.log.wandb_project,
                        name=run_dir.name, enabled=main,
                        resume_id=(payload or {}).get("extra", {}).get("wandb_id") if payload else None)
+    if main and resume_dir is None:
+        held.push(_remove_if_nothing_saved(run_dir, logger))
     per_rank_batch = max(t.batch_size // dist_ctx.world_size, 1)
     sampler = DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank, shuffle=True,
                                  seed=t.seed, drop_last=False)
