@@ -111,8 +111,10 @@ def _eval(argv: Sequence[str] | None) -> int:
         predictions = read_predictions(args.predictions)
         metrics = rescore_predictions(predictions, 0.5 if args.nms is None else args.nms, recall_at, iou_thresholds)
     else:
+        from g2l.engine.distributed import resolve_device
         from g2l.eval.evaluator import evaluate_checkpoint
 
+        resolve_device(args.device, setting="--device")
         result = evaluate_checkpoint(
             args.checkpoint,
             split=args.split,
@@ -239,8 +241,10 @@ def _ground(argv: Sequence[str] | None) -> int:
     if not Path(args.video).is_file():
         raise CliError(f"video file {args.video} does not exist; check the path")
     checkpoint = args.checkpoint or str(Path(__file__).resolve().parents[1] / DEFAULT_CHECKPOINT)
+    from g2l.engine.distributed import resolve_device
     from g2l.inference import Grounder
 
+    resolve_device(args.device, setting="--device")
     grounder = Grounder.from_checkpoint(checkpoint, device=args.device, frame_encoder=args.frame_encoder)
     video = grounder.encode_video(args.video)
     results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))

@@ -81,9 +81,9 @@ class Grounder:
         from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
         from g2l.engine.distributed import resolve_device
 
+        torch_device = resolve_device(device, setting="device")  # before the slow part
         payload = load_checkpoint(path)
         model, cfg = model_from_checkpoint(payload, str(path))
-        torch_device = resolve_device(device)
         grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device)
         grounder._frame_encoder_name = frame_encoder
         return grounder

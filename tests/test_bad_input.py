@@ -1,7 +1,8 @@
 """Bad input, as a careless or hostile user gives it. Every case must end with one line on stderr,
 ``error: ...`` naming the input and what to do, exit status 2, no traceback, and nothing written.
 
-To add a case, add a row to CASES: ``(name, tool, argv, fragment)``. ``tool`` is ``train``,
+To add a case, add a row to CASES: ``(name, tool, argv, fragment)``, with a pytest mark after
+``fragment`` for a case that only some machines can run. ``tool`` is ``train``,
 ``eval`` or ``ground`` (the entry points of g2l.cli, run in this process), ``fragment`` must appear
 in the error line, and ``argv`` may use these placeholders:
 
@@ -87,7 +88,19 @@ BAD_FILES = {
     "run_without_optimizer": _run_without_optimizer_state,
 }
 
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
 CASES = [
+    # --- training: values checked when the config is loaded, before any data is read
+    ("hidden-dim-zero", "train", [*TRAIN, "model.hidden_dim=0"], "config key 'model.hidden_dim' must be at least 1"),
+    ("num-pre-clips-zero", "train", [*TRAIN, "data.num_pre_clips=0"], "'data.num_pre_clips' must be at least 1"),
+    ("lr-negative", "train", [*TRAIN, "train.lr=-1"], "'train.lr' must be greater than 0, got -1.0"),
+    ("lr-nan", "train", [*TRAIN, "train.lr=nan"], "'train.lr' must be a finite number"),
+    ("iou-threshold-above-1", "train", [*TRAIN, "eval.iou_thresholds=[0.5,1.5]"],
+     "'eval.iou_thresholds[1]' must be in (0, 1]"),
+    ("device-banana", "train", [*TRAIN, "train.device=banana"], "train.device must be auto, cpu, cuda"),
+    ("best-metric-not-reported", "train", [*TRAIN, "eval.best_metric=R9@0.9"],
+     "eval.best_metric 'R9@0.9' is not a metric this config reports"),
     # --- training: the data, checked before anything is written
     ("train-every-sentence-empty", "train", [*TRAIN, "data.train_annotations={bad}/empty_sentences.json"],
      "the train split has no usable query"),
@@ -105,6 +118,12 @@ CASES = [
     ("resume-a-file", "train", ["--resume", "{ckpt}"], "is a file, not a run folder"),
     ("resume-a-folder-that-is-no-run", "train", ["--resume", "{tmp}"], "holds neither checkpoints/last.pt nor config.yaml"),
     ("resume-without-optimizer-state", "train", ["--resume", "{bad}/run_without_optimizer"], "holds no optimizer state"),
+    # --- grounding
+    ("ground-device-banana", "ground", ["{video}", "a query", "--device", "banana"], "--device must be auto, cpu, cuda"),
+    ("ground-device-cuda-without-cuda", "ground", ["{video}", "a query", "--device", "cuda"],
+     "--device is 'cuda' but no CUDA device", NO_CUDA),
+    # --- evaluation
+    ("eval-device-banana", "eval", ["--checkpoint", "{ckpt}", "--device", "banana"], "--device must be auto"),
 ]
 
 
@@ -143,7 +162,8 @@ def files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-@pytest.mark.parametrize("tool, argv, fragment", [pytest.param(*row[1:], id=row[0]) for row in CASES])
+@pytest.mark.parametrize("tool, argv, fragment",
+                         [pytest.param(*row[1:4], id=row[0], marks=row[4:]) for row in CASES])
 def test_bad_input_is_one_line_and_exit_status_2(context, tmp_path, capsys, tool, argv, fragment):
     argv, out = expand(argv, context, tmp_path)
     code = TOOLS[tool](argv)
