@@ -14,6 +14,7 @@ in the error line, and ``argv`` may use these placeholders:
     {video}      the shipped example video; {tmp} a fresh empty folder
 """
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -78,7 +79,37 @@ def _run_without_optimizer_state(path: Path, ctx: dict) -> None:
     torch.save(payload, path / "checkpoints" / "last.pt")
 
 
+class _RunsCode:
+    """Pickled, this object asks the loader to call os.system (harmlessly, if it ever did)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def _checkpoint_without(path: Path, ctx: dict, key: str) -> None:
+    payload = torch.load(ctx["ckpt"], weights_only=True)
+    del payload[key]
+    torch.save(payload, path)
+
+
+def _predictions(path: Path, ctx: dict, **changes) -> None:
+    record = {"video": "v", "query": "a person opens the door.", "duration": 30.0, "gt": [2.0, 7.5],
+              "candidates": [[2.0, 8.0, 0.9], [10.0, 20.0, 0.5]], **changes}
+    path.write_text(json.dumps(record) + "\n")
+
+
 BAD_FILES = {
+    "predictions.jsonl": _predictions,
+    "binary.jsonl": lambda path, ctx: path.write_bytes(gzip.compress((ctx["bad"] / "predictions.jsonl").read_bytes())),
+    "gt_abc.jsonl": lambda path, ctx: _predictions(path, ctx, gt="abc"),
+    "duration_true.jsonl": lambda path, ctx: _predictions(path, ctx, duration=True),
+    "gt_inverted.jsonl": lambda path, ctx: _predictions(path, ctx, gt=[[1.0, 4.0], [9.0, 3.0]]),
+    "queries.csv": lambda path, ctx: path.write_text("video,sentence\nv,a person opens the door.\n"),
+    "no_model.pt": lambda path, ctx: _checkpoint_without(path, ctx, "model"),
+    "pickled_code.pt": lambda path, ctx: torch.save({"format": "g2l-checkpoint", "x": _RunsCode()}, path),
+    "truncated.pt": lambda path, ctx: path.write_bytes(ctx["ckpt"].read_bytes()[:5000]),
     "a_file": lambda path, ctx: path.write_text("not a folder\n"),
     "features_1d.hdf5": lambda path, ctx: _hdf5_like_bench(path, ctx, lambda a: a.reshape(-1)),
     "features_3d.hdf5": lambda path, ctx: _hdf5_like_bench(path, ctx, lambda a: a[None]),
@@ -114,16 +145,49 @@ CASES = [
     ("hdf5-chunk-corrupt-mid-epoch", "train", [*TRAIN, "data.features={bad}/chunk_corrupt.hdf5"],
      "the features of video train005 in "),
     ("output-dir-is-a-file", "train", [*TRAIN, "log.output_dir={bad}/a_file"], "log.output_dir"),
+    ("annotation-format-unknown", "train", [*TRAIN, "data.annotation_format=", "data.train_annotations={bad}/queries.csv"],
+     "set data.annotation_format to one of"),
     # --- resuming
     ("resume-a-file", "train", ["--resume", "{ckpt}"], "is a file, not a run folder"),
     ("resume-a-folder-that-is-no-run", "train", ["--resume", "{tmp}"], "holds neither checkpoints/last.pt nor config.yaml"),
     ("resume-without-optimizer-state", "train", ["--resume", "{bad}/run_without_optimizer"], "holds no optimizer state"),
-    # --- grounding
+    # --- grounding: all but the last are found before the checkpoint is loaded
     ("ground-device-banana", "ground", ["{video}", "a query", "--device", "banana"], "--device must be auto, cpu, cuda"),
     ("ground-device-cuda-without-cuda", "ground", ["{video}", "a query", "--device", "cuda"],
      "--device is 'cuda' but no CUDA device", NO_CUDA),
-    # --- evaluation
+    ("ground-video-is-a-directory", "ground", ["{tmp}", "a query"], "is a directory; pass a video file"),
+    ("ground-checkpoint-is-a-directory", "ground", ["{video}", "a query", "--checkpoint", "{tmp}"],
+     "is a directory; pass a checkpoint file"),
+    ("ground-window-nan", "ground", ["{video}", "a query", "--window", "nan"], "--window must be a positive number"),
+    ("ground-window-zero", "ground", ["{video}", "a query", "--window", "0"], "--window must be a positive number"),
+    ("ground-window-negative", "ground", ["{video}", "a query", "--window", "-5"], "--window must be a positive number"),
+    ("ground-plot-in-a-file", "ground", ["{video}", "a query", "--plot", "{bad}/a_file/out.png"],
+     "--plot {bad}/a_file/out.png cannot be created"),
+    ("ground-plot-is-a-directory", "ground", ["{video}", "a query", "--plot", "{tmp}"], "is a folder, not a file"),
+    ("ground-window-shorter-than-a-frame", "ground", ["{video}", "a query", "--window", "0.01"],
+     "--window 0.01 s holds 0.01 frames"),
+    # --- evaluation of a checkpoint
     ("eval-device-banana", "eval", ["--checkpoint", "{ckpt}", "--device", "banana"], "--device must be auto"),
+    ("eval-checkpoint-is-a-directory", "eval", ["--checkpoint", "{tmp}"], "is a directory; pass a checkpoint file"),
+    ("checkpoint-without-model", "eval", ["--checkpoint", "{bad}/no_model.pt"], "has no config or model weights"),
+    ("checkpoint-with-pickled-code", "eval", ["--checkpoint", "{bad}/pickled_code.pt"],
+     "holds pickled Python objects"),
+    ("checkpoint-truncated", "eval", ["--checkpoint", "{bad}/truncated.pt"], "truncated or corrupt"),
+    ("eval-json-in-a-file", "eval", ["--checkpoint", "{ckpt}", "--json", "{bad}/a_file/m.json"], "--json"),
+    ("eval-out-in-a-file", "eval", ["--checkpoint", "{ckpt}", "--out", "{bad}/a_file/p.jsonl"], "--out"),
+    # --- re-scoring a predictions file
+    ("predictions-binary", "eval", ["--predictions", "{bad}/binary.jsonl"], "not UTF-8 text"),
+    ("predictions-a-directory", "eval", ["--predictions", "{tmp}"], "is a directory"),
+    ("predictions-gt-a-string", "eval", ["--predictions", "{bad}/gt_abc.jsonl"], "'gt' must be [start, end]"),
+    ("predictions-duration-true", "eval", ["--predictions", "{bad}/duration_true.jsonl"],
+     "'duration' must be a positive number"),
+    ("predictions-gt-inverted", "eval", ["--predictions", "{bad}/gt_inverted.jsonl"], "does not end after it starts"),
+    ("recall-at-negative", "eval", ["--predictions", "{bad}/predictions.jsonl", "--recall-at", "-1"], "--recall-at"),
+    ("recall-at-zero", "eval", ["--predictions", "{bad}/predictions.jsonl", "--recall-at", "0"], "--recall-at"),
+    ("iou-threshold-negative", "eval", ["--predictions", "{bad}/predictions.jsonl", "--iou-thresholds", "-1"],
+     "--iou-thresholds"),
+    ("iou-threshold-above-one", "eval", ["--predictions", "{bad}/predictions.jsonl", "--iou-thresholds", "0.5,1.5"],
+     "--iou-thresholds"),
 ]
 
 
@@ -166,11 +230,14 @@ def files_under(folder: Path) -> list[str]:
                          [pytest.param(*row[1:4], id=row[0], marks=row[4:]) for row in CASES])
 def test_bad_input_is_one_line_and_exit_status_2(context, tmp_path, capsys, tool, argv, fragment):
     argv, out = expand(argv, context, tmp_path)
-    code = TOOLS[tool](argv)
+    try:
+        code = TOOLS[tool](argv)
+    except SystemExit as stop:  # argument errors: argparse exits
+        code = stop.code
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2, err
     assert "Traceback" not in err and len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
-    assert fragment in errors[0]
+    assert fragment.format(**{"bad": context["bad"]}) in errors[0]
     assert "weights_only" not in err  # never suggest loading a checkpoint unsafely
     assert files_under(out) == [], f"left behind: {files_under(out)}"

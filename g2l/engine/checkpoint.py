@@ -15,6 +15,7 @@ A checkpoint is a dict::
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,14 +98,26 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint without executing code; a bad file is a CheckpointError."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; pass a checkpoint file (e.g. runs/<name>/checkpoints/best.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # torch's own message suggests loading with weights_only=False, which would run the file's
+        # code: it is never shown, only what it found.
+        text = str(error)
+        if "Weights only load failed" in text:
+            found = re.search(r"GLOBAL (\S+)", text)
+            what = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"checkpoint {path} could not be loaded safely: it holds pickled Python objects{what}, which g2l refuses "
+                "(a g2l checkpoint holds only tensors and plain values); do not use this file"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {path} could not be loaded safely ({first[:200]}); it is not a g2l checkpoint or is corrupt"
+            f"checkpoint {path} could not be read: it is truncated or corrupt, or not a checkpoint; copy it again "
+            "or use another"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a g2l checkpoint (no 'format: {FORMAT}' inside)")
