@@ -72,13 +72,6 @@ def _annotations_with_empty_sentences(path: Path, ctx: dict) -> None:
     path.write_text(json.dumps(data))
 
 
-def _run_without_optimizer_state(path: Path, ctx: dict) -> None:
-    shutil.copytree(ctx["run"], path)
-    payload = torch.load(path / "checkpoints" / "last.pt", weights_only=True)
-    payload["optimizer"] = None
-    torch.save(payload, path / "checkpoints" / "last.pt")
-
-
 class _RunsCode:
     """Pickled, this object asks the loader to call os.system (harmlessly, if it ever did)."""
 
@@ -88,10 +81,17 @@ class _RunsCode:
         return (os.system, ("true",))
 
 
-def _checkpoint_without(path: Path, ctx: dict, key: str) -> None:
+def _checkpoint_changed(path: Path, ctx: dict, change) -> None:
     payload = torch.load(ctx["ckpt"], weights_only=True)
-    del payload[key]
+    change(payload)
     torch.save(payload, path)
+
+
+def _run_with_crafted(path: Path, ctx: dict, change) -> None:
+    shutil.copytree(ctx["run"], path)
+    payload = torch.load(path / "checkpoints" / "last.pt", weights_only=True)
+    change(payload)
+    torch.save(payload, path / "checkpoints" / "last.pt")
 
 
 def _predictions(path: Path, ctx: dict, **changes) -> None:
@@ -107,7 +107,7 @@ BAD_FILES = {
     "duration_true.jsonl": lambda path, ctx: _predictions(path, ctx, duration=True),
     "gt_inverted.jsonl": lambda path, ctx: _predictions(path, ctx, gt=[[1.0, 4.0], [9.0, 3.0]]),
     "queries.csv": lambda path, ctx: path.write_text("video,sentence\nv,a person opens the door.\n"),
-    "no_model.pt": lambda path, ctx: _checkpoint_without(path, ctx, "model"),
+    "no_model.pt": lambda path, ctx: _checkpoint_changed(path, ctx, lambda p: p.pop("model")),
     "pickled_code.pt": lambda path, ctx: torch.save({"format": "g2l-checkpoint", "x": _RunsCode()}, path),
     "truncated.pt": lambda path, ctx: path.write_bytes(ctx["ckpt"].read_bytes()[:5000]),
     "a_file": lambda path, ctx: path.write_text("not a folder\n"),
@@ -116,7 +116,11 @@ BAD_FILES = {
     "npy_truncated": _npy_folder_with_a_truncated_file,
     "chunk_corrupt.hdf5": _hdf5_with_a_corrupt_chunk,
     "empty_sentences.json": _annotations_with_empty_sentences,
-    "run_without_optimizer": _run_without_optimizer_state,
+    "run_without_optimizer": lambda path, ctx: _run_with_crafted(path, ctx, lambda p: p.update(optimizer=None)),
+    "run_with_a_path_as_wandb_id": lambda path, ctx: _run_with_crafted(
+        path, ctx, lambda p: p.update(extra={"wandb_id": "../../outside"})),
+    "model_not_tensors.pt": lambda path, ctx: _checkpoint_changed(path, ctx, lambda p: p["model"].update(
+        {next(iter(p["model"])): "not a tensor"})),
 }
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -151,6 +155,8 @@ CASES = [
     ("resume-a-file", "train", ["--resume", "{ckpt}"], "is a file, not a run folder"),
     ("resume-a-folder-that-is-no-run", "train", ["--resume", "{tmp}"], "holds neither checkpoints/last.pt nor config.yaml"),
     ("resume-without-optimizer-state", "train", ["--resume", "{bad}/run_without_optimizer"], "holds no optimizer state"),
+    ("resume-with-a-path-as-wandb-id", "train", ["--resume", "{bad}/run_with_a_path_as_wandb_id"],
+     "malformed training state"),
     # --- grounding: all but the last are found before the checkpoint is loaded
     ("ground-device-banana", "ground", ["{video}", "a query", "--device", "banana"], "--device must be auto, cpu, cuda"),
     ("ground-device-cuda-without-cuda", "ground", ["{video}", "a query", "--device", "cuda"],
@@ -170,6 +176,7 @@ CASES = [
     ("eval-device-banana", "eval", ["--checkpoint", "{ckpt}", "--device", "banana"], "--device must be auto"),
     ("eval-checkpoint-is-a-directory", "eval", ["--checkpoint", "{tmp}"], "is a directory; pass a checkpoint file"),
     ("checkpoint-without-model", "eval", ["--checkpoint", "{bad}/no_model.pt"], "has no config or model weights"),
+    ("checkpoint-weights-not-tensors", "eval", ["--checkpoint", "{bad}/model_not_tensors.pt"], "not all named tensors"),
     ("checkpoint-with-pickled-code", "eval", ["--checkpoint", "{bad}/pickled_code.pt"],
      "holds pickled Python objects"),
     ("checkpoint-truncated", "eval", ["--checkpoint", "{bad}/truncated.pt"], "truncated or corrupt"),

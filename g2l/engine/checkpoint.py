@@ -132,6 +132,8 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
 
     if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("model"), dict):
         raise CheckpointError(f"{source} has no config or model weights inside; it is not a complete g2l checkpoint")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["model"].items()):
+        raise CheckpointError(f"{source} has model weights that are not all named tensors; it is not a g2l checkpoint or is corrupt")
     if payload.get("text_backbone") is not None:
         try:
             check_text_backbone_spec(payload["text_backbone"], source)
@@ -154,10 +156,12 @@ def check_resumable(payload: dict, source: str) -> None:
         )
     epoch, step = payload.get("epoch"), payload.get("global_step")
     counts_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (epoch, step))
-    rng = payload.get("rng")
-    if not counts_ok or not isinstance(payload.get("best"), dict) or not (rng is None or isinstance(rng, dict)):
+    rng, extra = payload.get("rng"), payload.get("extra", {})
+    wandb_id = extra.get("wandb_id") if isinstance(extra, dict) else 0
+    if (not counts_ok or not isinstance(payload.get("best"), dict) or not (rng is None or isinstance(rng, dict))
+            or not (wandb_id is None or (isinstance(wandb_id, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,128}", wandb_id)))):
         raise CheckpointError(
-            f"checkpoint {source} has a malformed training state (epoch, global_step, best or rng); "
+            f"checkpoint {source} has a malformed training state (epoch, global_step, best, rng or W&B run id); "
             "it is corrupt or was not written by g2l training"
         )
 
