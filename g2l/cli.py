@@ -271,8 +271,8 @@ def plot_grounding(path: str, video_name: str, duration_s: float, results) -> No
     from g2l.atomic import atomic_path
 
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=100, format="png")
     finally:
         plt.close(fig)
 
