@@ -1,13 +1,32 @@
 """Write files so that a reader never sees half of one: write a temporary file beside the target,
-then rename it onto the target (``os.replace`` is atomic on one file system). On failure the
-temporary file is removed and the target is left as it was."""
+flush it to disk, then rename it onto the target (``os.replace`` is atomic on one file system). On
+failure the temporary file is removed and the target is left as it was; a process killed mid-write
+leaves its temporary (``.<name>.<pid>.tmp``), which ``remove_stale_temporaries`` deletes later."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
+
+from g2l.crash_points import crash_point
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a folder cannot be opened on some platforms
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -18,7 +37,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield temporary
+        _fsync(temporary)  # the data is on disk before the name points at it
+        crash_point(f"before-rename:{path.name}")
         os.replace(temporary, path)
+        _fsync(path.parent)  # and the rename itself survives a power cut
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -28,3 +50,49 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
     return Path(path)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, but another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries that killed writers left in ``folder`` (those of live processes stay);
+    returns the paths removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.iterdir()):
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and not _process_alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def unwritable_reason(path: str | Path, *, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or a folder when ``folder``) cannot be written, as the end of a
+    sentence that begins with the path, or None when it can. Checked before long work, so that the
+    result is not lost at the end."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            return "is a file, not a folder"
+        if not folder and path.is_dir():
+            return "is a folder, not a file"
+        return None if os.access(path, os.W_OK) else "is not writable"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None

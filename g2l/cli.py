@@ -4,15 +4,18 @@ One ``<name>_main(argv)`` per command; the console scripts of pyproject.toml (``
 ``g2l-ground``, ...) and the scripts in tools/ (the same commands in a clone) call them. Each
 parses its arguments, calls the library and prints. Exit status: 0 done; 1 nothing could be done
 (every video failed to extract); 2 bad input, as one line on stderr and never a traceback
-(bad arguments, and any ``G2LError`` the library raises); 130 interrupted. No other module parses
-arguments or prints for the terminal tools.
+(bad arguments, and any ``G2LError`` the library raises); 130 interrupted; 141 the reader closed
+stdout early (``| head``). No other module parses arguments or prints for the terminal tools.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from g2l.errors import G2LError
@@ -29,30 +32,87 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
 
 
+def _one_line(error: BaseException) -> str:
+    """The message of a user error; one raised in a DataLoader worker arrives wrapped in the
+    worker's traceback, whose last line holds it."""
+    text = str(error)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2."""
-    try:
-        return main(argv)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except G2LError as error:  # bad input, whichever module found it: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    """Run ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2, a
+    warning one ``warning: <message>`` line, and a reader that closes stdout early (``| head``)
+    ends the tool quietly."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            code = main(argv)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
+        except BrokenPipeError:
+            _silence_stdout()
+            return 141  # as a tool killed by SIGPIPE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except G2LError as error:  # bad input, whichever module found it: one line, no traceback
+            print(f"error: {_one_line(error)}", file=sys.stderr)
+            return 2
 
 
-def _float_list(text: str) -> list[float]:
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not fail on the closed pipe again."""
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (e.g. captured)
+        pass
+
+
+def _iou_list(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+        values = []
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated IoU thresholds in (0, 1], got '{text}'")
+    return values
 
 
-def _int_list(text: str) -> list[int]:
+def _rank_list(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+        values = []
+    if not values or not all(v >= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated ranks (integers >= 1), got '{text}'")
+    return values
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'")
+    return value
+
+
+def _check_writable(path: str | None, option: str) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
+    if path:
+        from g2l.atomic import unwritable_reason
+
+        problem = unwritable_reason(path)
+        if problem:
+            raise CliError(f"{option} {path} {problem}; pass a file path in a folder you can write to")
 
 
 def _write_json_atomic(path: str, data: dict) -> None:
@@ -69,15 +129,17 @@ def _eval(argv: Sequence[str] | None) -> int:
     source.add_argument("--predictions", help="a predictions file (JSON lines) to re-score")
     source.add_argument("--checkpoint", help="a checkpoint to evaluate (writes a predictions file)")
     parser.add_argument("--split", default=None, help="with --checkpoint: the split to evaluate (default: the config's eval split)")
-    parser.add_argument("--nms", type=float, default=None, help="NMS threshold for score maps (default 0.5, or the checkpoint's)")
-    parser.add_argument("--iou-thresholds", type=_float_list, default=None, help="e.g. 0.3,0.5,0.7")
-    parser.add_argument("--recall-at", type=_int_list, default=None, help="e.g. 1,5")
+    parser.add_argument("--nms", type=_fraction, default=None, help="NMS threshold for score maps (default 0.5, or the checkpoint's)")
+    parser.add_argument("--iou-thresholds", type=_iou_list, default=None, help="e.g. 0.3,0.5,0.7")
+    parser.add_argument("--recall-at", type=_rank_list, default=None, help="e.g. 1,5")
     parser.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON here")
     parser.add_argument("--out", default=None, help="with --checkpoint: where to write the predictions file")
     parser.add_argument("--dump-maps", action="store_true", help="with --checkpoint: add score maps to the predictions")
     parser.add_argument("--device", default="auto", help="with --checkpoint: cpu, cuda, or auto")
     parser.add_argument("overrides", nargs="*", help="with --checkpoint: dotted config overrides (data.features=...)")
     args = parser.parse_args(argv)
+    _check_writable(args.json_out, "--json")
+    _check_writable(args.out, "--out")
 
     from g2l.eval.metrics import format_metrics_table
 
@@ -91,8 +153,10 @@ def _eval(argv: Sequence[str] | None) -> int:
         predictions = read_predictions(args.predictions)
         metrics = rescore_predictions(predictions, 0.5 if args.nms is None else args.nms, recall_at, iou_thresholds)
     else:
+        from g2l.engine.distributed import resolve_device
         from g2l.eval.evaluator import evaluate_checkpoint
 
+        resolve_device(args.device, setting="--device")
         result = evaluate_checkpoint(
             args.checkpoint,
             split=args.split,
@@ -206,21 +270,28 @@ def _ground(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     from pathlib import Path
 
+    # Everything that can be checked without the model is checked first: loading and encoding take long.
     if any(not q.strip() for q in args.queries):
         raise CliError("a query is empty; pass each sentence as a non-empty quoted argument")
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1")
+    if args.window is not None and not (math.isfinite(args.window) and args.window > 0):
+        raise CliError(f"--window must be a positive number of seconds, got {args.window}")
+    if Path(args.video).is_dir():
+        raise CliError(f"video {args.video} is a directory; pass a video file")
     if not Path(args.video).is_file():
         raise CliError(f"video file {args.video} does not exist; check the path")
+    _check_writable(args.plot, "--plot")
     from g2l.assets import demo_checkpoint
+    from g2l.engine.distributed import resolve_device
     from g2l.inference import Grounder
 
     checkpoint = args.checkpoint or str(demo_checkpoint())
+    resolve_device(args.device, setting="--device")
     grounder = Grounder.from_checkpoint(checkpoint, device=args.device, frame_encoder=args.frame_encoder)
+    grounder.check_window(args.window, grounder.fps, what="--window")  # before encoding the video
     video = grounder.encode_video(args.video)
     results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))
-    if args.plot:
-        plot_grounding(args.plot, Path(args.video).name, video.duration_s, results)
     if args.json:
         print(json.dumps({
             "video": args.video,
@@ -228,15 +299,22 @@ def _ground(argv: Sequence[str] | None) -> int:
             "results": [{"query": r.query, "moments": [{"start": m.start_s, "end": m.end_s, "score": m.score}
                                                         for m in r.moments]} for r in results],
         }))
-        return 0
-    print(f"{Path(args.video).name}: {video.duration_s:.2f} s")
-    for r in results:
-        print(f"\n  {r.query}")
-        print(f"    {'rank':>4}  {'start_s':>8}  {'end_s':>8}  {'score':>6}")
-        for rank, m in enumerate(r.moments, start=1):
-            print(f"    {rank:>4}  {m.start_s:>8.2f}  {m.end_s:>8.2f}  {m.score:>6.3f}")
+    else:
+        print(f"{Path(args.video).name}: {video.duration_s:.2f} s")
+        for r in results:
+            print(f"\n  {r.query}")
+            print(f"    {'rank':>4}  {'start_s':>8}  {'end_s':>8}  {'score':>6}")
+            for rank, m in enumerate(r.moments, start=1):
+                print(f"    {rank:>4}  {m.start_s:>8.2f}  {m.end_s:>8.2f}  {m.score:>6.3f}")
+    sys.stdout.flush()  # the results are shown even if the plot then fails
     if args.plot:
-        print(f"\nplot written to {args.plot}")
+        try:
+            plot_grounding(args.plot, Path(args.video).name, video.duration_s, results)
+        except OSError as error:
+            raise CliError(f"--plot {args.plot} could not be written ({error.strerror or error}); "
+                           "the results above are complete") from None
+        if not args.json:
+            print(f"\nplot written to {args.plot}")
     return 0
 
 

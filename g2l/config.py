@@ -11,6 +11,7 @@ This is the only module that knows YAML.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -111,7 +112,9 @@ class LossConfig:
     gcl_moment_push: float = 0.0  # weight of cos(m_gt, m) / tau in same-video negative logits (0: off)
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
-    ssi_num_samples: int = 64  # Monte Carlo coalitions per (sentence, moment) pair
+    ssi_num_samples: int = 512  # Monte Carlo brackets per (sentence, moment) pair
+    ssi_estimator: str = "stratified"  # "stratified" (exact strata, shared draws) or "plain" (independent draws)
+    ssi_target: str = "confidence"  # "confidence" (sharpness follows the estimate's reliability) or "fixed"
 
 
 @dataclass
@@ -328,8 +331,87 @@ def save_config(cfg: Config, path: str | Path) -> None:
     write_text_atomic(path, config_to_yaml(cfg))
 
 
+def _at_least(low: int) -> tuple:
+    return (lambda v: v >= low, f"at least {low}")
+
+
+_POSITIVE = (lambda v: v > 0, "greater than 0")
+_FRACTION = (lambda v: 0 < v <= 1, "in (0, 1]")
+_UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
+
+# The allowed values of single keys (each item of a list key), as a test and the range in words.
+# Every float in a config must also be finite.
+ALLOWED_VALUES = {
+    "data.feature_dim": _at_least(1),
+    "data.num_pre_clips": _at_least(1),
+    "data.num_workers": _at_least(0),
+    "model.num_clips": _at_least(1),
+    "model.hidden_dim": _at_least(1),
+    "model.joint_dim": _at_least(1),
+    "model.map_kernel_size": _at_least(1),
+    "model.map_num_layers": _at_least(0),
+    "model.text_num_layers": _at_least(1),
+    "model.text_max_tokens": _at_least(3),  # the special tokens and at least one word
+    "loss.margin": _at_least(0),
+    "loss.tau": _POSITIVE,
+    "loss.contrast_weight": _at_least(0),
+    "loss.num_positives": _at_least(1),
+    "loss.only_iou_epoch": _at_least(0),
+    "loss.only_iou_scale": _at_least(0),
+    "loss.geodesic_k": _at_least(1),
+    "loss.geodesic_cutoff": _at_least(0),
+    "loss.gcl_num_positives": _at_least(1),
+    "loss.ssi_weight": _at_least(0),
+    "loss.ssi_num_players": _at_least(1),
+    "loss.ssi_num_samples": _at_least(1),
+    "eval.iou_thresholds": _FRACTION,
+    "eval.recall_at": _at_least(1),
+    "eval.nms_thresh": _UNIT,
+    "eval.score_gamma": _at_least(0),
+    "eval.num_candidates": _at_least(1),
+    "eval.batch_size": _at_least(1),
+    "train.epochs": _at_least(0),
+    "train.batch_size": _at_least(1),
+    "train.lr": _POSITIVE,
+    "train.text_lr_scale": _at_least(0),
+    "train.weight_decay": _at_least(0),
+    "train.betas": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.warmup_epochs": _at_least(0),
+    "train.milestones": _at_least(0),
+    "train.lr_decay": _POSITIVE,
+    "train.freeze_text_epochs": _at_least(0),
+    "train.clip_grad_norm": _POSITIVE,
+    "train.seed": _at_least(0),
+    "train.num_threads": _at_least(0),
+    "log.num_example_predictions": _at_least(0),
+    "log.num_example_maps": _at_least(0),
+}
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def metric_names(eval_cfg: EvalConfig) -> list[str]:
+    """The metrics an evaluation with these settings reports, named as g2l.eval.metrics names them."""
+    return [f"R{k}@{m:g}" for k in eval_cfg.recall_at for m in eval_cfg.iou_thresholds] + ["mIoU"]
+
+
+def _check_values(cfg: Config) -> None:
+    for section in dataclasses.fields(cfg):
+        for item in dataclasses.fields(getattr(cfg, section.name)):
+            key = f"{section.name}.{item.name}"
+            value = getattr(getattr(cfg, section.name), item.name)
+            values = value if isinstance(value, list) else [value]
+            keys = [f"{key}[{i}]" for i in range(len(values))] if isinstance(value, list) else [key]
+            for one_key, one in zip(keys, values):
+                if isinstance(one, float) and not math.isfinite(one):
+                    raise ConfigError(f"config key '{one_key}' must be a finite number, got {one!r}")
+                if key in ALLOWED_VALUES and not ALLOWED_VALUES[key][0](one):
+                    raise ConfigError(f"config key '{one_key}' must be {ALLOWED_VALUES[key][1]}, got {one!r}")
+
+
 def validate_config(cfg: Config) -> None:
-    """Cross-field checks whose failure would otherwise surface deep inside the model."""
+    """Every value in its allowed range, and cross-field checks whose failure would otherwise
+    surface deep inside the model or after an epoch of training."""
+    _check_values(cfg)
     m, d, t, lo = cfg.model, cfg.data, cfg.train, cfg.loss
     if m.num_clips <= 0 or d.num_pre_clips % m.num_clips != 0:
         raise ConfigError(
@@ -341,6 +423,12 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
     if lo.gcl_positive_weights not in ("normalised", "raw"):
         raise ConfigError(f"loss.gcl_positive_weights must be 'normalised' or 'raw', got '{lo.gcl_positive_weights}'")
+    if lo.ssi_estimator not in ("stratified", "plain"):
+        raise ConfigError(f"loss.ssi_estimator must be 'stratified' or 'plain', got '{lo.ssi_estimator}'")
+    if lo.ssi_target not in ("confidence", "fixed"):
+        raise ConfigError(f"loss.ssi_target must be 'confidence' or 'fixed', got '{lo.ssi_target}'")
+    if lo.ssi_num_samples < 2:
+        raise ConfigError(f"loss.ssi_num_samples must be at least 2, got {lo.ssi_num_samples}")
     if lo.gcl_form not in ("g2l", "authors"):
         raise ConfigError(f"loss.gcl_form must be 'g2l' or 'authors', got '{lo.gcl_form}'")
     if lo.gcl_aggregation not in ("infonce", "milnce"):
@@ -362,7 +450,12 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"log.wandb must be auto, online, offline or off, got '{cfg.log.wandb}'")
     if len(t.betas) != 2:
         raise ConfigError(f"train.betas must hold two numbers, got {t.betas}")
-    if t.batch_size <= 0 or t.epochs < 0:
-        raise ConfigError("train.batch_size must be positive and train.epochs non-negative")
-    if any(k <= 0 for k in cfg.eval.recall_at) or not cfg.eval.iou_thresholds:
-        raise ConfigError("eval.recall_at must be positive and eval.iou_thresholds non-empty")
+    if not cfg.eval.recall_at or not cfg.eval.iou_thresholds:
+        raise ConfigError("eval.recall_at and eval.iou_thresholds must not be empty")
+    if cfg.eval.best_metric not in metric_names(cfg.eval):
+        raise ConfigError(
+            f"eval.best_metric '{cfg.eval.best_metric}' is not a metric this config reports; use one of "
+            f"{', '.join(metric_names(cfg.eval))} (set by eval.recall_at and eval.iou_thresholds)"
+        )
+    if not _DEVICE.fullmatch(t.device):
+        raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:<index> or mps, got '{t.device}'")

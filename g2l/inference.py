@@ -16,6 +16,8 @@ of its own, and merges the windows' candidates by score with NMS.
 
 from __future__ import annotations
 
+import math
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +87,9 @@ class Grounder:
         from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
         from g2l.engine.distributed import resolve_device
 
+        torch_device = resolve_device(device, setting="device")  # before the slow part
         payload = load_checkpoint(path)
         model, cfg = model_from_checkpoint(payload, str(path))
-        torch_device = resolve_device(device)
         grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device)
         grounder._frame_encoder_name = frame_encoder
         return grounder
@@ -111,14 +113,18 @@ class Grounder:
             self._frame_encoder = encoder
         return self._frame_encoder
 
+    @property
+    def fps(self) -> float:
+        """The frame rate at which ``encode_video`` samples a video: the one the model was trained on."""
+        return float((self.frame_encoder_spec or {}).get("fps", 1.0))
+
     def encode_video(self, path: str | Path, *, batch_size: int = 32) -> EncodedVideo:
         """Decode ``path`` at the checkpoint's frame rate and encode its frames (once per video)."""
         from g2l.video.feature_extraction import extract_video_features
 
-        fps = float((self.frame_encoder_spec or {}).get("fps", 1.0))
         encoder = self.frame_encoder
-        features, duration_s = extract_video_features(path, encoder, fps=fps, batch_size=batch_size)
-        return EncodedVideo(Path(path).name, float(duration_s), features, fps)
+        features, duration_s = extract_video_features(path, encoder, fps=self.fps, batch_size=batch_size)
+        return EncodedVideo(Path(path).name, float(duration_s), features, self.fps)
 
     def encode_features(self, features: np.ndarray, duration_s: float, name: str = "features", fps: float | None = None) -> EncodedVideo:
         """Wrap precomputed ``(T, F)`` features (rows evenly spread over ``duration_s``)."""
@@ -127,12 +133,33 @@ class Grounder:
             raise GroundingError(f"features must be a non-empty (T, F) array, got shape {features.shape}")
         return EncodedVideo(name, float(duration_s), features, fps or features.shape[0] / duration_s)
 
+    def check_window(self, window_s: float | None, fps: float, *, what: str = "window_s") -> str | None:
+        """Refuse a window that is not a positive length or holds fewer than two frames at ``fps``;
+        return a warning when it holds fewer frames than the map has clips (its moments would be
+        finer than what the model sees), else None. ``what`` names the setting in messages."""
+        if window_s is None:
+            return None
+        if not (math.isfinite(window_s) and window_s > 0):
+            raise GroundingError(f"{what} must be a positive number of seconds, got {window_s}")
+        frames, clips = window_s * fps, self.model.num_clips
+        if frames < 2:
+            raise GroundingError(
+                f"{what} {window_s:g} s holds {frames:.2g} frames at the model's {fps:g} frames/s, too few to ground "
+                f"in; use windows of at least {clips / fps:g} s"
+            )
+        if frames < clips:
+            return (f"windows of {window_s:g} s hold only {frames:.3g} frames at {fps:g} frames/s, fewer than the "
+                    f"model's {clips} clips, so their moments are finer than what the model sees; windows of at least "
+                    f"{clips / fps:g} s avoid that")
+        return None
+
     def _windows(self, video: EncodedVideo, window_s: float | None) -> list[tuple[float, float, np.ndarray]]:
         """``[(start_s, duration_s, rows (T_w, F))]``: the whole video, or overlapping windows."""
+        note = self.check_window(window_s, video.fps)
         if window_s is None or window_s >= video.duration_s:
             return [(0.0, video.duration_s, video.features)]
-        if window_s <= 0:
-            raise GroundingError(f"window length must be positive, got {window_s}")
+        if note:
+            warnings.warn(note, stacklevel=4)
         times = (np.arange(video.features.shape[0]) + 0.5) / video.fps
         starts = list(np.arange(0.0, max(video.duration_s - window_s, 0.0), window_s / 2))
         starts.append(video.duration_s - window_s)
@@ -171,8 +198,12 @@ class Grounder:
         if not cleaned or any(not q for q in cleaned):
             raise GroundingError("every query must be a non-empty sentence")
         windows, cells_c, cells_u = self._cells(video, window_s)
-        tokens = self.model.tokenizer(cleaned, padding=True, truncation=True, max_length=self.cfg.model.text_max_tokens,
-                                      return_tensors="pt")
+        limit = self.cfg.model.text_max_tokens
+        for query, ids in zip(cleaned, self.model.tokenizer(cleaned, truncation=False)["input_ids"]):
+            if len(ids) > limit:
+                warnings.warn(f"the query '{query[:40]}...' is longer than the model's {limit} tokens "
+                              f"(model.text_max_tokens) and only its beginning is grounded", stacklevel=2)
+        tokens = self.model.tokenizer(cleaned, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         s_c, s_u = self.model.encode_text(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
         contrast = torch.einsum("qd,wcd->qwc", s_c, cells_c)  # (q w C)
         iou = torch.einsum("qd,wcd->qwc", s_u, cells_u)

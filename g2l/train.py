@@ -9,9 +9,11 @@ where its last checkpoint left it (same data order, dropout draws, optimiser sta
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,9 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from g2l.config import Config, apply_overrides, config_from_dict, config_to_dict, save_config
+from g2l.atomic import remove_stale_temporaries, write_text_atomic
+from g2l.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config, save_config
+from g2l.crash_points import crash_point
 from g2l.data.dataset import Collate, build_dataset
 from g2l.engine import checkpoint as ckpt
 from g2l.engine.distributed import (
@@ -32,7 +36,7 @@ from g2l.engine.distributed import (
 )
 from g2l.engine.logging import RunLogger
 from g2l.engine.optim import build_optimizer, lr_factor, set_learning_rates, set_text_trainable
-from g2l.engine.run_dir import create_run_dir, plan_run_dir, resume_checkpoint_path
+from g2l.engine.run_dir import RunDirError, create_run_dir, lock_run_dir, plan_run_dir, resume_checkpoint_path
 from g2l.eval.evaluator import evaluate
 from g2l.eval.predictions import write_predictions
 from g2l.losses.combine import build_loss
@@ -52,37 +56,112 @@ def _say(message: str, enabled: bool = True) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drop metrics lines of epochs after the checkpoint we resume from (a crash between the two)."""
+def _best_on_disk(run_dir: Path, recorded: dict, main: bool) -> dict:
+    """The best epoch so far as ``checkpoints/best.pt`` holds it, which may differ from what
+    ``last.pt`` recorded: best.pt is written first, so a run killed between the two writes has a
+    best.pt of the epoch about to be redone. Adopting best.pt's own record keeps the pair consistent
+    (the redone epoch replaces best.pt only if it beats it, as an uninterrupted run would)."""
+    path = run_dir / "checkpoints" / "best.pt"
+    if not path.is_file():
+        if recorded:
+            _say(f"warning: {path} is missing; the next epoch writes a new one", main)
+        return {}
+    try:
+        held = ckpt.load_checkpoint(path).get("best")
+    except ckpt.CheckpointError as error:
+        _say(f"warning: {error}; the next epoch writes a new best.pt", main)
+        return {}
+    if not isinstance(held, dict) or not isinstance(held.get("epoch"), int):
+        _say(f"warning: {path} does not say which epoch it holds; the next epoch writes a new one", main)
+        return {}
+    if held != recorded:
+        _say(f"{path} holds epoch {held['epoch']} (last.pt recorded epoch {recorded.get('epoch')}); "
+             "it stays the best until an epoch beats it", main)
+    return held
+
+
+def _remove_if_nothing_saved(run_dir: Path, logger: RunLogger):
+    """An exit callback for a new run: when bad input (a ValueError, such as a feature file found
+    corrupt mid-epoch) stops it before its first checkpoint, its folder is removed, so that nothing
+    half-written is left and the same command can simply be run again."""
+    def on_exit(exc_type, error, traceback) -> bool:
+        if isinstance(error, ValueError) and not (run_dir / "checkpoints" / "last.pt").exists():
+            logger.finish()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return False
+
+    return on_exit
+
+
+def _truncate_metrics(path: Path, last_epoch: int, main: bool) -> None:
+    """Drop metrics lines of epochs after the checkpoint we resume from (a crash between the two),
+    and a last line that a kill cut short."""
     import json
 
     if not path.is_file():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("epoch", 0) <= last_epoch]
-    path.write_text("".join(line + "\n" for line in kept))
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            if number == len(lines):
+                _say(f"{path}: dropping its last line, cut short when the run stopped", main)
+                continue
+            raise RunDirError(f"{path}, line {number} is not a JSON object; delete that line, then resume again")
+        if record.get("epoch", 0) <= last_epoch:
+            kept.append(line)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _resume_state(resume_dir: Path, main: bool, held: ExitStack) -> tuple[Config, dict | None]:
+    """Lock the run folder (rank 0), clear what killed writes left, and read the config and the
+    checkpoint to continue from: ``(cfg, payload)``, payload None when the run stopped before its
+    first epoch ended and starts again from epoch 1."""
+    last = resume_checkpoint_path(resume_dir)
+    if main:
+        lock = lock_run_dir(resume_dir)
+        if lock is not None:
+            held.enter_context(lock)
+        stale = [p for folder in (resume_dir, resume_dir / "checkpoints", resume_dir / "predictions")
+                 for p in remove_stale_temporaries(folder)]
+        if stale:
+            _say(f"removed {len(stale)} temporary file(s) left by interrupted writes ({', '.join(p.name for p in stale)})")
+    if last is None:
+        _say(f"{resume_dir} has no checkpoints/last.pt (it stopped before its first epoch ended): "
+             "starting it again from epoch 1 with its config.yaml", main)
+        return load_config(resume_dir / "config.yaml"), None
+    payload = ckpt.load_checkpoint(last)
+    ckpt.check_resumable(payload, str(last))
+    return config_from_dict(payload["config"]), payload
 
 
 def train(cfg: Config | None = None, *, resume_dir: str | Path | None = None, overrides: list[str] | None = None) -> TrainResult:
     """Train from ``cfg`` into a new run folder, or continue the run in ``resume_dir``."""
     payload = None
-    if resume_dir is not None:
-        payload = ckpt.load_checkpoint(resume_checkpoint_path(resume_dir))
-        cfg = config_from_dict(payload["config"])
-    if cfg is None:
-        raise ValueError("train() needs a config or a run folder to resume")
-    apply_overrides(cfg, overrides or [])
-    t = cfg.train
-    if t.num_threads > 0:
-        torch.set_num_threads(t.num_threads)
-    dist_ctx = init_distributed(t.device)
-    try:
-        return _train(cfg, payload, resume_dir, dist_ctx)
-    finally:
-        cleanup()
+    # Rank 0 alone locks and tidies the run folder; torchrun says which rank this is in RANK.
+    main = int(os.environ.get("RANK", "0")) == 0
+    with ExitStack() as held:  # the run folder's lock, released when training ends either way
+        if resume_dir is not None:
+            resume_dir = Path(resume_dir)
+            cfg, payload = _resume_state(resume_dir, main, held)
+        if cfg is None:
+            raise ValueError("train() needs a config or a run folder to resume")
+        apply_overrides(cfg, overrides or [])
+        t = cfg.train
+        if t.num_threads > 0:
+            torch.set_num_threads(t.num_threads)
+        dist_ctx = init_distributed(t.device)
+        try:
+            return _train(cfg, payload, resume_dir, dist_ctx, held)
+        finally:
+            cleanup()
 
 
-def _train(cfg, payload, resume_dir, dist_ctx) -> TrainResult:
+def _train(cfg, payload, resume_dir, dist_ctx, held: ExitStack) -> TrainResult:
     t, e = cfg.train, cfg.eval
     main, device = dist_ctx.is_main, dist_ctx.device
     torch.manual_seed(t.seed)
@@ -101,9 +180,14 @@ def _train(cfg, payload, resume_dir, dist_ctx) -> TrainResult:
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         if main:
-            _truncate_metrics(run_dir / "metrics.jsonl", payload["epoch"])
+            _truncate_metrics(run_dir / "metrics.jsonl", payload["epoch"] if payload else 0, main)
     else:
-        run_dir = create_run_dir(planned) if main else None
+        run_dir = None
+        if main:
+            run_dir = create_run_dir(planned)
+            lock = lock_run_dir(run_dir)
+            if lock is not None:
+                held.enter_context(lock)
         run_dir = broadcast_object(run_dir)
     if main:
         save_config(cfg, run_dir / "config.yaml")
@@ -111,15 +195,18 @@ def _train(cfg, payload, resume_dir, dist_ctx) -> TrainResult:
                                 betas=tuple(t.betas))
     start_epoch, global_step, best = 1, 0, {}
     if payload is not None:
-        optimizer.load_state_dict(payload["optimizer"])
-        start_epoch, global_step, best = payload["epoch"] + 1, payload["global_step"], payload["best"]
-        if payload.get("rng") is not None:
-            ckpt.set_rng_state(payload["rng"])
+        ckpt.load_training_state(optimizer, payload, str(run_dir / "checkpoints" / "last.pt"))
+        start_epoch, global_step = payload["epoch"] + 1, payload["global_step"]
+        best = _best_on_disk(run_dir, payload["best"], main)
         _say(f"resuming {run_dir} after epoch {payload['epoch']} (step {global_step})", main)
+    elif resume_dir is not None:
+        best = _best_on_disk(run_dir, {}, main)
 
     logger = RunLogger(run_dir, config=config_to_dict(cfg), mode=cfg.log.wandb, project=cfg.log.wandb_project,
                        name=run_dir.name, enabled=main,
                        resume_id=(payload or {}).get("extra", {}).get("wandb_id") if payload else None)
+    if main and resume_dir is None:
+        held.push(_remove_if_nothing_saved(run_dir, logger))
     per_rank_batch = max(t.batch_size // dist_ctx.world_size, 1)
     sampler = DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank, shuffle=True,
                                  seed=t.seed, drop_last=False)
@@ -200,9 +287,12 @@ def _train(cfg, payload, resume_dir, dist_ctx) -> TrainResult:
             extra = {"wandb_id": logger.wandb_id}
             shared = dict(model=model, cfg=cfg, epoch=epoch, global_step=global_step, best=best, extra=extra,
                           frame_encoder=frame_encoder, include_text_backbone=cfg.log.checkpoint_text_backbone)
-            ckpt.save_checkpoint(run_dir / "checkpoints" / "last.pt", optimizer=optimizer, **shared)
+            # best.pt before last.pt: a run killed between the two writes resumes from the previous
+            # last.pt and redoes this epoch, and _best_on_disk adopts what best.pt holds.
             if improved:
                 ckpt.save_checkpoint(run_dir / "checkpoints" / "best.pt", include_rng=False, **shared)
+                crash_point("between-checkpoints")
+            ckpt.save_checkpoint(run_dir / "checkpoints" / "last.pt", optimizer=optimizer, **shared)
         barrier()
     logger.finish()
     return TrainResult(run_dir=run_dir, best=best, last_metrics=last_metrics, epochs_run=max(epoch - start_epoch + 1, 0))

@@ -10,11 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Tools run as subprocesses import the checkout under test, not whichever g2l is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-# Subprocesses (tools/*.py, torchrun) import this checkout's g2l, even where the environment has g2l
-# installed from another folder (an editable install of another clone).
-os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")

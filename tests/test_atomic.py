@@ -1,6 +1,10 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
-from g2l.atomic import atomic_path, write_text_atomic
+from g2l.atomic import atomic_path, remove_stale_temporaries, unwritable_reason, write_text_atomic
 
 
 def test_success_replaces_the_target_and_leaves_no_temporary(tmp_path):
@@ -19,3 +23,43 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_the_temporary_reaches_the_disk_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        return real_fsync(fd)
+
+    def replace(source, target):
+        events.append(("replace", os.stat(source).st_ino))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_text_atomic(tmp_path / "out.txt", "data")
+    renamed = next(inode for kind, inode in events if kind == "replace")
+    assert events.index(("fsync", renamed)) < events.index(("replace", renamed))
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has ended
+    stale = tmp_path / f".last.pt.{dead_pid}.tmp"
+    live = tmp_path / f".best.pt.{os.getpid()}.tmp"  # a write in progress in this process
+    other = tmp_path / ".notes.tmp"
+    for path in (stale, live, other):
+        path.write_text("x")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+def test_unwritable_targets_are_named_before_the_work(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    assert unwritable_reason(tmp_path / "new.png") is None
+    assert unwritable_reason(tmp_path / "sub" / "deeper" / "new.png") is None
+    assert unwritable_reason(tmp_path) == "is a folder, not a file"
+    assert unwritable_reason(tmp_path / "a_file", folder=True) == "is a file, not a folder"
+    assert "is a file, not a folder" in unwritable_reason(tmp_path / "a_file" / "x.png")

@@ -3,7 +3,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from g2l.config import Config, ConfigError, config_from_dict, config_to_dict, load_config, save_config
+from g2l.config import (
+    ALLOWED_VALUES,
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    metric_names,
+    save_config,
+    validate_config,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -86,3 +96,25 @@ def test_every_shipped_config_loads():
     assert len(names) >= 4
     for path in names:
         load_config(path)
+
+
+def test_every_range_names_a_key_and_the_defaults_are_in_range():
+    cfg = Config()
+    for key in ALLOWED_VALUES:
+        section, name = key.split(".")
+        assert hasattr(getattr(cfg, section), name), key
+    validate_config(cfg)
+
+
+@pytest.mark.parametrize("override", ["model.map_num_layers=0", "eval.nms_thresh=1", "train.device=cuda:1",
+                                      "loss.ssi_weight=0", "eval.best_metric=R5@0.7"])
+def test_values_at_the_edge_of_their_range_are_accepted(override):
+    load_config(overrides=[override])
+
+
+def test_metric_names_are_the_keys_evaluation_reports():
+    from g2l.eval.metrics import grounding_metrics
+
+    cfg = load_config(overrides=["eval.recall_at=[1,10]", "eval.iou_thresholds=[0.1,0.25,0.7]", "eval.best_metric=mIoU"])
+    reported = grounding_metrics([], [], cfg.eval.recall_at, cfg.eval.iou_thresholds)
+    assert set(metric_names(cfg.eval)) == set(reported) - {"num_queries"}

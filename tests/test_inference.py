@@ -142,3 +142,31 @@ def test_ground_tool_bad_input(rendered_run, tmp_path, case):
     proc = run_ground(*args, "--checkpoint", str(ckpt))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_long_queries_and_narrow_windows_are_warned_about(rendered_run):
+    data, ckpt = rendered_run
+    grounder = Grounder.from_checkpoint(ckpt, device="cpu")
+    video = grounder.encode_features(np.random.rand(40, 1280).astype(np.float32), 40.0)  # 1 frame/s
+    long_query = " ".join(["the red circle grows"] * 40)
+    with pytest.warns(UserWarning, match="longer than the model's 64 tokens"):
+        grounder.ground(video, [long_query], top_k=1)
+    with pytest.warns(UserWarning, match="windows of 8 s hold only 8 frames"):
+        grounder.ground(video, ["the red circle grows"], top_k=1, window_s=8.0)
+    with pytest.raises(GroundingError, match="too few to ground in"):
+        grounder.ground(video, ["the red circle grows"], top_k=1, window_s=1.5)
+
+
+def test_ground_tool_prints_its_results_before_the_plot_can_fail(rendered_run, monkeypatch, capsys):
+    import g2l.cli
+
+    def plot_fails(path, *args):
+        raise OSError(28, "No space left on device")
+
+    data, ckpt = rendered_run
+    monkeypatch.setattr(g2l.cli, "plot_grounding", plot_fails)
+    code = g2l.cli.ground_main([str(data / "videos" / "test_00000.mp4"), "the red circle grows.", "--checkpoint",
+                                str(ckpt), "--plot", str(data / "plot.png")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "start_s" in out and "the red circle grows." in out
+    assert err.strip().splitlines()[-1].startswith("error: --plot") and "No space left on device" in err

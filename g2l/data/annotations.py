@@ -111,9 +111,9 @@ def load_annotations(
     elif fmt is None:
         fmt = guess_format(path)
     if fmt not in FORMATS:
-        raise AnnotationError(f"Unknown annotation format {fmt!r} for {path}; use one of {', '.join(FORMATS)}.")
+        raise AnnotationError(f"Unknown annotation format {fmt!r} for {path}; set data.annotation_format to one of {', '.join(FORMATS)}.")
     if durations_csv is not None and fmt != "charades_txt":
-        raise AnnotationError(f"durations_csv is only used by the charades_txt format, not {fmt!r} ({path}).")
+        raise AnnotationError(f"data.durations_csv is only used by the charades_txt format, not {fmt!r} ({path}); leave it empty.")
     if fmt == "charades_txt":
         return parse_charades_txt(path, durations_csv)
     if fmt in ("anet_json", "tacos_json"):
@@ -150,7 +150,7 @@ def guess_format(path: str | Path) -> str:
         return "jsonl"
     raise AnnotationError(
         f"Cannot tell the annotation format of {path} from its suffix {suffix!r}; "
-        f"pass fmt= one of {', '.join(FORMATS)}."
+        f"set data.annotation_format to one of {', '.join(FORMATS)}."
     )
 
 
@@ -233,7 +233,7 @@ def read_charades_durations(csv_path: str | Path) -> dict[str, float]:
     An unreadable ``length`` maps to NaN, so that video's queries are dropped as "invalid duration".
     """
     csv_path = Path(csv_path)
-    _check_file(csv_path, "the Charades csv of the same split (pass durations_csv=)")
+    _check_file(csv_path, "the Charades csv of the same split (set data.durations_csv)")
     with open(csv_path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         if reader.fieldnames is None or not {"id", "length"} <= set(reader.fieldnames):
@@ -296,7 +296,7 @@ def parse_qvhighlights(
         if missing:
             raise AnnotationError(
                 f"{where} has no {', '.join(sorted(missing))}; a QVHighlights line needs "
-                f"qid, query, vid and duration (use fmt='jsonl' for the project's own format)."
+                f"qid, query, vid and duration (set data.annotation_format to jsonl for the project's own format)."
             )
         return record["vid"], record["duration"], record["query"], record.get("relevant_windows", [])
 
@@ -343,7 +343,7 @@ def _parse_video_json(data: Any, path: Path, *, frames: bool) -> tuple[list[Anno
     if not isinstance(data, dict):
         raise AnnotationError(
             f"{path} holds a JSON {type(data).__name__}, not an object keyed by video id; "
-            f"is it a JSON-lines file (fmt='qvhighlights' or 'jsonl')?"
+            f"is it a JSON-lines file (data.annotation_format qvhighlights or jsonl)?"
         )
     required = ("fps", "num_frames", "timestamps", "sentences") if frames else ("duration", "timestamps", "sentences")
     report = CleaningReport(source=str(path))
@@ -525,7 +525,7 @@ def _read_json(path: Path) -> Any:
             return json.load(file)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise AnnotationError(
-            f"{path} is not valid JSON ({error}); re-download it, or pass fmt= if it is a "
+            f"{path} is not valid JSON ({error}); re-download it, or set data.annotation_format if it is a "
             f"JSON-lines file."
         ) from None
 
@@ -549,7 +549,7 @@ def _derive_charades_csv(txt_path: Path) -> Path:
     if match is None:
         raise AnnotationError(
             f"Cannot derive the Charades csv from the name {txt_path.name!r} (expected "
-            f"charades_sta_{{split}}.txt); pass durations_csv= explicitly."
+            f"charades_sta_{{split}}.txt); set data.durations_csv to the csv file."
         )
     return txt_path.with_name(f"Charades_v1_{match.group(1)}.csv")
 
@@ -562,5 +562,5 @@ def _check_anything_read(path: Path, num_units: int, report: CleaningReport, uni
     if malformed == num_units:
         raise AnnotationError(
             f"No {unit} of {path} could be read (e.g. {report.examples[f'malformed {unit}'][0]}); "
-            f"is it in another format? Pass fmt= one of {', '.join(FORMATS)}."
+            f"is it in another format? Set data.annotation_format to one of {', '.join(FORMATS)}."
         )

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from g2l.data.annotations import group_by_video, load_annotations
-from g2l.data.features import VideoFeatures, check_coverage
+from g2l.data.annotations import AnnotationError, group_by_video, load_annotations
+from g2l.data.features import FeatureError, VideoFeatures, check_coverage
 from g2l.data.records import Annotation
 from g2l.ops.spans import iou_map, scale_iou
 
@@ -54,11 +54,13 @@ class GroundingDataset(Dataset):
         self.dropped: Counter = Counter()
         self.videos: list[tuple[str, list[Annotation]]] = []
         for video_id, records in groups.items():
-            num_rows, dim = features.shape(video_id)
-            if num_rows == 0:
+            shape = features.shape(video_id)
+            if len(shape) != 2:
+                self.dropped["features not a (T, F) array"] += len(records)
+            elif shape[0] == 0:
                 self.dropped["zero-length features"] += len(records)
-            elif feature_dim is not None and dim != feature_dim:
-                self.dropped[f"feature width {dim} != data.feature_dim {feature_dim}"] += len(records)
+            elif feature_dim is not None and shape[1] != feature_dim:
+                self.dropped[f"feature width {shape[1]} != data.feature_dim {feature_dim}"] += len(records)
             else:
                 self.videos.append((video_id, records))
         self.num_queries = sum(len(records) for _, records in self.videos)
@@ -176,4 +178,9 @@ def build_dataset(data_cfg, split: str, num_clips: int) -> tuple[GroundingDatase
     dataset = GroundingDataset(
         annotations, features, num_clips=num_clips, feature_dim=data_cfg.feature_dim, what=f"{split} split"
     )
+    if len(dataset) == 0:  # checked before any training or evaluation, so nothing is half-written
+        if dataset.dropped:
+            raise FeatureError(f"the {split} split has no video with usable features ({dataset.summary()}); "
+                               "fix data.features or data.feature_dim")
+        raise AnnotationError(f"the {split} split has no usable query ({report.summary()}); fix data.{split}_annotations")
     return dataset, f"{report.summary()}\n{dataset.summary()}"

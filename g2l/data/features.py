@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,6 +32,18 @@ from g2l.errors import G2LError
 
 class FeatureError(G2LError):
     """Missing or unusable video features; the message says which and what to do."""
+
+
+# What numpy, zipfile and h5py raise for a file that is truncated or corrupt.
+_UNREADABLE = (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile)
+
+
+def _unreadable(video_id: str, path: Path, error: Exception) -> FeatureError:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return FeatureError(
+        f"the features of video {video_id} in {path} cannot be read ({first}); the file is corrupt or truncated: "
+        "extract or download it again"
+    )
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:
@@ -133,14 +146,24 @@ class FeatureStore:
             return video_id in self._folder_index()
         return video_id in self._file()
 
+    def _npz_array(self, archive, video_id: str, path: Path):
+        key = self.key or "features"
+        if key not in archive.files:
+            raise FeatureError(f"{path} (video {video_id}) holds no array '{key}' (it has {', '.join(archive.files)}); "
+                               "set data.feature_key")
+        return archive[key]
+
     def shape(self, video_id: str) -> tuple[int, ...]:
-        """``(T, F)`` without reading the values."""
+        """``(T, F)`` without reading the values (another shape for a malformed array)."""
         if self._is_folder:
             path = self._folder_index()[video_id]
-            if path.suffix == ".npy":
-                return tuple(np.load(path, mmap_mode="r").shape)
-            with np.load(path) as archive:
-                return tuple(archive[self.key or "features"].shape)
+            try:
+                if path.suffix == ".npy":
+                    return tuple(np.load(path, mmap_mode="r").shape)
+                with np.load(path) as archive:
+                    return tuple(self._npz_array(archive, video_id, path).shape)
+            except _UNREADABLE as error:
+                raise _unreadable(video_id, path, error) from None
         node = self._file()[video_id]
         if isinstance(node, h5py.Group):
             if self.key not in node:
@@ -149,20 +172,25 @@ class FeatureStore:
         return tuple(node.shape)
 
     def read(self, video_id: str) -> np.ndarray:
-        """The raw ``(T, F)`` float32 features of ``video_id``."""
-        if self._is_folder:
-            path = self._folder_index()[video_id]
-            if path.suffix == ".npy":
+        """The raw ``(T, F)`` float32 features of ``video_id``; an unreadable file is a FeatureError
+        naming the video and the file."""
+        path = self._folder_index()[video_id] if self._is_folder else self.path
+        try:
+            if self._is_folder and path.suffix == ".npy":
                 array = np.load(path)
-            else:
+            elif self._is_folder:
                 with np.load(path) as archive:
-                    array = archive[self.key or "features"]
-        else:
-            node = self._file()[video_id]
-            if isinstance(node, h5py.Group):
-                node = node[self.key]
-            array = node[()]
-        return np.asarray(array, dtype=np.float32)
+                    array = self._npz_array(archive, video_id, path)
+            else:
+                node = self._file()[video_id]
+                if isinstance(node, h5py.Group):
+                    node = node[self.key]
+                array = node[()]
+            return np.asarray(array, dtype=np.float32)
+        except _UNREADABLE as error:
+            if isinstance(error, FeatureError):
+                raise
+            raise _unreadable(video_id, path, error) from None
 
 
 class VideoFeatures:
@@ -190,12 +218,14 @@ class VideoFeatures:
         specs = [store.encoder_spec() for store in self.stores]
         return specs[0] if len(specs) == 1 else None
 
-    def shape(self, video_id: str) -> tuple[int, int]:
+    def shape(self, video_id: str) -> tuple[int, ...]:
+        """``(T, F)`` of the joined stores (T of the shortest) without reading the values; a store
+        whose array is not 2-D gives its own shape instead, for the caller to report."""
         shapes = [store.shape(video_id) for store in self.stores]
-        num_rows = min(s[0] if len(s) == 2 else 0 for s in shapes)
-        if any(len(s) != 2 for s in shapes):
-            return (0, 0)
-        return num_rows, sum(s[1] for s in shapes)
+        malformed = next((s for s in shapes if len(s) != 2), None)
+        if malformed is not None:
+            return malformed
+        return min(s[0] for s in shapes), sum(s[1] for s in shapes)
 
     def load(self, video_id: str) -> np.ndarray:
         parts = [store.read(video_id) for store in self.stores]

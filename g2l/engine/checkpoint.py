@@ -15,6 +15,7 @@ A checkpoint is a dict::
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,14 +99,26 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint without executing code; a bad file is a CheckpointError."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; pass a checkpoint file (e.g. runs/<name>/checkpoints/best.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # torch's own message suggests loading with weights_only=False, which would run the file's
+        # code: it is never shown, only what it found.
+        text = str(error)
+        if "Weights only load failed" in text:
+            found = re.search(r"GLOBAL (\S+)", text)
+            what = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"checkpoint {path} could not be loaded safely: it holds pickled Python objects{what}, which g2l refuses "
+                "(a g2l checkpoint holds only tensors and plain values); do not use this file"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {path} could not be loaded safely ({first[:200]}); it is not a g2l checkpoint or is corrupt"
+            f"checkpoint {path} could not be read: it is truncated or corrupt, or not a checkpoint; copy it again "
+            "or use another"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a g2l checkpoint (no 'format: {FORMAT}' inside)")
@@ -120,6 +133,8 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
 
     if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("model"), dict):
         raise CheckpointError(f"{source} has no config or model weights inside; it is not a complete g2l checkpoint")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["model"].items()):
+        raise CheckpointError(f"{source} has model weights that are not all named tensors; it is not a g2l checkpoint or is corrupt")
     if payload.get("text_backbone") is not None:
         try:
             check_text_backbone_spec(payload["text_backbone"], source)
@@ -130,6 +145,39 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
         isinstance(frame, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float, bool, list, type(None))) for k, v in frame.items())
     ):
         raise CheckpointError(f"{source} has a malformed frame_encoder entry; it is not a g2l checkpoint or is corrupt")
+
+
+def check_resumable(payload: dict, source: str) -> None:
+    """Training continues only from a checkpoint that carries the training state, as last.pt does
+    (best.pt and checkpoints made for grounding hold no optimizer state)."""
+    if not isinstance(payload.get("optimizer"), dict):
+        raise CheckpointError(
+            f"checkpoint {source} holds no optimizer state, so training cannot continue from it; resume only from "
+            "the checkpoints/last.pt that training wrote (best.pt never holds one)"
+        )
+    epoch, step = payload.get("epoch"), payload.get("global_step")
+    counts_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (epoch, step))
+    rng, extra = payload.get("rng"), payload.get("extra", {})
+    wandb_id = extra.get("wandb_id") if isinstance(extra, dict) else 0
+    if (not counts_ok or not isinstance(payload.get("best"), dict) or not (rng is None or isinstance(rng, dict))
+            or not (wandb_id is None or (isinstance(wandb_id, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,128}", wandb_id)))):
+        raise CheckpointError(
+            f"checkpoint {source} has a malformed training state (epoch, global_step, best, rng or W&B run id); "
+            "it is corrupt or was not written by g2l training"
+        )
+
+
+def load_training_state(optimizer, payload: dict, source: str) -> None:
+    """Restore the optimizer and random-number states of a ``check_resumable`` checkpoint."""
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        if payload.get("rng") is not None:
+            set_rng_state(payload["rng"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+        raise CheckpointError(
+            f"checkpoint {source}: its optimizer or random-number state does not fit this model "
+            f"({type(error).__name__}); it is corrupt, or was written by another version of g2l"
+        ) from None
 
 
 def load_model_state(model, state: dict, source: str) -> None:

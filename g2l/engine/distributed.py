@@ -21,15 +21,23 @@ class DistContext:
         return self.rank == 0
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` -> this process's GPU when there is one, else the CPU."""
+def resolve_device(name: str = "auto", local_rank: int = 0, *, setting: str = "train.device") -> torch.device:
+    """``auto`` -> this process's GPU when there is one, else the CPU. ``setting`` names where
+    ``name`` came from (``--device`` for the tools) in the error for a device that is not there."""
+    from g2l.config import ConfigError
+
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{setting} must be auto, cpu, cuda or cuda:<index>, got '{name}'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        from g2l.config import ConfigError
-
-        raise ConfigError(f"train.device is '{name}' but no CUDA device is available; use auto or cpu")
+        raise ConfigError(f"{setting} is '{name}' but no CUDA device is available; use auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"{setting} is '{name}' but there are only {torch.cuda.device_count()} CUDA devices; use auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{setting} is '{name}' but MPS is not available here; use auto or cpu")
     return device
 
 

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from g2l.atomic import unwritable_reason
 from g2l.data.dataset import Collate, GroundingDataset
 from g2l.eval.metrics import grounding_metrics
-from g2l.eval.predictions import Prediction, write_predictions
+from g2l.eval.predictions import Prediction, PredictionsError, write_predictions
 from g2l.models.grounding import score_cells
 from g2l.ops.spans import ranked_candidates
 
@@ -141,6 +142,7 @@ def evaluate_checkpoint(
     from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from g2l.engine.distributed import resolve_device
 
+    torch_device = resolve_device(device, setting="device")  # before the slow part
     payload = load_checkpoint(checkpoint)
     extra = list(overrides or [])
     if nms_thresh is not None:
@@ -149,16 +151,19 @@ def evaluate_checkpoint(
         extra.append(f"eval.iou_thresholds={list(iou_thresholds)}")
     if recall_at:
         extra.append(f"eval.recall_at={list(recall_at)}")
+    extra.append("eval.best_metric=mIoU")  # it only picks best.pt in training; mIoU is always reported
     model, cfg = model_from_checkpoint(payload, str(checkpoint), extra)
     split = split or cfg.data.eval_split
+    out = Path(predictions_out) if predictions_out else Path(checkpoint).with_name(f"predictions_{split}.jsonl")
+    problem = unwritable_reason(out)
+    if problem:  # found before the evaluation, not after it
+        raise PredictionsError(f"predictions file {out} {problem}; pass --out with a path you can write to")
     dataset, report = build_dataset(cfg.data, split, cfg.model.num_clips)
     import sys
 
     print(report, file=sys.stderr)
-    torch_device = resolve_device(device)
     model.to(torch_device)
     result = evaluate(model, dataset, cfg, torch_device, keep_maps=dump_maps, progress=True)
-    out = Path(predictions_out) if predictions_out else Path(checkpoint).with_name(f"predictions_{split}.jsonl")
     write_predictions(out, result.predictions)
     result.predictions_path = out
     return result

@@ -66,15 +66,21 @@ def write_predictions(path: str | Path, predictions: Iterable[Prediction]) -> in
 
 
 def _as_window_array(value, where: str) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 1 and array.shape == (2,):
-        pass
-    elif array.ndim == 2 and array.shape[1] == 2 and array.shape[0] >= 1:
-        pass
-    else:
-        raise PredictionsError(f"{where}: 'gt' must be [start, end] or [[start, end], ...], got {value!r}")
+    shape_error = PredictionsError(f"{where}: 'gt' must be [start, end] or [[start, end], ...] in seconds, got {value!r:.80}")
+    if isinstance(value, (str, bool)) or any(isinstance(v, (str, bool)) for v in np.ravel(np.asarray(value, dtype=object))):
+        raise shape_error
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise shape_error from None
+    if not (array.shape == (2,) or (array.ndim == 2 and array.shape[1] == 2 and array.shape[0] >= 1)):
+        raise shape_error
     if not np.all(np.isfinite(array)):
         raise PredictionsError(f"{where}: 'gt' holds a non-finite time")
+    windows = array.reshape(-1, 2)
+    if np.any(windows[:, 0] >= windows[:, 1]):
+        raise PredictionsError(f"{where}: a 'gt' window does not end after it starts ({value!r:.80}); each window is "
+                               "[start, end] with start < end")
     return array.astype(F32)
 
 
@@ -91,7 +97,7 @@ def _parse_line(line: str, where: str) -> Prediction:
     if missing:
         raise PredictionsError(f"{where}: missing key(s) {', '.join(missing)}")
     duration = record["duration"]
-    if not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration <= 0:
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration <= 0:
         raise PredictionsError(f"{where}: 'duration' must be a positive number, got {duration!r}")
     gt = _as_window_array(record["gt"], where)
     candidates = np.zeros((0, 3), dtype=F32)
@@ -114,11 +120,19 @@ def _parse_line(line: str, where: str) -> Prediction:
 def read_predictions(path: str | Path) -> list[Prediction]:
     """Parse a predictions file; a malformed line is a PredictionsError naming file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise PredictionsError(f"predictions path {path} is a directory; pass a predictions file (JSON lines)")
     if not path.is_file():
         raise PredictionsError(f"predictions file {path} does not exist; check the path")
     predictions = []
-    with path.open() as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise PredictionsError(
+                    f"{path}, line {number}: not UTF-8 text; a predictions file is JSON lines (is it a binary file?)"
+                ) from None
             if line.strip():
                 predictions.append(_parse_line(line, f"{path}, line {number}"))
     if not predictions:

@@ -123,7 +123,8 @@ def build_loss(cfg) -> GroundingLoss:
         from g2l.losses.ssi import ShapleyInteractionLoss
 
         ssi = ShapleyInteractionLoss(
-            num_players=lo.ssi_num_players, num_samples=lo.ssi_num_samples, tau=lo.tau, seed=cfg.train.seed
+            num_players=lo.ssi_num_players, num_samples=lo.ssi_num_samples, tau=lo.tau, seed=cfg.train.seed,
+            estimator=lo.ssi_estimator, target=lo.ssi_target,
         )
     return GroundingLoss(
         bce=IoUBCELoss() if lo.use_bce else None,

@@ -235,6 +235,268 @@ def _interaction_kernel(weights_flat, weight_offsets, num_sentences, num_moments
 
 
 # ---------------------------------------------------------------------------------------------
+# Stratified kernel: exact strata over the other sentences present and bins of the number of
+# moments in C; each draw serves every pair of its sentence
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _next_unit(state):
+    """Advance the SplitMix64 state; return ``(new_state, float uniform on [0, 1))``."""
+    state = state + _GOLDEN_U64
+    return state, np.float64(_mix64(state) >> _SHIFTS_U64[3]) * _TO_UNIT
+
+
+@njit(cache=True, inline="always")
+def _set_values(weights, sentences, num_s, moments, num_m, extra, remove, rowsum, rowmax, rowmax2, inv, out):
+    """``out = (v(M', S), v(M', S u {j}))`` where S = sentences[:num_s - 1], j = sentences[num_s - 1]
+    and M' = moments[:num_m] plus ``extra`` (if >= 0) or minus ``remove`` (if >= 0). ``rowsum``,
+    ``rowmax``, ``rowmax2`` are each sentence's softmax-weight sum, largest and second-largest
+    weight over moments[:num_m]; ``inv`` is scratch."""
+    size = num_m + (1 if extra >= 0 else 0) - (1 if remove >= 0 else 0)
+    if size <= 0:
+        out[0] = 0.0
+        out[1] = 0.0
+        return
+    jj = num_s - 1
+    row_without = 0.0
+    row_j = 0.0
+    for a in range(num_s):
+        s = sentences[a]
+        if extra >= 0:
+            total = rowsum[a] + weights[s, extra]
+            top = max(rowmax[a], weights[s, extra])
+        elif remove >= 0:
+            w_out = weights[s, remove]
+            if w_out > 0.5 * rowsum[a]:  # subtracting would cancel: sum the rest directly
+                total = 0.0
+                for b in range(num_m):
+                    if moments[b] != remove:
+                        total += weights[s, moments[b]]
+            else:
+                total = rowsum[a] - w_out
+            top = rowmax2[a] if w_out >= rowmax[a] else rowmax[a]
+        else:
+            total = rowsum[a]
+            top = rowmax[a]
+        inv[a] = 1.0 / total
+        if a < jj:
+            row_without += top * inv[a]
+        else:
+            row_j = top * inv[a]
+    col_without = 0.0
+    col_with = 0.0
+    sj = sentences[jj]
+    for b in range(num_m + 1):
+        if b < num_m:
+            m = moments[b]
+            if m == remove:
+                continue
+        elif extra >= 0:
+            m = extra
+        else:
+            break
+        best = 0.0
+        for a in range(jj):
+            val = weights[sentences[a], m] * inv[a]
+            if val > best:
+                best = val
+        col_without += best
+        col_with += max(best, weights[sj, m] * inv[jj])
+    out[0] = 0.5 * (col_without / size + row_without / jj) if jj > 0 else 0.0
+    out[1] = 0.5 * (col_with / size + (row_without + row_j) / num_s)
+
+
+@njit(cache=True, inline="always")
+def _row_stats(weights, sentences, num_s, moments, num_m, rowsum, rowmax, rowmax2):
+    for a in range(num_s):
+        s = sentences[a]
+        total = 0.0
+        top = 0.0
+        second = 0.0
+        for b in range(num_m):
+            w = weights[s, moments[b]]
+            total += w
+            if w > top:
+                second = top
+                top = w
+            elif w > second:
+                second = w
+        rowsum[a] = total
+        rowmax[a] = top
+        rowmax2[a] = second
+
+
+@njit(cache=True)
+def _stratified_sentence(weights, j, bin_lo, bin_hi, draws, stratum_weight, cumulative, seed, game, out_mean, out_var):
+    """Every interaction I[j, :] of sentence j of one game, by stratified sampling.
+
+    Strata: T, the other sentences present (bit mask over them in order), times bins [lo, hi] of k,
+    the number of moments in C; ``stratum_weight[T, b]`` is the probability of the stratum under
+    the index's law and ``cumulative[T, k]`` the running sum of P(T, k) over k, from which a draw
+    picks k within its bin. A draw orders the moments at random (prefix P_k of the ordering) and
+    serves every moment i at once: C holds T and the k moments of P_k, or of P_{k+1} minus i when i
+    is in P_k, which is a uniform k-subset of the moments other than i in both cases. Writes the
+    stratified mean and its variance (from the spread of each stratum's draws) for every i."""
+    s_all, m_all = weights.shape
+    others = np.empty(s_all, dtype=np.int64)
+    num_others = 0
+    for a in range(s_all):
+        if a != j:
+            others[num_others] = a
+            num_others += 1
+    sentences = np.empty(s_all, dtype=np.int64)
+    perm = np.arange(m_all)
+    rowsum0 = np.empty(s_all)
+    rowmax0 = np.empty(s_all)
+    second0 = np.empty(s_all)
+    rowsum1 = np.empty(s_all)
+    rowmax1 = np.empty(s_all)
+    second1 = np.empty(s_all)
+    inv = np.empty(s_all)
+    pair_sum = np.empty(m_all)
+    pair_sq = np.empty(m_all)
+    base0 = np.empty(2)
+    base1 = np.empty(2)
+    moved = np.empty(2)
+    state = _stream_start(seed, game, j, np.uint64(0))
+    for i in range(m_all):
+        out_mean[i] = 0.0
+        out_var[i] = 0.0
+    for mask in range(1 << num_others):
+        num_s = 0
+        for a in range(num_others):
+            if mask >> a & 1:
+                sentences[num_s] = others[a]
+                num_s += 1
+        sentences[num_s] = j
+        num_s += 1
+        for bin_idx in range(bin_lo.shape[0]):
+            w_stratum = stratum_weight[mask, bin_idx]
+            num_draws = draws[mask, bin_idx]
+            if w_stratum <= 0.0 or num_draws <= 0:
+                continue
+            lo = bin_lo[bin_idx]
+            hi = bin_hi[bin_idx]
+            below = cumulative[mask, lo - 1] if lo > 0 else 0.0
+            for i in range(m_all):
+                pair_sum[i] = 0.0
+                pair_sq[i] = 0.0
+            for d in range(num_draws):
+                state, unit = _next_unit(state)
+                target = below + unit * w_stratum
+                k = lo
+                while k < hi and cumulative[mask, k] <= target:
+                    k += 1
+                prefix = min(k + 1, m_all)
+                for pos in range(prefix):
+                    state, r = _next_below(state, m_all - pos)
+                    r += pos
+                    tmp = perm[pos]
+                    perm[pos] = perm[r]
+                    perm[r] = tmp
+                _row_stats(weights, sentences, num_s, perm, k, rowsum0, rowmax0, second0)
+                _set_values(weights, sentences, num_s, perm, k, -1, -1, rowsum0, rowmax0, second0, inv, base0)
+                if k < m_all:
+                    _row_stats(weights, sentences, num_s, perm, k + 1, rowsum1, rowmax1, second1)
+                    _set_values(weights, sentences, num_s, perm, k + 1, -1, -1, rowsum1, rowmax1, second1, inv, base1)
+                for pos in range(m_all):
+                    i = perm[pos]
+                    if pos < k:  # i in P_k: C's moments are P_{k+1} minus i
+                        _set_values(weights, sentences, num_s, perm, k + 1, -1, i, rowsum1, rowmax1, second1, inv,
+                                    moved)
+                        bracket = base1[1] - base1[0] - moved[1] + moved[0]
+                    elif pos == k:  # C's moments are P_k, and P_k plus i is P_{k+1}
+                        bracket = base1[1] - base1[0] - base0[1] + base0[0]
+                    else:
+                        _set_values(weights, sentences, num_s, perm, k, i, -1, rowsum0, rowmax0, second0, inv, moved)
+                        bracket = moved[1] - moved[0] - base0[1] + base0[0]
+                    pair_sum[i] += bracket
+                    pair_sq[i] += bracket * bracket
+            for i in range(m_all):
+                mean_i = pair_sum[i] / num_draws
+                out_mean[i] += w_stratum * mean_i
+                if num_draws > 1:
+                    var_i = max(pair_sq[i] - num_draws * mean_i * mean_i, 0.0) / (num_draws - 1)
+                    out_var[i] += w_stratum * w_stratum * var_i / num_draws
+
+
+@njit(cache=True, parallel=True)
+def _stratified_kernel(weights_flat, weight_offsets, num_sentences, num_moments, task_game, task_j, bins_flat,
+                       bin_offsets, table_flat, table_offsets, cumulative_flat, cumulative_offsets, seed, out_mean,
+                       out_var):
+    """One task per (game, sentence); each has its own random stream, so results do not depend on
+    scheduling. Per game g: bins (2, B_g), draws and stratum weights (2^(s-1), B_g), cumulative
+    weights (2^(s-1), m)."""
+    for t in prange(task_game.shape[0]):
+        g = task_game[t]
+        j = task_j[t]
+        s_g = num_sentences[g]
+        m_g = num_moments[g]
+        weights = weights_flat[weight_offsets[g] : weight_offsets[g] + s_g * m_g].reshape((s_g, m_g))
+        num_bins = (bin_offsets[g + 1] - bin_offsets[g]) // 2
+        bins = bins_flat[bin_offsets[g] : bin_offsets[g + 1]].reshape((2, num_bins))
+        rows = 1 << (s_g - 1)
+        tables = table_flat[table_offsets[g] : table_offsets[g + 1]].reshape((2, rows, num_bins))
+        cumulative = cumulative_flat[cumulative_offsets[g] : cumulative_offsets[g + 1]].reshape((rows, m_g))
+        start = weight_offsets[g] + j * m_g
+        _stratified_sentence(weights, j, bins[0], bins[1], tables[0].astype(np.int64), tables[1], cumulative, seed, g,
+                             out_mean[start : start + m_g], out_var[start : start + m_g])
+
+
+def stratum_weights(num_sentences: int, num_moments: int) -> np.ndarray:
+    """``(2^(s-1), m)``: P(C holds the other sentences of bit mask T and k moments) for a pair
+    (j, i) under the interaction index's law (|C| uniform on 0..n-2, then a uniform subset)."""
+    others_s, others_m = num_sentences - 1, num_moments - 1
+    n_others = others_s + others_m
+    table = np.zeros((1 << others_s, num_moments))
+    for mask in range(1 << others_s):
+        t = bin(mask).count("1")
+        for k in range(others_m + 1):
+            table[mask, k] = math.comb(others_m, k) / math.comb(n_others, t + k) / (n_others + 1)
+    return table
+
+
+def moment_bins(num_moments: int) -> np.ndarray:
+    """``(2, B)`` bins [lo, hi] of k = 0..m-1: {0}, then widths 1, 1, 2, 3, 5, ... (brackets change
+    fast at small k), and {m-1} alone (like {0}, a single moment set)."""
+    bins = [(0, 0)]
+    lo, widths = 1, [1, 1]
+    while lo <= num_moments - 2:
+        hi = min(lo + widths[-2] - 1, num_moments - 2)
+        bins.append((lo, hi))
+        lo = hi + 1
+        widths.append(widths[-1] + widths[-2])
+    if num_moments >= 2:
+        bins.append((num_moments - 1, num_moments - 1))
+    return np.array(bins, dtype=np.int64).T.copy()
+
+
+def stratified_plan(num_sentences: int, num_moments: int, num_samples: int):
+    """``(bins (2, B), draws (2^(s-1), B), stratum weights (2^(s-1), B), cumulative (2^(s-1), m))``.
+
+    Draws per stratum for ``num_samples`` draws per sentence in all (each serves every pair, so
+    that is ``num_samples`` brackets per pair, as with ``"plain"``), or more where the floor asks: at
+    least 2 (1 where k has a single moment set: k = 0 or m - 1), the rest proportional to the
+    stratum's weight over (mean k + 1): brackets shrink about as 1 / |Mc| (Neyman allocation
+    with that guess of the spread)."""
+    per_k = stratum_weights(num_sentences, num_moments)
+    bins = moment_bins(num_moments)
+    lo, hi = bins
+    table = np.stack([per_k[:, a : b + 1].sum(axis=1) for a, b in zip(lo, hi)], axis=1)  # (T, B)
+    k = np.arange(num_moments)
+    mean_k = np.stack([(per_k[:, a : b + 1] * k[a : b + 1]).sum(1) / np.maximum(per_k[:, a : b + 1].sum(1), 1e-300)
+                       for a, b in zip(lo, hi)], axis=1)
+    single = (lo == hi) & ((lo == 0) | (lo == num_moments - 1))
+    floor = np.where(single, 1, 2)[None, :].repeat(table.shape[0], 0)
+    floor = np.where(table > 0, floor, 0)
+    share = np.where(single[None, :] | (table <= 0), 0.0, table / (mean_k + 1))
+    spare = max(int(num_samples) - int(floor.sum()), 0)  # draws per sentence, over every T
+    extra = np.floor(share / max(share.sum(), 1e-300) * spare).astype(np.int64)
+    return bins, floor + extra, table, np.cumsum(per_k, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
 
@@ -268,16 +530,23 @@ def _softmax_weights(sim: np.ndarray, tau: float) -> np.ndarray:
     return np.exp(logits - logits.max(axis=1, keepdims=True))
 
 
+METHODS = ("stratified", "plain")
+
+
 def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, tau: float = 0.1,
-                               return_stderr: bool = False):
+                               return_stderr: bool = False, method: str = "stratified"):
     """Monte Carlo pairwise interactions for several games (videos) in one Numba call.
 
     Args:
         sims: one ``(s_v m_v)`` similarity matrix per video (numpy or torch; no gradient).
-        num_samples: coalitions drawn per (sentence, moment) pair.
-        seed: any integer; the draws of pair (j, i) of game g depend only on (seed, g, j, i).
+        num_samples: about this many brackets evaluated per (sentence, moment) pair.
+        seed: any integer; with ``"plain"`` the draws of pair (j, i) of game g depend only on
+            (seed, g, j, i), with ``"stratified"`` those of sentence j on (seed, g, j).
         tau: softmax temperature.
         return_stderr: also return the standard errors of the estimates.
+        method: ``"stratified"`` (default): exact strata over which other sentences and how many
+            moments C holds, moment sets drawn per stratum and shared by the pairs of a sentence
+            (:func:`_stratified_sentence`); ``"plain"``: independent draws of C per pair.
     Returns:
         a list of ``(s_v m_v)`` arrays ``I[j, i]`` (and a list of standard errors): float64 numpy
         for numpy input, float32 torch on the input's device for tensor input.
@@ -286,6 +555,8 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         raise ValueError(
             f"Shapley interaction: num_samples must be a positive integer, got {num_samples!r}."
         )
+    if method not in METHODS:
+        raise ValueError(f"Shapley interaction: method must be one of {', '.join(METHODS)}, got {method!r}.")
     mats = [_as_sim(sim, f"sims[{g}]") for g, sim in enumerate(sims)]
     weights = [_softmax_weights(sim, tau) for sim in mats]
     num_sentences = np.array([w.shape[0] for w in weights], dtype=np.int64)
@@ -298,11 +569,34 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     pair_j = np.concatenate([np.repeat(np.arange(s), m) for s, m in shapes] + [np.zeros(0)])  # (pairs,)
     pair_i = np.concatenate([np.tile(np.arange(m), s) for s, m in shapes] + [np.zeros(0)])  # (pairs,)
     stats = np.zeros((pair_game.size, 2), dtype=np.float64)
-    if pair_game.size:
+    if pair_game.size and method == "plain":
         with kernel_threads():
             _interaction_kernel(weights_flat, offsets, num_sentences, num_moments, pair_game,
                                 pair_j.astype(np.int64), pair_i.astype(np.int64), int(num_samples),
                                 np.uint64(int(seed) & _MASK64), stats)
+    elif pair_game.size:
+        games = [g for g in range(len(mats)) if sizes[g] > 0]
+        plans = {g: stratified_plan(int(num_sentences[g]), int(num_moments[g]), int(num_samples)) for g in games}
+
+        def flat(part):
+            chunks = [plans[g][part].ravel() if g in plans else np.zeros(0) for g in range(len(mats))]
+            return np.concatenate(chunks + [np.zeros(0)]), np.concatenate([[0], np.cumsum([c.size for c in chunks])])
+
+        bins_flat, bin_offsets = flat(0)
+        tables = {g: np.stack([plans[g][1].astype(np.float64), plans[g][2]]) for g in games}
+        table_chunks = [tables[g].ravel() if g in tables else np.zeros(0) for g in range(len(mats))]
+        table_flat = np.concatenate(table_chunks + [np.zeros(0)])
+        table_offsets = np.concatenate([[0], np.cumsum([c.size for c in table_chunks])])
+        cumulative_flat, cumulative_offsets = flat(3)
+        task_game = np.concatenate([np.full(num_sentences[g], g, dtype=np.int64) for g in games])
+        task_j = np.concatenate([np.arange(num_sentences[g], dtype=np.int64) for g in games])
+        mean, var = np.zeros(pair_game.size), np.zeros(pair_game.size)
+        with kernel_threads():
+            _stratified_kernel(weights_flat, offsets, num_sentences, num_moments, task_game, task_j,
+                               bins_flat.astype(np.int64), bin_offsets.astype(np.int64), table_flat,
+                               table_offsets.astype(np.int64), cumulative_flat.astype(np.float64),
+                               cumulative_offsets.astype(np.int64), np.uint64(int(seed) & _MASK64), mean, var)
+        stats[:, 0], stats[:, 1] = mean, np.sqrt(var)
     means, errors = [], []
     for g, sim in enumerate(sims):
         block = stats[offsets[g] : offsets[g + 1]].reshape(num_sentences[g], num_moments[g], 2)
@@ -316,17 +610,17 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
 
 
 def pairwise_interaction(sim, num_samples: int, seed: int = 0, tau: float = 0.1,
-                         return_stderr: bool = False):
+                         return_stderr: bool = False, method: str = "stratified"):
     """Monte Carlo pairwise Shapley interaction of every sentence j and moment i of one video.
 
     Args:
         sim: ``(s m)`` sentence-by-moment cosine similarity (numpy or torch; no gradient).
-        num_samples, seed, tau, return_stderr: as in :func:`pairwise_interaction_batch`
+        num_samples, seed, tau, return_stderr, method: as in :func:`pairwise_interaction_batch`
             (this is a batch of one game, game index 0).
     Returns:
         ``I (s m)`` (and its standard error ``(s m)``); unbiased, error ~ 1 / sqrt(num_samples).
     """
-    out = pairwise_interaction_batch([sim], num_samples, seed, tau, return_stderr)
+    out = pairwise_interaction_batch([sim], num_samples, seed, tau, return_stderr, method)
     return (out[0][0], out[1][0]) if return_stderr else out[0]
 
 

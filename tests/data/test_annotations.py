@@ -297,7 +297,7 @@ def test_missing_and_unreadable_files_raise(tmp_path):
         load_annotations(write(tmp_path / "list.json", "[1, 2]"), "anet_json")
     with pytest.raises(AnnotationError, match="suffix"):
         load_annotations(write(tmp_path / "queries.csv", "a,b\n"))
-    with pytest.raises(AnnotationError, match="use one of"):
+    with pytest.raises(AnnotationError, match="set data.annotation_format to one of"):
         load_annotations(tmp_path / "list.json", "anet")
     with pytest.raises(AnnotationError, match="only used by the charades_txt"):
         load_annotations(tmp_path / "list.json", "anet_json", durations_csv=tmp_path / "c.csv")

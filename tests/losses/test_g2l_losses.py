@@ -1,9 +1,11 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from g2l.losses.ssi import ShapleyInteractionLoss, select_moment_players
+from g2l.losses.ssi import ShapleyInteractionLoss, estimate_reliability, interaction_target, select_moment_players
 from g2l.ops.shapley import pairwise_interaction_batch
 
 
@@ -30,7 +32,7 @@ def test_player_selection_is_the_deduplicated_union():
 def test_ssi_targets_from_interactions_and_gradient_through_alignment_only():
     cell, sent, sv, ious, closeness = case(4, cells=20)
     cell.requires_grad_(True), sent.requires_grad_(True)
-    loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=200, tau=0.1, seed=7)
+    loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=200, tau=0.1, seed=7, target="fixed")
     loss = loss_fn(cell, sent, sv, closeness, step=5)
     # Independent recomputation of the first video's term.
     rows = torch.tensor([0, 1])
@@ -74,3 +76,29 @@ def test_ssi_pulls_alignment_towards_cooperating_moments():
         loss_fn(cell, sent, sv, closeness, step=0).backward()
         opt.step()
     assert float(loss_fn(cell, sent, sv, closeness, step=0).detach()) < first
+
+
+def test_reliability_is_the_share_of_spread_that_is_not_noise():
+    inter = torch.tensor([[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
+    spread = inter[0].var()  # 5/3
+    exact = torch.zeros(2, 4)
+    noisy = torch.full((2, 4), 0.5)
+    assert estimate_reliability(inter, exact)[0, 0] == pytest.approx(1.0)
+    assert estimate_reliability(inter, noisy)[0, 0] == pytest.approx(1 - 0.25 / float(spread))
+    assert estimate_reliability(inter, noisy)[1, 0] == pytest.approx(1e-6)  # no spread: all noise
+    assert estimate_reliability(inter[:, :1], exact[:, :1]).flatten().tolist() == pytest.approx([1e-6, 1e-6])
+
+
+def test_confidence_target_flattens_noisy_estimates():
+    # The same interactions: exact -> the fixed sharpness; noisy -> flatter; pure noise -> uniform.
+    inter = torch.tensor([[0.0, 0.01, 0.02, 0.04]])
+    fixed = interaction_target(inter, None, 0.1)
+    assert torch.allclose(interaction_target(inter, torch.zeros(1, 4), 0.1), fixed)
+
+    def entropy(t):
+        return float(-(t * t.log()).sum())
+
+    noisy = interaction_target(inter, torch.full((1, 4), 0.01), 0.1)
+    assert entropy(fixed) < entropy(noisy) < math.log(4)
+    uniform = interaction_target(inter, torch.full((1, 4), 1.0), 0.1)
+    assert torch.allclose(uniform, torch.full((1, 4), 0.25), atol=1e-4)

@@ -157,7 +157,7 @@ def test_monte_carlo_reproducible_and_seeded():
 @pytest.mark.parametrize("shape,seed", [((1, 1), 0), ((1, 3), 1), ((3, 2), 2), ((2, 6), 3)])
 def test_numba_kernel_equals_python_reference(shape, seed):
     sim = random_sim(*shape, seed=seed)
-    mean, err = pairwise_interaction(sim, 300, seed=seed, tau=0.1, return_stderr=True)
+    mean, err = pairwise_interaction(sim, 300, seed=seed, tau=0.1, return_stderr=True, method="plain")
     ref_mean, ref_err = _reference_pairwise_interaction_python(sim, 300, seed=seed, tau=0.1, return_stderr=True)
     np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-12)
     np.testing.assert_allclose(err, ref_err, rtol=1e-9, atol=1e-14)
@@ -168,9 +168,10 @@ def test_batch_equals_single_games():
     batch = pairwise_interaction_batch(sims, 200, seed=5)
     assert [b.shape for b in batch] == [(2, 4), (1, 3), (0, 3), (3, 2)]
     np.testing.assert_array_equal(batch[0], pairwise_interaction(sims[0], 200, seed=5))
+    plain = pairwise_interaction_batch(sims, 200, seed=5, method="plain")
     for g in (1, 3):  # game g draws from the streams keyed by g
         ref = _reference_pairwise_interaction_python(sims[g], 200, seed=5, game=g)
-        np.testing.assert_allclose(batch[g], ref, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(plain[g], ref, rtol=0, atol=1e-12)
 
 
 def test_torch_in_torch_out():
@@ -194,3 +195,73 @@ def test_invalid_input_raises_clear_errors():
         pairwise_interaction(sim, 10, tau=1e-4)
     with pytest.raises(ValueError, match="too large"):
         exact_pairwise_interaction(random_sim(5, 20, seed=0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The stratified estimator (the default)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_stratum_weights_are_the_law_of_the_context():
+    from g2l.ops.shapley import stratum_weights
+
+    # Every context C of a pair has weight |C|! (n-|C|-2)! / (n-1)!; summing over the contexts with
+    # sentences T and k moments must give the table, and the table sums to 1.
+    s, m = 3, 4
+    n = s + m
+    table = stratum_weights(s, m)
+    assert table.sum() == pytest.approx(1.0)
+    for mask in range(1 << (s - 1)):
+        t = bin(mask).count("1")
+        for k in range(m):
+            contexts = math.comb(m - 1, k)
+            size = t + k
+            weight = math.factorial(size) * math.factorial(n - size - 2) / math.factorial(n - 1)
+            assert table[mask, k] == pytest.approx(contexts * weight)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 2), (3, 2), (4, 1)])
+def test_stratified_is_exact_when_every_stratum_has_one_moment_set(shape):
+    # With m <= 2 the only moment counts are k = 0 and k = m - 1, each a single set, and the
+    # sentence subsets are enumerated: no randomness is left.
+    sim = random_sim(*shape, seed=11)
+    for seed in (0, 1):
+        estimate, stderr = pairwise_interaction(sim, 8, seed=seed, return_stderr=True)
+        np.testing.assert_allclose(estimate, exact_pairwise_interaction(sim, 0.1), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(stderr, np.zeros(shape))
+
+
+@pytest.mark.parametrize("shape", [(2, 6), (3, 5), (1, 9)])
+def test_stratified_is_unbiased_and_its_standard_error_is_calibrated(shape):
+    sim = random_sim(*shape, seed=sum(shape))
+    exact = exact_pairwise_interaction(sim, 0.1)
+    runs = np.array([pairwise_interaction(sim, 16, seed=seed, return_stderr=True) for seed in range(300)])
+    estimates, stderrs = runs[:, 0], runs[:, 1]
+    spread = estimates.std(axis=0, ddof=1)
+    z = (estimates.mean(axis=0) - exact) / (spread / np.sqrt(len(runs)) + 1e-15)
+    assert np.abs(z).max() < 4.5  # unbiased: the mean of 300 runs sits within a few standard errors
+    ratio = stderrs.mean(axis=0) / (spread + 1e-15)
+    assert np.all((ratio > 0.6) & (ratio < 1.5)) or spread.max() < 1e-12
+
+
+def test_stratified_beats_plain_sampling_at_equal_samples():
+    sim = random_sim(3, 9, seed=4)
+    exact = exact_pairwise_interaction(sim, 0.1)
+    def rms(method):
+        return np.sqrt(np.mean([(pairwise_interaction(sim, 64, seed=s, method=method) - exact) ** 2 for s in range(20)]))
+    assert rms("stratified") < 0.5 * rms("plain")
+
+
+def test_stratified_converges_and_is_seeded():
+    sim = random_sim(2, 10, seed=6)
+    exact = exact_pairwise_interaction(sim, 0.1)
+    errors = [np.abs(pairwise_interaction(sim, samples, seed=3) - exact).max() for samples in (32, 4096)]
+    assert errors[1] < errors[0] / 4 and errors[1] < 2e-3
+    a = pairwise_interaction(sim, 64, seed=7)
+    np.testing.assert_array_equal(a, pairwise_interaction(sim, 64, seed=7))
+    assert not np.array_equal(a, pairwise_interaction(sim, 64, seed=8))
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="method"):
+        pairwise_interaction(random_sim(2, 3, seed=0), 10, method="fast")
