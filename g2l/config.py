@@ -110,6 +110,7 @@ class LossConfig:
     gcl_aggregation: str = "infonce"  # "infonce" (one term per positive) or "milnce" (-log of the weighted positive mass)
     gcl_positive_margin: bool = True  # subtract loss.margin from the positive logits
     gcl_moment_push: float = 0.0  # weight of cos(m_gt, m) / tau in same-video negative logits (0: off)
+    gcl_negative_closeness: str = "harder"  # same-video negatives weighted 1 + G' ("harder") or 1 - G' ("softer")
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
     ssi_num_samples: int = 512  # Monte Carlo brackets per (sentence, moment) pair
@@ -431,6 +432,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"loss.ssi_num_samples must be at least 2, got {lo.ssi_num_samples}")
     if lo.gcl_form not in ("g2l", "authors"):
         raise ConfigError(f"loss.gcl_form must be 'g2l' or 'authors', got '{lo.gcl_form}'")
+    if lo.gcl_negative_closeness not in ("harder", "softer"):
+        raise ConfigError(f"loss.gcl_negative_closeness must be 'harder' or 'softer', got '{lo.gcl_negative_closeness}'")
     if lo.gcl_aggregation not in ("infonce", "milnce"):
         raise ConfigError(f"loss.gcl_aggregation must be 'infonce' or 'milnce', got '{lo.gcl_aggregation}'")
     if not 0 <= lo.gcl_positive_iou <= 1:

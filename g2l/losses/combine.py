@@ -117,6 +117,7 @@ def build_loss(cfg) -> GroundingLoss:
             margin=lo.margin, tau=lo.tau, num_positives=lo.gcl_num_positives, positive_weights=lo.gcl_positive_weights,
             form=lo.gcl_form, positive_iou=lo.gcl_positive_iou, aggregation=lo.gcl_aggregation,
             positive_margin=lo.gcl_positive_margin, moment_push=lo.gcl_moment_push,
+            negative_closeness=lo.gcl_negative_closeness,
         )
     ssi = None
     if lo.ssi_weight > 0:

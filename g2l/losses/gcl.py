@@ -15,8 +15,11 @@ Form ``"g2l"`` (the default): a multi-positive contrast whose parts are options.
                w_jp = G_jp                           (``"raw"``: g_j keeps weight 1)
     z_jp     = (cos_jp - margin * [positive_margin]) / tau                       (p in P_j)
     N_j^same = cells of v(j) with IoU_jc < 0.5, not in P_j, logit
-               n_jc = cos_jc / tau + log(1 + G'_jc) + moment_push * cos(m_{g_j}, m_c) / tau
-               (hard near-misses on the manifold count (1 + G') times; the moment-to-moment term,
+               n_jc = cos_jc / tau + log(1 +- G'_jc) + moment_push * cos(m_{g_j}, m_c) / tau
+               (``negative_closeness="harder"``, METHOD.md: near-misses on the manifold count
+               (1 + G') times; ``"softer"``: (1 - G') times, for sparse annotation, where a cell
+               close to g_j on the manifold but elsewhere in time may be an unlabelled second
+               occurrence of the event rather than a negative; the moment-to-moment term,
                with gradient through both cells, pushes near-miss moment features away from the
                ground truth's: the "uniform" part of G2L; ``moment_push = 0`` switches it off)
     N_j^oth  = every valid cell of every other video in the batch, logit cos_jc / tau
@@ -57,12 +60,14 @@ from torch import nn
 FORMS = ("g2l", "authors")
 AGGREGATIONS = ("infonce", "milnce")
 POSITIVE_WEIGHTS = ("normalised", "raw")
+NEGATIVE_CLOSENESS = ("harder", "softer")
 
 
 class GeodesicContrastLoss(nn.Module):
     def __init__(self, *, margin: float, tau: float, num_positives: int = 5, negative_iou: float = 0.5,
                  positive_weights: str = "normalised", form: str = "g2l", positive_iou: float = 0.0,
-                 aggregation: str = "infonce", positive_margin: bool = True, moment_push: float = 0.0):
+                 aggregation: str = "infonce", positive_margin: bool = True, moment_push: float = 0.0,
+                 negative_closeness: str = "harder"):
         super().__init__()
         for name, value, allowed in (("positive_weights", positive_weights, POSITIVE_WEIGHTS), ("form", form, FORMS),
                                      ("aggregation", aggregation, AGGREGATIONS)):
@@ -71,7 +76,9 @@ class GeodesicContrastLoss(nn.Module):
         self.margin, self.tau, self.positive_weights = margin, tau, positive_weights
         self.num_positives, self.negative_iou = num_positives, negative_iou
         self.form, self.positive_iou, self.aggregation = form, positive_iou, aggregation
-        self.positive_margin, self.moment_push = positive_margin, moment_push
+        if negative_closeness not in NEGATIVE_CLOSENESS:
+            raise ValueError(f"negative_closeness must be one of {', '.join(NEGATIVE_CLOSENESS)}, got {negative_closeness!r}")
+        self.positive_margin, self.moment_push, self.negative_closeness = positive_margin, moment_push, negative_closeness
 
     def select_positives(self, closeness: torch.Tensor, iou_cells: torch.Tensor,
                          gt_cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +128,8 @@ class GeodesicContrastLoss(nn.Module):
 
         in_pos = torch.zeros_like(cos_own, dtype=torch.bool).scatter(1, pos_idx, pos_valid)  # (q C)
         same_neg = (iou_cells < self.negative_iou) & ~in_pos
-        same_logits = cos_own / self.tau + torch.log1p(g_prime)
+        sign = 1.0 if self.negative_closeness == "harder" else -1.0
+        same_logits = cos_own / self.tau + torch.log1p(sign * g_prime)
         if self.moment_push:
             same_logits = same_logits + self.moment_push * gt_cos[rows, sentence_video] / self.tau
         same_logits = same_logits.masked_fill(~same_neg, float("-inf"))  # (q C)

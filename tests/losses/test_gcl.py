@@ -28,7 +28,7 @@ def dot(a, b):
 
 
 def slow_gcl(cell, sent, sv, ious, closeness, gt, *, margin, tau, num_pos, raw=False, positive_iou=0.0,
-             aggregation="infonce", positive_margin=True, push=0.0):
+             aggregation="infonce", positive_margin=True, push=0.0, softer=False):
     total = 0.0
     for j in range(len(sv)):
         v, g, gj = int(sv[j]), closeness[j].tolist(), int(gt[j, 0])
@@ -41,7 +41,7 @@ def slow_gcl(cell, sent, sv, ious, closeness, gt, *, margin, tau, num_pos, raw=F
             if c not in pos and ious[j, c] < 0.5:
                 gp = 0.0 if g[c] >= 1 else g[c]
                 logit = dot(sent[j], cell[v, c]) / tau + push * dot(cell[v, gj], cell[v, c]) / tau
-                negatives += (1 + gp) * math.exp(logit)
+                negatives += ((1 - gp) if softer else (1 + gp)) * math.exp(logit)
         for b in range(cell.shape[0]):
             if b != v:
                 negatives += sum(math.exp(dot(sent[j], cell[b, c]) / tau) for c in range(cell.shape[1]))
@@ -66,6 +66,8 @@ OPTIONS = [
     dict(num_pos=5, positive_margin=False),
     dict(num_pos=1, push=1.0),
     dict(num_pos=5, positive_iou=0.5, push=0.5, aggregation="milnce", positive_margin=False),
+    dict(num_pos=1, softer=True),
+    dict(num_pos=5, aggregation="milnce", softer=True),
 ]
 
 
@@ -77,6 +79,7 @@ def test_gcl_options_match_their_formula(options, seed):
         margin=0.4, tau=0.1, num_positives=options["num_pos"], positive_weights="raw" if options.get("raw") else "normalised",
         positive_iou=options.get("positive_iou", 0.0), aggregation=options.get("aggregation", "infonce"),
         positive_margin=options.get("positive_margin", True), moment_push=options.get("push", 0.0),
+        negative_closeness="softer" if options.get("softer") else "harder",
     )
     ours = loss(cell, sent, sv, gt, ious, closeness)
     slow = slow_gcl(cell, sent, sv, ious, closeness, gt, margin=0.4, tau=0.1, **options)
