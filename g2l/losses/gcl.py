@@ -16,7 +16,7 @@ Form ``"g2l"`` (the default): a multi-positive contrast whose parts are options.
     z_jp     = (cos_jp - margin * [positive_margin]) / tau                       (p in P_j)
     N_j^same = cells of v(j) with IoU_jc < 0.5, not in P_j, logit
                n_jc = cos_jc / tau + log(1 +- G'_jc) + moment_push * cos(m_{g_j}, m_c) / tau
-               (``negative_closeness="harder"``, METHOD.md: near-misses on the manifold count
+               (``negative_closeness="harder"``, the method as written: near-misses on the manifold count
                (1 + G') times; ``"softer"``: (1 - G') times, for sparse annotation, where a cell
                close to g_j on the manifold but elsewhere in time may be an unlabelled second
                occurrence of the event rather than a negative; the moment-to-moment term,
