@@ -49,7 +49,7 @@ def build_bench_model(cfg):
                                    num_clips=m.num_clips),
         map_pool=pool,
         map_encoder=MapEncoder(hidden_dim=m.hidden_dim, joint_dim=m.joint_dim, kernel_size=m.map_kernel_size,
-                               num_layers=m.map_num_layers, mask2d=pool.mask2d),
+                               num_layers=m.map_num_layers, mask2d=pool.mask2d, compute=m.map_compute),
         text_encoder=TextEncoder(backbone=small_text_backbone(), num_layers=m.text_num_layers, joint_dim=m.joint_dim),
     )
 
@@ -91,8 +91,9 @@ def random_batch(cfg, num_videos: int, sentences_per_video: float, seed: int = 0
 
 
 def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps: int, warmup: int,
-                 bf16: bool, videos: int | None = None, threads: int = 1) -> dict:
-    """Median seconds per training step (forward, loss, backward, clip, AdamW) and peak memory."""
+                 bf16: bool, videos: int | None = None, threads: int = 1, map_compute: str = "cropped") -> dict:
+    """Median seconds per training step (forward, loss, backward, clip, AdamW), peak memory, and the
+    first step's losses. ``bf16``: the forward pass under bf16 autocast (CPU or CUDA)."""
     from g2l.config import load_config
     from g2l.engine.optim import build_optimizer
     from g2l.losses.combine import build_loss
@@ -100,7 +101,7 @@ def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps
     if threads:
         torch.set_num_threads(threads)
     config_file, num_videos, sentences = PUBLIC[name]
-    overrides = [f"model.hidden_dim={hidden_dim}"]
+    overrides = [f"model.hidden_dim={hidden_dim}", f"model.map_compute={map_compute}"]
     if variant == "g2l":
         overrides += ["loss.sentence_contrast=gcl", f"loss.ssi_weight={0.0 if name == 'tacos' else 5e-4}"]
     cfg = load_config(REPO / config_file, overrides)
@@ -110,14 +111,14 @@ def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps
     loss_fn = build_loss(cfg)
     optimizer = build_optimizer(model, lr=cfg.train.lr, text_lr_scale=0.1, weight_decay=1e-5, betas=(0.9, 0.99))
     batch = random_batch(cfg, videos or num_videos, sentences).to(dev)
-    times = []
+    times, first_losses = [], None
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     for step in range(warmup + steps):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         start = time.perf_counter()
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16 and dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
         terms = loss_fn(out, batch, model.cell_start_idx, model.cell_end_idx, epoch=1)
         optimizer.zero_grad(set_to_none=True)
@@ -128,12 +129,14 @@ def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps
             torch.cuda.synchronize(dev)
         if step >= warmup:
             times.append(time.perf_counter() - start)
+        if first_losses is None:
+            first_losses = {k: float(v.detach()) for k, v in terms.items()}
     times.sort()
     peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"config": name, "variant": variant, "device": device, "hidden_dim": hidden_dim,
             "videos": videos or num_videos, "sentences": int(batch.sentence_video.numel()),
-            "step_s": times[len(times) // 2], "peak_bytes": int(peak), "peak_kind": "cuda allocated" if dev.type == "cuda" else "process max RSS"}
+            "step_s": times[len(times) // 2], "losses": first_losses, "map_compute": map_compute, "bf16": bf16, "peak_bytes": int(peak), "peak_kind": "cuda allocated" if dev.type == "cuda" else "process max RSS"}
 
 
 def run_isolated(kwargs: dict) -> dict:

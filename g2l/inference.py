@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from g2l.data.features import l2_normalize, resample_features
+from g2l.engine.precision import autocast
 from g2l.errors import G2LError
 from g2l.models.grounding import score_cells
 from g2l.ops.spans import cells_to_spans, rank_candidates
@@ -72,10 +73,16 @@ def frame_encoder_name(spec: dict) -> str:
 
 
 class Grounder:
-    def __init__(self, model, cfg, *, frame_encoder_spec: dict | None, device: torch.device, frame_encoder=None):
+    def __init__(self, model, cfg, *, frame_encoder_spec: dict | None, device: torch.device, frame_encoder=None,
+                 precision: str | None = None):
+        from g2l.engine.precision import autocast_dtype
+
         self.model = model.eval()
         self.cfg = cfg
         self.device = device
+        # The forward pass's precision: ``precision`` or the checkpoint's train.precision (fp32|bf16|auto).
+        self.precision = precision or cfg.train.precision
+        self._forward_dtype = autocast_dtype(self.precision, device)
         self.frame_encoder_spec = frame_encoder_spec
         self._frame_encoder = frame_encoder
         # This model's map-cell features of each video it has grounded, per window setting; an
@@ -83,14 +90,16 @@ class Grounder:
         self._cells_of: weakref.WeakKeyDictionary[EncodedVideo, dict] = weakref.WeakKeyDictionary()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None) -> "Grounder":
+    def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None,
+                        precision: str | None = None) -> "Grounder":
         from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
         from g2l.engine.distributed import resolve_device
 
         torch_device = resolve_device(device, setting="device")  # before the slow part
         payload = load_checkpoint(path)
         model, cfg = model_from_checkpoint(payload, str(path))
-        grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device)
+        grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device,
+                       precision=precision)
         grounder._frame_encoder_name = frame_encoder
         return grounder
 
@@ -183,7 +192,8 @@ class Grounder:
                     f"features of width {pre_clips.shape[-1]} do not fit this checkpoint, which expects "
                     f"{self.cfg.data.feature_dim}; use features from the encoder it was trained with"
                 )
-            cells_c, cells_u = self.model.encode_video(torch.from_numpy(pre_clips).to(self.device))  # (w C d)
+            with autocast(self._forward_dtype, self.device):
+                cells_c, cells_u = self.model.encode_video(torch.from_numpy(pre_clips).to(self.device))  # (w C d)
             cached[window_s] = ([(s, d) for s, d, _ in windows], cells_c, cells_u)
         return cached[window_s]
 
@@ -204,7 +214,8 @@ class Grounder:
                 warnings.warn(f"the query '{query[:40]}...' is longer than the model's {limit} tokens "
                               f"(model.text_max_tokens) and only its beginning is grounded", stacklevel=2)
         tokens = self.model.tokenizer(cleaned, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-        s_c, s_u = self.model.encode_text(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
+        with autocast(self._forward_dtype, self.device):
+            s_c, s_u = self.model.encode_text(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
         contrast = torch.einsum("qd,wcd->qwc", s_c, cells_c)  # (q w C)
         iou = torch.einsum("qd,wcd->qwc", s_u, cells_u)
         scores = score_cells(contrast, iou, self.cfg.eval.score_gamma).float().cpu().numpy()  # (q w C)

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import time
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from g2l.engine.distributed import (
 )
 from g2l.engine.logging import RunLogger
 from g2l.engine.optim import build_optimizer, lr_factor, set_learning_rates, set_text_trainable
+from g2l.engine.precision import autocast, autocast_dtype
 from g2l.engine.run_dir import RunDirError, create_run_dir, lock_run_dir, plan_run_dir, resume_checkpoint_path
 from g2l.eval.evaluator import evaluate
 from g2l.eval.predictions import write_predictions
@@ -214,8 +215,8 @@ def _train(cfg, payload, resume_dir, dist_ctx, held: ExitStack) -> TrainResult:
                         collate_fn=Collate(cfg.loss.iou_min, cfg.loss.iou_max, model.tokenizer, cfg.model.text_max_tokens),
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
     steps_per_epoch = len(loader)
-    use_bf16 = t.bf16 and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    forward_dtype = autocast_dtype(t.precision, device)  # None: float32
+    _say(f"precision {t.precision}: forward pass in {'bf16' if forward_dtype is not None else 'fp32'} on {device}", main)
     last_metrics: dict = {}
     epoch = start_epoch - 1
     net, net_text_trainable = model, None
@@ -243,7 +244,7 @@ def _train(cfg, payload, resume_dir, dist_ctx, held: ExitStack) -> TrainResult:
             batch = batch.to(device, non_blocking=True)
             lrs = set_learning_rates(optimizer, lr_factor(global_step, steps_per_epoch, warmup_epochs=t.warmup_epochs,
                                                           milestones=t.milestones, decay=t.lr_decay))
-            with autocast():
+            with autocast(forward_dtype, device):
                 output = net(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
             terms = loss_fn(output, batch, model.cell_start_idx, model.cell_end_idx, epoch, global_step)
             optimizer.zero_grad(set_to_none=True)
@@ -269,7 +270,7 @@ def _train(cfg, payload, resume_dir, dist_ctx, held: ExitStack) -> TrainResult:
         train_record["train_epoch/seconds"] = time.perf_counter() - started
 
         result = evaluate(model, eval_set, cfg, device, keep_maps=True if e.dump_score_maps else cfg.log.num_example_maps,
-                          autocast_dtype=torch.bfloat16 if use_bf16 else None)
+                          autocast_dtype=forward_dtype)
         last_metrics = result.metrics
         improved = not best or result.metrics[e.best_metric] > best.get(e.best_metric, -1.0)
         if improved:

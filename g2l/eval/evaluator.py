@@ -163,7 +163,10 @@ def evaluate_checkpoint(
 
     print(report, file=sys.stderr)
     model.to(torch_device)
-    result = evaluate(model, dataset, cfg, torch_device, keep_maps=dump_maps, progress=True)
+    from g2l.engine.precision import autocast_dtype
+
+    result = evaluate(model, dataset, cfg, torch_device, keep_maps=dump_maps, progress=True,
+                      autocast_dtype=autocast_dtype(cfg.train.precision, torch_device))
     write_predictions(out, result.predictions)
     result.predictions_path = out
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,27 +60,142 @@ def _mask_weights(mask2d: torch.Tensor, kernel_size: int, num_layers: int) -> li
     return weights
 
 
+@dataclass(frozen=True)
+class _Rect:
+    """Rows ``[top, bottom)`` and columns ``[left, right)`` of a layer's output, in map coordinates
+    (cell ``(0, 0)`` of the input map is the origin; the padded layers reach below 0 and past ``t``)."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @property
+    def area(self) -> int:
+        return (self.bottom - self.top) * (self.right - self.left)
+
+
+def _window(x: torch.Tensor, box: _Rect, want: _Rect) -> torch.Tensor:
+    """The part ``want`` of ``x (b d h w)``, which holds ``box``; zero where ``want`` leaves ``box``.
+
+    ``F.pad`` with negative amounts crops, so one call both crops and zero-pads.
+    """
+    return F.pad(x, (box.left - want.left, want.right - box.right, box.top - want.top, want.bottom - box.bottom))
+
+
+def _strips(support: torch.Tensor, offset: int, strip_rows: int) -> list[_Rect]:
+    """Row strips whose union covers the nonzero cells of ``support (g g)``; ``offset`` maps its
+    index 0 to map coordinates. Each strip spans the columns its own rows need."""
+    rows = torch.nonzero(support.any(1)).flatten()
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    height = bottom - top
+    count = max(1, round(height / strip_rows))
+    bounds = [top + round(i * height / count) for i in range(count + 1)]
+    rects = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        cols = torch.nonzero(support[a:b].any(0)).flatten()
+        rects.append(_Rect(a - offset, b - offset, int(cols[0]) - offset, int(cols[-1]) + 1 - offset))
+    return rects
+
+
 class MapEncoder(nn.Module):
     """L x [Conv2d(H, H, k) + BatchNorm2d + ReLU, times the mask weight], then two 1x1 heads.
 
     The first layer pads ``(k - 1) * L / 2`` and the rest pad 0, so the map keeps its size.
     Returns the contrastive branch ``m^c`` and the IoU branch ``m^u``, each ``(b d' t t)``.
+
+    ``compute="full"`` runs every layer on its whole padded grid, as written above. ``"cropped"``
+    (the default) gives the same outputs, batch-norm statistics and gradients while computing
+    only what can reach a proposal (docs/method.md section 2, "cropped map"): layer ``n``'s output
+    is multiplied by a weight that is zero outside the region ``D_n`` of cells within ``(n + 1) r``
+    (``r = (k - 1) / 2``) of a valid cell, and its input is zero outside ``D_{n-1}``, so every cell
+    outside ``D_n`` holds exactly the convolution's bias before batch norm. The cropped path
+    convolves row strips that cover ``D_n`` and adds the constant cells' share to the batch-norm
+    mean and variance in closed form. It also keeps oneDNN off its im2col fallback, which the
+    first layer's wide padding forces in the full path.
     """
 
-    def __init__(self, *, hidden_dim: int, joint_dim: int, kernel_size: int, num_layers: int, mask2d: torch.Tensor):
+    def __init__(self, *, hidden_dim: int, joint_dim: int, kernel_size: int, num_layers: int, mask2d: torch.Tensor,
+                 compute: str = "cropped", strip_rows: int = 16):
         super().__init__()
+        if compute not in ("full", "cropped"):
+            raise ValueError(f"compute must be 'full' or 'cropped', got {compute!r}")
+        self.compute = compute
+        self.num_clips = int(mask2d.shape[-1])
+        self.radius = (kernel_size - 1) // 2
         padding = (kernel_size - 1) * num_layers // 2
         self.convs = nn.ModuleList(
             nn.Conv2d(hidden_dim, hidden_dim, kernel_size, padding=padding if n == 0 else 0) for n in range(num_layers)
         )
         self.norms = nn.ModuleList(nn.BatchNorm2d(hidden_dim) for _ in range(num_layers))
-        for n, weight in enumerate(_mask_weights(mask2d, kernel_size, num_layers)):
+        weights = _mask_weights(mask2d, kernel_size, num_layers)
+        for n, weight in enumerate(weights):
             self.register_buffer(f"mask_weight_{n}", weight, persistent=False)
+        # Per layer: the grid side, the strips covering D_n, and their bounding box (map coordinates).
+        self.grid_sizes = [int(w.shape[-1]) for w in weights]
+        self.strips = []
+        for n, weight in enumerate(weights):
+            offset = (num_layers - 1 - n) * self.radius
+            self.strips.append(_strips(weight > 0, offset, strip_rows))
         self.contrast_head = nn.Conv2d(hidden_dim, joint_dim, 1)
         self.iou_head = nn.Conv2d(hidden_dim, joint_dim, 1)
 
     def forward(self, map2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._layers_full(map2d) if self.compute == "full" else self._layers_cropped(map2d)
+        return self.contrast_head(x), self.iou_head(x)  # (b d' t t) each
+
+    def _layers_full(self, map2d: torch.Tensor) -> torch.Tensor:
         x = map2d
         for n, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             x = torch.relu(norm(conv(x))) * getattr(self, f"mask_weight_{n}")
-        return self.contrast_head(x), self.iou_head(x)  # (b d' t t) each
+        return x
+
+    def _layers_cropped(self, map2d: torch.Tensor) -> torch.Tensor:
+        r, t = self.radius, self.num_clips
+        x, box = map2d, _Rect(0, t, 0, t)  # x holds `box` of the previous layer's output, zero elsewhere
+        for n, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            rects = self.strips[n]
+            outer = _Rect(min(q.top for q in rects), max(q.bottom for q in rects),
+                          min(q.left for q in rects), max(q.right for q in rects))
+            parts = [F.conv2d(_window(x, box, _Rect(q.top - r, q.bottom + r, q.left - r, q.right + r)), conv.weight,
+                              conv.bias) for q in rects]  # (b H h_q w_q) each
+            grid = self.grid_sizes[n]
+            scale, shift = self._norm_affine(norm, conv, parts, x.shape[0] * grid * grid)
+            offset = (len(self.convs) - 1 - n) * r  # map coordinate of grid index 0 is -offset
+            out = []
+            for q, part in zip(rects, parts):
+                weight = getattr(self, f"mask_weight_{n}")[q.top + offset:q.bottom + offset, q.left + offset:q.right + offset]
+                y = (torch.relu(part.to(scale.dtype) * scale + shift) * weight).to(part.dtype)
+                out.append(_window(y, q, _Rect(q.top, q.bottom, outer.left, outer.right)))
+            x, box = torch.cat(out, dim=2) if len(out) > 1 else out[0], outer  # (b H h w)
+        return _window(x, box, _Rect(0, t, 0, t))  # the heads read the whole map: (b H t t)
+
+    @staticmethod
+    def _norm_affine(norm: nn.BatchNorm2d, conv: nn.Conv2d, parts: list[torch.Tensor], total: int):
+        """Per-channel ``scale, shift`` (each ``(H 1 1)``, float32 or wider) of ``norm`` applied to the full grid.
+
+        In training, the batch mean and (biased) variance run over all ``total`` cells per channel:
+        the computed ``parts`` plus ``total - computed`` cells that each hold ``conv.bias``.
+        Running statistics are updated as ``nn.BatchNorm2d`` does.
+        """
+        acc = torch.promote_types(parts[0].dtype, torch.float32)  # statistics in float32 at least
+        if norm.training or norm.running_mean is None:
+            computed = sum(p.shape[0] * p.shape[2] * p.shape[3] for p in parts)
+            constant = total - computed
+            bias = conv.bias.to(acc) if conv.bias is not None else parts[0].new_zeros(parts[0].shape[1], dtype=acc)
+            mean = (sum(p.to(acc).sum((0, 2, 3)) for p in parts) + constant * bias) / total
+            var = (sum(((p.to(acc) - mean[:, None, None]) ** 2).sum((0, 2, 3)) for p in parts)
+                   + constant * (bias - mean) ** 2) / total
+            if norm.training and norm.track_running_stats:
+                with torch.no_grad():
+                    norm.num_batches_tracked.add_(1)
+                    momentum = (1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum)
+                    norm.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                    norm.running_var.mul_(1 - momentum).add_(var.detach() * total / max(total - 1, 1), alpha=momentum)
+        else:
+            mean, var = norm.running_mean.to(acc), norm.running_var.to(acc)
+        inv = torch.rsqrt(var + norm.eps)
+        gamma = norm.weight.to(acc) if norm.weight is not None else torch.ones_like(inv)
+        beta = norm.bias.to(acc) if norm.bias is not None else torch.zeros_like(inv)
+        scale = gamma * inv
+        return scale[:, None, None], (beta - mean * scale)[:, None, None]

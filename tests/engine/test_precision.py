@@ -1,0 +1,78 @@
+"""train.precision: the bf16 forward pass on a CPU stays close to fp32 and keeps the map's
+convolutions on oneDNN (never the reference kernel aten::_slow_conv2d_*), and the former
+train.bf16 flag still reads. Op names come from torch.profiler; nothing here is timed."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from g2l.config import ConfigError, config_from_dict, config_to_dict, load_config
+from g2l.engine.precision import autocast, autocast_dtype, cpu_has_fast_bf16
+from g2l.losses.combine import build_loss
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    sys.path.insert(0, str(REPO / "bench"))
+    import common
+
+    return common
+
+
+def _step(cfg, model, batch, dtype):
+    loss_fn = build_loss(cfg)
+    model.zero_grad()
+    with autocast(dtype, "cpu"):
+        out = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
+    terms = loss_fn(out, batch, model.cell_start_idx, model.cell_end_idx, epoch=1)
+    terms["total"].backward()
+    return out, {k: float(v.detach()) for k, v in terms.items()}
+
+
+@pytest.mark.parametrize("config,compute", [("charades", "cropped"), ("charades", "full"), ("activitynet", "cropped")])
+def test_bf16_losses_are_close_to_fp32_and_convolutions_use_onednn(config, compute):
+    common = _bench()
+    cfg = load_config(REPO / f"configs/{config}.yaml", ["model.hidden_dim=16", f"model.map_compute={compute}"])
+    torch.manual_seed(0)
+    model = common.build_bench_model(cfg).train()
+    batch = common.random_batch(cfg, 3, 2.0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    out32, fp32 = _step(cfg, model, batch, None)
+    model.load_state_dict(state)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out16, bf16 = _step(cfg, model, batch, torch.bfloat16)
+    # The map's features agree to bf16's precision; the losses less tightly, because a random text
+    # encoder gives nearly equal sentence features whose differences bf16 round-off shifts.
+    torch.testing.assert_close(out16.cell_contrast, out32.cell_contrast, rtol=0, atol=5e-3)
+    torch.testing.assert_close(out16.cell_iou, out32.cell_iou, rtol=0, atol=5e-3)
+    for name, value in fp32.items():
+        assert bf16[name] == pytest.approx(value, rel=0.15, abs=0.02), name
+    ops = {event.key for event in prof.key_averages()}
+    assert "aten::mkldnn_convolution" in ops
+    assert not {op for op in ops if op.startswith("aten::_slow_conv2d") or op.startswith("aten::thnn_conv")}, ops
+
+
+def test_autocast_dtype_resolves_precision():
+    assert autocast_dtype("fp32", "cpu") is None and autocast_dtype("fp32", "cuda") is None
+    assert autocast_dtype("bf16", "cpu") is torch.bfloat16
+    assert autocast_dtype("auto", "cuda") is torch.bfloat16
+    assert autocast_dtype("auto", "cpu") is (torch.bfloat16 if cpu_has_fast_bf16() else None)
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype("fp16", "cpu")
+
+
+def test_former_bf16_flag_reads_as_precision():
+    assert load_config(overrides=["train.bf16=false"]).train.precision == "fp32"
+    assert load_config(overrides=["train.bf16=true"]).train.precision == "auto"
+    old = config_to_dict(load_config())
+    del old["train"]["precision"]
+    old["train"]["bf16"] = False  # a checkpoint written before train.precision existed
+    assert config_from_dict(old).train.precision == "fp32"
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config(overrides=["train.precision=fp16"])
+    with pytest.raises(ConfigError, match="train.bf16"):
+        load_config(overrides=["train.bf16=3"])
