@@ -110,6 +110,7 @@ def test_the_app_in_a_browser(app_url, tmp_path, capsys):
     not_video.write_text("these are notes, not a video\n")
     cli_message = cli_error([str(not_video), queries[0]], capsys)
 
+    expect.set_options(timeout=TIMEOUT_MS)  # encoding on a busy CPU takes a while
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
