@@ -204,7 +204,7 @@ tags:
 
 # {name}
 
-A [g2l](https://github.com/) video grounding model: given a video and a sentence it returns ranked
+A g2l video grounding model: given a video and a sentence it returns ranked
 `[start, end]` moments in seconds. Exported with `g2l-export` from a g2l checkpoint.
 
 ## Training data
