@@ -92,16 +92,25 @@ class Grounder:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None,
                         precision: str | None = None) -> "Grounder":
-        from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
+        """A checkpoint file, a folder written by ``g2l-export``, or a Hugging Face repo id of one."""
+        from g2l.engine.checkpoint import model_from_checkpoint
         from g2l.engine.distributed import resolve_device
+        from g2l.engine.pretrained import load_model_source
 
         torch_device = resolve_device(device, setting="device")  # before the slow part
-        payload = load_checkpoint(path)
-        model, cfg = model_from_checkpoint(payload, str(path))
+        payload, source = load_model_source(path)
+        model, cfg = model_from_checkpoint(payload, source)
         grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device,
                        precision=precision)
         grounder._frame_encoder_name = frame_encoder
         return grounder
+
+    @classmethod
+    def from_pretrained(cls, folder_or_repo_id: str | Path, *, device: str = "auto",
+                        frame_encoder: str | None = None, precision: str | None = None) -> "Grounder":
+        """The Hugging Face convention: a folder written by ``g2l-export`` or a hub repo id
+        (``org/name``, downloaded once into the standard cache); a checkpoint file works too."""
+        return cls.from_checkpoint(folder_or_repo_id, device=device, frame_encoder=frame_encoder, precision=precision)
 
     # Video side ------------------------------------------------------------------------------------
     @property
@@ -127,12 +136,14 @@ class Grounder:
         """The frame rate at which ``encode_video`` samples a video: the one the model was trained on."""
         return float((self.frame_encoder_spec or {}).get("fps", 1.0))
 
-    def encode_video(self, path: str | Path, *, batch_size: int = 32) -> EncodedVideo:
-        """Decode ``path`` at the checkpoint's frame rate and encode its frames (once per video)."""
+    def encode_video(self, path: str | Path, *, batch_size: int = 32, progress=None) -> EncodedVideo:
+        """Decode ``path`` at the checkpoint's frame rate and encode its frames (once per video);
+        ``progress(fraction)`` is called as frames are encoded."""
         from g2l.video.feature_extraction import extract_video_features
 
         encoder = self.frame_encoder
-        features, duration_s = extract_video_features(path, encoder, fps=self.fps, batch_size=batch_size)
+        features, duration_s = extract_video_features(path, encoder, fps=self.fps, batch_size=batch_size,
+                                                      progress=progress)
         return EncodedVideo(Path(path).name, float(duration_s), features, self.fps)
 
     def encode_features(self, features: np.ndarray, duration_s: float, name: str = "features", fps: float | None = None) -> EncodedVideo:

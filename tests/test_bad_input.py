@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.cli import eval_main, ground_main, train_main
+from g2l.cli import app_main, eval_main, export_main, ground_main, train_main
 from g2l.config import load_config
 from g2l.train import train
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = {"train": train_main, "eval": eval_main, "ground": ground_main}
+TOOLS = {"train": train_main, "eval": eval_main, "ground": ground_main, "export": export_main, "app": app_main}
 TRAIN = ["--config", "configs/base.yaml", "{tiny}"]
 
 
@@ -163,7 +163,7 @@ CASES = [
      "--device is 'cuda' but no CUDA device", NO_CUDA),
     ("ground-video-is-a-directory", "ground", ["{tmp}", "a query"], "is a directory; pass a video file"),
     ("ground-checkpoint-is-a-directory", "ground", ["{video}", "a query", "--checkpoint", "{tmp}"],
-     "is a directory; pass a checkpoint file"),
+     "is a directory without model.safetensors and config.json; pass a checkpoint file"),
     ("ground-window-nan", "ground", ["{video}", "a query", "--window", "nan"], "--window must be a positive number"),
     ("ground-window-zero", "ground", ["{video}", "a query", "--window", "0"], "--window must be a positive number"),
     ("ground-window-negative", "ground", ["{video}", "a query", "--window", "-5"], "--window must be a positive number"),
@@ -174,7 +174,7 @@ CASES = [
      "--window 0.01 s holds 0.01 frames"),
     # --- evaluation of a checkpoint
     ("eval-device-banana", "eval", ["--checkpoint", "{ckpt}", "--device", "banana"], "--device must be auto"),
-    ("eval-checkpoint-is-a-directory", "eval", ["--checkpoint", "{tmp}"], "is a directory; pass a checkpoint file"),
+    ("eval-checkpoint-is-a-directory", "eval", ["--checkpoint", "{tmp}"], "is a directory without model.safetensors"),
     ("checkpoint-without-model", "eval", ["--checkpoint", "{bad}/no_model.pt"], "has no config or model weights"),
     ("checkpoint-weights-not-tensors", "eval", ["--checkpoint", "{bad}/model_not_tensors.pt"], "not all named tensors"),
     ("checkpoint-with-pickled-code", "eval", ["--checkpoint", "{bad}/pickled_code.pt"],
@@ -195,6 +195,14 @@ CASES = [
      "--iou-thresholds"),
     ("iou-threshold-above-one", "eval", ["--predictions", "{bad}/predictions.jsonl", "--iou-thresholds", "0.5,1.5"],
      "--iou-thresholds"),
+    # --- the Hugging Face layout and the web app
+    ("ground-repo-id-not-cached", "ground", ["{video}", "a query", "--checkpoint", "no-such-org/no-such-model"],
+     "as a Hugging Face repo id it could not be fetched"),
+    ("export-missing-checkpoint", "export", ["{tmp}/missing.pt", "{tmp}/out"], "does not exist; check the path"),
+    ("export-out-is-a-file", "export", ["{ckpt}", "{video}"], "exists and is not a folder"),
+    ("export-push-bad-repo-id", "export", ["{ckpt}", "{tmp}/out", "--push-to-hub", "a b"], "is not a repo id"),
+    ("export-missing-floors", "export", ["{ckpt}", "{tmp}/out", "--floors", "{tmp}/none.json"], "--floors file"),
+    ("app-port-out-of-range", "app", ["--port", "70000"], "--port must be in 1..65535"),
 ]
 
 

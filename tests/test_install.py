@@ -26,6 +26,7 @@ def test_non_editable_install_grounds_the_example_from_anywhere(tmp_path):
     source = tmp_path / "source"
     shutil.copytree(REPO / "g2l", source / "g2l", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "checkpoints", source / "checkpoints")
+    shutil.copytree(REPO / "examples", source / "examples")  # g2l/assets/demo.{mp4,json} link there
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
 

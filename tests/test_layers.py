@@ -11,8 +11,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "g2l"
 # Top first. A module belongs to the longest prefix listed; every module must belong to one.
 LAYERS = [
     ["g2l.cli"],                                              # argument parsing, terminal output, exit codes
+    ["g2l.app"],                                              # the web app (Gradio)
     ["g2l.demo"],                                             # the demo build pipeline: render, extract, train, ground
-    ["g2l.train", "g2l.inference"],                           # the training loop; Grounder
+    ["g2l.train", "g2l.inference", "g2l.explain", "g2l.plots"],  # training loop; Grounder; why; the picture
     ["g2l.eval"],                                             # evaluation, written without the training loop
     ["g2l.engine"],                                           # checkpoint, logging, distributed, optimiser, run folder
     ["g2l.models", "g2l.losses"],

@@ -139,11 +139,12 @@ def evaluate_checkpoint(
 ) -> EvalResult:
     """``tools/eval.py --checkpoint``: load, evaluate a split, write its predictions file."""
     from g2l.data.dataset import build_dataset
-    from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from g2l.engine.checkpoint import model_from_checkpoint
     from g2l.engine.distributed import resolve_device
+    from g2l.engine.pretrained import load_model_source
 
     torch_device = resolve_device(device, setting="device")  # before the slow part
-    payload = load_checkpoint(checkpoint)
+    payload, _ = load_model_source(checkpoint)  # a file, an exported folder or a hub repo id
     extra = list(overrides or [])
     if nms_thresh is not None:
         extra.append(f"eval.nms_thresh={nms_thresh}")
@@ -154,7 +155,12 @@ def evaluate_checkpoint(
     extra.append("eval.best_metric=mIoU")  # it only picks best.pt in training; mIoU is always reported
     model, cfg = model_from_checkpoint(payload, str(checkpoint), extra)
     split = split or cfg.data.eval_split
-    out = Path(predictions_out) if predictions_out else Path(checkpoint).with_name(f"predictions_{split}.jsonl")
+    if predictions_out:
+        out = Path(predictions_out)
+    elif Path(checkpoint).is_file():
+        out = Path(checkpoint).with_name(f"predictions_{split}.jsonl")
+    else:  # a folder or a repo id (in the hub cache): the current folder, not inside the model
+        out = Path(f"predictions_{split}.jsonl")
     problem = unwritable_reason(out)
     if problem:  # found before the evaluation, not after it
         raise PredictionsError(f"predictions file {out} {problem}; pass --out with a path you can write to")

@@ -85,9 +85,10 @@ class GroundingModel(nn.Module):
         cells_u = rearrange(map_iou[:, :, self.cell_start_idx, self.cell_end_idx], "b d c -> b c d")
         return F.normalize(cells_c.float(), dim=-1), F.normalize(cells_u.float(), dim=-1)
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(q l)`` tokens -> normalised ``s^c, s^u``, each ``(q d)``."""
-        s_c, s_u = self.text_encoder(input_ids, attention_mask)
+        s_c, s_u = self.text_encoder(input_ids, attention_mask, position_ids)
         return F.normalize(s_c.float(), dim=-1), F.normalize(s_u.float(), dim=-1)
 
     def forward(

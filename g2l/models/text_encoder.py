@@ -147,8 +147,12 @@ class TextEncoder(nn.Module):
         self.contrast_head = nn.Linear(hidden, joint_dim)
         self.iou_head = nn.Linear(hidden, joint_dim)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``position_ids (q l)``, when given, place each token (the word explanation packs the
+        attended tokens of a sentence to the front and keeps their original positions)."""
+        extra = {} if position_ids is None else {"position_ids": position_ids}
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
         layers = torch.stack(out.hidden_states[-self.num_layers:]).mean(dim=0)  # (q l hidden)
         weights = attention_mask.unsqueeze(-1).to(layers.dtype)
         pooled = (layers * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (q hidden)

@@ -1,4 +1,9 @@
-"""Pairwise Shapley interaction of sentences and moments (docs/method.md section 3, "L_SSI").
+"""Shapley values and pairwise Shapley interactions.
+
+Two games live here. The explanation of a grounding (:func:`shapley_values`, used by
+``g2l.explain``) is a general game over ``n`` players given as a batched value function; it is
+at the end of this file. The rest is the pairwise interaction of sentences and moments of L_SSI
+(docs/method.md section 3):
 
 The game of one video: players are its ``s`` sentences (players ``0 .. s-1``) and ``m`` moment
 cells (players ``s .. s+m-1``), ``n = s + m``. Input is the precomputed sentence-by-moment cosine
@@ -37,7 +42,8 @@ video (``m = 2 K s`` before de-duplication).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,6 +58,9 @@ __all__ = [
     "coalition_value",
     "game_value_table",
     "exact_interaction_from_value_table",
+    "ShapleyEstimate",
+    "shapley_values",
+    "exact_shapley_from_value_table",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -761,3 +770,88 @@ def _reference_pairwise_interaction_python(sim, num_samples: int, seed: int = 0,
     mean_np = np.array(mean_out).reshape(num_sentences, num_moments)
     err_np = np.array(err_out).reshape(num_sentences, num_moments)
     return (mean_np, err_np) if return_stderr else mean_np
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapley values of a general game given by a batched value function (the word explanation)
+# ---------------------------------------------------------------------------------------------
+#
+#     phi_i = sum_{S subset N \ {i}}  |S|! (n - |S| - 1)! / n!  * [ v(S u {i}) - v(S) ]
+#           = E_pi [ v(P_i(pi) u {i}) - v(P_i(pi)) ],   P_i(pi) = the players before i in ordering pi.
+#
+# The cost of a game here is its value function (a batch of text-encoder passes), not the
+# arithmetic, so this is plain numpy: coalitions are gathered, de-duplicated and evaluated in one
+# call, and no Numba kernel would help.
+
+
+@dataclass
+class ShapleyEstimate:
+    values: np.ndarray  # (n,) phi_i
+    stderr: np.ndarray  # (n,) standard error of each value; 0 when exact
+    exact: bool  # enumerated every coalition (True) or sampled orderings (False)
+    num_evaluations: int  # distinct coalitions whose value was computed
+    value_all: float  # v(N)
+    value_none: float  # v(empty)
+
+
+def _masks_to_bool(masks: np.ndarray, n: int) -> np.ndarray:
+    """Bitmasks ``(k,)`` (bit p = player p) -> ``(k n)`` booleans."""
+    return ((masks[:, None] >> np.arange(n, dtype=np.int64)) & 1).astype(bool)
+
+
+def exact_shapley_from_value_table(values: np.ndarray) -> np.ndarray:
+    """Exact Shapley values ``(n,)`` of a game given by its value table ``(2^n,)`` indexed by bitmask."""
+    values = np.asarray(values, dtype=np.float64)
+    n = int(round(math.log2(values.size))) if values.size else -1
+    if values.ndim != 1 or n < 1 or values.size != 1 << n:
+        raise ValueError(f"Shapley values: a value table must have 2^n entries with n >= 1, got {values.shape}.")
+    masks = np.arange(1 << n, dtype=np.int64)
+    sizes = _masks_to_bool(masks, n).sum(axis=1)
+    weight_by_size = np.array([math.factorial(c) * math.factorial(n - c - 1) / math.factorial(n) for c in range(n)])
+    out = np.zeros(n)
+    for i in range(n):
+        rest = masks[(masks >> i) & 1 == 0]  # the coalitions without i
+        out[i] = (weight_by_size[sizes[rest]] * (values[rest | (1 << i)] - values[rest])).sum()
+    return out
+
+
+def shapley_values(value_of: Callable[[np.ndarray], np.ndarray], num_players: int, *, max_exact_players: int = 8,
+                   num_permutations: int = 16, seed: int = 0) -> ShapleyEstimate:
+    """The Shapley value of each of ``num_players`` players of the game ``value_of``.
+
+    ``value_of(coalitions (k n) bool) -> (k,)`` values; it is called once, with distinct
+    coalitions. Up to ``max_exact_players`` players every one of the 2^n coalitions is evaluated
+    and the values are exact. Beyond, ``num_permutations`` orderings are drawn (seeded; in
+    antithetic pairs, an ordering and its reverse, which lowers the variance) and each value is the
+    mean of the player's marginal contributions along them; every ordering's contributions sum to
+    ``v(N) - v(empty)``, so the estimate keeps the efficiency axiom exactly.
+    """
+    n = int(num_players)
+    if n < 1:
+        raise ValueError(f"Shapley values need at least one player, got {num_players}.")
+    if n > 62:
+        raise ValueError(f"Shapley values: at most 62 players (coalitions are 64-bit masks), got {n}.")
+    if num_permutations < 2:
+        raise ValueError(f"Shapley values: num_permutations must be at least 2, got {num_permutations}.")
+    full = (1 << n) - 1
+    if n <= max_exact_players:
+        masks = np.arange(1 << n, dtype=np.int64)
+        table = np.asarray(value_of(_masks_to_bool(masks, n)), dtype=np.float64).reshape(-1)
+        return ShapleyEstimate(exact_shapley_from_value_table(table), np.zeros(n), True, int(masks.size),
+                               float(table[full]), float(table[0]))
+    rng = np.random.default_rng(seed)
+    half = (num_permutations + 1) // 2
+    orders = np.stack([rng.permutation(n) for _ in range(half)])  # (h n)
+    orders = np.concatenate([orders, orders[:, ::-1]])  # (2h n): antithetic pairs
+    prefixes = np.zeros((orders.shape[0], n + 1), dtype=np.int64)  # prefixes[r, k]: the first k players
+    prefixes[:, 1:] = np.cumsum(np.left_shift(np.int64(1), orders), axis=1)
+    unique, where = np.unique(prefixes, return_inverse=True)
+    values = np.asarray(value_of(_masks_to_bool(unique, n)), dtype=np.float64).reshape(-1)
+    along = values[where.reshape(prefixes.shape)]  # (r n+1)
+    marginal = np.empty(orders.shape)  # (r n): marginal[r, p] of player p in ordering r
+    np.put_along_axis(marginal, orders, np.diff(along, axis=1), axis=1)
+    # Antithetic pairs are averaged first: the pair means are independent draws.
+    pair_means = 0.5 * (marginal[:half] + marginal[half:])  # (h n)
+    stderr = pair_means.std(axis=0, ddof=1) / math.sqrt(half) if half > 1 else np.full(n, np.inf)
+    return ShapleyEstimate(pair_means.mean(axis=0), stderr, False, int(unique.size),
+                           float(values[np.searchsorted(unique, full)]), float(values[np.searchsorted(unique, 0)]))

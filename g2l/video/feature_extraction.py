@@ -27,7 +27,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -63,13 +63,20 @@ def extract_video_features(
     *,
     chunk_frames: int = 64,
     prefetch_chunks: int = 2,
+    progress: Callable[[float], None] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Features ``(T, d)`` float32 of one video sampled at ``fps``, and its duration in seconds.
 
     Frames are read at the encoder's input size; raises ``VideoReadError`` for an unreadable file.
+    ``progress(fraction of the frames encoded)`` is called after each chunk.
     """
     video = read_video_frames(path, fps=fps, size=encoder.input_size, chunk_frames=max(chunk_frames, batch_size))
-    features = [encoder.encode(chunk.frames, batch_size=batch_size) for chunk in prefetch(video, prefetch_chunks)]
+    features, done = [], 0
+    for chunk in prefetch(video, prefetch_chunks):
+        features.append(encoder.encode(chunk.frames, batch_size=batch_size))
+        done += len(chunk.frames)
+        if progress is not None:
+            progress(min(1.0, done / max(1, len(video))))
     return np.concatenate(features).astype(np.float32, copy=False), video.duration_s  # (T, d)
 
 

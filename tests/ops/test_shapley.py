@@ -265,3 +265,86 @@ def test_stratified_converges_and_is_seeded():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="method"):
         pairwise_interaction(random_sim(2, 3, seed=0), 10, method="fast")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapley values of a general game (the word explanation, g2l/explain.py)
+# ---------------------------------------------------------------------------------------------
+
+from g2l.ops.shapley import exact_shapley_from_value_table, shapley_values  # noqa: E402
+
+
+def shapley_by_orderings(values, n):
+    """Definition: the mean over all n! orderings of each player's marginal contribution."""
+    out = np.zeros(n)
+    orderings = list(itertools.permutations(range(n)))
+    for order in orderings:
+        mask = 0
+        for player in order:
+            out[player] += values[mask | (1 << player)] - values[mask]
+            mask |= 1 << player
+    return out / len(orderings)
+
+
+def table_game(values):
+    """A batched value function over (k n) boolean coalitions from a value table indexed by bitmask."""
+    def value_of(coalitions):
+        masks = (coalitions.astype(np.int64) << np.arange(coalitions.shape[1])).sum(axis=1)
+        return values[masks]
+    return value_of
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_exact_shapley_values_match_the_ordering_definition(n):
+    values = np.random.default_rng(n).normal(size=1 << n)
+    assert np.allclose(exact_shapley_from_value_table(values), shapley_by_orderings(values, n), atol=1e-12)
+
+
+def test_shapley_axioms_on_a_random_game():
+    n = 6
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=1 << n)
+    # Player 4 is a dummy (adds nothing), players 1 and 2 are symmetric (swapping them changes nothing).
+    masks = np.arange(1 << n)
+    values = values[masks & ~(1 << 4)]
+    swapped = (masks & ~0b110) | ((masks >> 1) & 0b10) | ((masks << 1) & 0b100)
+    values = 0.5 * (values + values[swapped])
+    phi = shapley_values(table_game(values), n, max_exact_players=n).values
+    assert phi.sum() == pytest.approx(values[-1] - values[0], abs=1e-12)  # efficiency
+    assert phi[4] == pytest.approx(0.0, abs=1e-12)  # dummy
+    assert phi[1] == pytest.approx(phi[2], abs=1e-12)  # symmetry
+    other = rng.normal(size=1 << n)  # linearity
+    assert np.allclose(shapley_values(table_game(values + 2 * other), n, max_exact_players=n).values,
+                       phi + 2 * exact_shapley_from_value_table(other), atol=1e-12)
+
+
+def test_sampled_shapley_values_keep_efficiency_and_converge_to_the_exact_ones():
+    n = 7
+    values = np.random.default_rng(1).normal(size=1 << n) + np.arange(1 << n) % 5  # not additive
+    exact = shapley_values(table_game(values), n, max_exact_players=n)
+    assert exact.exact and exact.num_evaluations == 1 << n and not exact.stderr.any()
+    errors = []
+    for permutations in (10, 100, 1000, 10000):
+        sampled = shapley_values(table_game(values), n, max_exact_players=0, num_permutations=permutations, seed=3)
+        assert not sampled.exact and sampled.num_evaluations <= 1 << n
+        assert sampled.values.sum() == pytest.approx(values[-1] - values[0], abs=1e-9)  # every ordering sums to it
+        assert np.all(np.abs(sampled.values - exact.values) <= 5 * sampled.stderr + 1e-12)
+        errors.append(np.abs(sampled.values - exact.values).max())
+    assert errors[-1] < errors[0] / 10  # error ~ 1 / sqrt(orderings)
+    again = shapley_values(table_game(values), n, max_exact_players=0, num_permutations=100, seed=3)
+    assert np.array_equal(again.values, shapley_values(table_game(values), n, max_exact_players=0,
+                                                       num_permutations=100, seed=3).values)  # seeded
+
+
+def test_the_value_function_is_called_once_with_distinct_coalitions():
+    calls = []
+
+    def value_of(coalitions):
+        calls.append(coalitions.copy())
+        return coalitions.sum(axis=1).astype(float)
+
+    estimate = shapley_values(value_of, 12, max_exact_players=8, num_permutations=8, seed=0)
+    assert len(calls) == 1 and len({row.tobytes() for row in calls[0]}) == len(calls[0]) == estimate.num_evaluations
+    assert np.allclose(estimate.values, 1.0)  # an additive game: every ordering gives each player 1
+    with pytest.raises(ValueError, match="at least one player"):
+        shapley_values(value_of, 0)
