@@ -1,6 +1,7 @@
 """What G2L's extra training signals cost, measured on this machine.
 
-(a) Shapley Monte Carlo sampler (g2l/ops/shapley.py): bracket evaluations ("samples") per second
+(a) Shapley Monte Carlo sampler (g2l/ops/shapley.py, the plain estimator, as its Python reference draws the
+    same coalitions; bench/shapley_accuracy.py compares it with the stratified default): bracket evaluations per second
     of the Numba kernel against the plain-Python reference of the same estimator, on the game of
     one video: S sentences and M = 2 K S moment players (Charades-STA: S = 3, K = 5 -> M = 30;
     ActivityNet-like: S = 4, K = 7 -> M = 56).
@@ -71,12 +72,12 @@ def bench_shapley(games: dict[str, tuple[int, int]], numba_samples: int, python_
         num_moments = 2 * k_per_sentence * num_sentences
         sim = shapley_game(num_sentences, num_moments)
         pairs = num_sentences * num_moments
-        pairwise_interaction(sim, 10)  # compile / load the cached kernel
+        pairwise_interaction(sim, 10, method="plain")  # compile / load the cached kernel
         single_threaded()
-        t_numba = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1), repeats))
+        t_numba = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1, method="plain"), repeats))
         numba.set_num_threads(all_threads)
         torch.set_num_threads(all_threads)  # kernels use at most torch's threads (g2l/ops/threads.py)
-        t_parallel = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1), repeats))
+        t_parallel = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1, method="plain"), repeats))
         single_threaded()
         t_python = statistics.median(timed(
             lambda: _reference_pairwise_interaction_python(sim, python_samples, seed=1), max(1, repeats // 3)))
