@@ -160,7 +160,8 @@ def print_geodesic(rows: list[dict], num_sources: int) -> None:
         print(f"{r['kind']:<12} {r['p']:>5} {r['d']:>4} {r['reached']:>14} {r['lazy_ms']:>9.2f} "
               f"{r['lazy_min_ms']:>7.2f} {r['dense_ms']:>9.2f}")
     print("    lazy: Numba Dijkstra computing kNN rows on demand (default on CPU); dense: torch Gram"
-          " matrix + top-k, then the same Dijkstra (default on CUDA). Target: lazy < 20 ms on gauss.")
+          " matrix + top-k, then the same Dijkstra (default on CUDA). knn='auto' is lazy on a CPU."
+          "\n    Target: lazy < 20 ms on map-smooth (every cell within the cut-off).")
 
 
 # ---------------------------------------------------------------------------------------------
