@@ -21,3 +21,11 @@ def test_public_names_come_from_their_modules():
 def test_importing_the_package_imports_no_torch():
     code = "import sys, g2l; assert 'torch' not in sys.modules and 'g2l.inference' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_grounder_module_imports_no_transformers_or_decord():
+    """Importing transformers' model stack is ~2 s of a cold start; it is paid only when a text
+    encoder is built, and decord only when a video is opened (issue 12, item 5)."""
+    code = ("import sys, g2l.inference, g2l.cli; "
+            "loaded = [m for m in ('transformers', 'decord') if m in sys.modules]; assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
