@@ -144,9 +144,10 @@ def test_the_app_in_a_browser(app_url, tmp_path, capsys):
             # A file that is not a video: the CLI's sentence (about the app's copy of the upload).
             page.locator("#g2l-upload button[aria-label='Clear']").click()
             page.locator("#g2l-upload input[type=file]").set_input_files(str(not_video))
-            expect(status.locator(".g2l-error")).to_be_visible()
-            shown = status.inner_text().strip().removeprefix("error: ")
             pattern = re.escape(cli_message).replace(re.escape(str(not_video)), r"\S*notes\.mp4")
+            # Wait for this error's text: the empty-query error above is still shown until the upload is handled.
+            expect(status.locator(".g2l-error")).to_have_text(re.compile(r"\s*error: " + pattern + r"\s*"))
+            shown = status.inner_text().strip().removeprefix("error: ")
             assert re.fullmatch(pattern, shown), (shown, cli_message)
 
             # The app keeps serving: a good upload grounds again.
