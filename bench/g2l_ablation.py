@@ -31,7 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RUNGS = {"bce": "2D map + BCE", "mmn": "MMN", "gcl": "+ GCL (5 pos.)", "ssi": "+ SSI (G2L)", "ssi_p1": "G2L, 1 GCL pos.",
          "gcl_p1": "+ GCL, 1 pos.", "gcl_iou": "+ GCL, IoU>=0.5 pos.", "gcl_iou_push": "+ GCL, IoU pos. + push",
-         "gcl_milnce": "+ GCL, MIL-NCE", "gcl_authors": "+ GCL, authors' form"}
+         "gcl_milnce": "+ GCL, MIL-NCE", "gcl_authors": "+ GCL, authors' form", "gcl_softer": "+ GCL, 1 pos., 1-G' neg.",
+         "gcl_milnce_softer": "+ GCL, MIL-NCE, 1-G' neg.", "ssi_milnce_softer": "+ SSI on MIL-NCE, 1-G' neg."}
 WRONG = "train_epoch/stat_gcl_positives_iou_below_0.5"
 
 
