@@ -7,18 +7,12 @@ import torch.nn.functional as F
 
 from g2l.losses.ssi import ShapleyInteractionLoss, estimate_reliability, interaction_target, select_moment_players
 from g2l.ops.shapley import pairwise_interaction_batch
+from tests.losses.test_gcl import case as gcl_case
 
 
 def case(seed=0, b=3, cells=12, d=6):
-    g = torch.Generator().manual_seed(seed)
-    cell = F.normalize(torch.randn(b, cells, d, generator=g), dim=-1)
-    sv = torch.tensor([0, 0, 1, 2, 2])
-    sent = F.normalize(torch.randn(len(sv), d, generator=g), dim=-1)
-    ious = torch.rand(len(sv), cells, generator=g)
-    closeness = torch.rand(len(sv), cells, generator=g) * (torch.rand(len(sv), cells, generator=g) > 0.4)
-    best = ious.argmax(dim=1)
-    closeness[torch.arange(len(sv)), best] = 1.0
-    return cell, sent, sv, ious, closeness
+    """test_gcl's random case without its ground-truth column: (cell, sent, sv, ious, closeness)."""
+    return gcl_case(seed, b, cells, d)[:5]
 
 
 def test_player_selection_is_the_deduplicated_union():
