@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from g2l.losses.ssi import ShapleyInteractionLoss, estimate_reliability, interaction_target, select_moment_players
 from g2l.ops.shapley import pairwise_interaction_batch
