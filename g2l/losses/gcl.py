@@ -70,14 +70,13 @@ class GeodesicContrastLoss(nn.Module):
                  negative_closeness: str = "harder"):
         super().__init__()
         for name, value, allowed in (("positive_weights", positive_weights, POSITIVE_WEIGHTS), ("form", form, FORMS),
-                                     ("aggregation", aggregation, AGGREGATIONS)):
+                                     ("aggregation", aggregation, AGGREGATIONS),
+                                     ("negative_closeness", negative_closeness, NEGATIVE_CLOSENESS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         self.margin, self.tau, self.positive_weights = margin, tau, positive_weights
         self.num_positives, self.negative_iou = num_positives, negative_iou
         self.form, self.positive_iou, self.aggregation = form, positive_iou, aggregation
-        if negative_closeness not in NEGATIVE_CLOSENESS:
-            raise ValueError(f"negative_closeness must be one of {', '.join(NEGATIVE_CLOSENESS)}, got {negative_closeness!r}")
         self.positive_margin, self.moment_push, self.negative_closeness = positive_margin, moment_push, negative_closeness
 
     def select_positives(self, closeness: torch.Tensor, iou_cells: torch.Tensor,
@@ -108,8 +107,9 @@ class GeodesicContrastLoss(nn.Module):
         cos_all = torch.einsum("qd,bcd->qbc", sentence_contrast, cell_contrast)  # (q b C)
         rows = torch.arange(sentence_contrast.shape[0], device=cos_all.device)
         cos_own = cos_all[rows, sentence_video]  # (q C)
-        gt_features = cell_contrast[sentence_video, gt_cell]  # (q d), m_{g_j}
-        gt_cos = torch.einsum("qd,bcd->qbc", gt_features, cell_contrast)  # (q b C) cos(m_{g_j}, m)
+        if self.form == "authors" or self.moment_push:
+            gt_features = cell_contrast[sentence_video, gt_cell]  # (q d), m_{g_j}
+            gt_cos = torch.einsum("qd,bcd->qbc", gt_features, cell_contrast)  # (q b C) cos(m_{g_j}, m)
         own_video = torch.nn.functional.one_hot(sentence_video, cell_contrast.shape[0]).bool()  # (q b)
         g_prime = torch.where(closeness >= 1, torch.zeros_like(closeness), closeness)
         pos_idx, pos_valid = self.select_positives(closeness, iou_cells, gt_cell)  # (q k)
