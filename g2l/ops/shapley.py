@@ -407,7 +407,17 @@ def _stratified_sentence(weights, j, bin_lo, bin_hi, draws, stratum_weight, cumu
                 _row_stats(weights, sentences, num_s, perm, k, rowsum0, rowmax0, second0)
                 _set_values(weights, sentences, num_s, perm, k, -1, -1, rowsum0, rowmax0, second0, inv, base0)
                 if k < m_all:
-                    _row_stats(weights, sentences, num_s, perm, k + 1, rowsum1, rowmax1, second1)
+                    # P_{k+1} = P_k plus perm[k]: extend P_k's row statistics (same sums, same order).
+                    added = perm[k]
+                    for a in range(num_s):
+                        w = weights[sentences[a], added]
+                        rowsum1[a] = rowsum0[a] + w
+                        if w > rowmax0[a]:
+                            rowmax1[a] = w
+                            second1[a] = rowmax0[a]
+                        else:
+                            rowmax1[a] = rowmax0[a]
+                            second1[a] = max(second0[a], w)
                     _set_values(weights, sentences, num_s, perm, k + 1, -1, -1, rowsum1, rowmax1, second1, inv, base1)
                 for pos in range(m_all):
                     i = perm[pos]
