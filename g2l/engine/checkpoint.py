@@ -214,6 +214,6 @@ def model_from_checkpoint(payload: dict, source: str, overrides: list[str] | Non
     except ConfigError as error:
         raise CheckpointError(f"checkpoint {source} holds a config this version cannot read ({error})") from None
     apply_overrides(cfg, overrides or [])
-    model = build_model(cfg, text_spec=payload.get("text_backbone"), source=f"checkpoint {source}")
+    model = build_model(cfg, text_spec=payload.get("text_backbone"), source=f"checkpoint {source}", for_checkpoint=True)
     load_model_state(model, payload["model"], source)
     return model, cfg

@@ -122,12 +122,17 @@ def score_cells(contrast_cos: torch.Tensor, iou_cos: torch.Tensor, gamma: float)
     return (0.5 * contrast_cos + 0.5).clamp(min=0) ** gamma * torch.sigmoid(10 * iou_cos)
 
 
-def build_model(cfg, *, text_spec: dict | None = None, source: str = "the checkpoint") -> GroundingModel:
-    """Config -> model. ``text_spec`` (from a checkpoint) rebuilds the text backbone offline."""
-    from g2l.models.text_encoder import load_text_backbone, text_backbone_from_files
+def build_model(cfg, *, text_spec: dict | None = None, source: str = "the checkpoint",
+                for_checkpoint: bool = False) -> GroundingModel:
+    """Config -> model. ``text_spec`` (from a checkpoint) rebuilds the text backbone offline;
+    ``for_checkpoint`` (the model will be loaded from a checkpoint, not trained) uses g2l's own BERT
+    where it is exact, which loads without importing transformers."""
+    from g2l.models.text_encoder import checkpoint_text_backbone, load_text_backbone, text_backbone_from_files
 
     m, d = cfg.model, cfg.data
-    if text_spec is not None:
+    if for_checkpoint:
+        backbone, tokenizer = checkpoint_text_backbone(text_spec, m.text_encoder, source)
+    elif text_spec is not None:
         backbone, tokenizer = text_backbone_from_files(text_spec, source)
     else:
         backbone, tokenizer = load_text_backbone(m.text_encoder)

@@ -7,6 +7,7 @@ from the backbone config and tokenizer files stored inside the checkpoint (no ne
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -100,6 +101,8 @@ def check_text_backbone_spec(spec, source: str = "the checkpoint") -> None:
             f"{source} has a text encoder config that asks to run code from elsewhere ({forbidden[0]}), which g2l refuses; "
             "do not use this checkpoint"
         )
+    if model_type == "bert":  # known without importing transformers' config registry (about 0.5 s)
+        return
     from transformers import CONFIG_MAPPING
 
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
@@ -129,6 +132,47 @@ def text_backbone_from_files(spec: dict, source: str = "the checkpoint"):
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise TextEncoderError(f"{source}: its text encoder cannot be rebuilt ({first[:200]})") from None
     return backbone, tokenizer
+
+
+def checkpoint_text_backbone(spec: dict | None, name: str, source: str = "the checkpoint"):
+    """``(backbone, tokenizer)`` for a model loaded from a checkpoint: g2l's own BERT
+    (g2l/models/bert.py, no transformers import) where it computes exactly what transformers would,
+    else transformers. ``spec`` is the checkpoint's ``text_backbone`` (weights in the checkpoint's
+    state dict); without it the backbone is ``name``'s, and a local folder (``"minilm"`` included)
+    with config.json and model.safetensors gives its pretrained weights."""
+    from g2l.models.bert import native_text_backbone
+
+    if spec is not None:
+        check_text_backbone_spec(spec, source)
+        return native_text_backbone(spec) or text_backbone_from_files(spec, source)
+    folder = Path(resolve_text_encoder(name))
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        try:
+            files = {p.name: p.read_text() for p in folder.iterdir() if p.is_file() and p.name in TOKENIZER_FILE_NAMES}
+            built = native_text_backbone({"config": json.loads((folder / "config.json").read_text()), "tokenizer_files": files})
+        except (OSError, UnicodeDecodeError, ValueError):
+            built = None
+        if built is not None and _load_pretrained(built[0], folder / "model.safetensors"):
+            return built
+    return load_text_backbone(name)
+
+
+def _load_pretrained(backbone: nn.Module, path: Path) -> bool:
+    """Load a transformers BERT's safetensors weights into ``backbone`` (a ``bert.`` prefix and
+    buffers such as ``position_ids`` dropped); False, loading nothing, unless every parameter is
+    there with its shape."""
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(str(path))
+    except (OSError, ValueError, RuntimeError):
+        return False
+    weights = {k.removeprefix("bert."): v for k, v in weights.items()}
+    own = backbone.state_dict()
+    if any(k not in weights or weights[k].shape != v.shape for k, v in own.items()):
+        return False
+    backbone.load_state_dict({k: weights[k] for k in own})
+    return True
 
 
 class TextEncoder(nn.Module):

@@ -15,7 +15,6 @@ All functions here take and return numpy arrays; they are pure and know nothing 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 F32 = np.float32
@@ -123,31 +122,30 @@ def rank_cells(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None
     return spans[order], scores[order]
 
 
-@numba.njit(cache=True)
-def _greedy_nms(spans: np.ndarray, thresh: np.float32, max_keep: int) -> np.ndarray:  # pragma: no cover - jit
-    num = spans.shape[0]
-    keep = np.empty(num, dtype=np.int64)
-    num_kept = 0
-    for a in range(num):
-        s_a = spans[a, 0]
-        e_a = spans[a, 1]
-        suppressed = False
-        for n in range(num_kept):
-            b = keep[n]
-            inter = min(e_a, spans[b, 1]) - max(s_a, spans[b, 0])
-            hull = max(e_a, spans[b, 1]) - min(s_a, spans[b, 0])
-            if inter < 0:
-                inter = np.float32(0.0)
-            iou = inter / hull if hull > 0 else np.float32(0.0)
-            if iou > thresh:
-                suppressed = True
-                break
-        if not suppressed:
-            keep[num_kept] = a
-            num_kept += 1
-            if num_kept == max_keep:
-                break
-    return keep[:num_kept]
+# Up to this many kept spans, NMS runs as numpy passes (one per kept span) and grounding never
+# imports numba (about half a second of a cold start); beyond it, the numba loop of g2l/ops/nms_kernel.py.
+VECTORISED_KEEP = 64
+
+
+def _greedy_nms_numpy(spans: np.ndarray, thresh: np.float32, max_keep: int) -> np.ndarray:
+    """The numba loop's result, computed as one vectorised IoU pass per kept span, in the same
+    float32 arithmetic (so the same spans are suppressed, to the bit)."""
+    start, end = spans[:, 0], spans[:, 1]
+    alive = np.ones(spans.shape[0], dtype=bool)
+    keep = []
+    position = 0
+    while len(keep) < max_keep:
+        rest = np.flatnonzero(alive[position:])
+        if rest.size == 0:
+            break
+        a = position + int(rest[0])
+        keep.append(a)
+        position = a + 1
+        inter = np.maximum(np.minimum(end[position:], end[a]) - np.maximum(start[position:], start[a]), F32(0))
+        hull = np.maximum(end[position:], end[a]) - np.minimum(start[position:], start[a])
+        iou = np.divide(inter, hull, out=np.zeros_like(inter), where=hull > 0)
+        alive[position:] &= ~(iou > thresh)
+    return np.asarray(keep, dtype=np.int64)
 
 
 def nms(spans: np.ndarray, thresh: float, max_keep: int | None = None) -> np.ndarray:
@@ -161,7 +159,11 @@ def nms(spans: np.ndarray, thresh: float, max_keep: int | None = None) -> np.nda
     limit = spans.shape[0] if max_keep is None else max(int(max_keep), 0)
     if spans.shape[0] == 0 or limit == 0:
         return np.zeros(0, dtype=np.int64)
-    return _greedy_nms(spans, F32(thresh), limit)
+    if limit <= VECTORISED_KEEP:
+        return _greedy_nms_numpy(spans, F32(thresh), limit)
+    from g2l.ops.nms_kernel import greedy_nms
+
+    return greedy_nms(spans, F32(thresh), limit)
 
 
 def rank_candidates(spans: np.ndarray, scores: np.ndarray, nms_thresh: float, max_keep: int | None = None) -> np.ndarray:

@@ -115,6 +115,24 @@ def test_nms_hand_ties():
     assert nms(np.zeros((0, 2), np.float32), 0.5).size == 0
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_numpy_nms_equals_the_numba_loop(seed):
+    """Short keep lists run in numpy, long ones in numba: the same kept indices on random spans,
+    coarse (many exact ties and IoUs on the threshold) and fine, at every keep limit."""
+    from g2l.ops.nms_kernel import greedy_nms
+    from g2l.ops.spans import _greedy_nms_numpy
+
+    rng = np.random.default_rng(seed)
+    grid = 8 if seed % 2 else 1000
+    starts = rng.integers(0, grid, 300)
+    spans = np.stack([starts, starts + rng.integers(0, grid // 2 + 1, 300)], 1).astype(np.float32) / np.float32(grid / 30)
+    for thresh in (0.3, 0.5, 0.7):
+        for keep in (1, 5, 64, 300):
+            want = greedy_nms(spans, np.float32(thresh), keep)
+            np.testing.assert_array_equal(_greedy_nms_numpy(spans, np.float32(thresh), keep), want)
+            np.testing.assert_array_equal(nms(spans, thresh, keep), want)
+
+
 def test_nms_threshold_compared_in_float32():
     # IoU exactly float32(0.4): the published code compares float32 IoU > float32(0.4): not suppressed.
     spans = np.array([[0, 5], [0, 2]], dtype=np.float32)
