@@ -15,8 +15,19 @@ field of view is kept, so an action at the edge of a 16:9 frame is still seen. T
 (``g2l.video.frame_encoders``) take square inputs of the same side (224), so their own resize is
 then a no-op. ``size=None`` keeps the native resolution.
 
-Memory stays bounded whatever the length of the video: samples are decoded ``chunk_frames`` at a
-time with ``VideoReader.get_batch``.
+Memory. Samples are decoded ``chunk_frames`` at a time with ``VideoReader.get_batch``, and decord's
+decoder is reset (``VideoReader.seek(0)``) after each chunk, before the caller works on it. Without
+the reset memory grew with the video's length: decord's reader, when its decoding thread has no
+frame ready, pushes the next packet instead of waiting, so one ``get_batch`` queues the packets up
+to the end of the file; while the caller then encodes the chunk, that thread keeps decoding them
+and resizes every frame, sampled or not, into a queue that each pause lengthens, from buffers that
+FFmpeg's filter-graph pool keeps until the reader is closed (grounding a 30-minute video held over
+a GB of them). The reset drops both queues; decord then seeks the next chunk's first sample from
+its keyframe, as it does whenever a read crosses a keyframe, so the frames are the same. It is
+skipped where it would decode more frames a second time than the next chunk spans (keyframes
+further apart than a chunk), which keeps the old behaviour there. Still held: the packets queued up
+to the end of the file, i.e. the compressed rest of the video (a few MB for the benchmark's videos,
+the file's size for a high-bitrate one).
 
 Every failure to open or decode a file is raised as ``VideoReadError`` with one sentence that
 names the file and says what to do; decord's own exceptions (``DECORDError``, ``RuntimeError``,
@@ -118,7 +129,8 @@ class SampledVideo:
     """An opened video and its sampling plan; iterate it for ``VideoChunk``s (each pass decodes anew).
 
     ``duration_s`` is the decodable duration, ``times_s`` ``(n,)`` the sample times and
-    ``frame_idx`` ``(n,)`` the native frame chosen for each; ``len()`` is ``n``.
+    ``frame_idx`` ``(n,)`` the native frame chosen for each; ``len()`` is ``n``; ``keyframes``
+    ``(k,)`` the native frames decord can seek to.
     """
 
     def __init__(self, path: str | Path, reader, *, fps: float, chunk_frames: int):
@@ -128,6 +140,7 @@ class SampledVideo:
         self.times_s = sample_times(self.duration_s, fps)  # (n,)
         self.frame_idx = frames_at_times(starts_s, self.times_s)  # (n,)
         self.chunk_frames = chunk_frames
+        self.keyframes = np.sort(np.asarray(_call_decord(reader.get_key_indices, path), dtype=np.int64))  # (k,)
 
     def __len__(self) -> int:
         return len(self.times_s)
@@ -135,11 +148,28 @@ class SampledVideo:
     def __iter__(self) -> Iterator[VideoChunk]:
         for begin in range(0, len(self.times_s), self.chunk_frames):
             chunk_idx = self.frame_idx[begin : begin + self.chunk_frames]
-            yield VideoChunk(
-                frames=_get_batch(self._reader, chunk_idx, self.path),  # (f, h, w, 3)
-                times_s=self.times_s[begin : begin + self.chunk_frames],
-                frame_idx=chunk_idx,
-            )
+            frames = _get_batch(self._reader, chunk_idx, self.path)  # (f, h, w, 3)
+            following = self.frame_idx[begin + self.chunk_frames : begin + 2 * self.chunk_frames]
+            if reset_is_cheap(self.keyframes, int(chunk_idx.max()) + 1, following):
+                # Before the caller works on the chunk: drop what decord queued ahead (module docstring).
+                _call_decord(lambda: self._reader.seek(0), self.path)
+            yield VideoChunk(frames=frames, times_s=self.times_s[begin : begin + self.chunk_frames], frame_idx=chunk_idx)
+
+
+def reset_is_cheap(keyframes: np.ndarray, position: int, following: np.ndarray) -> bool:
+    """Whether resetting the decoder at native frame ``position`` (the frame after the last one
+    read) decodes again at most as many frames as the next chunk ``following`` ``(f,)`` spans.
+
+    After a reset decord decodes the next chunk from the keyframe at or before its first frame; the
+    frames from that keyframe up to ``position`` are the ones decoded twice. With no next chunk
+    the reset is free. ``keyframes`` ``(k,)`` are sorted native frame indices.
+    """
+    if len(following) == 0:
+        return True
+    first = int(following.min())
+    at_or_before = keyframes[keyframes <= first]
+    keyframe = int(at_or_before[-1]) if len(at_or_before) else 0
+    return position - keyframe <= int(following.max()) - first + 1
 
 
 def read_video_frames(
