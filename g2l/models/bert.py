@@ -15,6 +15,7 @@ WordPiece) makes ``native_text_backbone`` return None and the caller uses transf
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -177,6 +178,7 @@ class NativeTokenizer:
 
         self._files = dict(files)
         self._tokenizer = Tokenizer.from_str(files["tokenizer.json"])
+        self._lock = threading.Lock()  # the settings below are the shared tokenizer's: one call at a time
         self.pad_token = pad_token
         self.pad_token_id = self._tokenizer.token_to_id(pad_token)
         self.model_max_length = model_max_length
@@ -186,15 +188,16 @@ class NativeTokenizer:
                  return_special_tokens_mask: bool = False) -> dict:
         single = isinstance(text, str)
         tok = self._tokenizer
-        if truncation:
-            tok.enable_truncation(max_length if max_length is not None else self.model_max_length)
-        else:
-            tok.no_truncation()
-        if padding:
-            tok.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token)
-        else:
-            tok.no_padding()
-        encodings = tok.encode_batch([text] if single else list(text), add_special_tokens=True)
+        with self._lock:
+            if truncation:
+                tok.enable_truncation(max_length if max_length is not None else self.model_max_length)
+            else:
+                tok.no_truncation()
+            if padding:
+                tok.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token)
+            else:
+                tok.no_padding()
+            encodings = tok.encode_batch([text] if single else list(text), add_special_tokens=True)
         out = {"input_ids": [e.ids for e in encodings], "token_type_ids": [e.type_ids for e in encodings],
                "attention_mask": [e.attention_mask for e in encodings]}
         if return_offsets_mapping:
