@@ -210,6 +210,15 @@ class NativeTokenizer:
             raise ValueError(f"NativeTokenizer returns lists or torch tensors, not {return_tensors!r}")
         return {k: v[0] for k, v in out.items()} if single else out
 
+    def __getstate__(self) -> dict:  # data-loader workers started by spawn get a copy
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def save_pretrained(self, folder) -> None:
         for name, text in self._files.items():
             (Path(folder) / name).write_text(text)

@@ -107,6 +107,15 @@ def test_tokenizer_offsets_and_special_mask_match(tokenizer_pairs):
             assert got["offset_mapping"] == [tuple(o) for o in want["offset_mapping"]]
 
 
+def test_tokenizer_survives_pickling_for_spawned_workers(tokenizer_pairs):
+    import pickle
+
+    native, _ = tokenizer_pairs[0]
+    copy = pickle.loads(pickle.dumps(native))
+    kwargs = {"padding": True, "truncation": True, "max_length": 16, "return_tensors": "pt"}
+    assert torch.equal(copy(SENTENCES, **kwargs)["input_ids"], native(SENTENCES, **kwargs)["input_ids"])
+
+
 def test_spec_round_trips(tiny_text_encoder_dir):
     """A model loaded natively writes back the checkpoint's text backbone entry unchanged (export)."""
     spec = text_backbone_files(*load_text_backbone(str(tiny_text_encoder_dir)))
