@@ -10,7 +10,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from g2l.config import ConfigError, config_from_dict, config_to_dict, load_config
-from g2l.engine.precision import autocast, autocast_dtype
+from g2l.engine.precision import autocast, autocast_dtype, cpu_runs_bf16_fast
 from g2l.losses.combine import build_loss
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,8 @@ def test_autocast_dtype_resolves_precision():
     assert autocast_dtype("fp32", "cpu") is None and autocast_dtype("fp32", "cuda") is None
     assert autocast_dtype("bf16", "cpu") is torch.bfloat16
     assert autocast_dtype("auto", "cuda") is torch.bfloat16
-    assert autocast_dtype("auto", "cpu") is None  # bf16 on the CPU is opt-in until validated by training
+    # auto: bf16 on a CPU only where it has bf16 dot products
+    assert autocast_dtype("auto", "cpu") is (torch.bfloat16 if cpu_runs_bf16_fast() else None)
     with pytest.raises(ValueError, match="precision"):
         autocast_dtype("fp16", "cpu")
 
@@ -76,3 +77,22 @@ def test_former_bf16_flag_reads_as_precision():
         load_config(overrides=["train.precision=fp16"])
     with pytest.raises(ConfigError, match="train.bf16"):
         load_config(overrides=["train.bf16=3"])
+
+
+def test_cpu_bf16_detection_reads_the_flags(monkeypatch, tmp_path):
+    import builtins
+
+    from g2l.engine import precision
+
+    real_open = builtins.open
+    for flags, expected in [("fpu avx512f avx512_bf16 sse", True), ("fpu amx_tile amx_bf16", True),
+                            ("fpu avx512f avx512bw avx2", False), ("", False)]:
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k))
+        precision.cpu_runs_bf16_fast.cache_clear()
+        assert precision.cpu_runs_bf16_fast() is expected
+        assert (autocast_dtype("auto", "cpu") is torch.bfloat16) is expected
+        assert autocast_dtype("fp32", "cpu") is None
+    monkeypatch.setattr(builtins, "open", real_open)
+    precision.cpu_runs_bf16_fast.cache_clear()
