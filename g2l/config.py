@@ -11,6 +11,7 @@ This is the only module that knows YAML.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -19,33 +20,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from g2l.errors import G2LError
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2-style scalars: only true/false are booleans ("off" stays a string), and "1e-4"
-    is a float."""
+@functools.cache
+def _loader():
+    """A SafeLoader with YAML 1.2-style scalars: only true/false are booleans ("off" stays a
+    string), and "1e-4" is a float. Built on first use: reading a checkpoint's config needs no
+    YAML, and importing PyYAML is a tenth of a second of a cold start."""
+    import yaml
 
+    class _Loader(yaml.SafeLoader):
+        pass
 
-_Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."),
-)
+    _Loader.yaml_implicit_resolvers = {
+        key: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
+        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    _Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+                   r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+        list("-+0123456789."),
+    )
+    return _Loader
 
 
 def _load_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """Parse YAML text; a malformed text raises ConfigError's cause, ``_YAMLError``."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise _YAMLError(str(error)) from None
+
+
+class _YAMLError(ValueError):
+    """PyYAML's error, re-raised so that callers need not import PyYAML to catch it."""
 
 
 class ConfigError(G2LError):
@@ -255,7 +270,7 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"config file {path} does not exist; check the path")
     try:
         data = _load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as error:
+    except _YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML ({error}); fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
@@ -284,7 +299,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     try:
         value = _load_yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except _YAMLError:
         value = raw
     return key.strip(), value
 
@@ -332,6 +347,8 @@ def config_to_dict(cfg: Config) -> dict:
 
 
 def config_to_yaml(cfg: Config) -> str:
+    import yaml
+
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
