@@ -59,7 +59,7 @@ def _load_yaml(text: str):
         raise _YAMLError(str(error)) from None
 
 
-class _YAMLError(ValueError):
+class _YAMLError(G2LError):
     """PyYAML's error, re-raised so that callers need not import PyYAML to catch it."""
 
 
