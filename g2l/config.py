@@ -165,9 +165,9 @@ class TrainConfig:
     clip_grad_norm: float = 5.0
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    # Forward pass in "fp32", "bf16" (autocast), or "auto": bf16 on CUDA, fp32 on the CPU (bf16 there is
-    # opt-in until validated by training). Used by training, evaluation and Grounder. The former `train.bf16: true|false`
-    # is read as precision auto|fp32.
+    # Forward pass in "fp32", "bf16" (autocast), or "auto": bf16 on CUDA and on CPUs with bf16 dot products
+    # (AVX512-BF16, AMX-BF16), fp32 elsewhere. Used by training, evaluation and Grounder. The former
+    # `train.bf16: true|false` is read as precision auto|fp32.
     precision: str = "auto"
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
 
