@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from g2l.engine.precision import autocast
 from g2l.inference import EncodedVideo, Grounder, GroundingError, Moment
 from g2l.models.grounding import score_cells
 from g2l.ops.shapley import shapley_values
@@ -113,7 +112,6 @@ def coalition_scores(grounder: Grounder, game: WordGame, coalitions: np.ndarray,
     moved to the front, keeping their positions, and coalitions of similar length are batched
     together: the same numbers as masking (a masked token neither attends nor is attended to, nor
     pooled), at about half the cost, since most coalitions hold about half the words."""
-    device = grounder.device
     present = torch.from_numpy(np.ascontiguousarray(coalitions)).float()  # (k n)
     attend = (present @ game.word_tokens.float()).bool() | game.always_on  # (k l)
     if pack is None:
@@ -134,9 +132,7 @@ def coalition_scores(grounder: Grounder, game: WordGame, coalitions: np.ndarray,
             mask = attend[rows].long()
             ids = game.input_ids.expand(mask.shape[0], -1)
             extra = None
-        with autocast(grounder._forward_dtype, device):  # the precision ``ground`` scores in
-            s_c, s_u = grounder.model.encode_text(ids.to(device), mask.to(device),
-                                                  None if extra is None else extra.to(device))  # (k' d)
+        s_c, s_u = grounder.encode_tokens(ids, mask, extra)  # (k' d)
         scores = score_cells(s_c @ cell_c, s_u @ cell_u, grounder.cfg.eval.score_gamma)
         out[rows] = scores.double().cpu()
     return out.numpy()
@@ -149,9 +145,7 @@ def top_cell(grounder: Grounder, video: EncodedVideo, query: str, window_s: floa
     windows, cells_c, cells_u = grounder._cells(video, window_s)  # (w C d)
     tokens = grounder.model.tokenizer([query], truncation=True, max_length=grounder.cfg.model.text_max_tokens,
                                       return_tensors="pt")
-    with autocast(grounder._forward_dtype, grounder.device):
-        s_c, s_u = grounder.model.encode_text(tokens["input_ids"].to(grounder.device),
-                                              tokens["attention_mask"].to(grounder.device))
+    s_c, s_u = grounder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
     scores = score_cells(torch.einsum("d,wcd->wc", s_c[0], cells_c), torch.einsum("d,wcd->wc", s_u[0], cells_u),
                          grounder.cfg.eval.score_gamma).float()  # (w C)
     best = int(torch.argmax(scores))

@@ -209,6 +209,14 @@ class Grounder:
         return cached[window_s]
 
     # Query side ------------------------------------------------------------------------------------
+    def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``(q l)`` -> sentence features ``s^c, s^u`` ``(q d)``, on the Grounder's device
+        and in its precision: every score of a query (``ground``, the word explanation) goes through here."""
+        with autocast(self._forward_dtype, self.device):
+            return self.model.encode_text(input_ids.to(self.device), attention_mask.to(self.device),
+                                          None if position_ids is None else position_ids.to(self.device))
+
     @torch.inference_mode()
     def ground(self, video: EncodedVideo, queries: list[str], *, top_k: int = 5, window_s: float | None = None,
                keep_maps: bool = False) -> list[QueryResult]:
@@ -225,8 +233,7 @@ class Grounder:
                 warnings.warn(f"the query '{query[:40]}...' is longer than the model's {limit} tokens "
                               f"(model.text_max_tokens) and only its beginning is grounded", stacklevel=2)
         tokens = self.model.tokenizer(cleaned, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-        with autocast(self._forward_dtype, self.device):
-            s_c, s_u = self.model.encode_text(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
+        s_c, s_u = self.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
         contrast = torch.einsum("qd,wcd->qwc", s_c, cells_c)  # (q w C)
         iou = torch.einsum("qd,wcd->qwc", s_u, cells_u)
         scores = score_cells(contrast, iou, self.cfg.eval.score_gamma).float().cpu().numpy()  # (q w C)

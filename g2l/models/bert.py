@@ -265,11 +265,10 @@ def native_text_backbone(spec: dict) -> tuple[NativeBert, NativeTokenizer] | Non
     max_length = tokenizer_config.get("model_max_length", 512)
     if not isinstance(max_length, int) or max_length > 10**6:
         max_length = 512
-    backbone = NativeBert(BertConfig(config, defaults))
     try:
         tokenizer = NativeTokenizer(files, pad, max_length)
     except Exception:  # noqa: BLE001 - tokenizers raises plain Exception on a malformed file: transformers then reports it
         return None
     if tokenizer.pad_token_id is None:
         return None
-    return backbone, tokenizer
+    return NativeBert(BertConfig(config, defaults)), tokenizer  # built last: nothing is built for a fallback
