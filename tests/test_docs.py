@@ -24,3 +24,15 @@ def test_citations_name_sections_of_docs_method():
 
 def test_no_citation_of_a_spec_outside_the_repository():
     assert not [path.relative_to(REPO).as_posix() for path in cited_files() if "METHOD.md" in path.read_text()]
+
+
+def test_readme_commands_are_what_ci_runs():
+    """The README's first command installs only what grounding needs; its second is .ci/run's."""
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    first = next(line for line in readme.splitlines() if "tools/ground.py examples/demo.mp4" in line)
+    assert first.startswith("bash scripts/setup.sh && ")
+    second = next(line for line in readme.splitlines() if "-m pytest" in line and line.startswith("bash "))
+    setup, test = second.split(" && ")
+    assert setup in ci and test in ci, (second, ci)
+    assert "setup_dev.sh" in setup
