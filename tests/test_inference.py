@@ -159,12 +159,13 @@ def test_long_queries_and_narrow_windows_are_warned_about(rendered_run):
 
 def test_ground_tool_prints_its_results_before_the_plot_can_fail(rendered_run, monkeypatch, capsys):
     import g2l.cli
+    import g2l.cli.ground
 
     def plot_fails(path, *args):
         raise OSError(28, "No space left on device")
 
     data, ckpt = rendered_run
-    monkeypatch.setattr(g2l.cli, "plot_grounding", plot_fails)
+    monkeypatch.setattr(g2l.cli.ground, "plot_grounding", plot_fails)
     code = g2l.cli.ground_main([str(data / "videos" / "test_00000.mp4"), "the red circle grows.", "--checkpoint",
                                 str(ckpt), "--plot", str(data / "plot.png")])
     out, err = capsys.readouterr()

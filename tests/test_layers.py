@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "g2l"
 
 # Top first. A module belongs to the longest prefix listed; every module must belong to one.
 LAYERS = [
-    ["g2l.cli"],                                              # argument parsing, terminal output, exit codes
+    ["g2l.cli"],                                              # one module per command family, argument parsing, output
+    ["g2l.cli.common"],                                       # the parser, run_cli and exit codes every command shares
     ["g2l.app"],                                              # the web app (Gradio)
     ["g2l.demo"],                                             # the demo build pipeline: render, extract, train, ground
     ["g2l.train", "g2l.inference", "g2l.explain", "g2l.plots"],  # training loop; Grounder; why; the picture

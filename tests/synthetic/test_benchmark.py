@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from g2l.synthetic import benchmark as synthetic
-from g2l.synthetic.benchmark import ACTIONS, OBJECTS, PRESETS, SPLITS, generate_synthetic, plan_video, sample_moment
+from g2l.synthetic.benchmark import ACTIONS, OBJECTS, PRESETS, SPLITS, generate_synthetic, plan_video
+from g2l.synthetic.plan import sample_moment
 from g2l.synthetic.real_stats import FINE_QUANTILE_LEVELS, QUANTILE_LEVELS, RECORDED, SOURCES, compute_real_statistics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from g2l.data.annotations import load_annotations
-from g2l.synthetic.render import (
+from g2l.synthetic.drawing import render_frame, render_scene, shape_timelines
+from g2l.synthetic.render import render_dataset, write_video
+from g2l.synthetic.scene import (
     ACTIONS,
     COLORS,
     DIRECTIONS,
@@ -27,13 +29,8 @@ from g2l.synthetic.render import (
     Scene,
     Shape,
     event_sentences,
-    render_dataset,
-    render_frame,
-    render_scene,
     sample_scene,
-    shape_timelines,
     vocabulary,
-    write_video,
 )
 from g2l.video.decoding import probe_video, read_video_frames
 

@@ -18,12 +18,12 @@ from g2l.video.frame_encoders import (
     MOBILENET_V2_SHA256_PREFIX,
     ClipImageEncoder,
     EncoderMismatchError,
-    MobileNetV2,
     build_frame_encoder,
     check_encoder_compatible,
     find_mobilenet_v2_weights,
     sha256_of_file,
 )
+from g2l.video.mobilenet import MobileNetV2
 
 # ImageNet classes used below (0-based indices of the standard 1000-class list).
 BOW_TIE, MILITARY_UNIFORM, MONASTERY, PALACE = 457, 652, 663, 698

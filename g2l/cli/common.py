@@ -1,0 +1,115 @@
+"""What every command shares: the parser that fails in one line, ``run_cli`` (user errors become
+one ``error:`` line and exit status 2), ``CliError``, and the argument types and output checks
+that several commands use. A new command imports these and adds only its own parsing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from g2l.errors import G2LError
+
+
+class CliError(G2LError):
+    """A bad command-line argument; the message says what to pass instead."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr (``error: ...; see --help``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of a user error; one raised in a DataLoader worker arrives wrapped in the
+    worker's traceback, whose last line holds it."""
+    text = str(error)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2, a
+    warning one ``warning: <message>`` line, and a reader that closes stdout early (``| head``)
+    ends the tool quietly."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            code = main(argv)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
+        except BrokenPipeError:
+            _silence_stdout()
+            return 141  # as a tool killed by SIGPIPE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except G2LError as error:  # bad input, whichever module found it: one line, no traceback
+            print(f"error: {_one_line(error)}", file=sys.stderr)
+            return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (e.g. captured)
+        pass
+
+
+def iou_list(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated IoU thresholds in (0, 1], got '{text}'")
+    return values
+
+
+def rank_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(v >= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated ranks (integers >= 1), got '{text}'")
+    return values
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'")
+    return value
+
+
+def check_writable(path: str | None, option: str) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
+    if path:
+        from g2l.atomic import unwritable_reason
+
+        problem = unwritable_reason(path)
+        if problem:
+            raise CliError(f"{option} {path} {problem}; pass a file path in a folder you can write to")
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    from g2l.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,200 @@
+"""Grounding a video and sharing a model: ``g2l-ground``, ``g2l-app`` and ``g2l-export``, with
+what ``g2l-ground`` prints (its JSON and its explanation table)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+from g2l.cli.common import CliError, OneLineParser, check_writable, run_cli
+from g2l.plots import plot_grounding  # matplotlib is imported only when a plot is drawn
+
+
+def grounding_json(video: str, duration_s: float, results, explanations=None) -> dict:
+    """What ``g2l-ground --json`` prints (and ``g2l-app`` shows): the README's *File formats*."""
+    out = []
+    for r, explanation in zip(results, explanations or [None] * len(results)):
+        entry = {"query": r.query, "moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in r.moments]}
+        if explanation is not None:
+            entry["explanation"] = [{"word": w.word, "value": w.value} for w in explanation.words]
+        out.append(entry)
+    return {"video": video, "duration": duration_s, "results": out}
+
+
+def format_explanation(explanation) -> str:
+    """The terminal table of one query's word values: a signed bar per word."""
+    m = explanation.moment
+    how = "exact" if explanation.exact else f"sampled, {explanation.num_evaluations} coalitions"
+    lines = [f"    why {m.start_s:.2f}-{m.end_s:.2f} s (score {explanation.value_all:.3f}; no words "
+             f"{explanation.value_none:.3f}): Shapley value of each word ({how})"]
+    scale = max((abs(w.value) for w in explanation.words), default=0.0) or 1.0
+    width = max(len(w.word) for w in explanation.words)
+    for w in explanation.words:
+        bar = ("+" if w.value >= 0 else "-") * max(1, round(12 * abs(w.value) / scale))
+        lines.append(f"      {w.word:<{width}}  {w.value:>+8.4f}  {bar}")
+    return "\n".join(lines)
+
+
+def _ground(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description='Find when sentences happen in a video. Example: g2l-ground examples/demo.mp4 "the red circle grows"',
+    )
+    parser.add_argument("video", help="a video file")
+    parser.add_argument("queries", nargs="+", help="one or more sentences")
+    parser.add_argument("--checkpoint", default=None, help="a g2l checkpoint (default: the demo checkpoint shipped with g2l)")
+    parser.add_argument("--top-k", type=int, default=5, help="moments per query (default 5)")
+    parser.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                        help="ground long videos in overlapping windows of this length")
+    parser.add_argument("--json", action="store_true", help="print only JSON on stdout")
+    parser.add_argument("--plot", metavar="OUT.png", help="write a timeline and score-map figure")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--frame-encoder", default=None, help="override the frame encoder to build (e.g. clip:<folder>)")
+    parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "auto"],
+                        help="forward pass precision (default: the checkpoint's train.precision)")
+    parser.add_argument("--explain", action="store_true",
+                        help="for each query's top moment, each word's Shapley value for its score (table, --json, --plot)")
+    parser.add_argument("--seed", type=int, default=0, help="with --explain: the seed of the sampled orderings of long queries")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    # Everything that can be checked without the model is checked first: loading and encoding take long.
+    if any(not q.strip() for q in args.queries):
+        raise CliError("a query is empty; pass each sentence as a non-empty quoted argument")
+    if args.top_k < 1:
+        raise CliError("--top-k must be at least 1")
+    if args.window is not None and not (math.isfinite(args.window) and args.window > 0):
+        raise CliError(f"--window must be a positive number of seconds, got {args.window}")
+    if Path(args.video).is_dir():
+        raise CliError(f"video {args.video} is a directory; pass a video file")
+    if not Path(args.video).is_file():
+        raise CliError(f"video file {args.video} does not exist; check the path")
+    check_writable(args.plot, "--plot")
+    from g2l.assets import demo_checkpoint
+    from g2l.engine.distributed import resolve_device
+    from g2l.inference import Grounder
+
+    checkpoint = args.checkpoint or str(demo_checkpoint())
+    resolve_device(args.device, setting="--device")
+    grounder = Grounder.from_pretrained(checkpoint, device=args.device, frame_encoder=args.frame_encoder,
+                                        precision=args.precision)
+    grounder.check_window(args.window, grounder.fps, what="--window")  # before encoding the video
+    video = grounder.encode_video(args.video)
+    results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))
+    explanations = None
+    if args.explain:
+        from g2l.explain import explain_top_moment
+
+        explanations = [explain_top_moment(grounder, video, r.query, window_s=args.window, seed=args.seed)
+                        for r in results]
+    if args.json:
+        print(json.dumps(grounding_json(args.video, video.duration_s, results, explanations)))
+    else:
+        print(f"{Path(args.video).name}: {video.duration_s:.2f} s")
+        for r, explanation in zip(results, explanations or [None] * len(results)):
+            print(f"\n  {r.query}")
+            print(f"    {'rank':>4}  {'start_s':>8}  {'end_s':>8}  {'score':>6}")
+            for rank, m in enumerate(r.moments, start=1):
+                print(f"    {rank:>4}  {m.start_s:>8.2f}  {m.end_s:>8.2f}  {m.score:>6.3f}")
+            if explanation is not None:
+                print(format_explanation(explanation))
+    sys.stdout.flush()  # the results are shown even if the plot then fails
+    if args.plot:
+        try:
+            plot_grounding(args.plot, Path(args.video).name, video.duration_s, results, explanations)
+        except OSError as error:
+            raise CliError(f"--plot {args.plot} could not be written ({error.strerror or error}); "
+                           "the results above are complete") from None
+        if not args.json:
+            print(f"\nplot written to {args.plot}")
+    return 0
+
+
+def ground_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_ground, argv)
+
+
+def _export(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="Write a checkpoint as a Hugging Face layout folder (model.safetensors, config.json, tokenizer "
+                    "files, frame_encoder.json, a README.md model card) that Grounder.from_pretrained and "
+                    "--checkpoint load. Example: g2l-export runs/my-run/checkpoints/best.pt my-model",
+    )
+    parser.add_argument("checkpoint", help="a g2l checkpoint (or an exported folder, or a hub repo id)")
+    parser.add_argument("out_dir", help="the folder to write (created; its files are replaced)")
+    parser.add_argument("--floors", default=None, metavar="FLOORS.json",
+                        help="the JSON of g2l-baselines --json, shown beside the metrics in the model card")
+    parser.add_argument("--name", default=None, help="the model card's title (default: the folder's name)")
+    parser.add_argument("--push-to-hub", default=None, metavar="ORG/NAME",
+                        help="then upload the folder to this Hugging Face repo (created if missing; needs a token)")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from g2l.engine.pretrained import _REPO_ID, export_pretrained, push_to_hub
+
+    if args.push_to_hub is not None and not _REPO_ID.fullmatch(args.push_to_hub):
+        raise CliError(f"--push-to-hub {args.push_to_hub!r} is not a repo id; pass ORG/NAME")
+    if args.floors is not None and not Path(args.floors).is_file():
+        raise CliError(f"--floors file {args.floors} does not exist; pass the JSON that g2l-baselines --json wrote")
+    out = Path(args.out_dir)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{args.out_dir} exists and is not a folder; pass a folder path")
+    try:
+        folder = export_pretrained(args.checkpoint, out, floors=args.floors, name=args.name)
+    except OSError as error:
+        raise CliError(f"cannot write the folder {args.out_dir} ({error.strerror or error}); pass a folder you can "
+                       "write to") from None
+    print(f"wrote {folder}")
+    if args.push_to_hub:
+        print(f"uploaded to {push_to_hub(folder, args.push_to_hub, private=args.private)}")
+    return 0
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_export, argv)
+
+
+def _app(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="The web app: upload a video or use the example, type queries, see the moments, the score map "
+                    "and why. Example: g2l-app, then open http://127.0.0.1:7860",
+    )
+    parser.add_argument("--checkpoint", default=None,
+                        help="a checkpoint, an exported folder or a hub repo id (default: the shipped demo)")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="the port (default 7860)")
+    parser.add_argument("--top-k", type=int, default=5, help="moments per query (default 5)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--frame-encoder", default=None, help="override the frame encoder to build (e.g. clip:<folder>)")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port must be in 1..65535, got {args.port}")
+    if args.top_k < 1:
+        raise CliError("--top-k must be at least 1")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise CliError("g2l-app needs Gradio, which is not installed; pip install 'g2l[app]'") from None
+    from g2l.app import build_app, launch
+    from g2l.assets import demo_checkpoint, demo_example
+    from g2l.engine.distributed import resolve_device
+    from g2l.inference import Grounder
+
+    resolve_device(args.device, setting="--device")
+    grounder = Grounder.from_pretrained(args.checkpoint or str(demo_checkpoint()), device=args.device,
+                                        frame_encoder=args.frame_encoder)
+    example_video, example_queries = demo_example()
+    app = build_app(grounder, example_video=example_video, example_queries=example_queries, top_k=args.top_k)
+    print(f"g2l-app: open http://{args.host}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
+    try:
+        launch(app, host=args.host, port=args.port, example_video=example_video)
+    except OSError as error:
+        raise CliError(f"cannot serve on {args.host}:{args.port} ({str(error).splitlines()[0][:120]}); "
+                       "pass another --port or --host") from None
+    return 0
+
+
+def app_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_app, argv)

@@ -1,0 +1,138 @@
+"""Training and scoring: ``g2l-train``, ``g2l-eval`` and ``g2l-baselines``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from g2l.cli.common import CliError, OneLineParser, check_writable, fraction, iou_list, rank_list, run_cli, write_json_atomic
+
+
+def _eval(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="Score a predictions file (no model code), or evaluate a checkpoint on a split.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", help="a predictions file (JSON lines) to re-score")
+    source.add_argument("--checkpoint", help="a checkpoint to evaluate (writes a predictions file)")
+    parser.add_argument("--split", default=None, help="with --checkpoint: the split to evaluate (default: the config's eval split)")
+    parser.add_argument("--nms", type=fraction, default=None, help="NMS threshold for score maps (default 0.5, or the checkpoint's)")
+    parser.add_argument("--iou-thresholds", type=iou_list, default=None, help="e.g. 0.3,0.5,0.7")
+    parser.add_argument("--recall-at", type=rank_list, default=None, help="e.g. 1,5")
+    parser.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON here")
+    parser.add_argument("--out", default=None, help="with --checkpoint: where to write the predictions file")
+    parser.add_argument("--dump-maps", action="store_true", help="with --checkpoint: add score maps to the predictions")
+    parser.add_argument("--device", default="auto", help="with --checkpoint: cpu, cuda, or auto")
+    parser.add_argument("overrides", nargs="*", help="with --checkpoint: dotted config overrides (data.features=...)")
+    args = parser.parse_args(argv)
+    check_writable(args.json_out, "--json")
+    check_writable(args.out, "--out")
+
+    from g2l.eval.metrics import format_metrics_table
+
+    if args.predictions:
+        from g2l.eval.predictions import read_predictions, rescore_predictions
+
+        if args.overrides:
+            raise CliError("config overrides only apply with --checkpoint")
+        iou_thresholds = args.iou_thresholds or [0.3, 0.5, 0.7]
+        recall_at = args.recall_at or [1, 5]
+        predictions = read_predictions(args.predictions)
+        metrics = rescore_predictions(predictions, 0.5 if args.nms is None else args.nms, recall_at, iou_thresholds)
+    else:
+        from g2l.engine.distributed import resolve_device
+        from g2l.eval.evaluator import evaluate_checkpoint
+
+        resolve_device(args.device, setting="--device")
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            split=args.split,
+            overrides=args.overrides,
+            predictions_out=args.out,
+            dump_maps=args.dump_maps,
+            device=args.device,
+            nms_thresh=args.nms,
+            iou_thresholds=args.iou_thresholds,
+            recall_at=args.recall_at,
+        )
+        metrics, iou_thresholds, recall_at = result.metrics, result.iou_thresholds, result.recall_at
+        print(f"predictions written to {result.predictions_path}", file=sys.stderr)
+    print(format_metrics_table(metrics, recall_at, iou_thresholds))
+    if args.json_out:
+        write_json_atomic(args.json_out, metrics)
+    return 0
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_eval, argv)
+
+
+def _train(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(
+        description="Train a grounding model. Example: g2l-train --config configs/charades.yaml train.lr=2e-4",
+    )
+    parser.add_argument("--config", action="append", help="a YAML config (see configs/); repeat to stack overlays")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from checkpoints/last.pt")
+    parser.add_argument("--wandb", choices=["online", "offline", "off", "auto"], default=None,
+                        help="W&B mode (default: the config's log.wandb; auto = online with credentials, else offline)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.num_clips=64 train.epochs=3")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides) + ([f"log.wandb={args.wandb}"] if args.wandb else [])
+    from g2l.config import load_config
+    from g2l.train import train
+
+    if args.resume:
+        if args.config:
+            raise CliError("--resume takes its config from the run folder; drop --config (overrides are allowed)")
+        result = train(resume_dir=args.resume, overrides=overrides)
+    else:
+        if not args.config:
+            raise CliError("pass --config configs/<dataset>.yaml (or --resume RUN_DIR)")
+        result = train(load_config(args.config, overrides))
+    best = result.best
+    if best:
+        shown = "  ".join(f"{k} {100 * v:.2f}" for k, v in best.items() if k.startswith("R1@") or k == "mIoU")
+        print(f"best epoch {best.get('epoch')}: {shown}")
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_train, argv)
+
+
+def _baselines(argv: Sequence[str] | None) -> int:
+    parser = OneLineParser(description="Prior-only and random-ranking floors of a dataset config (annotations only).")
+    parser.add_argument("--config", action="append", required=True)
+    parser.add_argument("--split", default=None, help="the split to score (default: data.eval_split)")
+    parser.add_argument("--json", dest="json_out", default=None)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from g2l.config import load_config
+    from g2l.data.annotations import load_annotations
+    from g2l.eval.baselines import prior_only_metrics, random_ranking_metrics
+    from g2l.eval.metrics import format_metrics_table
+
+    cfg = load_config(args.config, args.overrides)
+    split = args.split or cfg.data.eval_split
+    fmt = cfg.data.annotation_format or None
+    train, _ = load_annotations(Path(cfg.data.train_annotations), fmt)
+    test, _ = load_annotations(Path(getattr(cfg.data, f"{split}_annotations")), fmt)
+    e = cfg.eval
+    prior = prior_only_metrics(train, test, e.recall_at, e.iou_thresholds)
+    random = random_ranking_metrics(test, num_clips=cfg.model.num_clips, pooling_counts=cfg.model.pooling_counts,
+                                    nms_thresh=e.nms_thresh, recall_at=e.recall_at, iou_thresholds=e.iou_thresholds)
+    a, b = prior["moment"]
+    print(f"prior only (fixed moment [{a:.2f} D, {b:.2f} D] learned from train):")
+    print(format_metrics_table(prior, e.recall_at, e.iou_thresholds))
+    print("\nrandom ranking (uniform scores over the valid cells, NMS):")
+    print(format_metrics_table(random, e.recall_at, e.iou_thresholds))
+    if args.json_out:
+        write_json_atomic(args.json_out, {"prior_only": prior, "random": random})
+    return 0
+
+
+def baselines_main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_baselines, argv)
