@@ -1,36 +1,62 @@
-"""Why this moment: the Shapley value of each word of a query for the score of its top moment.
+"""Why this moment: the Shapley value of each word of a query for how much its top moment stands out.
 
-The game: the players are the query's words (split on whitespace); a coalition's value is the
-score (docs/method.md section 1) of the query's top moment, the one ``Grounder.ground`` ranks
-first, when the words outside the coalition are masked out of the text encoder's attention mask
-(and so out of its mean pooling too); the special tokens ([CLS], [SEP]) always stay. ``v(all)``
-is the moment's score; ``v(none)`` the score of an empty sentence. The values sum to
-``v(all) - v(none)`` (efficiency): a positive value is a word that raises this moment's score.
+The game: the players are the query's words (split on whitespace); a coalition's sentence is the
+query with the words outside the coalition masked out of the text encoder's attention mask (and so
+out of its mean pooling too); the special tokens ([CLS], [SEP]) always stay. The top moment is the
+one ``Grounder.ground`` ranks first, found once with the whole query, and a coalition's value is
+one of three targets (``target=``), all read off the scores (docs/method.md section 1) that the
+coalition's sentence gives the cells of the top moment's map (its window of the video):
+
+* ``"runner_up"`` (the default): the top moment's score minus the best score among the moments
+  NMS keeps beside it (IoU with it at most ``eval.nms_thresh``): how far it leads its nearest
+  distinct rival, the margin by which the query chose it.
+* ``"mean"``: the top moment's score minus the mean score of all the map's moments.
+* ``"raw"``: the top moment's score itself.
+
+Why the runner-up. A score also rises and falls with how well the sentence fits the video as a
+whole, and a Shapley value credits that to the words. On the demo model the empty sentence scores
+the top moment of "the yellow triangle turns green." 0.161 and the full query 0.083, so under
+``"raw"`` every word looks harmful (yellow -0.032, green -0.028). Subtracting the mean of all
+moments keeps that shape (the margin over the mean is 0.105 with no words, 0.056 with the query:
+yellow -0.019, green -0.018): the empty sentence already singles out the moments it likes. Against
+the runner-up the empty sentence is close to indifferent (-0.017: it slightly prefers the rival),
+the query makes the moment lead by +0.010, and the credit goes where it reads right: triangle
++0.027, the +0.005, yellow -0.001 (for "a white square gets smaller.": 0.013 -> 0.026, square
++0.019). The values sum to ``v(all) - v(none)`` (efficiency): a positive value is a word that
+makes this moment win by more. ``Explanation.relative_to`` says so in one sentence, for tables,
+JSON, plots and the app.
 
     explanation = explain_top_moment(grounder, video, "the yellow triangle turns green.")
+    print(explanation.relative_to)
     for word in explanation.words:
         print(word.word, word.value)
 
 The cost is the text encoder: one forward pass per distinct coalition, batched. Queries of up to
 ``max_exact_words`` words enumerate all 2^n coalitions (exact); longer ones sample orderings
-(``g2l.ops.shapley.shapley_values``, seeded, with a standard error per word).
+(``g2l.ops.shapley.shapley_values``, seeded, with a standard error per word). Words the tokenizer
+cut off (past ``model.text_max_tokens``) own no token, are dummies and get exactly 0 without being
+players; past 62 players (a checkpoint with a longer token limit) ``sampled_shapley`` samples
+orderings over boolean coalitions, so a query of any length is explained.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from g2l.inference import EncodedVideo, Grounder, GroundingError, Moment
+from g2l.inference import EncodedVideo, Grounder, GroundingError, Moment, check_queries
 from g2l.models.grounding import score_cells
-from g2l.ops.shapley import shapley_values
-from g2l.ops.spans import cells_to_spans
+from g2l.ops.shapley import ShapleyEstimate, shapley_values
+from g2l.ops.spans import cells_to_spans, span_iou
 
 MAX_EXACT_WORDS = 8  # 2^8 = 256 forward passes, about 1 s of MiniLM on two CPU cores
 NUM_PERMUTATIONS = 12  # for longer queries: 12 orderings (6 antithetic pairs)
 BATCH_SIZE = 32  # coalitions per text-encoder call (packed by length: short batches are cheap)
+MAX_MASK_PLAYERS = 62  # shapley_values keys coalitions by 64-bit masks; beyond, explain samples itself
+TARGETS = ("runner_up", "mean", "raw")
 
 
 @dataclass
@@ -43,12 +69,14 @@ class WordValue:
 @dataclass
 class Explanation:
     query: str
-    moment: Moment  # the top moment explained
+    moment: Moment  # the top moment explained (its score is the raw score)
     words: list[WordValue]
-    value_all: float  # v(all words) = the moment's score
-    value_none: float  # v(no word): the score with only the special tokens
+    value_all: float  # the target with all words (for "raw": the moment's score)
+    value_none: float  # the target with no word: only the special tokens
     exact: bool
     num_evaluations: int  # text-encoder passes (distinct coalitions)
+    target: str = "runner_up"  # one of TARGETS
+    relative_to: str = ""  # one sentence: what the values measure and what they sum to
 
 
 @dataclass
@@ -102,23 +130,25 @@ def _accepts_position_ids(backbone) -> bool:
 
 
 @torch.inference_mode()
-def coalition_scores(grounder: Grounder, game: WordGame, coalitions: np.ndarray, cell_c: torch.Tensor,
-                     cell_u: torch.Tensor, *, batch_size: int = BATCH_SIZE, pack: bool | None = None) -> np.ndarray:
-    """``(k n)`` bool coalitions of words -> ``(k,)`` scores of one cell, whose normalised
-    features are ``cell_c, cell_u (d)``.
+def coalition_scores(grounder: Grounder, game: WordGame, coalitions: np.ndarray, cells_c: torch.Tensor,
+                     cells_u: torch.Tensor, *, batch_size: int = BATCH_SIZE, pack: bool | None = None) -> np.ndarray:
+    """``(k n)`` bool coalitions of words -> their scores of the cells whose normalised features
+    are ``cells_c, cells_u``: ``(k,)`` for one cell ``(d)``, ``(k C)`` for ``C`` cells ``(C d)``.
 
     A coalition's sentence is the query with the absent words' tokens masked out of the attention.
     With ``pack`` (the default when the backbone takes position ids) the attended tokens are
     moved to the front, keeping their positions, and coalitions of similar length are batched
     together: the same numbers as masking (a masked token neither attends nor is attended to, nor
     pooled), at about half the cost, since most coalitions hold about half the words."""
+    one_cell = cells_c.ndim == 1
+    cells_c, cells_u = cells_c.reshape(-1, cells_c.shape[-1]), cells_u.reshape(-1, cells_u.shape[-1])  # (C d)
     present = torch.from_numpy(np.ascontiguousarray(coalitions)).float()  # (k n)
     attend = (present @ game.word_tokens.float()).bool() | game.always_on  # (k l)
     if pack is None:
         pack = _accepts_position_ids(grounder.model.text_encoder.backbone)
     lengths = attend.sum(dim=1)  # (k,)
     order = torch.argsort(lengths, stable=True) if pack else torch.arange(attend.shape[0])
-    out = torch.empty(attend.shape[0], dtype=torch.float64)
+    out = torch.empty(attend.shape[0], cells_c.shape[0], dtype=torch.float64)  # (k C)
     for begin in range(0, attend.shape[0], batch_size):
         rows = order[begin:begin + batch_size]
         if pack:
@@ -133,15 +163,26 @@ def coalition_scores(grounder: Grounder, game: WordGame, coalitions: np.ndarray,
             ids = game.input_ids.expand(mask.shape[0], -1)
             extra = None
         s_c, s_u = grounder.encode_tokens(ids, mask, extra)  # (k' d)
-        scores = score_cells(s_c @ cell_c, s_u @ cell_u, grounder.cfg.eval.score_gamma)
+        scores = score_cells(s_c @ cells_c.T, s_u @ cells_u.T, grounder.cfg.eval.score_gamma)  # (k' C)
         out[rows] = scores.double().cpu()
-    return out.numpy()
+    return out[:, 0].numpy() if one_cell else out.numpy()
+
+
+@dataclass
+class TopCell:
+    """The query's top moment and the map it was found in (one window of the video)."""
+
+    moment: Moment
+    cell: int  # its index among the window's valid cells
+    cells_c: torch.Tensor  # (C d) normalised features of every valid cell of that window
+    cells_u: torch.Tensor  # (C d)
+    rivals: np.ndarray  # (C,) bool: the cells NMS keeps beside the top one (IoU at most eval.nms_thresh)
 
 
 @torch.inference_mode()
-def top_cell(grounder: Grounder, video: EncodedVideo, query: str, window_s: float | None):
-    """``(Moment, cell_c (d), cell_u (d))`` of the query's highest-scoring cell over all windows:
-    the top moment ``ground`` returns (NMS keeps the best candidate first)."""
+def find_top_cell(grounder: Grounder, video: EncodedVideo, query: str, window_s: float | None) -> TopCell:
+    """The query's highest-scoring cell over all windows: the top moment ``ground`` returns (NMS
+    keeps the best candidate first), with its window's cells."""
     windows, cells_c, cells_u = grounder._cells(video, window_s)  # (w C d)
     tokens = grounder.model.tokenizer([query], truncation=True, max_length=grounder.cfg.model.text_max_tokens,
                                       return_tensors="pt")
@@ -150,26 +191,95 @@ def top_cell(grounder: Grounder, video: EncodedVideo, query: str, window_s: floa
                          grounder.cfg.eval.score_gamma).float()  # (w C)
     best = int(torch.argmax(scores))
     w, c = divmod(best, scores.shape[1])
-    start_idx = grounder.model.cell_start_idx[c:c + 1].cpu().numpy()
-    end_idx = grounder.model.cell_end_idx[c:c + 1].cpu().numpy()
     offset, length = windows[w]
-    span = cells_to_spans(start_idx, end_idx, length, grounder.model.num_clips)[0] + np.float32(offset)
-    moment = Moment(float(span[0]), float(min(span[1], video.duration_s)), float(scores[w, c]))
-    return moment, cells_c[w, c], cells_u[w, c]
+    spans = cells_to_spans(grounder.model.cell_start_idx.cpu().numpy(), grounder.model.cell_end_idx.cpu().numpy(),
+                           length, grounder.model.num_clips) + np.float32(offset)  # (C 2)
+    rivals = span_iou(spans, spans[c]) <= np.float32(grounder.cfg.eval.nms_thresh)  # (C,) NMS keeps IoU <= thresh
+    rivals[c] = False
+    if not rivals.any():  # every cell overlaps the top one: the runner-up is the best other cell
+        rivals = np.arange(len(spans)) != c
+    moment = Moment(float(spans[c, 0]), float(min(spans[c, 1], video.duration_s)), float(scores[w, c]))
+    return TopCell(moment, c, cells_c[w], cells_u[w], rivals)
 
 
-def explain_top_moment(grounder: Grounder, video: EncodedVideo, query: str, *, window_s: float | None = None,
-                       max_exact_words: int = MAX_EXACT_WORDS, num_permutations: int = NUM_PERMUTATIONS,
-                       seed: int = 0) -> Explanation:
-    """The Shapley value of each word of ``query`` for the score of its top moment in ``video``."""
-    query = query.strip()
-    if not query:
-        raise GroundingError("every query must be a non-empty sentence")
+def top_cell(grounder: Grounder, video: EncodedVideo, query: str, window_s: float | None):
+    """``(Moment, cell_c (d), cell_u (d))`` of the query's top moment (see ``find_top_cell``)."""
+    top = find_top_cell(grounder, video, query, window_s)
+    return top.moment, top.cells_c[top.cell], top.cells_u[top.cell]
+
+
+def target_values(scores: np.ndarray, top: TopCell, target: str) -> np.ndarray:
+    """``(k C)`` coalition scores of the window's cells -> ``(k,)`` values of ``target``."""
+    mine = scores[:, top.cell]  # (k,)
+    if target == "raw":
+        return mine
+    if target == "mean":
+        return mine - scores.mean(axis=1)
+    if target == "runner_up":
+        return mine - scores[:, top.rivals].max(axis=1)
+    raise GroundingError(f"the explanation target must be one of {', '.join(TARGETS)}, got {target!r}")
+
+
+def describe_target(target: str, value_all: float, value_none: float, num_cells: int) -> str:
+    """The sentence that says what the word values are relative to."""
+    what = {
+        "mean": f"the top moment's score minus the mean score of all {num_cells} moments of its map",
+        "runner_up": "the top moment's score minus that of the best moment NMS keeps beside it",
+        "raw": "the top moment's score",
+    }[target]
+    return (f"each word's share of {what}: they sum to {value_all:+.3f} with the whole query minus "
+            f"{value_none:+.3f} with no words")
+
+
+def sampled_shapley(value_of, num_players: int, *, num_permutations: int, seed: int) -> ShapleyEstimate:
+    """Permutation sampling (antithetic pairs) for games of any size: ``shapley_values``'s
+    estimator with coalitions as boolean rows, not 64-bit masks (so beyond 62 players)."""
+    n = num_players
+    rng = np.random.default_rng(seed)
+    half = max(1, (num_permutations + 1) // 2)
+    orders = np.stack([rng.permutation(n) for _ in range(half)])  # (h n)
+    orders = np.concatenate([orders, orders[:, ::-1]])  # (2h n)
+    rank = np.argsort(orders, axis=1)  # rank[r, p]: where player p stands in ordering r
+    prefixes = rank[:, None, :] < np.arange(n + 1)[None, :, None]  # (2h n+1 n): the first k players
+    unique, where = np.unique(prefixes.reshape(-1, n), axis=0, return_inverse=True)
+    values = np.asarray(value_of(unique), dtype=np.float64).reshape(-1)
+    along = values[where.reshape(-1)].reshape(orders.shape[0], n + 1)  # (2h n+1)
+    marginal = np.empty(orders.shape)
+    np.put_along_axis(marginal, orders, np.diff(along, axis=1), axis=1)  # (2h n)
+    pair_means = 0.5 * (marginal[:half] + marginal[half:])  # (h n)
+    stderr = pair_means.std(axis=0, ddof=1) / math.sqrt(half) if half > 1 else np.full(n, np.inf)
+    return ShapleyEstimate(pair_means.mean(axis=0), stderr, False, int(unique.shape[0]), float(along[0, -1]),
+                           float(along[0, 0]))
+
+
+def explain_top_moment(grounder: Grounder, video: EncodedVideo, query: str, *, target: str = "runner_up",
+                       window_s: float | None = None, max_exact_words: int = MAX_EXACT_WORDS,
+                       num_permutations: int = NUM_PERMUTATIONS, seed: int = 0) -> Explanation:
+    """The Shapley value of each word of ``query`` for ``target`` of its top moment in ``video``
+    (``"runner_up"``, ``"mean"`` or ``"raw"``: see the module's docstring)."""
+    if target not in TARGETS:
+        raise GroundingError(f"the explanation target must be one of {', '.join(TARGETS)}, got {target!r}")
+    query = check_queries([query])[0]
     game = word_game(grounder.model.tokenizer, query, grounder.cfg.model.text_max_tokens)
-    moment, cell_c, cell_u = top_cell(grounder, video, query, window_s)
-    estimate = shapley_values(lambda coalitions: coalition_scores(grounder, game, coalitions, cell_c, cell_u),
-                              len(game.words), max_exact_players=max_exact_words,
-                              num_permutations=num_permutations, seed=seed)
-    words = [WordValue(w, float(v), float(e)) for w, v, e in zip(game.words, estimate.values, estimate.stderr)]
-    return Explanation(query, moment, words, estimate.value_all, estimate.value_none, estimate.exact,
-                       estimate.num_evaluations)
+    top = find_top_cell(grounder, video, query, window_s)
+    players = np.flatnonzero(game.word_tokens.any(dim=1).numpy())  # words that own a token; the rest are dummies
+    n = len(players)
+    if n == 0:
+        raise GroundingError(f"no word of the query {query[:40]!r} reaches the text encoder; write the query in words")
+
+    def value_of(coalitions: np.ndarray) -> np.ndarray:  # (k n) over the players -> (k,)
+        words = np.zeros((coalitions.shape[0], len(game.words)), dtype=bool)
+        words[:, players] = coalitions
+        return target_values(coalition_scores(grounder, game, words, top.cells_c, top.cells_u), top, target)
+
+    if n > MAX_MASK_PLAYERS and n > max_exact_words:
+        estimate = sampled_shapley(value_of, n, num_permutations=num_permutations, seed=seed)
+    else:
+        estimate = shapley_values(value_of, n, max_exact_players=max_exact_words, num_permutations=num_permutations,
+                                  seed=seed)
+    values, stderr = np.zeros(len(game.words)), np.zeros(len(game.words))
+    values[players], stderr[players] = estimate.values, estimate.stderr
+    words = [WordValue(w, float(v), float(e)) for w, v, e in zip(game.words, values, stderr)]
+    relative_to = describe_target(target, estimate.value_all, estimate.value_none, len(top.rivals))
+    return Explanation(query, top.moment, words, estimate.value_all, estimate.value_none, estimate.exact,
+                       estimate.num_evaluations, target, relative_to)

@@ -60,6 +60,20 @@ class EncodedVideo:
     fps: float
 
 
+def check_queries(queries: list[str]) -> list[str]:
+    """The queries stripped of surrounding whitespace; a query that is empty or has no letter at
+    all (only spaces, punctuation, digits or invisible characters such as zero-width spaces) is
+    refused with a sentence that names it."""
+    cleaned = [q.strip() for q in queries]
+    if not cleaned or any(not q for q in cleaned):
+        raise GroundingError("every query must be a non-empty sentence")
+    for number, query in enumerate(cleaned, start=1):
+        if not any(character.isalpha() for character in query):
+            raise GroundingError(f"query {number} ({query[:40]!r}) has no letters; write each query as a sentence "
+                                 "in words")
+    return cleaned
+
+
 def frame_encoder_name(spec: dict) -> str:
     """The ``build_frame_encoder`` name that rebuilds the encoder a spec describes."""
     if str(spec.get("name", "")).startswith("mobilenet_v2"):
@@ -223,9 +237,7 @@ class Grounder:
         """The top-k moments (seconds, after NMS) of every query, in one batch."""
         if isinstance(queries, str):
             queries = [queries]
-        cleaned = [q.strip() for q in queries]
-        if not cleaned or any(not q for q in cleaned):
-            raise GroundingError("every query must be a non-empty sentence")
+        cleaned = check_queries(queries)
         windows, cells_c, cells_u = self._cells(video, window_s)
         limit = self.cfg.model.text_max_tokens
         for query, ids in zip(cleaned, self.model.tokenizer(cleaned, truncation=False)["input_ids"]):

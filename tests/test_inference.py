@@ -171,3 +171,12 @@ def test_ground_tool_prints_its_results_before_the_plot_can_fail(rendered_run, m
     out, err = capsys.readouterr()
     assert code == 2 and "start_s" in out and "the red circle grows." in out
     assert err.strip().splitlines()[-1].startswith("error: --plot") and "No space left on device" in err
+
+
+@pytest.mark.parametrize("query", ["\u200b\u200b", "\u200b \u2060", "...", "42 !", "\u3000"])
+def test_a_query_without_letters_is_refused_with_a_sentence(query):
+    from g2l.inference import check_queries
+
+    with pytest.raises(GroundingError, match=r"query 2 .* (has no letters|non-empty)|every query must be a non-empty"):
+        check_queries(["the red circle grows", query])
+    assert check_queries(["  the red circle grows ", "un café"]) == ["the red circle grows", "un café"]
