@@ -74,27 +74,27 @@ def _key(fields: dict) -> str:
 def parse_pairs_line(text: str, line_no: int, base: Path) -> PairsLine:
     """One line of a pairs file -> :class:`PairsLine`; raises ``BatchError`` saying what is wrong."""
     if len(text) > MAX_LINE_CHARS:
-        raise BatchError(f"line {line_no} is over {MAX_LINE_CHARS} characters")
+        raise BatchError(f"the line is over {MAX_LINE_CHARS} characters")
     try:
         fields = json.loads(text)
     except (ValueError, RecursionError) as error:
-        raise BatchError(f"line {line_no} is not a JSON object ({type(error).__name__})") from None
+        raise BatchError(f"not a JSON object ({type(error).__name__})") from None
     if not isinstance(fields, dict):
-        raise BatchError(f"line {line_no} is not a JSON object")
+        raise BatchError("not a JSON object")
     video = fields.get("video")
     if not isinstance(video, str) or not video.strip():
-        raise BatchError(f"line {line_no} has no \"video\" path")
+        raise BatchError("no \"video\" path")
     if ("query" in fields) == ("queries" in fields):
-        raise BatchError(f"line {line_no} needs exactly one of \"query\" (a sentence) or \"queries\" (a list)")
+        raise BatchError("needs exactly one of \"query\" (a sentence) or \"queries\" (a list)")
     queries = [fields["query"]] if "query" in fields else fields["queries"]
     if not isinstance(queries, list) or not queries:
-        raise BatchError(f"line {line_no}: \"queries\" must be a non-empty list of sentences")
+        raise BatchError("\"queries\" must be a non-empty list of sentences")
     for query in queries:
-        if not isinstance(query, str) or not any(ch.isalnum() for ch in query):
-            raise BatchError(f"line {line_no} has an empty query (or one with no letters or digits)")
+        if not isinstance(query, str) or not any(ch.isalpha() for ch in query):
+            raise BatchError("an empty query, or one with no letters")
     for reserved in ("moments", "results", "explanation"):
         if reserved in fields:
-            raise BatchError(f"line {line_no} already has an output field \"{reserved}\"")
+            raise BatchError(f"already has an output field \"{reserved}\"")
     path = Path(video).expanduser()
     return PairsLine(line_no, fields, path if path.is_absolute() else base / path, [q.strip() for q in queries])
 

@@ -9,8 +9,10 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 from g2l.errors import G2LError
 
@@ -113,3 +115,39 @@ def write_json_atomic(path: str, data: dict) -> None:
     from g2l.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+@contextmanager
+def terminal_progress(label: str, *, quiet: bool = False, total: int | None = None, unit: str = ""):
+    """A progress bar on stderr, drawn only when stderr is a terminal and not ``quiet``, and the
+    elapsed time on one line at the end. Yields ``update(value)``: a fraction of 1 when ``total``
+    is None, else the number of ``unit`` done so far (of ``total``)."""
+    started = time.perf_counter()
+    bar = None
+    if not quiet and sys.stderr.isatty():
+        import shutil
+
+        from tqdm import tqdm
+
+        # 80 x 24 where the terminal reports no size (tqdm would draw nothing in 0 rows)
+        size = dict(zip(("ncols", "nrows"), shutil.get_terminal_size()))
+        if total is None:
+            bar = tqdm(total=100, desc=label, file=sys.stderr, leave=False, **size,
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        else:
+            bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, leave=False, **size)
+    done = [0]
+
+    def update(value: float) -> None:
+        if bar is not None:
+            now = int(round(100 * value)) if total is None else int(value)
+            if now > done[0]:
+                bar.update(now - done[0])
+                done[0] = now
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()
+            print(f"{label}: {time.perf_counter() - started:.1f} s", file=sys.stderr)

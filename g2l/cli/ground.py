@@ -8,7 +8,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from g2l.cli.common import CliError, OneLineParser, check_writable, run_cli
+from g2l.cli.common import CliError, OneLineParser, check_writable, run_cli, terminal_progress
 from g2l.plots import plot_grounding  # matplotlib is imported only when a plot is drawn
 
 
@@ -39,48 +39,76 @@ def format_explanation(explanation) -> str:
 
 def _ground(argv: Sequence[str] | None) -> int:
     parser = OneLineParser(
-        description='Find when sentences happen in a video. Example: g2l-ground examples/demo.mp4 "the red circle grows"',
+        description='Find when sentences happen in a video. Example: g2l-ground examples/demo.mp4 "the red circle grows". '
+                    "Many videos and queries at once: g2l-ground --batch PAIRS.jsonl --out PREDS.jsonl "
+                    '(each line {"video": PATH, "query": TEXT} or {"video": PATH, "queries": [TEXT, ...]}).',
     )
-    parser.add_argument("video", help="a video file")
-    parser.add_argument("queries", nargs="+", help="one or more sentences")
-    parser.add_argument("--checkpoint", default=None, help="a g2l checkpoint (default: the demo checkpoint shipped with g2l)")
+    parser.add_argument("video", nargs="?", help="a video file (not with --batch)")
+    parser.add_argument("queries", nargs="*", help="one or more sentences, each quoted (not with --batch)")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH_OR_REPO",
+                        help="a checkpoint file (.pt), a folder written by g2l-export, or a Hugging Face repo id "
+                             "(ORG/NAME) of one (default: the demo checkpoint shipped with g2l)")
     parser.add_argument("--top-k", type=int, default=5, help="moments per query (default 5)")
     parser.add_argument("--window", type=float, default=None, metavar="SECONDS",
                         help="ground long videos in overlapping windows of this length")
     parser.add_argument("--json", action="store_true", help="print only JSON on stdout")
     parser.add_argument("--plot", metavar="OUT.png", help="write a timeline and score-map figure")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--gt", type=float, nargs=2, action="append", default=None, metavar=("START", "END"),
+                        help="with --plot: the true moment in seconds, drawn on the timeline; once per query, in order")
+    parser.add_argument("--device", default="auto",
+                        help='"auto" (default: the first CUDA GPU if there is one, else the CPU), "cpu", "cuda", "cuda:1"')
     parser.add_argument("--frame-encoder", default=None, help="override the frame encoder to build (e.g. clip:<folder>)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "auto"],
                         help="forward pass precision (default: the checkpoint's train.precision)")
     parser.add_argument("--explain", action="store_true",
-                        help="for each query's top moment, each word's Shapley value for its score (table, --json, --plot)")
+                        help="for each query's top moment, each word's Shapley value for how far that moment leads "
+                             "(table, --json, --plot)")
     parser.add_argument("--seed", type=int, default=0, help="with --explain: the seed of the sampled orderings of long queries")
+    parser.add_argument("--batch", default=None, metavar="PAIRS.jsonl",
+                        help="ground every line of this file (needs --out); each video is encoded once")
+    parser.add_argument("--out", default=None, metavar="PREDS.jsonl",
+                        help="with --batch: where the answers go, one line per input line (appended; lines already "
+                             "there are skipped, so a stopped run resumes)")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="with --batch: keep frame features here, so a later run only encodes new videos")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
     args = parser.parse_args(argv)
     from pathlib import Path
 
     # Everything that can be checked without the model is checked first: loading and encoding take long.
-    if any(not q.strip() for q in args.queries):
-        raise CliError("a query is empty; pass each sentence as a non-empty quoted argument")
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1")
     if args.window is not None and not (math.isfinite(args.window) and args.window > 0):
         raise CliError(f"--window must be a positive number of seconds, got {args.window}")
-    if Path(args.video).is_dir():
-        raise CliError(f"video {args.video} is a directory; pass a video file")
-    if not Path(args.video).is_file():
-        raise CliError(f"video file {args.video} does not exist; check the path")
-    check_writable(args.plot, "--plot")
-    from g2l.assets import demo_checkpoint
-    from g2l.engine.distributed import resolve_device
-    from g2l.inference import Grounder
+    for start, end in args.gt or []:
+        if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+            raise CliError(f"--gt needs START END in seconds with 0 <= START < END, got {start:g} {end:g}")
+    if args.batch is not None:
+        return _ground_batch(args)
+    for option in ("out", "cache"):
+        if getattr(args, option) is not None:
+            raise CliError(f"--{option} goes with --batch; to ground one video pass VIDEO QUERY [QUERY ...]")
+    if args.video is None or not args.queries:
+        raise CliError("pass a video and at least one query (or --batch PAIRS.jsonl --out PREDS.jsonl)")
+    from g2l.inference import check_queries
 
-    checkpoint = args.checkpoint or str(demo_checkpoint())
-    resolve_device(args.device, setting="--device")
-    grounder = Grounder.from_pretrained(checkpoint, device=args.device, frame_encoder=args.frame_encoder,
-                                        precision=args.precision)
+    check_queries(args.queries)
+    video_path = Path(args.video)
+    if not video_path.exists():
+        raise CliError(f"video file {args.video} does not exist; check the path")
+    if not video_path.is_file():
+        kind = "a directory" if video_path.is_dir() else "not a regular file"
+        raise CliError(f"video {args.video} is {kind}; pass a video file")
+    if args.gt is not None and len(args.gt) != len(args.queries):
+        raise CliError(f"--gt was given {len(args.gt)} times for {len(args.queries)} queries; give one --gt START END "
+                       "per query, in order")
+    if args.gt is not None and not args.plot:
+        raise CliError("--gt is drawn on the --plot figure; pass --plot OUT.png too")
+    check_writable(args.plot, "--plot")
+    grounder = _load_grounder(args)
     grounder.check_window(args.window, grounder.fps, what="--window")  # before encoding the video
-    video = grounder.encode_video(args.video)
+    with terminal_progress(f"encoding {video_path.name}", quiet=args.quiet) as update:
+        video = grounder.encode_video(args.video, progress=update)
     results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))
     explanations = None
     if args.explain:
@@ -89,9 +117,9 @@ def _ground(argv: Sequence[str] | None) -> int:
         explanations = [explain_top_moment(grounder, video, r.query, window_s=args.window, seed=args.seed)
                         for r in results]
     if args.json:
-        print(json.dumps(grounding_json(args.video, video.duration_s, results, explanations)))
+        print(json.dumps(grounding_json(args.video, video.duration_s, results, explanations), allow_nan=False))
     else:
-        print(f"{Path(args.video).name}: {video.duration_s:.2f} s")
+        print(f"{video_path.name}: {video.duration_s:.2f} s")
         for r, explanation in zip(results, explanations or [None] * len(results)):
             print(f"\n  {r.query}")
             print(f"    {'rank':>4}  {'start_s':>8}  {'end_s':>8}  {'score':>6}")
@@ -102,13 +130,58 @@ def _ground(argv: Sequence[str] | None) -> int:
     sys.stdout.flush()  # the results are shown even if the plot then fails
     if args.plot:
         try:
-            plot_grounding(args.plot, Path(args.video).name, video.duration_s, results, explanations)
+            plot_grounding(args.plot, video_path.name, video.duration_s, results, explanations,
+                           [tuple(gt) for gt in args.gt] if args.gt is not None else None)
         except OSError as error:
             raise CliError(f"--plot {args.plot} could not be written ({error.strerror or error}); "
                            "the results above are complete") from None
         if not args.json:
             print(f"\nplot written to {args.plot}")
     return 0
+
+
+def _load_grounder(args):
+    from g2l.assets import demo_checkpoint
+    from g2l.engine.distributed import resolve_device
+    from g2l.inference import Grounder
+
+    checkpoint = args.checkpoint or str(demo_checkpoint())
+    resolve_device(args.device, setting="--device")
+    return Grounder.from_pretrained(checkpoint, device=args.device, frame_encoder=args.frame_encoder,
+                                    precision=args.precision)
+
+
+def _ground_batch(args) -> int:
+    """``--batch PAIRS.jsonl --out PREDS.jsonl``: g2l/batch.py, with a bar over videos and a summary.
+    Exit status 0 when every line was answered (now or before), 1 when any line failed."""
+    from pathlib import Path
+
+    from g2l.batch import ground_batch, read_pairs
+
+    if args.video is not None or args.queries:
+        raise CliError("--batch reads the videos and queries from its file; pass no VIDEO or QUERY arguments")
+    if args.out is None:
+        raise CliError("--batch needs --out PREDS.jsonl, the file the answers are appended to")
+    if args.plot is not None or args.gt is not None:
+        raise CliError("--plot and --gt draw one video; they do not go with --batch")
+    check_writable(args.out, "--out")
+    lines, _, _ = read_pairs(args.batch)  # a missing or unreadable file stops here, before the model loads
+    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise CliError(f"--cache {args.cache} exists and is not a folder; pass a folder path")
+    grounder = _load_grounder(args)
+    if args.window is not None:
+        grounder.check_window(args.window, grounder.fps, what="--window")
+    videos = len({line.video for line in lines})
+
+    def failed(line_no: int, reason: str) -> None:
+        print(f"{args.batch}:{line_no}: {reason}", file=sys.stderr)
+
+    with terminal_progress("videos", quiet=args.quiet, total=videos, unit="video") as update:
+        summary = ground_batch(grounder, args.batch, args.out, top_k=args.top_k, window_s=args.window,
+                               explain=args.explain, seed=args.seed, cache_dir=args.cache,
+                               on_video=lambda done, total, name: update(done), on_failure=failed)
+    print(f"g2l-ground --batch: {summary.report()}", file=sys.stderr)
+    return 1 if summary.failures else 0
 
 
 def ground_main(argv: Sequence[str] | None = None) -> int:
