@@ -353,7 +353,7 @@ def _nest(key: str, value: Any) -> dict:
 
 def load_config(path: str | Path | list | None = None, overrides: list[str] | None = None) -> Config:
     """The defaults, then the YAML file(s) in order (each with its bases), then dotted overrides,
-    checked strictly. Several files stack: ``[dataset.yaml, ablation/gcl.yaml]``."""
+    checked strictly. Several files stack: ``[dataset.yaml, ablation/ssi.yaml]``."""
     cfg = Config()
     paths = [] if path is None else list(path) if isinstance(path, (list, tuple)) else [path]
     for one in paths:
