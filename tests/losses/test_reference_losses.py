@@ -7,7 +7,10 @@ The reference numbers in data/reference_losses.json were produced by the code at
 ``ablation-2026-12`` (commit a0f6492): ``git worktree add /tmp/old-loss ablation-2026-12`` and
 ``PYTHONPATH=/tmp/old-loss python tests/losses/make_reference_losses.py`` from the repository root
 (the script's ``reference_batch`` builds the same batch here). The old configs are given in the old
-keys (``loss.gcl_form=authors``...), so this also checks that they still read.
+keys (``loss.gcl_form=authors``...), so this also checks that they still read. The ``ssi`` entries
+depend on the Monte Carlo estimator of g2l/ops/shapley.py: a change of the estimator moves them (and
+the totals and gradients that include them) and calls for regenerating the file from the tag with
+the new estimator's module in place.
 """
 
 import json
