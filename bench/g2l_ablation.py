@@ -1,18 +1,21 @@
-"""The ablation ladder on a synthetic benchmark, several seeds per rung:
+"""The loss choices on a synthetic benchmark, several seeds each:
 
-    2D map + BCE  ->  MMN (+ L_v + L_s)  ->  + GCL (L_GCL replaces L_s; several variants)  ->  + SSI (G2L)
+    MMN (L_bce + L_v + L_s)  ->  G2L as configured (L_GCL with one positive + L_SSI)  ->  G2L as the paper (five positives)
 
-A rung is an overlay in configs/ablation/ (its file name: bce, mmn, gcl, gcl_p1, gcl_iou,
-gcl_iou_push, gcl_milnce, gcl_authors, ssi, ssi_p1, ...). Each run is `tools/train.py --config
-<base config> --config configs/ablation/<rung>.yaml train.seed=<s>` in its own process; the table
-shows the mean and standard deviation over seeds of the last epoch's test metrics (the test split
-selects nothing), and for L_GCL the share of its positives (other than g_j) with IoU < 0.5 in the
-first and last epoch. Given the same --out, a later invocation reuses the runs that finished and
-skips those whose folder exists without a result, so several invocations can share the work, and a
-last one prints the table.
+A rung is an overlay in configs/ablation/ (its file name: mmn, ssi_p1, ssi, gcl_authors). Each run
+is `tools/train.py --config <base config> --config configs/ablation/<rung>.yaml train.seed=<s>` in
+its own process; the table shows the mean and standard deviation over seeds of the last epoch's
+test metrics (the test split selects nothing), and for L_GCL the share of its positives (other than
+g_j) with IoU < 0.5 in the first and last epoch. Given the same --out, a later invocation reuses the
+runs that finished and skips those whose folder exists without a result, so several invocations can
+share the work, and a last one prints the table.
+
+The full ablation ladder that decided these choices (2D map + BCE, + GCL alone, an IoU floor for the
+positives, MIL-NCE, the moment-to-moment push, 1 - G' negatives, ...) is at git tag ablation-2026-12:
+check it out (`git worktree add /tmp/ablation ablation-2026-12`) and run this script there.
 
     python bench/g2l_ablation.py --data DIR [--base-config configs/synthetic_charades.yaml] [--seeds 0,1,2]
-                                 [--jobs 2] [--rungs bce,mmn,gcl,ssi] [key=value ...]
+                                 [--jobs 2] [--rungs mmn,ssi_p1,ssi] [key=value ...]
 
 DIR is a folder written by tools/make_synthetic.py (for the sparse-annotation benchmark:
 `--preset charades --sparse-annotation 0.5`); it is generated (charades preset) when missing.
@@ -29,10 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RUNGS = {"bce": "2D map + BCE", "mmn": "MMN", "gcl": "+ GCL (5 pos.)", "ssi": "+ SSI (G2L)", "ssi_p1": "G2L, 1 GCL pos.",
-         "gcl_p1": "+ GCL, 1 pos.", "gcl_iou": "+ GCL, IoU>=0.5 pos.", "gcl_iou_push": "+ GCL, IoU pos. + push",
-         "gcl_milnce": "+ GCL, MIL-NCE", "gcl_authors": "+ GCL, authors' form", "gcl_softer": "+ GCL, 1 pos., 1-G' neg.",
-         "gcl_milnce_softer": "+ GCL, MIL-NCE, 1-G' neg.", "ssi_milnce_softer": "+ SSI on MIL-NCE, 1-G' neg."}
+RUNGS = {"mmn": "MMN", "ssi_p1": "G2L (1 GCL pos.)", "ssi": "G2L, paper (5 pos.)", "gcl_authors": "GCL, authors' form"}
 WRONG = "train_epoch/stat_gcl_positives_iou_below_0.5"
 
 
@@ -76,7 +76,7 @@ def main() -> int:
                         help="the dataset config the rungs are stacked on")
     parser.add_argument("--out", default=None)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--rungs", default="bce,mmn,gcl,ssi,ssi_p1")
+    parser.add_argument("--rungs", default="mmn,ssi_p1,ssi")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     parser.add_argument("overrides", nargs="*", help="config overrides applied to every run")
     args = parser.parse_args()

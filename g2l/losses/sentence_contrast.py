@@ -19,10 +19,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+
+from g2l.losses.term import LossInputs, LossTerm
 
 
-class SentenceToVideoLoss(nn.Module):
+class SentenceToVideoLoss(LossTerm):
     def __init__(self, *, margin: float, tau: float, negative_iou: float = 0.5):
         super().__init__()
         self.margin, self.tau, self.negative_iou = margin, tau, negative_iou
@@ -45,3 +46,8 @@ class SentenceToVideoLoss(nn.Module):
         eps = torch.full_like(same_logits[:, :1], math.log(1e-6))
         rest = torch.logsumexp(torch.cat([same_logits, other_logits, eps], dim=1), dim=1)  # (q,) log(sums + 1e-6)
         return -(positive - torch.logaddexp(positive, rest[:, None])).mean()
+
+    def term(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = inputs.output
+        return self(out.cell_contrast, out.sentence_contrast, inputs.batch.sentence_video, inputs.positives,
+                    inputs.iou_cells), {}

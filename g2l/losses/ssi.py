@@ -10,8 +10,7 @@ the exact index at 256-512 draws per sentence, bench/shapley_accuracy.py) with i
 ``se_ji``. Each sentence's interactions become a target distribution over the moment players,
 
     t_j = softmax_i( rho_j * I_ji / (tau * (max_i |I_ji| + 1e-8)) ),
-    rho_j = max(0, 1 - mean_i se_ji^2 / var_i I_ji)       (``target="confidence"``, the default)
-    rho_j = 1                                             (``target="fixed"``, the former target)
+    rho_j = max(0, 1 - mean_i se_ji^2 / var_i I_ji)
 
 (interactions rescaled to [-1, 1], sharpened by the contrastive temperature, and flattened by the
 reliability rho_j of the estimates: the share of their spread across moments that is not sampling
@@ -30,8 +29,8 @@ by ``(seed, step)``, so a run and its resumption see the same targets.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from g2l.losses.term import LossInputs, LossTerm
 from g2l.ops.shapley import pairwise_interaction_batch
 
 
@@ -55,21 +54,21 @@ def estimate_reliability(interactions: torch.Tensor, stderr: torch.Tensor) -> to
 
 
 def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, tau: float) -> torch.Tensor:
-    """``(s m)`` interactions (and standard errors, or None for the fixed sharpness) -> ``(s m)`` t."""
+    """``(s m)`` interactions and standard errors -> ``(s m)`` t (``stderr=None``: rho = 1, the full
+    sharpness, which an exact estimate reaches)."""
     scale = tau * (interactions.abs().amax(dim=1, keepdim=True) + 1e-8)
     if stderr is not None:
         scale = scale / estimate_reliability(interactions, stderr)
     return torch.softmax(interactions / scale, dim=1)
 
 
-class ShapleyInteractionLoss(nn.Module):
-    def __init__(self, *, num_players: int, num_samples: int, tau: float, seed: int = 0, estimator: str = "stratified",
-                 target: str = "confidence"):
+class ShapleyInteractionLoss(LossTerm):
+    needs_closeness = True
+
+    def __init__(self, *, num_players: int, num_samples: int, tau: float, seed: int = 0, estimator: str = "stratified"):
         super().__init__()
-        if target not in ("confidence", "fixed"):
-            raise ValueError(f"target must be 'confidence' or 'fixed', got {target!r}")
         self.num_players, self.num_samples, self.tau, self.seed = num_players, num_samples, tau, seed
-        self.estimator, self.target = estimator, target
+        self.estimator = estimator
 
     def forward(
         self,
@@ -92,7 +91,12 @@ class ShapleyInteractionLoss(nn.Module):
         for (rows, sims), inter, err in zip(games, interactions, errors):
             inter = torch.as_tensor(inter, dtype=sims.dtype, device=sims.device)  # (s m)
             err = torch.as_tensor(err, dtype=sims.dtype, device=sims.device)
-            target = interaction_target(inter, err if self.target == "confidence" else None, self.tau)
+            target = interaction_target(inter, err, self.tau)
             log_alignment = torch.log_softmax(sims / self.tau, dim=1)
             losses.append(-(target * log_alignment).sum(dim=1))
         return torch.cat(losses).mean()
+
+    def term(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = inputs.output
+        return self(out.cell_contrast, out.sentence_contrast, inputs.batch.sentence_video, inputs.closeness,
+                    inputs.step), {}

@@ -18,12 +18,12 @@ candidate (it describes the same moment). The loss is
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from g2l.losses.positives import window_iou
+from g2l.losses.term import LossInputs, LossTerm
 
 
-class VideoToSentenceLoss(nn.Module):
+class VideoToSentenceLoss(LossTerm):
     def __init__(self, *, margin: float, tau: float, same_moment_iou: float = 0.5):
         super().__init__()
         self.margin, self.tau, self.same_moment_iou = margin, tau, same_moment_iou
@@ -46,3 +46,7 @@ class VideoToSentenceLoss(nn.Module):
         logits = logits.masked_fill(excluded[:, None, :], float("-inf"))
         positive = logits.diagonal(dim1=0, dim2=2).T  # (q k)
         return -(positive - torch.logsumexp(logits, dim=-1)).mean()
+
+    def term(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out, batch = inputs.output, inputs.batch
+        return self(out.cell_contrast, out.sentence_contrast, batch.sentence_video, inputs.positives, batch.windows_s), {}

@@ -25,36 +25,31 @@ def test_player_selection_is_the_deduplicated_union():
 def test_ssi_targets_from_interactions_and_gradient_through_alignment_only():
     cell, sent, sv, ious, closeness = case(4, cells=20)
     cell.requires_grad_(True), sent.requires_grad_(True)
-    loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=200, tau=0.1, seed=7, target="fixed")
+    loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=200, tau=0.1, seed=7)
     loss = loss_fn(cell, sent, sv, closeness, step=5)
-    # Independent recomputation of the first video's term.
-    rows = torch.tensor([0, 1])
-    sims = (sent[rows] @ cell[0].T).detach()
-    chosen = select_moment_players(closeness[rows], sims, 3)
+    # Independent recomputation, video by video: the confidence target t = softmax(rho I / (tau (max |I| + 1e-8))),
+    # rho = max(0, 1 - mean se^2 / var I) (kept >= 1e-6), and the alignment A = softmax(cos / tau).
     players = [(sent[sv == v] @ cell[v].T).detach()[:, select_moment_players(closeness[sv == v], (sent[sv == v] @ cell[v].T).detach(), 3)].numpy()
                for v in range(3)]
-    inter = pairwise_interaction_batch(players, 200, seed=7 * 1_000_003 + 5, tau=0.1)[0]
-    inter = torch.as_tensor(inter, dtype=torch.float32)
-    target = torch.softmax(inter / (0.1 * (inter.abs().amax(1, keepdim=True) + 1e-8)), dim=1)
-    log_a = torch.log_softmax(sims[:, chosen] / 0.1, dim=1)
-    first_video = -(target * log_a).sum(dim=1)
+    interactions, errors = pairwise_interaction_batch(players, 200, seed=7 * 1_000_003 + 5, tau=0.1, return_stderr=True)
+    per_sentence = []
+    for v in range(3):
+        r = torch.nonzero(sv == v).flatten()
+        sims = (sent[r] @ cell[v].T).detach()
+        chosen = select_moment_players(closeness[r], sims, 3)
+        inter = torch.as_tensor(interactions[v], dtype=torch.float32)
+        se = torch.as_tensor(errors[v], dtype=torch.float32)
+        rho = (1 - se.pow(2).mean(1, keepdim=True) / inter.var(1, keepdim=True)).clamp(1e-6, 1)
+        target = torch.softmax(rho * inter / (0.1 * (inter.abs().amax(1, keepdim=True) + 1e-8)), dim=1)
+        per_sentence.append(-(target * torch.log_softmax(sims[:, chosen] / 0.1, dim=1)).sum(dim=1))
     assert np.isfinite(float(loss.detach()))
+    assert float(loss.detach()) == pytest.approx(float(torch.cat(per_sentence).mean()), rel=1e-5)
     loss.backward()
     assert cell.grad.abs().sum() > 0 and sent.grad.abs().sum() > 0
     # The same step gives the same loss; another step draws other coalitions.
     again = loss_fn(cell.detach(), sent.detach(), sv, closeness, step=5)
     assert float(again) == float(loss.detach())
     assert float(loss_fn(cell.detach(), sent.detach(), sv, closeness, step=6)) != float(loss.detach())
-    # Recompute the whole mean from the per-video pieces.
-    per_sentence = [first_video]
-    for v in (1, 2):
-        r = torch.nonzero(sv == v).flatten()
-        s = (sent[r] @ cell[v].T).detach()
-        ch = select_moment_players(closeness[r], s, 3)
-        it = torch.as_tensor(pairwise_interaction_batch(players, 200, seed=7 * 1_000_003 + 5, tau=0.1)[v], dtype=torch.float32)
-        t = torch.softmax(it / (0.1 * (it.abs().amax(1, keepdim=True) + 1e-8)), dim=1)
-        per_sentence.append(-(t * torch.log_softmax(s[:, ch] / 0.1, dim=1)).sum(dim=1))
-    assert float(loss.detach()) == pytest.approx(float(torch.cat(per_sentence).mean()), rel=1e-5)
 
 
 def test_ssi_pulls_alignment_towards_cooperating_moments():
