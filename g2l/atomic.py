@@ -1,7 +1,13 @@
 """Write files so that a reader never sees half of one: write a temporary file beside the target,
 flush it to disk, then rename it onto the target (``os.replace`` is atomic on one file system). On
 failure the temporary file is removed and the target is left as it was; a process killed mid-write
-leaves its temporary (``.<name>.<pid>.tmp``), which ``remove_stale_temporaries`` deletes later."""
+leaves its temporary (``.<name>.<pid>.tmp``), which ``remove_stale_temporaries`` deletes later.
+
+``kill_point(name)`` marks the moments where a killed process leaves files in a state worth
+testing (``before-rename:<file name>`` here, ``between-checkpoints`` in the training loop). It does
+nothing: the kill -9 tests start training through ``tests/crash_points.py``, which replaces it
+with a function that kills the process at the point they name. Library code looks it up as
+``atomic.kill_point`` at each call, so that replacing this one attribute reaches every point."""
 
 from __future__ import annotations
 
@@ -10,8 +16,6 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-
-from g2l.crash_points import crash_point
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 
@@ -29,6 +33,10 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def kill_point(name: str) -> None:
+    """A named point where a killed process leaves files worth testing; does nothing (see above)."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """``with atomic_path(target) as tmp:`` write ``tmp``; it becomes ``target`` when the block succeeds."""
@@ -38,7 +46,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield temporary
         _fsync(temporary)  # the data is on disk before the name points at it
-        crash_point(f"before-rename:{path.name}")
+        kill_point(f"before-rename:{path.name}")
         os.replace(temporary, path)
         _fsync(path.parent)  # and the rename itself survives a power cut
     except BaseException:

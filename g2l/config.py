@@ -435,7 +435,7 @@ ALLOWED_VALUES = {
     "eval.score_gamma": _at_least(0),
     "eval.num_candidates": _at_least(1),
     "eval.batch_size": _at_least(1),
-    "train.epochs": _at_least(0),
+    "train.epochs": _at_least(1),  # 0 would make a run folder with no checkpoint
     "train.batch_size": _at_least(1),
     "train.lr": _POSITIVE,
     "train.text_lr_scale": _at_least(0),

@@ -142,3 +142,52 @@ def test_wandb_offline_run_holds_logged_keys(bench, tmp_path):
         assert key in data, key
     assert list(runs[0].glob("files/media/table/eval/examples*.table.json"))
     assert list(runs[0].glob("files/media/images/eval/score_maps*.png"))
+
+
+def test_zero_epochs_is_refused_before_anything_is_made(bench, tmp_path, capsys):
+    from g2l.cli import train_main
+    from g2l.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'train.epochs' must be at least 1, got 0"):
+        load_config(None, overrides(bench, tmp_path, **{"train.epochs": 0}))
+    assert train_main(["--config", "configs/base.yaml", *overrides(bench, tmp_path / "runs", **{"train.epochs": 0})]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: config key 'train.epochs' must be at least 1")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_huge_learning_rate_stops_in_one_sentence_and_leaves_nothing(bench, tmp_path, capsys):
+    from g2l.cli import train_main
+
+    args = overrides(bench, tmp_path / "runs", **{"log.run_name": "huge", "train.lr": 1e30})
+    assert train_main(["--config", "configs/base.yaml", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: training diverged at epoch 1, step ") and "lower train.lr (now 1e+30)" in err[-1]
+    assert "no epoch had finished" in err[-1] and not any("Traceback" in line for line in err)
+    assert not (tmp_path / "runs" / "huge").exists()  # nothing half-written: no checkpoint, no folder
+
+
+def test_divergence_keeps_the_last_good_checkpoint(bench, tmp_path, monkeypatch):
+    import g2l.train as training
+
+    real_build_loss = training.build_loss
+
+    def loss_that_diverges_in_epoch_2(cfg):
+        loss = real_build_loss(cfg)
+
+        def terms(output, batch, start_idx, end_idx, epoch, step):
+            values = loss(output, batch, start_idx, end_idx, epoch, step)
+            return {**values, "total": values["total"] * float("nan")} if epoch == 2 else values
+
+        return terms
+
+    monkeypatch.setattr(training, "build_loss", loss_that_diverges_in_epoch_2)
+    cfg = load_config(None, overrides(bench, tmp_path, **{"log.run_name": "nan", "train.epochs": 3}))
+    # 24 training videos in batches of 8: epoch 1 is steps 1-3, so the first step of epoch 2 is step 4.
+    with pytest.raises(training.TrainingDivergedError, match=r"epoch 2, step 4 \(total = nan\)") as caught:
+        training.train(cfg)
+    run = tmp_path / "nan"
+    assert "of epoch 1, is kept as the last good checkpoint" in str(caught.value)
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["epoch"] == 1 and last["global_step"] == 3
+    assert all(torch.isfinite(tensor).all() for tensor in last["model"].values() if tensor.is_floating_point())
+    assert [r["epoch"] for r in read_metrics(run)] == [1]

@@ -20,6 +20,12 @@ import numpy as np
 from g2l.engine.run_dir import append_jsonl
 
 
+def say(message: str, enabled: bool = True) -> None:
+    """A progress line on stderr (``enabled``: this is rank 0), flushed at once."""
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
 def wandb_has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True

@@ -1,5 +1,5 @@
-"""What a killed run leaves behind, and that it resumes. tools/train.py is killed at chosen points
-as ``kill -9`` would kill it, through the test-only hook G2L_TEST_CRASH_AT (g2l/crash_points.py)."""
+"""What a killed run leaves behind, and that it resumes. g2l-train is killed at chosen points as
+``kill -9`` would kill it, through the test harness tests/crash_points.py (G2L_TEST_CRASH_AT)."""
 
 import json
 import os
@@ -28,9 +28,9 @@ def bench(tmp_path_factory, tiny_text_encoder_dir):
 
 
 def train_until_killed(bench, out: Path, point: str, **extra) -> Path:
-    """Run tools/train.py into ``out/run`` and kill it at crash point ``point``."""
+    """Run g2l-train (through tests/crash_points.py) into ``out/run`` and kill it at crash point ``point``."""
     args = tiny_overrides(*bench, out, **{"log.run_name": "run", **extra})
-    proc = subprocess.run([sys.executable, "tools/train.py", "--config", "configs/base.yaml", *args], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "tests.crash_points", "--config", "configs/base.yaml", *args], cwd=REPO,
                           env=dict(os.environ, G2L_TEST_CRASH_AT=point), capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, f"not killed at {point}: {proc.stderr[-2000:]}"
     return out / "run"
