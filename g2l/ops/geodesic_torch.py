@@ -49,10 +49,11 @@ def ieee_float32_matmul():
 def _order_keys(sims: torch.Tensor) -> torch.Tensor:
     """``(c p p)`` float32 -> int64 keys, larger for a larger similarity, then for a lower index."""
     p = sims.shape[-1]
-    bits = (sims + 0.0).view(torch.int32).long()  # + 0.0 turns -0.0 into +0.0, which ties with it
-    ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)  # int32 order == float order
-    tie_break = (2**32 - 1) - torch.arange(p, device=sims.device)  # (p,)
-    return ordered * 2**32 + tie_break  # (c p p); fits int64 exactly
+    bits = (sims + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0, which ties with it
+    keys = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()  # negative floats' bits flipped: int order == float order
+    keys <<= 32  # in place: this function's cost is memory traffic over (c p p)
+    keys |= (2**32 - 1) - torch.arange(p, device=sims.device)  # (p,) the lower index, the larger key
+    return keys  # (c p p)
 
 
 def knn_graph_torch(features: torch.Tensor, k: int, valid: torch.Tensor,
@@ -132,8 +133,8 @@ def _relax_rows(nbr: torch.Tensor, cost: torch.Tensor, sources: torch.Tensor, cu
     while active.numel():
         for step in range(check_every):
             candidates = (dist[:, :, None] + cost).reshape(-1, p * k)  # (a p*k): u's dist + cost(u -> b)
-            candidates = candidates.masked_fill(candidates > cutoff, torch.inf)
             new = dist.scatter_reduce(1, nbr, candidates, reduce="amin", include_self=True)  # (a p)
+            new.masked_fill_(new > cutoff, torch.inf)  # dist <= cutoff never loses to a longer candidate
             rounds += 1
             if step == check_every - 1 or rounds >= p - 1:
                 changed = (new != dist).any(dim=1)  # (a,); unchanged rows are at the fixed point
