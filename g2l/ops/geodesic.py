@@ -13,22 +13,28 @@ features ``x``:
 * ``G[j, b] = 1 - dist(g_j, b)`` for reachable ``b`` (so ``G`` lies in ``[1 - cutoff, 1]``),
   ``0`` otherwise, and ``G[j, g_j] = 1``.
 
-Two ways to obtain the kNN rows, both feeding the same compiled (Numba) bounded Dijkstra:
+Two sets of kernels, chosen by ``kernels=`` (default ``"numba"``), give the same values on the same
+kNN graph. ``kernels="numba"`` (:mod:`g2l.ops.geodesic_numba`) runs a compiled bounded Dijkstra on
+the CPU, one parallel task per video, with two ways to obtain the kNN rows:
 
 * ``knn="lazy"`` (CPU): a Dijkstra only follows the edges of the cells it settles, so each
   settled cell's kNN row is computed on demand inside the kernel and cached across the sources
   of the same video. A row costs one dot product against every cell (``p d``) plus a partial
   top-k, or, once some rows are known, far fewer: triangle-inequality bounds from "pivot" rows
-  rule out most candidates exactly (see the comment above ``_MAX_PIVOTS``). With few reachable
+  rule out most candidates exactly (see the comment above ``geodesic_numba._MAX_PIVOTS``). With few reachable
   cells (unstructured features) the cost is a handful of rows; when most of the map lies within
   ``cutoff`` (smooth, max-pooled map features) it is a fraction of one dense Gram matrix.
 * ``knn="dense"``: the whole Gram matrix per video with torch on the features' device (a GPU
   in training), exact top-k with the same tie rule, then the Numba Dijkstra on the small
   ``(b p k)`` graph copied to the CPU.
 
-``knn="auto"`` picks dense for CUDA tensors and lazy otherwise. Both produce the same kNN graph
-up to float round-off in the similarities (a kNN choice can differ only where two candidates'
-similarities are within a few ulps of each other).
+``kernels="torch"`` (:mod:`g2l.ops.geodesic_torch`) keeps everything on the features' device:
+the same dense kNN graph, then a min-plus (Bellman-Ford) relaxation batched over every (video,
+source) row of the batch; only the small checked source indices and mask come from the host.
+
+``knn="auto"`` picks dense for CUDA tensors and for the torch kernels, lazy otherwise. Lazy and
+dense produce the same kNN graph up to float round-off in the similarities (a kNN choice can
+differ only where two candidates' similarities are within a few ulps of each other).
 
 Shapes use the axis glossary of :mod:`g2l`: ``b`` videos, ``p`` cells per video (here the valid
 cells of the ``(t t)`` map, gathered in any fixed order), ``d`` channels, ``q`` sources (sentences)
@@ -175,7 +181,7 @@ def _closeness_torch(x, is_torch: bool, valid_np: np.ndarray, flat: np.ndarray, 
 # ---------------------------------------------------------------------------------------------
 
 
-def knn_graph(features, k: int = 5, valid=None, max_chunk_elements: int = 1 << 26):
+def knn_graph(features, k: int = 5, valid=None, max_chunk_elements: int = 1 << 24):
     """Dense exact kNN graph per video, computed with torch on the features' device.
 
     Args:

@@ -57,7 +57,7 @@ def _order_keys(sims: torch.Tensor) -> torch.Tensor:
 
 
 def knn_graph_torch(features: torch.Tensor, k: int, valid: torch.Tensor,
-                    max_chunk_elements: int = 1 << 26) -> tuple[torch.Tensor, torch.Tensor]:
+                    max_chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact kNN graph per video, on the features' device.
 
     Args:
@@ -66,7 +66,8 @@ def knn_graph_torch(features: torch.Tensor, k: int, valid: torch.Tensor,
         k: neighbours per cell; every video must have more than ``k`` valid cells (checked by the
             caller).
         valid: ``(b p)`` bool mask on the same device; invalid cells are never neighbours.
-        max_chunk_elements: bound on ``videos * p * p`` similarities held at once.
+        max_chunk_elements: bound on ``videos * p * p`` similarities held at once (about 20 bytes
+            each at the peak, with their sort keys: 320 MiB at the default).
     Returns:
         ``knn_idx (b p k)`` int64 and ``knn_cost (b p k)`` float64 ``max(0, 1 - cos)``, rows in
         decreasing similarity, ties broken by the lower index; rows of invalid cells are filled
