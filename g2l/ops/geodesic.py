@@ -162,7 +162,7 @@ def _closeness_torch(x, is_torch: bool, valid_np: np.ndarray, flat: np.ndarray, 
                      k: int, cutoff: float):
     """The torch kernels on the videos that have sources; the features never leave their device
     (only the small checked source indices and mask travel to it)."""
-    x = x if is_torch else torch.from_numpy(x)
+    x = x if is_torch else torch.from_numpy(np.ascontiguousarray(x))
     num_videos, p, _ = x.shape
     counts = np.diff(offsets)
     with_sources = np.nonzero(counts > 0)[0]

@@ -147,6 +147,14 @@ def test_dtypes_match_numba_on_the_same_graph(dtype):
     assert (G > 0).sum() > 20
 
 
+def test_numpy_in_numpy_out_any_layout():
+    rng = np.random.default_rng(26)
+    features = rng.standard_normal((2, 50, 6))[:, ::-1]  # float64, negative strides
+    G = geodesic_closeness_batch(features, [[0, 3], [7]], kernels="torch")
+    assert isinstance(G, np.ndarray) and G.dtype == np.float32 and G.shape == (3, 50)
+    np.testing.assert_array_equal(G, geodesic_closeness_batch(features, [[0, 3], [7]], knn="dense"))
+
+
 def test_no_gradient_and_disconnected_clusters():
     """Two orthogonal clusters: sources reach their own cluster only (k < cluster size)."""
     rng = np.random.default_rng(23)
