@@ -72,6 +72,19 @@ def _check_k_cutoff(k: int, cutoff: float) -> None:
         raise ValueError(f"geodesic closeness: cutoff must be a finite number >= 0, got {cutoff!r}.")
 
 
+def _sources_to_host(sources: Sequence) -> Sequence:
+    """Integer index tensors of at most one dimension (e.g. on a GPU) come to the host in one copy,
+    not one per video; anything else is left to :func:`_pack_sources` to check item by item."""
+    tensors = [src for src in sources if isinstance(src, torch.Tensor)]
+    if len(tensors) != len(sources) or not tensors or any(
+            src.ndim > 1 or src.dtype.is_floating_point or src.dtype.is_complex or src.dtype == torch.bool
+            for src in tensors):
+        return sources
+    lengths = [src.numel() for src in tensors]
+    flat = torch.cat([src.detach().reshape(-1) for src in tensors]).cpu().numpy()
+    return [part.reshape(src.shape) for part, src in zip(np.split(flat, np.cumsum(lengths)[:-1]), tensors)]
+
+
 def _pack_sources(sources: Sequence, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """List of ``b`` 1-D index arrays -> ``(q,)`` int64 indices and ``(b+1,)`` offsets, checked."""
     num_videos, p = valid.shape
@@ -80,6 +93,7 @@ def _pack_sources(sources: Sequence, valid: np.ndarray) -> tuple[np.ndarray, np.
             f"geodesic closeness: got {len(sources)} source arrays for {num_videos} videos; "
             "pass one 1-D array of source cell indices per video."
         )
+    sources = _sources_to_host(sources)
     packed, offsets = [], [0]
     for v, src in enumerate(sources):
         if isinstance(src, torch.Tensor):

@@ -190,3 +190,18 @@ def test_cuda_matches_cpu():
     dist_cpu = bounded_shortest_paths(*args, 0.5)
     dist_cuda = bounded_shortest_paths(*[a.cuda() for a in args], 0.5)
     torch.testing.assert_close(dist_cuda.cpu(), dist_cpu, rtol=0, atol=0)
+
+
+def test_tensor_sources_equal_array_sources():
+    """Index tensors (one host copy for the batch) give what arrays give; bad ones are still named."""
+    rng = np.random.default_rng(27)
+    features = torch.from_numpy(rng.standard_normal((3, 40, 5)).astype(np.float32))
+    arrays = [np.array([0, 39]), np.array([], dtype=np.int64), np.array([7])]
+    tensors = [torch.tensor([0, 39], dtype=torch.int32), torch.tensor([], dtype=torch.int64), torch.tensor(7)]
+    for kernels in ("numba", "torch"):
+        expected = geodesic_closeness_batch(features, arrays, kernels=kernels)
+        torch.testing.assert_close(geodesic_closeness_batch(features, tensors, kernels=kernels), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="integer"):
+        geodesic_closeness_batch(features, [torch.tensor([0.0]), torch.tensor([1]), torch.tensor([2])])
+    with pytest.raises(ValueError, match="source index 40 of video 2"):
+        geodesic_closeness_batch(features, [torch.tensor([0]), torch.tensor([1]), torch.tensor([40])], kernels="torch")
