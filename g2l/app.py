@@ -1,41 +1,69 @@
 """The web app (``g2l-app``, the optional extra ``g2l[app]``): upload a video or pick the shipped
-example, type queries, press Ground; per query the ranked moments, the ``--plot`` picture
-(timeline, score map, a bar per word of the explanation) and a player that jumps to a moment.
+example, type queries, press Ground; one table of the ranked moments of every query (click a row
+and the player jumps to it), the ``--plot`` picture (timeline with the optional ground truth, score
+map, a bar per word of the explanation) and a status line with the timing.
 
 A video is encoded once, when it is uploaded (with a progress bar), and every Ground reuses it.
-Bad input (not a video, a video the decoder rejects, no query) shows the library's one-sentence
-message, the one ``g2l-ground`` prints after ``error:``, and the app keeps serving. The command
-line (``g2l.cli.app_main``) parses the arguments and launches it; this module only builds it.
+Limits keep one user from holding the server: videos longer than ``max_video_s`` are refused from
+their duration, before any frame is decoded, and at most ``max_queries`` query lines are grounded
+at once; requests wait in Gradio's queue (``concurrency`` at a time), which shows each user their
+place. Bad input (not a video, a video the decoder rejects, no query, a query with no letters, a
+malformed ground truth) shows the library's one-sentence message, the one ``g2l-ground`` prints
+after ``error:``, with the file's name rather than the server's temporary path, and the app keeps
+serving. Figures are written small into a temporary folder that is removed when the process exits.
+The command line (``g2l.cli.app_main``) parses the arguments and launches it; this module only
+builds it.
 """
 
 from __future__ import annotations
 
+import atexit
 import html
+import os
+import shutil
 import tempfile
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 from g2l.errors import G2LError
 from g2l.explain import explain_top_moment
-from g2l.inference import Grounder, GroundingError
+from g2l.inference import Grounder, GroundingError, check_queries
 from g2l.plots import plot_grounding
 
 NO_VIDEO = "no video yet: upload a video file or press 'Use the example video'"
 CACHED_VIDEOS = 4  # encoded videos kept (most recent uploads)
+MAX_VIDEO_S = 20 * 60.0  # longest video accepted, seconds
+MAX_QUERIES = 20  # most query lines grounded at once
+CONCURRENCY = 1  # requests worked on at once; the others wait in the queue and see their place
+QUEUE_SIZE = 32  # requests waiting at most; beyond, Gradio asks the user to retry
+KEPT_FIGURES = 8  # figures kept on disk (the most recent)
+FIGURE_WIDTH_IN, FIGURE_DPI, FIGURE_MAX_HEIGHT_PX = 12.0, 72, 1800
 
-# Clicking a moment seeks the player to its start: runs in the browser, no round trip.
-JUMP_JS = """(choice) => {
-  const seconds = parseFloat(String(choice || "").split("@").pop());
+# A click on a row of the moments table seeks the player to the row's start: runs in the browser,
+# no round trip; one listener on the document serves every table the app ever renders.
+SEEK_JS = """<script>
+document.addEventListener("click", (event) => {
+  const row = event.target.closest ? event.target.closest("tr.g2l-moment") : null;
   const video = document.querySelector("#g2l-player video");
-  if (video && !Number.isNaN(seconds)) { video.currentTime = seconds; video.play().catch(() => {}); }
-  return choice;
-}"""
+  if (!row || !video) return;
+  video.currentTime = parseFloat(row.dataset.start);
+  video.play().catch(() => {});
+  document.querySelectorAll("tr.g2l-moment.g2l-playing").forEach((r) => r.classList.remove("g2l-playing"));
+  row.classList.add("g2l-playing");
+});
+</script>"""
 
 CSS = """
 #g2l-status .g2l-error { color: #b00020; font-weight: 600; }
 #g2l-moments table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.8em; }
 #g2l-moments td, #g2l-moments th { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; }
+#g2l-moments td.g2l-query-cell { text-align: left; font-weight: 600; vertical-align: top; }
+#g2l-moments tr.g2l-moment { cursor: pointer; }
+#g2l-moments tr.g2l-moment:hover { background: #eef3ff; }
+#g2l-moments tr.g2l-playing { background: #dde7ff; }
 #g2l-moments .g2l-bar { display: inline-block; height: 0.8em; vertical-align: middle; }
+#g2l-moments .g2l-relative { font-size: 0.85em; color: #555; }
 """
 
 
@@ -60,96 +88,186 @@ class VideoCache:
         return self._videos[key]
 
 
+def check_video_length(path: str, max_video_s: float) -> float:
+    """The video's duration from its container, before any frame is decoded; longer than
+    ``max_video_s`` is refused with a sentence."""
+    from g2l.video.decoding import probe_video
+
+    duration_s = probe_video(path).duration_s
+    if duration_s > max_video_s:
+        raise GroundingError(f"video {Path(path).name} is {duration_s / 60:.1f} min long and this app takes videos of "
+                             f"at most {max_video_s / 60:g} min; cut it or run g2l-ground --window on it")
+    return duration_s
+
+
+def app_queries(text: str | None, max_queries: int) -> list[str]:
+    """The non-blank lines of the queries box, at most ``max_queries`` of them, each with letters."""
+    queries = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not queries:
+        raise GroundingError("every query must be a non-empty sentence")
+    if len(queries) > max_queries:
+        raise GroundingError(f"{len(queries)} queries were given and this app grounds at most {max_queries} at once; "
+                             "remove some lines")
+    return check_queries(queries)
+
+
+def parse_ground_truths(text: str | None, num_queries: int) -> list | None:
+    """The optional ground-truth box: one ``START END`` (seconds) line per query, a blank line for
+    none; empty gives None."""
+    lines = [line.strip() for line in (text or "").rstrip().splitlines()]
+    if not any(lines):
+        return None
+    if len(lines) > num_queries:
+        raise GroundingError(f"{len(lines)} ground-truth lines were given for {num_queries} queries; write one "
+                             "'START END' line per query (blank for none)")
+    truths = []
+    for number, line in enumerate(lines + [""] * (num_queries - len(lines)), start=1):
+        if not line:
+            truths.append(None)
+            continue
+        try:
+            start_s, end_s = (float(x) for x in line.replace(",", " ").split())
+        except ValueError:
+            start_s = end_s = float("nan")
+        if not (0 <= start_s < end_s):
+            raise GroundingError(f"ground-truth line {number} ({line[:30]!r}) is not 'START END' in seconds with "
+                                 "START before END; write it like '2.5 12.0'")
+        truths.append((start_s, end_s))
+    return truths
+
+
+def user_message(error: Exception, path: str | None) -> str:
+    """The library's sentence with the server's temporary path of an upload replaced by its file name."""
+    message = str(error)
+    if path:
+        for shown in {str(path), str(Path(path).resolve())}:
+            message = message.replace(shown, Path(path).name)
+    return message
+
+
 def error_html(message: str) -> str:
     return f'<div class="g2l-error">error: {html.escape(message)}</div>'
 
 
 def moments_html(results, explanations) -> str:
-    """Per query: a table of its ranked moments (exact values in data- attributes) and its word values."""
-    parts = []
-    for q, (result, explanation) in enumerate(zip(results, explanations)):
-        rows = "".join(
-            f'<tr class="g2l-moment" data-query="{q}" data-rank="{rank}" data-start="{m.start_s!r}" '
-            f'data-end="{m.end_s!r}" data-score="{m.score!r}"><td>#{rank}</td><td>{m.start_s:.2f}</td>'
-            f"<td>{m.end_s:.2f}</td><td>{m.score:.3f}</td></tr>"
-            for rank, m in enumerate(result.moments, start=1))
-        parts.append(f'<h4 class="g2l-query" data-query="{q}">{html.escape(result.query)}</h4>'
-                     f"<table><tr><th>rank</th><th>start s</th><th>end s</th><th>score</th></tr>{rows}</table>")
-        if explanation is not None:
-            scale = max((abs(w.value) for w in explanation.words), default=0.0) or 1.0
-            how = "exact" if explanation.exact else "sampled"
-            words = "".join(
-                f'<tr class="g2l-word" data-query="{q}" data-word="{html.escape(w.word)}" data-value="{w.value!r}">'
-                f"<td>{html.escape(w.word)}</td><td>{w.value:+.4f}</td><td style='text-align:left'>"
-                f'<span class="g2l-bar" style="width:{int(80 * abs(w.value) / scale)}px;background:'
-                f'{"#2e7d32" if w.value >= 0 else "#c62828"}"></span></td></tr>'
-                for w in explanation.words)
-            m = explanation.moment
-            parts.append(f"<p>Why {m.start_s:.1f}-{m.end_s:.1f} s: each word's Shapley value for this moment's score "
-                         f"({how}; they sum to {explanation.value_all:.3f} - {explanation.value_none:.3f}, the score "
-                         f"with and without the words)</p><table>{words}</table>")
+    """One table of every query's ranked moments (a row seeks the player; exact values in data-
+    attributes), then each explained query's word values and what they are relative to."""
+    rows = []
+    for q, result in enumerate(results):
+        for rank, m in enumerate(result.moments, start=1):
+            query_cell = (f'<td class="g2l-query-cell" rowspan="{len(result.moments)}">{html.escape(result.query)}</td>'
+                          if rank == 1 else "")
+            rows.append(f'<tr class="g2l-moment" data-query="{q}" data-rank="{rank}" data-start="{m.start_s!r}" '
+                        f'data-end="{m.end_s!r}" data-score="{m.score!r}" title="play from {m.start_s:.1f} s">'
+                        f"{query_cell}<td>#{rank}</td><td>{m.start_s:.2f}</td><td>{m.end_s:.2f}</td>"
+                        f"<td>{m.score:.3f}</td></tr>")
+    parts = ["<table><tr><th>query</th><th>rank</th><th>start s</th><th>end s</th><th>score</th></tr>"
+             f"{''.join(rows)}</table>"]
+    for q, explanation in enumerate(explanations):
+        if explanation is None:
+            continue
+        scale = max((abs(w.value) for w in explanation.words), default=0.0) or 1.0
+        how = "exact" if explanation.exact else "sampled"
+        words = "".join(
+            f'<tr class="g2l-word" data-query="{q}" data-word="{html.escape(w.word)}" data-value="{w.value!r}">'
+            f"<td>{html.escape(w.word)}</td><td>{w.value:+.4f}</td><td style='text-align:left'>"
+            f'<span class="g2l-bar" style="width:{int(80 * abs(w.value) / scale)}px;background:'
+            f'{"#2e7d32" if w.value >= 0 else "#c62828"}"></span></td></tr>'
+            for w in explanation.words)
+        m = explanation.moment
+        parts.append(f'<p>Why {m.start_s:.1f}-{m.end_s:.1f} s for <b>{html.escape(explanation.query)}</b> '
+                     f'(word Shapley values, {how}):<br><span class="g2l-relative">{html.escape(explanation.relative_to)}'
+                     f"</span></p><table>{words}</table>")
     return f'<div id="g2l-moments-list">{"".join(parts)}</div>'
 
 
 def build_app(grounder: Grounder, *, example_video: str | Path | None = None, example_queries: list[str] | None = None,
-              top_k: int = 5, title: str = "g2l: find when a sentence happens in a video"):
-    """The Gradio Blocks of the app (launch it with ``.launch(server_name=..., server_port=...)``)."""
+              top_k: int = 5, max_video_s: float = MAX_VIDEO_S, max_queries: int = MAX_QUERIES,
+              concurrency: int = CONCURRENCY, queue_size: int = QUEUE_SIZE, explain_target: str = "runner_up",
+              title: str = "g2l: find when a sentence happens in a video"):
+    """The Gradio Blocks of the app, queued (launch it with ``launch``). ``max_video_s``: the
+    longest video accepted (seconds, checked from the container before decoding); ``max_queries``:
+    the most query lines per Ground; ``concurrency``: requests worked on at once (the rest wait in
+    a queue of at most ``queue_size`` and see their place); ``explain_target``: what the word
+    values explain (``g2l.explain.TARGETS``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (read when gradio is imported)
     import gradio as gr
 
     videos = VideoCache(grounder)
     figures = Path(tempfile.mkdtemp(prefix="g2l-app-"))
+    atexit.register(shutil.rmtree, figures, True)
+
+    def load(path, progress):
+        """The encoded video at ``path``: its length checked first, encoded once."""
+        check_video_length(path, max_video_s)
+        return videos.get(path, progress=lambda fraction: progress(fraction, desc="Encoding the video"))
 
     def encode(path, progress=gr.Progress()):
-        """On upload: decode and encode the video once; the player shows it."""
+        """On upload: check the length, decode and encode the video once; the player shows it."""
         if not path:
             return None, "", None
+        began = time.perf_counter()
         try:
             progress(0.0, desc="Encoding the video")
-            video = videos.get(path, progress=lambda fraction: progress(fraction, desc="Encoding the video"))
+            video = load(path, progress)
         except G2LError as error:
-            return None, error_html(str(error)), None
-        return path, f"<div>{html.escape(Path(path).name)}: {video.duration_s:.1f} s, encoded</div>", path
+            return None, error_html(user_message(error, path)), None
+        return path, (f"<div>{html.escape(Path(path).name)}: {video.duration_s:.1f} s, encoded in "
+                      f"{time.perf_counter() - began:.1f} s</div>"), path
 
     def use_example():
         queries = "\n".join(example_queries or [])
         return str(example_video), queries
 
-    def ground(path, text, explain, progress=gr.Progress()):
-        empty = ("", None, gr.update(choices=[], value=None))
-        queries = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    def ground(path, text, truths_text, explain, progress=gr.Progress()):
+        began = time.perf_counter()
         try:
+            queries = app_queries(text, max_queries)
+            truths = parse_ground_truths(truths_text, len(queries))
             if not path:
                 raise GroundingError(NO_VIDEO)
-            video = videos.get(path, progress=lambda fraction: progress(fraction, desc="Encoding the video"))
+            video = load(path, progress)
             results = grounder.ground(video, queries, top_k=top_k, keep_maps=True)
             explanations = [None] * len(results)
             if explain:
-                explanations = [explain_top_moment(grounder, video, r.query) for r in results]
-            figure = figures / f"grounding_{videos.encodings}_{abs(hash((path, tuple(queries))))}.png"
-            plot_grounding(str(figure), Path(path).name, video.duration_s, results, explanations if explain else None)
+                explanations = []
+                for q, r in enumerate(results):
+                    progress(q / len(results), desc="Explaining the top moments")
+                    explanations.append(explain_top_moment(grounder, video, r.query, target=explain_target))
+            figure = figures / f"grounding_{time.monotonic_ns()}.png"
+            height_in = 2.6 * len(results) + 0.5
+            plot_grounding(str(figure), Path(path).name, video.duration_s, results, explanations if explain else None,
+                           truths, dpi=max(24, min(FIGURE_DPI, int(FIGURE_MAX_HEIGHT_PX / height_in))),
+                           width_in=FIGURE_WIDTH_IN)
+            for old in sorted(figures.glob("grounding_*.png"))[:-KEPT_FIGURES]:
+                old.unlink(missing_ok=True)
         except G2LError as error:
-            return (error_html(str(error)), *empty)
-        choices = [(f"{r.query[:40]} #{rank}: {m.start_s:.1f}-{m.end_s:.1f} s", f"q{q}r{rank}@{m.start_s!r}")
-                   for q, r in enumerate(results) for rank, m in enumerate(r.moments, start=1)]
-        status = f"<div>grounded {len(results)} quer{'y' if len(results) == 1 else 'ies'}</div>"
-        return status, moments_html(results, explanations), str(figure), gr.update(choices=choices, value=None)
+            return error_html(user_message(error, path)), "", None
+        seconds = time.perf_counter() - began
+        what = f"grounded {len(results)} quer{'y' if len(results) == 1 else 'ies'}"
+        status = (f"<div>{what}{' and explained them' if explain else ''} in {seconds:.1f} s on "
+                  f"{html.escape(Path(path).name)}: click a row to play its moment</div>")
+        return status, moments_html(results, explanations), str(figure)
 
     with gr.Blocks(title="g2l") as app:
         gr.Markdown(f"## {title}\nUpload a video (or use the example), write one query per line, press **Ground**. "
-                    "Click a moment to play it.")
+                    f"Click a row of the table to play its moment. Videos up to {max_video_s / 60:g} min, "
+                    f"up to {max_queries} queries.")
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Video file", file_count="single", type="filepath", elem_id="g2l-upload")
                 example = gr.Button("Use the example video", elem_id="g2l-example",
                                     visible=example_video is not None)
-                queries = gr.Textbox(label="Queries, one per line", lines=3, elem_id="g2l-queries")
+                queries = gr.Textbox(label=f"Queries, one per line (at most {max_queries})", lines=3,
+                                     elem_id="g2l-queries")
+                truths = gr.Textbox(label="Ground truth, optional: 'START END' in seconds, one line per query",
+                                    lines=1, elem_id="g2l-truths", placeholder="2.5 12.0")
                 explain = gr.Checkbox(value=True, label="Explain each top moment (Shapley value of each word)",
                                       elem_id="g2l-explain")
                 go = gr.Button("Ground", variant="primary", elem_id="g2l-ground")
                 status = gr.HTML(elem_id="g2l-status")
             with gr.Column(scale=1):
                 player = gr.Video(label="Video", interactive=False, elem_id="g2l-player")
-                jump = gr.Radio(label="Jump to a moment", choices=[], elem_id="g2l-jump")
         moments = gr.HTML(elem_id="g2l-moments")
         figure = gr.Image(label="Timeline, score map and word values (as g2l-ground --plot)", type="filepath",
                           elem_id="g2l-figure", interactive=False)
@@ -159,14 +277,21 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
         upload.clear(lambda: (None, "", None), outputs=[player, status, current])
         example.click(use_example, outputs=[upload, queries]).then(encode, inputs=upload,
                                                                    outputs=[player, status, current])
-        go.click(ground, inputs=[current, queries, explain], outputs=[status, moments, figure, jump])
-        jump.change(None, inputs=jump, js=JUMP_JS)
+        go.click(ground, inputs=[current, queries, truths, explain], outputs=[status, moments, figure])
+    app.queue(default_concurrency_limit=concurrency, max_size=queue_size, status_update_rate="auto")
     app.g2l_videos = videos  # the cache, for tests
+    app.g2l_figures = figures  # the temporary folder, removed at exit (and by ``launch`` when it returns)
     return app
 
 
 def launch(app, *, host: str, port: int, example_video: str | Path | None = None) -> None:
-    """Serve until interrupted (binds ``host``: 127.0.0.1 unless asked otherwise)."""
+    """Serve until interrupted (binds ``host``: 127.0.0.1 unless asked otherwise), without a share
+    link or Gradio's banner (the command line prints the address); the figures go when it returns."""
     allowed = [str(Path(example_video).resolve().parent)] if example_video else []
-    app.launch(server_name=host, server_port=port, inbrowser=False, share=False, show_error=False,
-               allowed_paths=allowed, css=CSS)
+    try:
+        app.launch(server_name=host, server_port=port, inbrowser=False, share=False, show_error=False, quiet=True,
+                   allowed_paths=allowed, css=CSS, head=SEEK_JS)
+    finally:
+        folder = getattr(app, "g2l_figures", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -224,7 +224,7 @@ def describe_target(target: str, value_all: float, value_none: float, num_cells:
     """The sentence that says what the word values are relative to."""
     what = {
         "mean": f"the top moment's score minus the mean score of all {num_cells} moments of its map",
-        "runner_up": "the top moment's score minus that of the best moment NMS keeps beside it",
+        "runner_up": "the top moment's lead over its runner-up (its score minus that of the best moment NMS keeps beside it)",
         "raw": "the top moment's score",
     }[target]
     return (f"each word's share of {what}: they sum to {value_all:+.3f} with the whole query minus "
