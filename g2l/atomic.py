@@ -29,6 +29,15 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def sync_folder(folder: str | Path) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk (before it is renamed into place)."""
+    folder = Path(folder)
+    for path in folder.iterdir():
+        if path.is_file():
+            _fsync(path)
+    _fsync(folder)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """``with atomic_path(target) as tmp:`` write ``tmp``; it becomes ``target`` when the block succeeds."""
