@@ -15,7 +15,10 @@
 Loading treats the folder as untrusted, as a checkpoint (README, *Safety*): weights come only from
 safetensors (no pickle), configs only from JSON, tokenizer files only under the fixed names, and
 every field goes through ``check_untrusted_fields`` before anything is built; no file of the
-folder is ever imported or run. A hub repo id (``org/name``) is fetched with huggingface_hub's
+folder is ever imported or run. Each file is read only if it is a regular file inside the folder
+(g2l/safe_files.py: a link out of it, a FIFO or a device is refused) and within the size bounds
+of g2l/limits.py. Export writes a new folder beside ``out_dir`` and renames it into place, so an
+earlier export is replaced whole or left as it was; export and upload copy only the layout's files. A hub repo id (``org/name``) is fetched with huggingface_hub's
 ``snapshot_download`` into the standard cache (``HF_HUB_CACHE``), only the files above, once;
 with ``HF_HUB_OFFLINE=1`` the cached copy is used.
 """
