@@ -205,3 +205,13 @@ def test_a_hub_snapshot_may_link_into_its_own_cache_folder_only(exported, tmp_pa
     os.symlink("../../../secret.txt", snapshot / "tokenizer.json")
     with pytest.raises(G2LError, match="tokenizer.json is a link to .*outside the folder"):
         load_model_source("org/tiny")
+
+
+@posix
+def test_a_floors_file_that_is_a_fifo_is_refused(full_checkpoint, tmp_path, deadline):
+    from g2l.engine.pretrained import export_pretrained
+
+    os.mkfifo(tmp_path / "floors.json")
+    with pytest.raises(G2LError, match="floors file .* is not a regular file"):
+        export_pretrained(full_checkpoint, tmp_path / "out", floors=tmp_path / "floors.json")
+    assert not (tmp_path / "out").exists()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from g2l.atomic import sync_folder
 from g2l.limits import MAX_TEXT_FILE_BYTES, MAX_WEIGHTS_BYTES
-from g2l.safe_files import open_regular_file, read_text_file
+from g2l.safe_files import UnsafeFileError, open_regular_file, read_text_file
 from g2l.engine.checkpoint import (
     FORMAT,
     TEXT_BACKBONE_PREFIX,
@@ -282,8 +282,10 @@ def _read_floors(floors: str | Path | dict | None) -> dict:
         return {}
     if not isinstance(floors, dict):
         try:
-            floors = json.loads(Path(floors).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            floors = json.loads(read_text_file(floors, what=f"floors file {floors}", max_bytes=MAX_TEXT_FILE_BYTES))
+        except UnsafeFileError:  # a FIFO, a device, too big: its own sentence
+            raise
+        except (OSError, ValueError, RecursionError) as error:
             raise CheckpointError(f"floors file {floors} could not be read as JSON ({type(error).__name__}); pass "
                                   "the file g2l-baselines --json wrote") from None
     if not isinstance(floors, dict) or not all(isinstance(v, dict) for v in floors.values()):
