@@ -33,6 +33,15 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def sync_folder(folder: str | Path) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk (before it is renamed into place)."""
+    folder = Path(folder)
+    for path in folder.iterdir():
+        if path.is_file():
+            _fsync(path)
+    _fsync(folder)
+
+
 def kill_point(name: str) -> None:
     """A named point where a killed process leaves files worth testing; does nothing (see above)."""
 

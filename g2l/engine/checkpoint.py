@@ -14,8 +14,10 @@ A checkpoint is a dict::
 
 from __future__ import annotations
 
+import os
 import random
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -97,29 +99,38 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint without executing code; a bad file is a CheckpointError."""
+    """Read a checkpoint without executing code; a bad file is a CheckpointError. The file must
+    be a regular file (a link to one is fine) within the size bounds of g2l/limits.py, its zip
+    members are sized before ``torch.load`` reads them, and its weights are checked after."""
+    from g2l.limits import MAX_WEIGHTS_BYTES, check_state_tensors, check_zip_members
+    from g2l.safe_files import open_regular_file
+
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory; pass a checkpoint file (e.g. runs/<name>/checkpoints/best.pt)")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
-        # torch's own message suggests loading with weights_only=False, which would run the file's
-        # code: it is never shown, only what it found.
-        text = str(error)
-        if "Weights only load failed" in text:
-            found = re.search(r"GLOBAL (\S+)", text)
-            what = f" ({found.group(1)})" if found else ""
+        file = open_regular_file(path, what=f"checkpoint {path}", max_bytes=MAX_WEIGHTS_BYTES)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path") from None
+    with file:
+        check_zip_members(file, os.fstat(file.fileno()).st_size, f"checkpoint {path}")
+        try:
+            payload = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
+            # torch's own message suggests loading with weights_only=False, which would run the file's
+            # code: it is never shown, only what it found.
+            text = str(error)
+            if "Weights only load failed" in text:
+                found = re.search(r"GLOBAL (\S+)", text)
+                what = f" ({found.group(1)})" if found else ""
+                raise CheckpointError(
+                    f"checkpoint {path} could not be loaded safely: it holds pickled Python objects{what}, which g2l "
+                    "refuses (a g2l checkpoint holds only tensors and plain values); do not use this file"
+                ) from None
             raise CheckpointError(
-                f"checkpoint {path} could not be loaded safely: it holds pickled Python objects{what}, which g2l refuses "
-                "(a g2l checkpoint holds only tensors and plain values); do not use this file"
+                f"checkpoint {path} could not be read: it is truncated or corrupt, or not a checkpoint; copy it again "
+                "or use another"
             ) from None
-        raise CheckpointError(
-            f"checkpoint {path} could not be read: it is truncated or corrupt, or not a checkpoint; copy it again "
-            "or use another"
-        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a g2l checkpoint (no 'format: {FORMAT}' inside)")
     check_untrusted_fields(payload, f"checkpoint {path}")
@@ -129,17 +140,28 @@ def load_checkpoint(path: str | Path) -> dict:
 def check_untrusted_fields(payload: dict, source: str) -> None:
     """A checkpoint is data from anywhere: every field that g2l later turns into files, imports or
     names must have the expected shape, or the whole checkpoint is refused before anything is built."""
+    from g2l.limits import check_model_sizes, check_state_tensors, check_text_sizes
     from g2l.models.text_encoder import TextEncoderError, check_text_backbone_spec
 
     if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("model"), dict):
         raise CheckpointError(f"{source} has no config or model weights inside; it is not a complete g2l checkpoint")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["model"].items()):
         raise CheckpointError(f"{source} has model weights that are not all named tensors; it is not a g2l checkpoint or is corrupt")
+    check_state_tensors(payload["model"], source)
+    model, data = payload["config"].get("model"), payload["config"].get("data")
+    if isinstance(model, dict) and isinstance(data, dict):
+        check_model_sizes(model, data, payload["model"], source)
     if payload.get("text_backbone") is not None:
         try:
             check_text_backbone_spec(payload["text_backbone"], source)
         except TextEncoderError as error:
             raise CheckpointError(str(error)) from None
+        check_text_sizes(payload["text_backbone"]["config"], payload["model"], TEXT_BACKBONE_PREFIX, source)
+    best = payload.get("best", {})
+    if not (isinstance(best, dict) and all(isinstance(k, str) and (v is None or isinstance(v, (int, float, str)))
+                                           for k, v in best.items())):
+        raise CheckpointError(f"{source} has malformed metrics (best: not a mapping of names to numbers); it is "
+                              "not a g2l checkpoint or is corrupt")
     frame = payload.get("frame_encoder")
     if frame is not None and not (
         isinstance(frame, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float, bool, list, type(None))) for k, v in frame.items())
@@ -207,6 +229,7 @@ def model_from_checkpoint(payload: dict, source: str, overrides: list[str] | Non
     """``(model, cfg)`` from a loaded checkpoint; the text encoder is rebuilt without network when
     its files travel inside. ``overrides`` (dotted) may change data paths and evaluation settings."""
     from g2l.config import ConfigError, apply_overrides, config_from_dict
+    from g2l.limits import check_model_sizes
     from g2l.models.grounding import build_model
 
     try:
@@ -214,6 +237,7 @@ def model_from_checkpoint(payload: dict, source: str, overrides: list[str] | Non
     except ConfigError as error:
         raise CheckpointError(f"checkpoint {source} holds a config this version cannot read ({error})") from None
     apply_overrides(cfg, overrides or [])
+    check_model_sizes(asdict(cfg.model), asdict(cfg.data), payload["model"], source)  # overrides too, before building
     model = build_model(cfg, text_spec=payload.get("text_backbone"), source=f"checkpoint {source}", for_checkpoint=True)
     load_model_state(model, payload["model"], source)
     return model, cfg

@@ -15,7 +15,10 @@
 Loading treats the folder as untrusted, as a checkpoint (README, *Safety*): weights come only from
 safetensors (no pickle), configs only from JSON, tokenizer files only under the fixed names, and
 every field goes through ``check_untrusted_fields`` before anything is built; no file of the
-folder is ever imported or run. A hub repo id (``org/name``) is fetched with huggingface_hub's
+folder is ever imported or run. Each file is read only if it is a regular file inside the folder
+(g2l/safe_files.py: a link out of it, a FIFO or a device is refused) and within the size bounds
+of g2l/limits.py. Export writes a new folder beside ``out_dir`` and renames it into place, so an
+earlier export is replaced whole or left as it was; export and upload copy only the layout's files. A hub repo id (``org/name``) is fetched with huggingface_hub's
 ``snapshot_download`` into the standard cache (``HF_HUB_CACHE``), only the files above, once;
 with ``HF_HUB_OFFLINE=1`` the cached copy is used.
 """
@@ -23,10 +26,14 @@ with ``HF_HUB_OFFLINE=1`` the cached copy is used.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
-from g2l.atomic import write_text_atomic
+from g2l.atomic import sync_folder
+from g2l.limits import MAX_TEXT_FILE_BYTES, MAX_WEIGHTS_BYTES
+from g2l.safe_files import UnsafeFileError, open_regular_file, read_text_file
 from g2l.engine.checkpoint import (
     FORMAT,
     TEXT_BACKBONE_PREFIX,
@@ -64,7 +71,8 @@ def looks_like_repo_id(source: str) -> bool:
 
 
 def download_repo(repo_id: str) -> Path:
-    """The cached snapshot of hub repo ``repo_id`` (downloaded once: only the layout's files)."""
+    """The cached snapshot of hub repo ``repo_id`` (downloaded once: only the layout's files). Its
+    files are links into the repo's ``blobs/`` folder, two levels up (``models--ORG--NAME``)."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError:  # pragma: no cover - a dependency of transformers
@@ -81,35 +89,53 @@ def download_repo(repo_id: str) -> Path:
         ) from None
 
 
-def _read_json(folder: Path, name: str, source: str, *, required: bool = True):
-    path = folder / name
-    if not path.is_file():
+def _read_text(folder: Path, name: str, source: str, within: Path) -> str | None:
+    """The text of ``folder/name``, or None when there is none: only a regular file that resolves
+    inside ``within`` and is at most ``MAX_TEXT_FILE_BYTES`` is read (g2l/safe_files.py)."""
+    try:
+        return read_text_file(folder / name, what=f"{source}: {name}", max_bytes=MAX_TEXT_FILE_BYTES, within=within)
+    except FileNotFoundError:
+        return None
+
+
+def _read_json(folder: Path, name: str, source: str, within: Path, *, required: bool = True):
+    text = _read_text(folder, name, source, within)
+    if text is None:
         if required:
             raise CheckpointError(f"{source} has no {name}; it is not a complete g2l model folder (see g2l-export)")
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:  # bad JSON, a huge integer, nesting deeper than Python recurses
         raise CheckpointError(f"{source}: {name} could not be read as JSON ({type(error).__name__}); "
                               "the folder is corrupt, copy it again") from None
 
 
-def load_pretrained(folder: str | Path, source: str | None = None) -> dict:
+def load_pretrained(folder: str | Path, source: str | None = None, *, within: str | Path | None = None) -> dict:
     """A checkpoint-shaped payload (``format, config, model, text_backbone, frame_encoder, best``)
-    from a folder written by ``export_pretrained``, checked like a checkpoint."""
+    from a folder written by ``export_pretrained``, checked like a checkpoint. Only the layout's
+    files are read, each only if it is a regular file inside ``within`` (default: the folder
+    itself; a hub snapshot's files are links into its cache folder) and within its size bound."""
     from safetensors import SafetensorError, safe_open
 
     from g2l.models.text_encoder import TOKENIZER_FILE_NAMES
 
     folder = Path(folder)
+    within = Path(within or folder).resolve()
     source = source or f"model folder {folder}"
-    config = _read_json(folder, CONFIG_NAME, source)
+    config = _read_json(folder, CONFIG_NAME, source, within)
+    what = f"{source}: {WEIGHTS_NAME}"
     try:
-        with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as weights:
+        with open_regular_file(folder / WEIGHTS_NAME, what=what, max_bytes=MAX_WEIGHTS_BYTES, within=within):
+            weights_path = (folder / WEIGHTS_NAME).resolve()  # checked: a regular file inside the folder
+    except FileNotFoundError:
+        raise CheckpointError(f"{source} has no {WEIGHTS_NAME}; it is not a complete g2l model folder") from None
+    try:
+        with safe_open(str(weights_path), framework="pt") as weights:
             metadata = weights.metadata() or {}
             state = {name: weights.get_tensor(name) for name in weights.keys()}
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{source}: {WEIGHTS_NAME} could not be read ({str(error)[:120]}); it is truncated "
+        raise CheckpointError(f"{what} could not be read ({str(error)[:120]}); it is truncated "
                               "or corrupt, copy it again") from None
     if metadata.get("g2l_format") != PRETRAINED_FORMAT:
         raise CheckpointError(f"{source} is not a g2l model folder ({WEIGHTS_NAME} has no 'g2l_format: "
@@ -118,21 +144,22 @@ def load_pretrained(folder: str | Path, source: str | None = None) -> dict:
     if any(name.startswith(TEXT_BACKBONE_PREFIX) for name in state):
         files = {}
         for name in sorted(TOKENIZER_FILE_NAMES):  # only these names are read, never any other file
-            if (folder / name).is_file():
-                try:
-                    files[name] = (folder / name).read_text()
-                except (OSError, UnicodeDecodeError):
-                    raise CheckpointError(f"{source}: its tokenizer file {name} is not text; the folder is corrupt") from None
-        text_backbone = {"config": _read_json(folder, TEXT_ENCODER_NAME, source), "tokenizer_files": files}
-    metrics = _read_json(folder, METRICS_NAME, source, required=False) or {}
+            text = _read_text(folder, name, source, within)
+            if text is not None:
+                files[name] = text
+        text_backbone = {"config": _read_json(folder, TEXT_ENCODER_NAME, source, within), "tokenizer_files": files}
+    metrics = _read_json(folder, METRICS_NAME, source, within, required=False) or {}
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{source}: {METRICS_NAME} is not a JSON object of metrics; the folder is corrupt, "
+                              "export it again")
     payload = {
         "format": FORMAT,
         "version": 1,
         "config": config,
         "model": state,
         "text_backbone": text_backbone,
-        "frame_encoder": _read_json(folder, FRAME_ENCODER_NAME, source, required=False),
-        "best": metrics.get("best", {}) if isinstance(metrics, dict) else {},
+        "frame_encoder": _read_json(folder, FRAME_ENCODER_NAME, source, within, required=False),
+        "best": metrics.get("best", {}),
     }
     check_untrusted_fields(payload, source)
     return payload
@@ -150,7 +177,8 @@ def load_model_source(source: str | Path) -> tuple[dict, str]:
             "(e.g. runs/<name>/checkpoints/best.pt) or a folder written by g2l-export"
         )
     if looks_like_repo_id(text):
-        return load_pretrained(download_repo(text), f"Hugging Face repo {text}"), text
+        snapshot = download_repo(text)
+        return load_pretrained(snapshot, f"Hugging Face repo {text}", within=snapshot.parent.parent), text
     return load_checkpoint(path), text
 
 
@@ -254,8 +282,10 @@ def _read_floors(floors: str | Path | dict | None) -> dict:
         return {}
     if not isinstance(floors, dict):
         try:
-            floors = json.loads(Path(floors).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            floors = json.loads(read_text_file(floors, what=f"floors file {floors}", max_bytes=MAX_TEXT_FILE_BYTES))
+        except UnsafeFileError:  # a FIFO, a device, too big: its own sentence
+            raise
+        except (OSError, ValueError, RecursionError) as error:
             raise CheckpointError(f"floors file {floors} could not be read as JSON ({type(error).__name__}); pass "
                                   "the file g2l-baselines --json wrote") from None
     if not isinstance(floors, dict) or not all(isinstance(v, dict) for v in floors.values()):
@@ -264,28 +294,66 @@ def _read_floors(floors: str | Path | dict | None) -> dict:
     return {name: {k: v for k, v in values.items() if isinstance(v, (int, float))} for name, values in floors.items()}
 
 
+def exported_files(folder: str | Path) -> list[str]:
+    """The files of an exported folder that export and upload copy: the layout's fixed names that
+    are present, each checked to be a regular file inside the folder (a link out is refused)."""
+    folder = Path(folder)
+    names = []
+    for name in _fixed_names():
+        limit = MAX_WEIGHTS_BYTES if name == WEIGHTS_NAME else MAX_TEXT_FILE_BYTES
+        try:
+            with open_regular_file(folder / name, what=f"model folder {folder}: {name}", max_bytes=limit, within=folder):
+                names.append(name)
+        except FileNotFoundError:
+            continue
+    return names
+
+
+def _write_folder(out: Path, write) -> None:
+    """Run ``write(staging)`` on a new sibling folder, then put it in ``out``'s place: a failure
+    leaves ``out`` as it was, and an earlier ``out`` is removed only once the new one is complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir()
+    try:
+        write(staging)
+        if out.exists():
+            os.replace(out, old)  # two renames: out is missing only between them, never half written
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_output_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"output {out} exists and is not a folder; pass a folder path")
+    if out.is_dir() and any(out.iterdir()) and not is_pretrained_folder(out):
+        raise CheckpointError(f"output {out} is a folder of other files, which export would replace; pass a new or "
+                              "empty folder, or one that g2l-export wrote")
+
+
 def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: str | Path | dict | None = None,
                       name: str | None = None) -> Path:
-    """Write ``checkpoint`` (a file, or another exported folder) as a Hugging Face layout folder."""
+    """Write ``checkpoint`` (a file, or another exported folder) as a Hugging Face layout folder.
+    The folder is written beside ``out_dir`` and renamed into place when complete; only the
+    layout's files are written, from what the loader checked."""
     from safetensors.torch import save_file
 
     from g2l.config import config_to_dict
-    from g2l.models.text_encoder import text_backbone_files
+    from g2l.models.text_encoder import TOKENIZER_FILE_NAMES, text_backbone_files
 
+    out = Path(out_dir)
+    _check_output_folder(out)
     payload, source = load_model_source(checkpoint)
     floor_values = _read_floors(floors)
     model, cfg = model_from_checkpoint(payload, source)  # the same checks and rebuild as grounding
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise CheckpointError(f"output {out} exists and is not a folder; pass a folder path")
-    out.mkdir(parents=True, exist_ok=True)
     text_included = any(k.startswith(TEXT_BACKBONE_PREFIX) for k in payload["model"])
     state = {k: v.detach().contiguous().clone() for k, v in payload["model"].items()}
-    from g2l.atomic import atomic_path
-
-    with atomic_path(out / WEIGHTS_NAME) as temporary:
-        save_file(state, str(temporary), metadata={"format": "pt", "g2l_format": PRETRAINED_FORMAT, "g2l_version": "1"})
-        Path(temporary).chmod(0o644)  # a file to publish, readable as the others
     cfg_dict = config_to_dict(cfg)
     text = text_backbone_files(model.text_encoder.backbone, model.tokenizer)
     best = payload.get("best") or {}
@@ -296,10 +364,20 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
         METRICS_NAME: json.dumps({"best": best, "floors": floor_values}, indent=2),
         CARD_NAME: model_card(cfg_dict, best, floor_values, payload.get("frame_encoder"), text_included,
                               name or out.resolve().name),
-        **text["tokenizer_files"],
+        **{k: v for k, v in text["tokenizer_files"].items() if k in TOKENIZER_FILE_NAMES},
     }
-    for file_name, content in files.items():
-        write_text_atomic(out / file_name, content if content.endswith("\n") else content + "\n")
+
+    def write(folder: Path) -> None:
+        save_file(state, str(folder / WEIGHTS_NAME),
+                  metadata={"format": "pt", "g2l_format": PRETRAINED_FORMAT, "g2l_version": "1"})
+        for file_name, content in files.items():
+            (folder / file_name).write_text(content if content.endswith("\n") else content + "\n")
+        for path in folder.iterdir():
+            path.chmod(0o644)  # files to publish, readable by all
+        folder.chmod(0o755)
+        sync_folder(folder)
+
+    _write_folder(out, write)
     return out
 
 
@@ -310,11 +388,13 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, toke
     folder = Path(folder)
     if not _REPO_ID.fullmatch(repo_id):
         raise CheckpointError(f"--push-to-hub {repo_id!r} is not a repo id; pass ORG/NAME")
+    load_pretrained(folder)  # what is uploaded is a folder that loads, ...
+    names = exported_files(folder)  # ... and only its layout's files, none a link out of it
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                                   allow_patterns=_fixed_names(), commit_message="Upload g2l model (g2l-export)")
+                                   allow_patterns=names, commit_message="Upload g2l model (g2l-export)")
     except Exception as error:  # noqa: BLE001 - no network, no token, no rights: one line
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
         raise CheckpointError(f"could not upload {folder} to the Hugging Face repo {repo_id} ({type(error).__name__}: "

@@ -238,7 +238,9 @@ def native_text_backbone(spec: dict) -> tuple[NativeBert, NativeTokenizer] | Non
         tokenizer_config = json.loads(files.get("tokenizer_config.json", "{}"))
         special = json.loads(files.get("special_tokens_map.json", "{}"))
         tokenizer_json = json.loads(files["tokenizer.json"])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # bad JSON, a huge integer, deep nesting: transformers then reports it
+        return None
+    if not all(isinstance(x, dict) for x in (tokenizer_config, special, tokenizer_json)):
         return None
     if tokenizer_config.get("tokenizer_class", "BertTokenizer") not in _TOKENIZER_CLASSES:
         return None

@@ -128,7 +128,7 @@ def text_backbone_from_files(spec: dict, source: str = "the checkpoint"):
             for name, text in spec["tokenizer_files"].items():
                 (Path(folder) / name).write_text(text)  # name is one of TOKENIZER_FILE_NAMES
             tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    except (OSError, ValueError, TypeError, KeyError) as error:
+    except (OSError, ValueError, TypeError, KeyError, RecursionError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise TextEncoderError(f"{source}: its text encoder cannot be rebuilt ({first[:200]})") from None
     return backbone, tokenizer
@@ -147,14 +147,28 @@ def checkpoint_text_backbone(spec: dict | None, name: str, source: str = "the ch
         return native_text_backbone(spec) or text_backbone_from_files(spec, source)
     folder = Path(resolve_text_encoder(name))
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-        try:
-            files = {p.name: p.read_text() for p in folder.iterdir() if p.is_file() and p.name in TOKENIZER_FILE_NAMES}
-            built = native_text_backbone({"config": json.loads((folder / "config.json").read_text()), "tokenizer_files": files})
-        except (OSError, UnicodeDecodeError, ValueError):
+        try:  # the layout's names only, each a regular file inside the folder (g2l/safe_files.py)
+            files = {}
+            for file_name in sorted(TOKENIZER_FILE_NAMES):
+                try:
+                    files[file_name] = _read_folder_file(folder, file_name)
+                except FileNotFoundError:
+                    continue
+            built = native_text_backbone({"config": json.loads(_read_folder_file(folder, "config.json")),
+                                          "tokenizer_files": files})
+        except (OSError, ValueError, RecursionError):  # UnsafeFileError is a ValueError: transformers then reports it
             built = None
         if built is not None and _load_pretrained(built[0], folder / "model.safetensors"):
             return built
     return load_text_backbone(name)
+
+
+def _read_folder_file(folder: Path, name: str) -> str:
+    from g2l.limits import MAX_TEXT_FILE_BYTES
+    from g2l.safe_files import read_text_file
+
+    return read_text_file(folder / name, what=f"text encoder folder {folder}: {name}", max_bytes=MAX_TEXT_FILE_BYTES,
+                          within=folder)
 
 
 def _load_pretrained(backbone: nn.Module, path: Path) -> bool:
