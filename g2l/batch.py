@@ -34,6 +34,7 @@ from g2l.errors import G2LError
 from g2l.inference import EncodedVideo, Grounder, QueryResult
 
 MAX_LINE_CHARS = 1_000_000  # a pairs line longer than this is refused (a query is a sentence)
+OUTPUT_FIELDS = ("moments", "results", "explanation", "explanation_target", "explanation_relative_to")
 
 
 class BatchError(G2LError):
@@ -92,7 +93,7 @@ def parse_pairs_line(text: str, line_no: int, base: Path) -> PairsLine:
     for query in queries:
         if not isinstance(query, str) or not any(ch.isalpha() for ch in query):
             raise BatchError("an empty query, or one with no letters")
-    for reserved in ("moments", "results", "explanation"):
+    for reserved in OUTPUT_FIELDS:
         if reserved in fields:
             raise BatchError(f"already has an output field \"{reserved}\"")
     path = Path(video).expanduser()
@@ -137,7 +138,7 @@ def read_done(out_path: Path) -> set[str]:
                 raise BatchError(f"output {out_path} has a line that is not JSON; move it away or pick another --out")
             break
         good_end += len(chunk)
-        done.add(_key({k: v for k, v in entry.items() if k not in ("moments", "results", "explanation")}))
+        done.add(_key({k: v for k, v in entry.items() if k not in OUTPUT_FIELDS}))
     if good_end < len(raw):  # a line cut by a kill: drop it, atomically
         with atomic_path(out_path) as tmp:
             tmp.write_bytes(raw[:good_end])
@@ -177,8 +178,10 @@ def store_cached(cache_dir: Path, key: str, video: EncodedVideo) -> None:
 def answer(line: PairsLine, results: list[QueryResult], explanations: list | None) -> dict:
     def entry(r: QueryResult, explanation) -> dict:
         out = {"moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in r.moments]}
-        if explanation is not None:
-            out["explanation"] = explanation_json(explanation)
+        if explanation is not None:  # the same fields as --json
+            out["explanation"] = [{"word": w.word, "value": w.value} for w in explanation.words]
+            out["explanation_target"] = explanation.target
+            out["explanation_relative_to"] = explanation.relative_to
         return out
 
     pairs = list(zip(results, explanations or [None] * len(results)))
@@ -187,16 +190,8 @@ def answer(line: PairsLine, results: list[QueryResult], explanations: list | Non
     return {**line.fields, "results": [{"query": r.query, **entry(r, e)} for r, e in pairs]}
 
 
-def explanation_json(explanation) -> list | dict:
-    """What ``--json`` gives for an explanation (the explanation object's own ``to_json`` when it has one)."""
-    to_json = getattr(explanation, "to_json", None)
-    if callable(to_json):
-        return to_json()
-    return [{"word": w.word, "value": w.value} for w in explanation.words]
-
-
 def ground_batch(grounder: Grounder, pairs_path: str | Path, out_path: str | Path, *, top_k: int = 5,
-                 window_s: float | None = None, explain: bool = False, seed: int = 0,
+                 window_s: float | None = None, explain: bool = False, explain_target: str = "runner_up", seed: int = 0,
                  cache_dir: str | Path | None = None, on_video: Callable[[int, int, str], None] | None = None,
                  on_failure: Callable[[int, str], None] | None = None) -> BatchSummary:
     """Answer every line of ``pairs_path`` into ``out_path`` (appended; see the module docstring).
@@ -239,8 +234,8 @@ def ground_batch(grounder: Grounder, pairs_path: str | Path, out_path: str | Pat
                         if explain:
                             from g2l.explain import explain_top_moment
 
-                            explanations = [explain_top_moment(grounder, video, r.query, window_s=window_s, seed=seed)
-                                            for r in results]
+                            explanations = [explain_top_moment(grounder, video, r.query, window_s=window_s, seed=seed,
+                                                               target=explain_target) for r in results]
                     except G2LError as error:
                         fail(line, str(error))
                         continue

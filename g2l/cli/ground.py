@@ -19,6 +19,8 @@ def grounding_json(video: str, duration_s: float, results, explanations=None) ->
         entry = {"query": r.query, "moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in r.moments]}
         if explanation is not None:
             entry["explanation"] = [{"word": w.word, "value": w.value} for w in explanation.words]
+            entry["explanation_target"] = explanation.target
+            entry["explanation_relative_to"] = explanation.relative_to
         out.append(entry)
     return {"video": video, "duration": duration_s, "results": out}
 
@@ -27,8 +29,8 @@ def format_explanation(explanation) -> str:
     """The terminal table of one query's word values: a signed bar per word."""
     m = explanation.moment
     how = "exact" if explanation.exact else f"sampled, {explanation.num_evaluations} coalitions"
-    lines = [f"    why {m.start_s:.2f}-{m.end_s:.2f} s (score {explanation.value_all:.3f}; no words "
-             f"{explanation.value_none:.3f}): Shapley value of each word ({how})"]
+    lines = [f"    why {m.start_s:.2f}-{m.end_s:.2f} s (score {m.score:.3f}): Shapley value of each word ({how})",
+             f"    values are {explanation.relative_to}"]
     scale = max((abs(w.value) for w in explanation.words), default=0.0) or 1.0
     width = max(len(w.word) for w in explanation.words)
     for w in explanation.words:
@@ -63,6 +65,9 @@ def _ground(argv: Sequence[str] | None) -> int:
     parser.add_argument("--explain", action="store_true",
                         help="for each query's top moment, each word's Shapley value for how far that moment leads "
                              "(table, --json, --plot)")
+    parser.add_argument("--explain-target", default="runner_up", choices=["runner_up", "mean", "raw"],
+                        help="with --explain: what the word values share out: the top moment's lead over its runner-up "
+                             "(default), over the mean of all moments, or its raw score")
     parser.add_argument("--seed", type=int, default=0, help="with --explain: the seed of the sampled orderings of long queries")
     parser.add_argument("--batch", default=None, metavar="PAIRS.jsonl",
                         help="ground every line of this file (needs --out); each video is encoded once")
@@ -114,8 +119,8 @@ def _ground(argv: Sequence[str] | None) -> int:
     if args.explain:
         from g2l.explain import explain_top_moment
 
-        explanations = [explain_top_moment(grounder, video, r.query, window_s=args.window, seed=args.seed)
-                        for r in results]
+        explanations = [explain_top_moment(grounder, video, r.query, window_s=args.window, seed=args.seed,
+                                           target=args.explain_target) for r in results]
     if args.json:
         print(json.dumps(grounding_json(args.video, video.duration_s, results, explanations), allow_nan=False))
     else:
@@ -178,7 +183,8 @@ def _ground_batch(args) -> int:
 
     with terminal_progress("videos", quiet=args.quiet, total=videos, unit="video") as update:
         summary = ground_batch(grounder, args.batch, args.out, top_k=args.top_k, window_s=args.window,
-                               explain=args.explain, seed=args.seed, cache_dir=args.cache,
+                               explain=args.explain, explain_target=args.explain_target, seed=args.seed,
+                               cache_dir=args.cache,
                                on_video=lambda done, total, name: update(done), on_failure=failed)
     print(f"g2l-ground --batch: {summary.report()}", file=sys.stderr)
     return 1 if summary.failures else 0
@@ -195,7 +201,8 @@ def _export(argv: Sequence[str] | None) -> int:
                     "--checkpoint load. Example: g2l-export runs/my-run/checkpoints/best.pt my-model",
     )
     parser.add_argument("checkpoint", help="a g2l checkpoint (or an exported folder, or a hub repo id)")
-    parser.add_argument("out_dir", help="the folder to write (created; its files are replaced)")
+    parser.add_argument("out_dir", help="the folder to write (created; an earlier export there is replaced whole, "
+                                        "once the new one is complete)")
     parser.add_argument("--floors", default=None, metavar="FLOORS.json",
                         help="the JSON of g2l-baselines --json, shown beside the metrics in the model card")
     parser.add_argument("--name", default=None, help="the model card's title (default: the folder's name)")
@@ -241,7 +248,16 @@ def _app(argv: Sequence[str] | None) -> int:
     parser.add_argument("--top-k", type=int, default=5, help="moments per query (default 5)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--frame-encoder", default=None, help="override the frame encoder to build (e.g. clip:<folder>)")
+    parser.add_argument("--max-video-min", type=float, default=20.0,
+                        help="refuse uploaded videos longer than this many minutes (default 20)")
+    parser.add_argument("--max-queries", type=int, default=20, help="the most query lines per request (default 20)")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="requests worked on at once; the others wait in a queue that shows their place (default 1)")
     args = parser.parse_args(argv)
+    if not (math.isfinite(args.max_video_min) and args.max_video_min > 0):
+        raise CliError(f"--max-video-min must be a positive number of minutes, got {args.max_video_min}")
+    if args.max_queries < 1 or args.concurrency < 1:
+        raise CliError("--max-queries and --concurrency must be at least 1")
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be in 1..65535, got {args.port}")
     if args.top_k < 1:
@@ -259,7 +275,8 @@ def _app(argv: Sequence[str] | None) -> int:
     grounder = Grounder.from_pretrained(args.checkpoint or str(demo_checkpoint()), device=args.device,
                                         frame_encoder=args.frame_encoder)
     example_video, example_queries = demo_example()
-    app = build_app(grounder, example_video=example_video, example_queries=example_queries, top_k=args.top_k)
+    app = build_app(grounder, example_video=example_video, example_queries=example_queries, top_k=args.top_k,
+                    max_video_s=60 * args.max_video_min, max_queries=args.max_queries, concurrency=args.concurrency)
     print(f"g2l-app: open http://{args.host}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
     try:
         launch(app, host=args.host, port=args.port, example_video=example_video)
