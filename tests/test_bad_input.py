@@ -24,13 +24,14 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.cli import app_main, eval_main, export_main, ground_main, train_main
+from g2l.cli import app_main, eval_main, export_main, extract_main, ground_main, train_main
 from g2l.config import load_config
 from g2l.train import train
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = {"train": train_main, "eval": eval_main, "ground": ground_main, "export": export_main, "app": app_main}
+TOOLS = {"train": train_main, "eval": eval_main, "ground": ground_main, "export": export_main, "app": app_main,
+         "extract": extract_main}
 TRAIN = ["--config", "configs/base.yaml", "{tiny}"]
 
 
@@ -121,6 +122,9 @@ BAD_FILES = {
         path, ctx, lambda p: p.update(extra={"wandb_id": "../../outside"})),
     "model_not_tensors.pt": lambda path, ctx: _checkpoint_changed(path, ctx, lambda p: p["model"].update(
         {next(iter(p["model"])): "not a tensor"})),
+    **{f"frame_fps_{name}.pt": (lambda fps: lambda path, ctx: _checkpoint_changed(
+        path, ctx, lambda p: p.update(frame_encoder={"name": "mobilenet_v2", "fps": fps})))(fps)
+       for name, fps in [("zero", 0.0), ("negative", -2.0), ("nan", float("nan")), ("huge", 1e6), ("text", "1")]},
 }
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -170,6 +174,16 @@ CASES = [
     ("ground-plot-in-a-file", "ground", ["{video}", "a query", "--plot", "{bad}/a_file/out.png"],
      "--plot {bad}/a_file/out.png cannot be created"),
     ("ground-plot-is-a-directory", "ground", ["{video}", "a query", "--plot", "{tmp}"], "is a folder, not a file"),
+    ("ground-checkpoint-fps-zero", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_zero.pt"],
+     "(frame_encoder.fps) must be a positive frame rate of at most 60 frames per second, got 0.0"),
+    ("ground-checkpoint-fps-negative", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_negative.pt"],
+     "got -2.0; the checkpoint is damaged"),
+    ("ground-checkpoint-fps-nan", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_nan.pt"],
+     "frames per second, got nan"),
+    ("ground-checkpoint-fps-huge", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_huge.pt"],
+     "frames per second, got 1000000.0"),
+    ("ground-checkpoint-fps-text", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_text.pt"],
+     "frames per second, got '1'"),
     ("ground-window-shorter-than-a-frame", "ground", ["{video}", "a query", "--window", "0.01"],
      "--window 0.01 s holds 0.01 frames"),
     # --- evaluation of a checkpoint
@@ -195,6 +209,9 @@ CASES = [
      "--iou-thresholds"),
     ("iou-threshold-above-one", "eval", ["--predictions", "{bad}/predictions.jsonl", "--iou-thresholds", "0.5,1.5"],
      "--iou-thresholds"),
+    # --- feature extraction
+    ("extract-fps-huge", "extract", ["{video}", "--out", "{out}/features.hdf5", "--fps", "1e6", "--no-progress"],
+     "fps must be a positive frame rate of at most 60 frames per second, got 1000000.0"),
     # --- the Hugging Face layout and the web app
     ("ground-repo-id-not-cached", "ground", ["{video}", "a query", "--checkpoint", "no-such-org/no-such-model"],
      "as a Hugging Face repo id it could not be fetched"),

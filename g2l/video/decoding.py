@@ -41,6 +41,7 @@ import ctypes
 import functools
 import glob
 import math
+import numbers
 import os
 import re
 import sys
@@ -56,9 +57,28 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".m
 
 _REENCODE_HINT = "re-download it or re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
+# The densest sampling allowed. Videos rarely hold more frames a second, so a faster rate only
+# repeats frames; and a rate like 10^6 would decode and encode for minutes before anything fails.
+MAX_SAMPLING_FPS = 60.0
+
 
 class VideoReadError(G2LError):
     """A video file is missing, empty, truncated, corrupt or not a video at all."""
+
+
+class SamplingRateError(G2LError):
+    """A sampling rate that is not a number of frames per second in ``(0, MAX_SAMPLING_FPS]``."""
+
+
+def check_sampling_fps(fps, *, what: str = "fps", fix: str = "sample at 1 frame per second, the default") -> float:
+    """``fps`` as a float when it is a frame rate in ``(0, MAX_SAMPLING_FPS]``; otherwise a
+    ``SamplingRateError`` whose sentence names the setting (``what``) and says what to do (``fix``)."""
+    number = isinstance(fps, numbers.Real) and not isinstance(fps, (bool, np.bool_))
+    if not (number and 0 < fps <= MAX_SAMPLING_FPS):  # also false for NaN
+        raise SamplingRateError(
+            f"{what} must be a positive frame rate of at most {MAX_SAMPLING_FPS:g} frames per second, got {fps!r}; {fix}"
+        )
+    return float(fps)
 
 
 @dataclass(frozen=True)
@@ -88,10 +108,10 @@ class VideoChunk:
 def sample_times(duration_s: float, fps: float) -> np.ndarray:
     """Sample times ``(n,)`` in seconds: ``(k + 0.5) / fps`` for ``k < floor(duration_s * fps)``.
 
-    A video shorter than ``1 / fps`` gives one sample at ``duration_s / 2``.
+    A video shorter than ``1 / fps`` gives one sample at ``duration_s / 2``. ``fps`` must be in
+    ``(0, MAX_SAMPLING_FPS]`` (``SamplingRateError``).
     """
-    if fps <= 0:
-        raise ValueError(f"The sampling rate must be positive, got fps={fps}.")
+    fps = check_sampling_fps(fps)
     num_samples = int(math.floor(duration_s * fps + 1e-6))  # tolerance for 4.0 * 1.0 == 3.9999...
     if num_samples == 0:
         return np.array([duration_s / 2.0])
@@ -189,8 +209,7 @@ def read_video_frames(
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}.")
-    if fps <= 0:
-        raise ValueError(f"The sampling rate must be positive, got fps={fps}.")
+    fps = check_sampling_fps(fps)
     reader = _open_reader(path, size=size, decode_threads=decode_threads)
     return SampledVideo(path, reader, fps=fps, chunk_frames=chunk_frames)
 

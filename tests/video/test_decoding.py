@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from g2l.video.decoding import (
+    SamplingRateError,
     VideoInfo,
     VideoReadError,
+    check_sampling_fps,
     frames_at_times,
     probe_video,
     read_video_frames,
@@ -268,6 +270,18 @@ def test_bad_arguments():
         read_video_frames("x.mp4", chunk_frames=0)
     with pytest.raises(ValueError, match="fps"):
         read_video_frames("x.mp4", fps=0)
+
+
+@pytest.mark.parametrize("fps", [0, -1.0, float("nan"), float("inf"), 60.001, 1e6, "2", True, None])
+def test_a_sampling_rate_outside_0_to_60_is_refused_before_the_file_is_opened(fps):
+    for call in (lambda: read_video_frames("missing.mp4", fps=fps), lambda: sample_times(10.0, fps)):
+        with pytest.raises(SamplingRateError, match=r"at most 60 frames per second, got "):
+            call()
+
+
+def test_sampling_rates_in_range_pass_as_floats():
+    assert [check_sampling_fps(v) for v in (60, 0.25, np.float32(2.0), np.int64(5))] == [60.0, 0.25, 2.0, 5.0]
+    assert len(sample_times(1.0, 60)) == 60
 
 
 def test_truncated_streaming_container_reads_its_decodable_prefix(tmp_path):
