@@ -122,6 +122,11 @@ BAD_FILES = {
         path, ctx, lambda p: p.update(extra={"wandb_id": "../../outside"})),
     "model_not_tensors.pt": lambda path, ctx: _checkpoint_changed(path, ctx, lambda p: p["model"].update(
         {next(iter(p["model"])): "not a tensor"})),
+    "deep.json": lambda path, ctx: path.write_text('{"v": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    "huge_int.json": lambda path, ctx: path.write_text(
+        '{"v": {"duration": 1' + "0" * 5000 + ', "timestamps": [[0, 1]], "sentences": ["a person opens the door."]}}'),
+    "deep.jsonl": lambda path, ctx: path.write_text('{"video": "v", "gt": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+    "huge_int.jsonl": lambda path, ctx: _predictions(path, ctx, duration=10 ** 400),
     **{f"frame_fps_{name}.pt": (lambda fps: lambda path, ctx: _checkpoint_changed(
         path, ctx, lambda p: p.update(frame_encoder={"name": "mobilenet_v2", "fps": fps})))(fps)
        for name, fps in [("zero", 0.0), ("negative", -2.0), ("nan", float("nan")), ("huge", 1e6), ("text", "1")]},
@@ -147,6 +152,10 @@ CASES = [
      "the test split has no usable query"),
     ("every-video-of-the-wrong-width", "train", [*TRAIN, "data.feature_dim=17"],
      "feature width 16 != data.feature_dim 17"),
+    ("annotations-nested-too-deep", "train", [*TRAIN, "data.train_annotations={bad}/deep.json"],
+     "{bad}/deep.json is not valid JSON (arrays or objects nested too deep to read)"),
+    ("annotations-huge-integer", "train", [*TRAIN, "data.train_annotations={bad}/huge_int.json"],
+     "{bad}/huge_int.json is not valid JSON (an integer of 5001 digits)"),
     ("features-1d", "train", [*TRAIN, "data.features={bad}/features_1d.hdf5"], "features not a (T, F) array"),
     ("features-3d", "train", [*TRAIN, "data.features={bad}/features_3d.hdf5"], "features not a (T, F) array"),
     ("npy-truncated", "train", [*TRAIN, "data.features={bad}/npy_truncated"], "video train003 in "),
@@ -202,6 +211,10 @@ CASES = [
     ("predictions-gt-a-string", "eval", ["--predictions", "{bad}/gt_abc.jsonl"], "'gt' must be [start, end]"),
     ("predictions-duration-true", "eval", ["--predictions", "{bad}/duration_true.jsonl"],
      "'duration' must be a positive number"),
+    ("predictions-nested-too-deep", "eval", ["--predictions", "{bad}/deep.jsonl"],
+     "{bad}/deep.jsonl, line 1: not valid JSON (arrays or objects nested too deep to read)"),
+    ("predictions-huge-integer", "eval", ["--predictions", "{bad}/huge_int.jsonl"],
+     "{bad}/huge_int.jsonl, line 1: not valid JSON (an integer of 401 digits)"),
     ("predictions-gt-inverted", "eval", ["--predictions", "{bad}/gt_inverted.jsonl"], "does not end after it starts"),
     ("recall-at-negative", "eval", ["--predictions", "{bad}/predictions.jsonl", "--recall-at", "-1"], "--recall-at"),
     ("recall-at-zero", "eval", ["--predictions", "{bad}/predictions.jsonl", "--recall-at", "0"], "--recall-at"),
