@@ -122,6 +122,8 @@ BAD_FILES = {
         path, ctx, lambda p: p.update(extra={"wandb_id": "../../outside"})),
     "model_not_tensors.pt": lambda path, ctx: _checkpoint_changed(path, ctx, lambda p: p["model"].update(
         {next(iter(p["model"])): "not a tensor"})),
+    "broken.yaml": lambda path, ctx: path.write_text("model:\n  num_clips: 16\n  pooling_counts: [15\ntrain:\n  lr: 1\n"),
+    "link_to_dev_zero": lambda path, ctx: path.symlink_to("/dev/zero"),
     "deep.json": lambda path, ctx: path.write_text('{"v": ' + "[" * 100_000 + "]" * 100_000 + "}"),
     "huge_int.json": lambda path, ctx: path.write_text(
         '{"v": {"duration": 1' + "0" * 5000 + ', "timestamps": [[0, 1]], "sentences": ["a person opens the door."]}}'),
@@ -145,6 +147,12 @@ CASES = [
     ("device-banana", "train", [*TRAIN, "train.device=banana"], "train.device must be auto, cpu, cuda"),
     ("best-metric-not-reported", "train", [*TRAIN, "eval.best_metric=R9@0.9"],
      "eval.best_metric 'R9@0.9' is not a metric this config reports"),
+    ("config-yaml-syntax-error", "train", ["--config", "{bad}/broken.yaml", "{tiny}"],
+     "config file {bad}/broken.yaml is not valid YAML at line 4, column 6: expected ',' or ']', but got ':' "
+     "(while parsing a flow sequence that begins at line 3, column 19); fix the file"),
+    ("config-a-link-to-dev-zero", "train", ["--config", "{bad}/link_to_dev_zero", "{tiny}"],
+     "config file {bad}/link_to_dev_zero is a link to /dev/zero, which is not a regular file (a character device)"),
+    ("config-a-directory", "train", ["--config", "{tmp}", "{tiny}"], "is a directory; pass a YAML config file"),
     # --- training: the data, checked before anything is written
     ("train-every-sentence-empty", "train", [*TRAIN, "data.train_annotations={bad}/empty_sentences.json"],
      "the train split has no usable query"),
