@@ -216,6 +216,10 @@ CASES = [
     # --- re-scoring a predictions file
     ("predictions-binary", "eval", ["--predictions", "{bad}/binary.jsonl"], "not UTF-8 text"),
     ("predictions-a-directory", "eval", ["--predictions", "{tmp}"], "is a directory"),
+    ("predictions-a-link-to-dev-zero", "eval", ["--predictions", "{bad}/link_to_dev_zero"],
+     "predictions path {bad}/link_to_dev_zero is a link to /dev/zero, which is not a regular file (a character device)"),
+    ("annotations-a-link-to-dev-zero", "train", [*TRAIN, "data.train_annotations={bad}/link_to_dev_zero"],
+     "Annotation file {bad}/link_to_dev_zero is a link to /dev/zero, which is not a regular file (a character device)"),
     ("predictions-gt-a-string", "eval", ["--predictions", "{bad}/gt_abc.jsonl"], "'gt' must be [start, end]"),
     ("predictions-duration-true", "eval", ["--predictions", "{bad}/duration_true.jsonl"],
      "'duration' must be a positive number"),

@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from g2l.data.records import Annotation, CleaningReport
-from g2l.errors import G2LError
+from g2l.errors import G2LError, path_problem
 
 FORMATS = ("charades_txt", "anet_json", "tacos_json", "qvhighlights", "jsonl")
 
@@ -527,10 +527,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_file(path: Path, what: str = "") -> None:
-    if not path.is_file():
+    problem = path_problem(path)  # "does not exist", "is a directory", "is a link to /dev/zero, which ..."
+    if problem:
         hint = f"; it should be {what}" if what else ""
         raise AnnotationError(
-            f"Annotation file {path} does not exist or is not a file{hint}; check the path "
+            f"Annotation file {path} {problem}{hint}; check the path "
             f"(the public files come with the 2D-TAN, MMN and Moment-DETR repositories)."
         )
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from g2l.atomic import atomic_path
 from g2l.data.annotations import parse_json
-from g2l.errors import G2LError
+from g2l.errors import G2LError, path_problem
 from g2l.eval.metrics import grounding_metrics
 from g2l.ops.spans import F32, ranked_candidates
 
@@ -122,10 +122,11 @@ def _parse_line(line: str, where: str) -> Prediction:
 def read_predictions(path: str | Path) -> list[Prediction]:
     """Parse a predictions file; a malformed line is a PredictionsError naming file and line."""
     path = Path(path)
-    if path.is_dir():
-        raise PredictionsError(f"predictions path {path} is a directory; pass a predictions file (JSON lines)")
-    if not path.is_file():
-        raise PredictionsError(f"predictions file {path} does not exist; check the path")
+    problem = path_problem(path)  # a link to /dev/zero would be read for ever
+    if problem and problem.endswith("does not exist"):
+        raise PredictionsError(f"predictions file {path} {problem}; check the path")
+    if problem:
+        raise PredictionsError(f"predictions path {path} {problem}; pass a predictions file (JSON lines)")
     predictions = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
