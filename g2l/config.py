@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from g2l.errors import G2LError
+from g2l.errors import G2LError, path_problem
 
 
 @functools.cache
@@ -50,13 +50,22 @@ def _loader():
 
 
 def _load_yaml(text: str):
-    """Parse YAML text; a malformed text raises ConfigError's cause, ``_YAMLError``."""
+    """Parse YAML text; a malformed text raises ``_YAMLError``, whose message is one line: where
+    (``at line 4, column 6``) and what PyYAML found there (its own message spans eight)."""
     import yaml
 
     try:
         return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as error:
+        mark, context = error.problem_mark, error.context_mark
+        where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = error.problem or "a syntax error"
+        if error.context:  # e.g. "while parsing a flow sequence", and where that began
+            began = f" that begins at line {context.line + 1}, column {context.column + 1}" if context else ""
+            what += f" ({error.context}{began})"
+        raise _YAMLError(where + " ".join(what.split())) from None
     except yaml.YAMLError as error:
-        raise _YAMLError(str(error)) from None
+        raise _YAMLError(" ".join(str(error).split())) from None
 
 
 class _YAMLError(G2LError):
@@ -303,12 +312,16 @@ def _read_retired_loss_key(section: LossConfig, name: str, value: Any) -> None:
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; check the path")
+    problem = path_problem(path)
+    if problem:
+        fix = "check the path" if problem.endswith("does not exist") else "pass a YAML config file"
+        raise ConfigError(f"config file {path} {problem}; {fix}")
     try:
-        data = _load_yaml(path.read_text()) or {}
+        data = _load_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; pass a YAML config file") from None
     except _YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML ({error}); fix the file") from None
+        raise ConfigError(f"config file {path} is not valid YAML {error}; fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
     return data
@@ -316,15 +329,15 @@ def _read_yaml(path: Path) -> dict:
 
 def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict]:
     """The override dicts of ``path`` and its ``_base_`` files, bases first."""
-    path = path.resolve()
-    if path in seen:
-        raise ConfigError(f"config file {path} includes itself through _base_")
-    data = _read_yaml(path)
+    resolved = path.resolve()
+    if resolved in seen:
+        raise ConfigError(f"config file {resolved} includes itself through _base_")
+    data = _read_yaml(path)  # messages name the path as given (a link is reported as one)
     bases = data.pop("_base_", [])
     bases = [bases] if isinstance(bases, str) else bases
     layers: list[dict] = []
     for base in bases:
-        layers.extend(_layers(path.parent / base, seen + (path,)))
+        layers.extend(_layers(resolved.parent / base, seen + (resolved,)))
     layers.append(data)
     return layers
 

@@ -13,3 +13,30 @@ impossible state) stay plain ``ValueError`` or ``RuntimeError`` and keep their t
 
 class G2LError(ValueError):
     """Bad input: a missing or unreadable file, a wrong value, an unusable checkpoint or video."""
+
+
+def path_problem(path) -> str | None:
+    """Why ``path`` cannot be read as a regular file, worded to follow the path in a sentence
+    ("does not exist", "is a directory", "is not a regular file (a character device)", and for a
+    link "is a link to /dev/zero, which is not a regular file (a character device)"), or None when
+    it is one. The caller adds what to do."""
+    import os
+    import stat
+    from pathlib import Path
+
+    path = Path(path)
+    link = f"is a link to {os.readlink(path)}, which " if path.is_symlink() else ""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"{link}does not exist"
+    except OSError as error:  # a loop of links, a name too long, no permission to look
+        return f"cannot be reached ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"{link}is a directory"
+    kinds = [(stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISSOCK, "a socket")]
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    return f"{link}is not a regular file ({kind})"

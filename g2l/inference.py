@@ -88,8 +88,14 @@ def frame_encoder_name(spec: dict) -> str:
 
 class Grounder:
     def __init__(self, model, cfg, *, frame_encoder_spec: dict | None, device: torch.device, frame_encoder=None,
-                 precision: str | None = None):
+                 precision: str | None = None, source: str = "the checkpoint"):
         from g2l.engine.precision import autocast_dtype
+        from g2l.video.decoding import check_sampling_fps
+
+        if frame_encoder_spec is not None:  # before the frame encoder is built or any video decoded
+            check_sampling_fps(frame_encoder_spec.get("fps", 1.0),
+                               what=f"the frame rate recorded in {source} (frame_encoder.fps)",
+                               fix="the checkpoint is damaged or was edited; use one written by g2l-train or g2l-export")
 
         self.model = model.eval()
         self.cfg = cfg
@@ -115,7 +121,7 @@ class Grounder:
         payload, source = load_model_source(path)
         model, cfg = model_from_checkpoint(payload, source)
         grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device,
-                       precision=precision)
+                       precision=precision, source=str(source))
         grounder._frame_encoder_name = frame_encoder
         return grounder
 

@@ -17,8 +17,12 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The real benchmark annotation files; missing, the tests that read them skip, or fail under CI."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"../shared/data not found beside the repository ({SHARED_DATA})")
+        from tests.fixtures import missing_prerequisite
+
+        missing_prerequisite(f"../shared/data not found beside the repository ({SHARED_DATA}); the tests on the "
+                             "real annotation files need it")
     return SHARED_DATA
 
 

@@ -24,13 +24,14 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.cli import app_main, eval_main, export_main, ground_main, train_main
+from g2l.cli import app_main, eval_main, export_main, extract_main, ground_main, train_main
 from g2l.config import load_config
 from g2l.train import train
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = {"train": train_main, "eval": eval_main, "ground": ground_main, "export": export_main, "app": app_main}
+TOOLS = {"train": train_main, "eval": eval_main, "ground": ground_main, "export": export_main, "app": app_main,
+         "extract": extract_main}
 TRAIN = ["--config", "configs/base.yaml", "{tiny}"]
 
 
@@ -121,6 +122,16 @@ BAD_FILES = {
         path, ctx, lambda p: p.update(extra={"wandb_id": "../../outside"})),
     "model_not_tensors.pt": lambda path, ctx: _checkpoint_changed(path, ctx, lambda p: p["model"].update(
         {next(iter(p["model"])): "not a tensor"})),
+    "broken.yaml": lambda path, ctx: path.write_text("model:\n  num_clips: 16\n  pooling_counts: [15\ntrain:\n  lr: 1\n"),
+    "link_to_dev_zero": lambda path, ctx: path.symlink_to("/dev/zero"),
+    "deep.json": lambda path, ctx: path.write_text('{"v": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    "huge_int.json": lambda path, ctx: path.write_text(
+        '{"v": {"duration": 1' + "0" * 5000 + ', "timestamps": [[0, 1]], "sentences": ["a person opens the door."]}}'),
+    "deep.jsonl": lambda path, ctx: path.write_text('{"video": "v", "gt": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+    "huge_int.jsonl": lambda path, ctx: _predictions(path, ctx, duration=10 ** 400),
+    **{f"frame_fps_{name}.pt": (lambda fps: lambda path, ctx: _checkpoint_changed(
+        path, ctx, lambda p: p.update(frame_encoder={"name": "mobilenet_v2", "fps": fps})))(fps)
+       for name, fps in [("zero", 0.0), ("negative", -2.0), ("nan", float("nan")), ("huge", 1e6), ("text", "1")]},
 }
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -136,6 +147,12 @@ CASES = [
     ("device-banana", "train", [*TRAIN, "train.device=banana"], "train.device must be auto, cpu, cuda"),
     ("best-metric-not-reported", "train", [*TRAIN, "eval.best_metric=R9@0.9"],
      "eval.best_metric 'R9@0.9' is not a metric this config reports"),
+    ("config-yaml-syntax-error", "train", ["--config", "{bad}/broken.yaml", "{tiny}"],
+     "config file {bad}/broken.yaml is not valid YAML at line 4, column 6: expected ',' or ']', but got ':' "
+     "(while parsing a flow sequence that begins at line 3, column 19); fix the file"),
+    ("config-a-link-to-dev-zero", "train", ["--config", "{bad}/link_to_dev_zero", "{tiny}"],
+     "config file {bad}/link_to_dev_zero is a link to /dev/zero, which is not a regular file (a character device)"),
+    ("config-a-directory", "train", ["--config", "{tmp}", "{tiny}"], "is a directory; pass a YAML config file"),
     # --- training: the data, checked before anything is written
     ("train-every-sentence-empty", "train", [*TRAIN, "data.train_annotations={bad}/empty_sentences.json"],
      "the train split has no usable query"),
@@ -143,6 +160,10 @@ CASES = [
      "the test split has no usable query"),
     ("every-video-of-the-wrong-width", "train", [*TRAIN, "data.feature_dim=17"],
      "feature width 16 != data.feature_dim 17"),
+    ("annotations-nested-too-deep", "train", [*TRAIN, "data.train_annotations={bad}/deep.json"],
+     "{bad}/deep.json is not valid JSON (arrays or objects nested too deep to read)"),
+    ("annotations-huge-integer", "train", [*TRAIN, "data.train_annotations={bad}/huge_int.json"],
+     "{bad}/huge_int.json is not valid JSON (an integer of 5001 digits)"),
     ("features-1d", "train", [*TRAIN, "data.features={bad}/features_1d.hdf5"], "features not a (T, F) array"),
     ("features-3d", "train", [*TRAIN, "data.features={bad}/features_3d.hdf5"], "features not a (T, F) array"),
     ("npy-truncated", "train", [*TRAIN, "data.features={bad}/npy_truncated"], "video train003 in "),
@@ -170,6 +191,16 @@ CASES = [
     ("ground-plot-in-a-file", "ground", ["{video}", "a query", "--plot", "{bad}/a_file/out.png"],
      "--plot {bad}/a_file/out.png cannot be created"),
     ("ground-plot-is-a-directory", "ground", ["{video}", "a query", "--plot", "{tmp}"], "is a folder, not a file"),
+    ("ground-checkpoint-fps-zero", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_zero.pt"],
+     "(frame_encoder.fps) must be a positive frame rate of at most 60 frames per second, got 0.0"),
+    ("ground-checkpoint-fps-negative", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_negative.pt"],
+     "got -2.0; the checkpoint is damaged"),
+    ("ground-checkpoint-fps-nan", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_nan.pt"],
+     "frames per second, got nan"),
+    ("ground-checkpoint-fps-huge", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_huge.pt"],
+     "frames per second, got 1000000.0"),
+    ("ground-checkpoint-fps-text", "ground", ["{video}", "a query", "--checkpoint", "{bad}/frame_fps_text.pt"],
+     "frames per second, got '1'"),
     ("ground-window-shorter-than-a-frame", "ground", ["{video}", "a query", "--window", "0.01"],
      "--window 0.01 s holds 0.01 frames"),
     # --- evaluation of a checkpoint
@@ -185,9 +216,17 @@ CASES = [
     # --- re-scoring a predictions file
     ("predictions-binary", "eval", ["--predictions", "{bad}/binary.jsonl"], "not UTF-8 text"),
     ("predictions-a-directory", "eval", ["--predictions", "{tmp}"], "is a directory"),
+    ("predictions-a-link-to-dev-zero", "eval", ["--predictions", "{bad}/link_to_dev_zero"],
+     "predictions path {bad}/link_to_dev_zero is a link to /dev/zero, which is not a regular file (a character device)"),
+    ("annotations-a-link-to-dev-zero", "train", [*TRAIN, "data.train_annotations={bad}/link_to_dev_zero"],
+     "Annotation file {bad}/link_to_dev_zero is a link to /dev/zero, which is not a regular file (a character device)"),
     ("predictions-gt-a-string", "eval", ["--predictions", "{bad}/gt_abc.jsonl"], "'gt' must be [start, end]"),
     ("predictions-duration-true", "eval", ["--predictions", "{bad}/duration_true.jsonl"],
      "'duration' must be a positive number"),
+    ("predictions-nested-too-deep", "eval", ["--predictions", "{bad}/deep.jsonl"],
+     "{bad}/deep.jsonl, line 1: not valid JSON (arrays or objects nested too deep to read)"),
+    ("predictions-huge-integer", "eval", ["--predictions", "{bad}/huge_int.jsonl"],
+     "{bad}/huge_int.jsonl, line 1: not valid JSON (an integer of 401 digits)"),
     ("predictions-gt-inverted", "eval", ["--predictions", "{bad}/gt_inverted.jsonl"], "does not end after it starts"),
     ("recall-at-negative", "eval", ["--predictions", "{bad}/predictions.jsonl", "--recall-at", "-1"], "--recall-at"),
     ("recall-at-zero", "eval", ["--predictions", "{bad}/predictions.jsonl", "--recall-at", "0"], "--recall-at"),
@@ -195,6 +234,9 @@ CASES = [
      "--iou-thresholds"),
     ("iou-threshold-above-one", "eval", ["--predictions", "{bad}/predictions.jsonl", "--iou-thresholds", "0.5,1.5"],
      "--iou-thresholds"),
+    # --- feature extraction
+    ("extract-fps-huge", "extract", ["{video}", "--out", "{out}/features.hdf5", "--fps", "1e6", "--no-progress"],
+     "fps must be a positive frame rate of at most 60 frames per second, got 1000000.0"),
     # --- the Hugging Face layout and the web app
     ("ground-repo-id-not-cached", "ground", ["{video}", "a query", "--checkpoint", "no-such-org/no-such-model"],
      "as a Hugging Face repo id it could not be fetched"),

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from g2l.ops.spans import span_iou
+from tests.fixtures import import_or_missing
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_non_editable_install_grounds_the_example_from_anywhere(tmp_path):
-    pytest.importorskip("pip")
+    import_or_missing("pip", install="python -m ensurepip")
     # The sources pip builds from: a copy, so the build writes nothing into the checkout. The
     # package's demo.pt is a link to checkpoints/demo.pt, as in the repository.
     source = tmp_path / "source"

@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from g2l.data.records import Annotation, CleaningReport
-from g2l.errors import G2LError
+from g2l.errors import G2LError, path_problem
 
 FORMATS = ("charades_txt", "anet_json", "tacos_json", "qvhighlights", "jsonl")
 
@@ -83,6 +83,23 @@ DURATION_TOLERANCE_S = 1e-3
 
 class AnnotationError(G2LError):
     """An annotation file that cannot be read at all (missing, invalid, wrong format or schema)."""
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` for files people hand in: whatever is wrong with ``text`` is a ``ValueError``
+    that says what (``json.JSONDecodeError`` for the syntax), including nesting deeper than Python's
+    recursion allows and an integer of more than 300 digits (no time, count or score needs one, and
+    a float cannot hold it), which ``json.loads`` raises as RecursionError or lets through."""
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except RecursionError:
+        raise ValueError("arrays or objects nested too deep to read") from None
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > 300:
+        raise ValueError(f"an integer of {len(digits.lstrip('-'))} digits")
+    return int(digits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,8 +158,8 @@ def guess_format(path: str | Path) -> str:
     if suffix == ".jsonl":
         for _, line in _read_lines(path):
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = parse_json(line)
+            except ValueError:
                 continue
             if isinstance(record, dict) and {"qid", "query", "vid"} <= record.keys():
                 return "qvhighlights"
@@ -405,9 +422,9 @@ def _parse_query_lines(
     for line_number, line in _read_lines(path):
         num_lines += 1
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            report.drop("malformed line", f"line {line_number}: not JSON: {line[:80]!r}")
+            record = parse_json(line)
+        except ValueError as error:
+            report.drop("malformed line", f"line {line_number}: not JSON ({str(error)[:60]}): {line[:80]!r}")
             continue
         if not isinstance(record, dict):
             report.drop("malformed line", f"line {line_number}: not a JSON object")
@@ -510,10 +527,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_file(path: Path, what: str = "") -> None:
-    if not path.is_file():
+    problem = path_problem(path)  # "does not exist", "is a directory", "is a link to /dev/zero, which ..."
+    if problem:
         hint = f"; it should be {what}" if what else ""
         raise AnnotationError(
-            f"Annotation file {path} does not exist or is not a file{hint}; check the path "
+            f"Annotation file {path} {problem}{hint}; check the path "
             f"(the public files come with the 2D-TAN, MMN and Moment-DETR repositories)."
         )
 
@@ -522,8 +540,8 @@ def _read_json(path: Path) -> Any:
     _check_file(path)
     try:
         with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return parse_json(file.read())
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, and parse_json's own
         raise AnnotationError(
             f"{path} is not valid JSON ({error}); re-download it, or set data.annotation_format if it is a "
             f"JSON-lines file."

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from g2l.atomic import atomic_path
-from g2l.errors import G2LError
+from g2l.data.annotations import parse_json
+from g2l.errors import G2LError, path_problem
 from g2l.eval.metrics import grounding_metrics
 from g2l.ops.spans import F32, ranked_candidates
 
@@ -86,9 +87,10 @@ def _as_window_array(value, where: str) -> np.ndarray:
 
 def _parse_line(line: str, where: str) -> Prediction:
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise PredictionsError(f"{where}: not valid JSON ({error.msg}); each line must be one JSON object") from None
+        record = parse_json(line)
+    except ValueError as error:  # bad syntax, nesting too deep, an integer too long
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        raise PredictionsError(f"{where}: not valid JSON ({reason}); each line must be one JSON object") from None
     if not isinstance(record, dict):
         raise PredictionsError(f"{where}: each line must be a JSON object")
     missing = [key for key in ("video", "query", "duration", "gt") if key not in record]
@@ -120,10 +122,11 @@ def _parse_line(line: str, where: str) -> Prediction:
 def read_predictions(path: str | Path) -> list[Prediction]:
     """Parse a predictions file; a malformed line is a PredictionsError naming file and line."""
     path = Path(path)
-    if path.is_dir():
-        raise PredictionsError(f"predictions path {path} is a directory; pass a predictions file (JSON lines)")
-    if not path.is_file():
-        raise PredictionsError(f"predictions file {path} does not exist; check the path")
+    problem = path_problem(path)  # a link to /dev/zero would be read for ever
+    if problem and problem.endswith("does not exist"):
+        raise PredictionsError(f"predictions file {path} {problem}; check the path")
+    if problem:
+        raise PredictionsError(f"predictions path {path} {problem}; pass a predictions file (JSON lines)")
     predictions = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):

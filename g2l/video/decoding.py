@@ -41,6 +41,7 @@ import ctypes
 import functools
 import glob
 import math
+import numbers
 import os
 import re
 import sys
@@ -50,15 +51,34 @@ from typing import Iterator
 
 import numpy as np
 
-from g2l.errors import G2LError
+from g2l.errors import G2LError, path_problem
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 
 _REENCODE_HINT = "re-download it or re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
+# The densest sampling allowed. Videos rarely hold more frames a second, so a faster rate only
+# repeats frames; and a rate like 10^6 would decode and encode for minutes before anything fails.
+MAX_SAMPLING_FPS = 60.0
+
 
 class VideoReadError(G2LError):
     """A video file is missing, empty, truncated, corrupt or not a video at all."""
+
+
+class SamplingRateError(G2LError):
+    """A sampling rate that is not a number of frames per second in ``(0, MAX_SAMPLING_FPS]``."""
+
+
+def check_sampling_fps(fps, *, what: str = "fps", fix: str = "sample at 1 frame per second, the default") -> float:
+    """``fps`` as a float when it is a frame rate in ``(0, MAX_SAMPLING_FPS]``; otherwise a
+    ``SamplingRateError`` whose sentence names the setting (``what``) and says what to do (``fix``)."""
+    number = isinstance(fps, numbers.Real) and not isinstance(fps, (bool, np.bool_))
+    if not (number and 0 < fps <= MAX_SAMPLING_FPS):  # also false for NaN
+        raise SamplingRateError(
+            f"{what} must be a positive frame rate of at most {MAX_SAMPLING_FPS:g} frames per second, got {fps!r}; {fix}"
+        )
+    return float(fps)
 
 
 @dataclass(frozen=True)
@@ -88,10 +108,10 @@ class VideoChunk:
 def sample_times(duration_s: float, fps: float) -> np.ndarray:
     """Sample times ``(n,)`` in seconds: ``(k + 0.5) / fps`` for ``k < floor(duration_s * fps)``.
 
-    A video shorter than ``1 / fps`` gives one sample at ``duration_s / 2``.
+    A video shorter than ``1 / fps`` gives one sample at ``duration_s / 2``. ``fps`` must be in
+    ``(0, MAX_SAMPLING_FPS]`` (``SamplingRateError``).
     """
-    if fps <= 0:
-        raise ValueError(f"The sampling rate must be positive, got fps={fps}.")
+    fps = check_sampling_fps(fps)
     num_samples = int(math.floor(duration_s * fps + 1e-6))  # tolerance for 4.0 * 1.0 == 3.9999...
     if num_samples == 0:
         return np.array([duration_s / 2.0])
@@ -189,8 +209,7 @@ def read_video_frames(
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}.")
-    if fps <= 0:
-        raise ValueError(f"The sampling rate must be positive, got fps={fps}.")
+    fps = check_sampling_fps(fps)
     reader = _open_reader(path, size=size, decode_threads=decode_threads)
     return SampledVideo(path, reader, fps=fps, chunk_frames=chunk_frames)
 
@@ -207,10 +226,11 @@ def _open_reader(path: str | Path, *, size: int | None, decode_threads: int = 0)
     import decord
 
     path = Path(path)
-    if not path.exists():
-        raise VideoReadError(f"Video file {str(path)!r} does not exist; check the path.")
-    if not path.is_file():
-        raise VideoReadError(f"Video path {str(path)!r} is not a file; pass a video file (folders are listed by the tools).")
+    problem = path_problem(path)  # "does not exist", "is a directory", "is a link to /dev/zero, which is not ..."
+    if problem and problem.endswith("does not exist"):
+        raise VideoReadError(f"Video file {str(path)!r} {problem}; check the path.")
+    if problem:
+        raise VideoReadError(f"Video path {str(path)!r} {problem}; pass a video file (folders are listed by the tools).")
     if path.stat().st_size == 0:
         raise VideoReadError(f"Video file {str(path)!r} is empty (0 bytes); {_REENCODE_HINT}.")
     if size is not None and size < 1:
@@ -285,8 +305,18 @@ def _to_numpy(array) -> np.ndarray:
 
 def _describe_failure(path: Path, error: Exception, *, when: str) -> str:
     message = str(error)
+    clues = _iso_media_clues(path)
     if "cannot find video stream" in message:
+        if clues is not None and clues.declares_video:
+            return (f"Video file {str(path)!r} looks truncated or damaged: its container declares a video track, but "
+                    f"no frame of it can be decoded; {_REENCODE_HINT}.")
+        if clues is not None and clues.cut_short:
+            return (f"Video file {str(path)!r} looks truncated or damaged: its container ends before its last part "
+                    f"does and no video stream can be found in what is left; {_REENCODE_HINT}.")
         return f"File {str(path)!r} has no video stream (audio only?); pass a video file."
+    if clues is not None and clues.cut_short:
+        return (f"Video file {str(path)!r} looks truncated: its container ends before its last part does "
+                f"(decoding failed while {when} it); {_REENCODE_HINT}.")
     if "av_read_frame" in message or "send_packet" in message or "partial" in message:
         return f"Video file {str(path)!r} is truncated or corrupt (decoding failed while {when} it); {_REENCODE_HINT}."
     if message.startswith("Error reading"):  # decord's whole message when FFmpeg cannot open the file
@@ -298,6 +328,48 @@ def _describe_failure(path: Path, error: Exception, *, when: str) -> str:
         f"File {str(path)!r} could not be read as a video (decord failed while {when} it: "
         f"{_human_part(message)}); check the file, then {_REENCODE_HINT}."
     )
+
+
+@dataclass(frozen=True)
+class _MediaClues:
+    cut_short: bool  # a top-level box runs past the end of the file, or a video track has no media data box
+    declares_video: bool  # the index (moov) has a track with the 'vide' handler
+
+
+def _iso_media_clues(path: Path) -> _MediaClues | None:
+    """What the top-level boxes of an ISO media file (mp4, mov, m4v, 3gp) say about why decord
+    failed, read without decoding; None for another container or a file that cannot be read.
+    A box is ``size (4 bytes, big-endian) kind (4)``, with a 64-bit size after them when size is 1
+    and "to the end of the file" when it is 0; a track's ``hdlr`` box names its kind 8 bytes after
+    the word ``hdlr`` (``vide``, ``soun``, ...)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            if file.read(8)[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide"):
+                return None
+            offset, cut_short, declares_video, media_data = 0, False, False, False
+            while offset + 8 <= size:
+                file.seek(offset)
+                header = file.read(16)
+                box_size, kind, header_size = int.from_bytes(header[:4], "big"), header[4:8], 8
+                if box_size == 1:
+                    box_size, header_size = int.from_bytes(header[8:16], "big"), 16
+                elif box_size == 0:
+                    box_size = size - offset
+                if box_size < header_size:  # not a box: the file is damaged from here on
+                    cut_short = True
+                    break
+                cut_short = cut_short or offset + box_size > size
+                media_data = media_data or kind == b"mdat"
+                if kind == b"moov":
+                    file.seek(offset + header_size)
+                    index = file.read(min(box_size - header_size, 64 << 20))
+                    declares_video = re.search(rb"hdlr.{8}vide", index, re.DOTALL) is not None
+                offset += box_size
+            cut_short = cut_short or 0 < size - offset < 8 or (declares_video and not media_data)
+    except OSError:
+        return None
+    return _MediaClues(cut_short, declares_video)
 
 
 def _human_part(message: str) -> str:

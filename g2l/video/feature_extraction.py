@@ -37,6 +37,7 @@ from g2l.errors import G2LError
 from g2l.video.decoding import (
     VIDEO_EXTENSIONS,
     VideoReadError,
+    check_sampling_fps,
     is_video_file,
     read_video_frames,
 )
@@ -185,9 +186,11 @@ def extract_features_to_hdf5(
     """Extract every video not yet in ``out_path`` (see the module docstring); never stops on a bad video.
 
     Raises ``EncoderMismatchError`` when ``out_path`` holds features of another encoder or fps,
-    and ``FeatureFileError`` when it is not a feature file this function wrote.
+    and ``FeatureFileError`` when it is not a feature file this function wrote; an ``fps`` outside
+    ``(0, MAX_SAMPLING_FPS]`` is a ``SamplingRateError`` before anything is written.
     """
-    spec = {**encoder.spec, "fps": float(fps)}
+    fps = check_sampling_fps(fps, fix="features are usually sampled at 1 to 5 frames per second (g2l-extract --fps)")
+    spec = {**encoder.spec, "fps": fps}
     report = ExtractionReport()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

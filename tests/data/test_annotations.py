@@ -335,6 +335,19 @@ def test_user_jsonl_cleaning(tmp_path):
     assert "no ground-truth windows" not in report.dropped
 
 
+def test_jsonl_lines_nested_too_deep_or_with_huge_integers_are_dropped_and_counted(tmp_path):
+    good = {"video": "a", "duration": 30.0, "sentence": "a dog jumps.", "windows": [[2.0, 7.5]]}
+    huge = json.dumps(good).replace("30.0", "3" + "0" * 400)  # line 2: a duration json.loads reads as an int
+    deep = json.dumps({**good, "windows": "@"}).replace('"@"', "[" * 50_000 + "]" * 50_000)  # line 3
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join([json.dumps(good), huge, deep, json.dumps(good)]) + "\n")
+    annotations, report = load_annotations(path)
+    assert annotations == [Annotation("a", 30.0, "a dog jumps.", ((2.0, 7.5),))] * 2
+    assert dict(report.dropped) == {"malformed line": 2}
+    assert [e.split(":")[0] for e in report.examples["malformed line"]] == ["line 2", "line 3"]
+    assert "401 digits" in report.examples["malformed line"][0] and "too deep" in report.examples["malformed line"][1]
+
+
 def test_user_jsonl_keys_are_strict(tmp_path):
     good = {"video": "a", "duration": 30.0, "sentence": "a dog jumps.", "windows": [[2.0, 7.5]]}
     path = write_lines(tmp_path / "extra.jsonl", [good, {**good, "timestamps": [[1, 2]]}])

@@ -64,6 +64,21 @@ def test_score_formula():
     assert score_cells(torch.tensor([0.3]), torch.tensor([0.3]), 0.3) > score_cells(torch.tensor([0.3]), torch.tensor([0.2]), 0.3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_score_of_a_cosine_just_below_minus_one_is_zero_not_nan(dtype):
+    """Rounding puts a cosine of opposite vectors a hair below -1 (fp32: -1 - 2^-23; bf16: -1 - 2^-7), where
+    0.5 c + 0.5 is negative and its fractional power NaN: the clamp makes the score 0 there."""
+    below = -1.0 - torch.finfo(dtype).eps  # the next number below -1 in this dtype
+    contrast = torch.tensor([below, -1.0078125, -1.5, -1.0, -0.5], dtype=torch.float32).to(dtype)
+    iou = torch.full_like(contrast, 0.2)
+    assert (0.5 * contrast[:3] + 0.5 < 0).all()  # the clamp is needed on these
+    scores = score_cells(contrast, iou, 0.5)
+    assert torch.isfinite(scores).all(), scores
+    assert scores[:4].tolist() == [0.0, 0.0, 0.0, 0.0]
+    torch.testing.assert_close(scores[4].float(), torch.tensor(0.25 ** 0.5 * torch.sigmoid(torch.tensor(2.0)).item()),
+                               atol=1e-2 if dtype == torch.bfloat16 else 1e-6, rtol=0)
+
+
 def test_model_outputs_and_to_map(tiny_text_encoder_dir):
     cfg = load_config(overrides=[f"model.text_encoder={tiny_text_encoder_dir}", "model.hidden_dim=16", "model.joint_dim=8",
                                  "data.feature_dim=12", "model.map_num_layers=2"])

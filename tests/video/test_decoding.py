@@ -8,6 +8,7 @@ is worked out from the times the writer used: the last frame whose start is <= t
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,10 @@ import numpy as np
 import pytest
 
 from g2l.video.decoding import (
+    SamplingRateError,
     VideoInfo,
     VideoReadError,
+    check_sampling_fps,
     frames_at_times,
     probe_video,
     read_video_frames,
@@ -259,8 +262,44 @@ def test_audio_only_file_says_there_is_no_video_stream(tmp_path):
             frame.sample_rate, frame.pts = 16000, start
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
-    with pytest.raises(VideoReadError, match="no video stream"):
+    with pytest.raises(VideoReadError, match=r"has no video stream \(audio only\?\)") as caught:
         read_video_frames(path)
+    assert "truncated" not in str(caught.value)
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_an_mp4_cut_short_says_it_looks_truncated_not_audio_only(tmp_path, faststart):
+    """Cut anywhere before its end, an mp4 (index first or last) that fails to open is reported as
+    truncated. Cut just after its video track's handler (index first), FFmpeg finds no video
+    stream: that once read "no video stream (audio only?)"; the container still declares the track."""
+    whole = tmp_path / "whole.mp4"
+    write_test_video(whole, duration_s=2.0, fps=25.0, faststart=faststart)
+    data = whole.read_bytes()
+    cuts = [int(len(data) * fraction) for fraction in (0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)]
+    if faststart:
+        cuts.append(data.index(b"vide", data.index(b"hdlr")) + 10)  # the video handler kept, its sample tables lost
+    failures = []
+    for keep in cuts:
+        cut = tmp_path / f"cut{keep}.mp4"
+        cut.write_bytes(data[:keep])
+        with pytest.raises(VideoReadError) as caught:
+            read_video_frames(cut)
+        failures.append(str(caught.value))
+    assert all("truncated" in message and "audio only" not in message for message in failures), failures
+    if faststart:
+        assert "its container declares a video track, but no frame of it can be decoded" in failures[-1]
+
+
+def test_a_directory_or_a_link_to_dev_zero_is_named_for_what_it_is(tmp_path):
+    link = tmp_path / "zero.mp4"
+    link.symlink_to("/dev/zero")
+    (tmp_path / "clips.mp4").mkdir()
+    expected = {link: "is a link to /dev/zero, which is not a regular file (a character device); pass a video file",
+                tmp_path / "clips.mp4": "is a directory; pass a video file",
+                tmp_path / "gone.mp4": "does not exist; check the path"}
+    for path, fragment in expected.items():
+        with pytest.raises(VideoReadError, match=re.escape(fragment)):
+            read_video_frames(path)
 
 
 def test_bad_arguments():
@@ -268,6 +307,18 @@ def test_bad_arguments():
         read_video_frames("x.mp4", chunk_frames=0)
     with pytest.raises(ValueError, match="fps"):
         read_video_frames("x.mp4", fps=0)
+
+
+@pytest.mark.parametrize("fps", [0, -1.0, float("nan"), float("inf"), 60.001, 1e6, "2", True, None])
+def test_a_sampling_rate_outside_0_to_60_is_refused_before_the_file_is_opened(fps):
+    for call in (lambda: read_video_frames("missing.mp4", fps=fps), lambda: sample_times(10.0, fps)):
+        with pytest.raises(SamplingRateError, match=r"at most 60 frames per second, got "):
+            call()
+
+
+def test_sampling_rates_in_range_pass_as_floats():
+    assert [check_sampling_fps(v) for v in (60, 0.25, np.float32(2.0), np.int64(5))] == [60.0, 0.25, 2.0, 5.0]
+    assert len(sample_times(1.0, 60)) == 60
 
 
 def test_truncated_streaming_container_reads_its_decodable_prefix(tmp_path):

@@ -24,6 +24,7 @@ from g2l.video.frame_encoders import (
     sha256_of_file,
 )
 from g2l.video.mobilenet import MobileNetV2
+from tests.fixtures import import_or_missing, missing_prerequisite
 
 # ImageNet classes used below (0-based indices of the standard 1000-class list).
 BOW_TIE, MILITARY_UNIFORM, MONASTERY, PALACE = 457, 652, 663, 698
@@ -83,18 +84,18 @@ def test_classifier_recognises_known_photos(mobilenet):
     """Known answers: Grace Hopper's portrait (matplotlib's sample) shows a bow tie and a military
     uniform; scikit-learn's china.jpg shows a Chinese palace. Wrong weights or a wrong architecture
     (strict loading cannot catch a missing residual or a wrong stride) would not get these."""
-    pil = pytest.importorskip("PIL.Image")
-    matplotlib = pytest.importorskip("matplotlib")
+    pil = import_or_missing("PIL.Image", install="pip install -e '.[dev]'")
+    matplotlib = import_or_missing("matplotlib", install="pip install -e '.[dev]'")
     hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     if not hopper.is_file():
-        pytest.skip("matplotlib's sample data is not installed")
+        missing_prerequisite("matplotlib's sample data is not installed")
     image = np.asarray(pil.open(hopper).convert("RGB"))
     top5 = mobilenet.classify(_center_crop_224(image)[None])[0].topk(5).indices.tolist()
     assert BOW_TIE in top5 and MILITARY_UNIFORM in top5
     # The squashed whole frame, as videos are read, is still a uniform.
     assert MILITARY_UNIFORM in mobilenet.classify(image[None])[0].topk(2).indices.tolist()
 
-    sklearn_images = pytest.importorskip("sklearn.datasets").load_sample_images()
+    sklearn_images = import_or_missing("sklearn.datasets", install="pip install -e '.[dev]'").load_sample_images()
     china = sklearn_images.images[sklearn_images.filenames.index(next(f for f in sklearn_images.filenames if "china" in f))]
     assert mobilenet.classify(_center_crop_224(china)[None])[0].argmax().item() in (PALACE, MONASTERY)
 
