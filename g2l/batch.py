@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from g2l.atomic import atomic_path
-from g2l.errors import G2LError
+from g2l.errors import G2LError, path_problem
 from g2l.inference import EncodedVideo, Grounder, QueryResult
 
 MAX_LINE_CHARS = 1_000_000  # a pairs line longer than this is refused (a query is a sentence)
@@ -104,8 +104,9 @@ def read_pairs(path: str | Path) -> tuple[list[PairsLine], list[tuple[int, str]]
     """``(lines, failures, count)``: the usable lines of a pairs file, the bad ones with their
     reasons, and the number of non-blank lines."""
     path = Path(path)
-    if not path.is_file():
-        raise BatchError(f"pairs file {path} {'is not a regular file' if path.exists() else 'does not exist'}")
+    problem = path_problem(path)
+    if problem:
+        raise BatchError(f"pairs file {path} {problem}; pass a JSON-lines file")
     base = path.resolve().parent
     lines, failures, count = [], [], 0
     with open(path, encoding="utf-8", errors="replace") as handle:
@@ -252,10 +253,9 @@ def ground_batch(grounder: Grounder, pairs_path: str | Path, out_path: str | Pat
 
 
 def _encoded(grounder: Grounder, path: Path, cache: Path | None, summary: BatchSummary) -> EncodedVideo:
-    if not path.exists():
-        raise BatchError("does not exist")
-    if not path.is_file():
-        raise BatchError("is not a regular file")
+    problem = path_problem(path)
+    if problem:
+        raise BatchError(problem)
     key = None
     if cache is not None:
         key = video_cache_key(path, grounder.frame_encoder_spec, grounder.fps)

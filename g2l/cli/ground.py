@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from g2l.cli.common import CliError, OneLineParser, check_writable, run_cli, terminal_progress
+from g2l.errors import path_problem
 from g2l.plots import plot_grounding  # matplotlib is imported only when a plot is drawn
 
 
@@ -99,11 +100,9 @@ def _ground(argv: Sequence[str] | None) -> int:
 
     check_queries(args.queries)
     video_path = Path(args.video)
-    if not video_path.exists():
-        raise CliError(f"video file {args.video} does not exist; check the path")
-    if not video_path.is_file():
-        kind = "a directory" if video_path.is_dir() else "not a regular file"
-        raise CliError(f"video {args.video} is {kind}; pass a video file")
+    problem = path_problem(video_path)
+    if problem:
+        raise CliError(f"video {args.video} {problem}; pass a video file")
     if args.gt is not None and len(args.gt) != len(args.queries):
         raise CliError(f"--gt was given {len(args.gt)} times for {len(args.queries)} queries; give one --gt START END "
                        "per query, in order")
