@@ -392,6 +392,22 @@ def config_from_dict(data: dict) -> Config:
     return cfg
 
 
+LOCAL_PATH_KEYS = (("data", "train_annotations"), ("data", "val_annotations"), ("data", "test_annotations"),
+                   ("data", "durations_csv"), ("data", "features"), ("log", "output_dir"))
+
+
+def portable_config_dict(cfg_dict: dict) -> dict:
+    """A copy of a config dict to publish: every path of the machine it was trained on (data
+    files, the runs folder) reduced to its last name, so that shipped and exported files carry no
+    machine-local paths. A run's own checkpoints keep the full paths: resuming reads them."""
+    out = {section: dict(values) if isinstance(values, dict) else values for section, values in cfg_dict.items()}
+    for section, key in LOCAL_PATH_KEYS:
+        value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, str) and value:
+            out[section][key] = Path(value).name
+    return out
+
+
 def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 

@@ -128,6 +128,7 @@ def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_
     """Pick the example from the trained model, copy the checkpoint and the example into the
     repository, and write ``checkpoints/README.md``; the last step of ``build_demo``."""
     from g2l.data.annotations import load_annotations
+    from g2l.engine.checkpoint import write_portable_checkpoint
     from g2l.eval.baselines import prior_only_metrics
     from g2l.inference import Grounder
 
@@ -137,9 +138,9 @@ def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_
         raise RuntimeError("no test video has every query grounded with IoU >= 0.5; the demo model is too weak")
     video_id, record, ious = chosen
     checkpoint_out, example_dir = Path(checkpoint_out), Path(example_dir)
-    for source, target in ((best, checkpoint_out), (data_dir / "videos" / f"{video_id}.mp4", example_dir / "demo.mp4")):
-        with atomic_path(target) as temporary:
-            shutil.copyfile(source, temporary)
+    write_portable_checkpoint(best, checkpoint_out)  # no paths of the building machine
+    with atomic_path(example_dir / "demo.mp4") as temporary:
+        shutil.copyfile(data_dir / "videos" / f"{video_id}.mp4", temporary)
     example = {"video": "demo.mp4", "source": f"{video_id} of the demo test split (seed {seed})",
                "duration": record["duration"],
                "queries": [{"query": q, "gt": gt} for q, gt in zip(record["sentences"], record["timestamps"])]}

@@ -4,6 +4,7 @@ loaded as untrusted data, and --push-to-hub makes the right calls (a fake HfApi:
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,73 @@ def test_the_shipped_demo_folder_is_the_demo_checkpoint():
     state = torch.load(demo_checkpoint(), map_location="cpu", weights_only=True)["model"]
     assert weights.keys() == state.keys() and all(torch.equal(weights[k], state[k]) for k in state)
     assert "R1@0.5 | 41.0 | 28.8" in (DEMO_HF / "README.md").read_text()
+
+
+def test_the_shipped_demo_folder_equals_a_fresh_export(tmp_path):
+    """checkpoints/demo-hf is exactly what its documented command writes today, file for file."""
+    readme = (REPO / "checkpoints" / "README.md").read_text()
+    command = next(line.strip() for line in readme.splitlines() if line.strip().startswith("python tools/export.py"))
+    args = shlex.split(command)[2:]
+    assert args[:2] == ["checkpoints/demo.pt", "checkpoints/demo-hf"], command
+    fresh = tmp_path / "demo-hf"
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the command's paths are relative to the repository
+    try:
+        assert export_main([args[0], str(fresh), *args[2:]]) == 0
+    finally:
+        os.chdir(cwd)
+    shipped = {p.name: p.read_bytes() for p in DEMO_HF.iterdir()}
+    written = {p.name: p.read_bytes() for p in fresh.iterdir()}
+    assert sorted(shipped) == sorted(written)
+    # safetensors orders its metadata keys by hash, so the weights file is compared by content
+    assert [name for name in shipped if shipped[name] != written[name] and name != "model.safetensors"] == []
+    from safetensors import safe_open
+
+    with safe_open(DEMO_HF / "model.safetensors", "pt") as a, safe_open(fresh / "model.safetensors", "pt") as b:
+        assert a.metadata() == b.metadata() and sorted(a.keys()) == sorted(b.keys())
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_shipped_files_carry_no_machine_paths():
+    """Neither the demo checkpoint's config nor any JSON of the demo folder names a path of the
+    machine that built it (a data file, the runs folder, a virtual environment)."""
+    import re
+
+    def local(s: str) -> bool:  # an absolute path with at least one folder (a token such as "/" is not one)
+        return bool(re.match(r"^(/|~/)[^/\s]+/", s)) or "site-packages" in s
+
+    payload = torch.load(demo_checkpoint(), map_location="cpu", weights_only=True)
+    found = [s for s in _strings(payload) if local(s)]
+    for path in sorted(DEMO_HF.glob("*.json")):
+        found += [f"{path.name}: {s}" for s in _strings(json.loads(path.read_text())) if local(s)]
+    assert found == []
+
+
+def test_export_reduces_local_paths_to_names():
+    from g2l.config import portable_config_dict
+    from g2l.models.text_encoder import portable_backbone_config
+
+    cfg = {"data": {"train_annotations": "/srv/data/train.json", "features": "feats/x.hdf5", "val_annotations": ""},
+           "log": {"output_dir": "/home/me/runs"}, "model": {"text_encoder": "bert-base-uncased"}}
+    assert portable_config_dict(cfg) == {"data": {"train_annotations": "train.json", "features": "x.hdf5",
+                                                  "val_annotations": ""},
+                                         "log": {"output_dir": "runs"}, "model": {"text_encoder": "bert-base-uncased"}}
+    assert cfg["data"]["train_annotations"] == "/srv/data/train.json"  # a copy
+    assert portable_backbone_config({"_name_or_path": "/venv/site-packages/pkg/model"})["_name_or_path"] == "model"
+    assert portable_backbone_config({"_name_or_path": "bert-base-uncased"})["_name_or_path"] == "bert-base-uncased"
+    assert portable_backbone_config({"_name_or_path": "org/name"})["_name_or_path"] == "org/name"
 
 
 def test_ground_from_the_demo_folder_and_from_a_cached_repo_id_offline(tmp_path, capsys):

@@ -98,6 +98,19 @@ def save_checkpoint(
     return path
 
 
+def write_portable_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Copy a run's checkpoint as a file to ship: the same weights, its config without the paths of
+    the machine that trained it (``g2l.config.portable_config_dict``), no W&B run id, atomically."""
+    from g2l.config import portable_config_dict
+
+    payload = load_checkpoint(source)
+    payload["config"] = portable_config_dict(payload["config"])
+    payload["extra"] = {k: v for k, v in (payload.get("extra") or {}).items() if k != "wandb_id"}
+    with atomic_path(target) as tmp:
+        torch.save(payload, tmp)
+    return Path(target)
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint without executing code; a bad file is a CheckpointError. The file must
     be a regular file (a link to one is fine) within the size bounds of g2l/limits.py, its zip

@@ -344,7 +344,7 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
     layout's files are written, from what the loader checked."""
     from safetensors.torch import save_file
 
-    from g2l.config import config_to_dict
+    from g2l.config import config_to_dict, portable_config_dict
     from g2l.models.text_encoder import TOKENIZER_FILE_NAMES, text_backbone_files
 
     out = Path(out_dir)
@@ -354,7 +354,7 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
     model, cfg = model_from_checkpoint(payload, source)  # the same checks and rebuild as grounding
     text_included = any(k.startswith(TEXT_BACKBONE_PREFIX) for k in payload["model"])
     state = {k: v.detach().contiguous().clone() for k, v in payload["model"].items()}
-    cfg_dict = config_to_dict(cfg)
+    cfg_dict = portable_config_dict(config_to_dict(cfg))  # no paths of the machine that trained it
     text = text_backbone_files(model.text_encoder.backbone, model.tokenizer)
     best = payload.get("best") or {}
     files = {

@@ -77,7 +77,17 @@ def text_backbone_files(backbone, tokenizer) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         tokenizer.save_pretrained(folder)
         files = {p.name: p.read_text() for p in Path(folder).iterdir() if p.is_file() and p.name in TOKENIZER_FILE_NAMES}
-    return {"config": backbone.config.to_dict(), "tokenizer_files": files}
+    return {"config": portable_backbone_config(backbone.config.to_dict()), "tokenizer_files": files}
+
+
+def portable_backbone_config(config: dict) -> dict:
+    """A backbone's transformers config without the folder it was loaded from: ``_name_or_path``
+    reduced to its last name (a hub id such as ``bert-base-uncased`` stays as it is)."""
+    config = dict(config)
+    name = config.get("_name_or_path")
+    if isinstance(name, str) and (name.startswith(("/", "~", ".")) or "\\" in name or name.count("/") > 1):
+        config["_name_or_path"] = Path(name).name
+    return config
 
 
 def check_text_backbone_spec(spec, source: str = "the checkpoint") -> None:
