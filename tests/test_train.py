@@ -121,7 +121,7 @@ def test_bad_inputs_are_one_sentence(bench, two_epoch_run, tmp_path):
     one_line_error(run_tool("tools/train.py", "--config", "configs/base.yaml", *missing), "does not exist")
     assert not (tmp_path / "runs").exists()  # nothing half-written
     ckpt = two_epoch_run.run_dir / "checkpoints" / "last.pt"
-    one_line_error(run_tool("tools/eval.py", "--checkpoint", str(ckpt), "model.hidden_dim=24"), "another shape")
+    one_line_error(run_tool("tools/eval.py", "--checkpoint", str(ckpt), "model.hidden_dim=24"), "do not belong together")
     one_line_error(run_tool("tools/eval.py", "--checkpoint", str(tmp_path / "none.pt")), "does not exist")
     one_line_error(run_tool("tools/train.py", "--resume", str(tmp_path / "nothing")), "cannot resume")
 
