@@ -244,8 +244,8 @@ def _interaction_kernel(weights_flat, weight_offsets, num_sentences, num_moments
 
 
 # ---------------------------------------------------------------------------------------------
-# Stratified kernel: exact strata over the other sentences present and bins of the number of
-# moments in C; each draw serves every pair of its sentence
+# Stratified kernel: strata over (t, k) = how many other sentences and how many other moments C
+# holds; each draw serves every pair of its sentence
 # ---------------------------------------------------------------------------------------------
 
 
@@ -257,12 +257,34 @@ def _next_unit(state):
 
 
 @njit(cache=True, inline="always")
-def _set_values(weights, sentences, num_s, moments, num_m, extra, remove, rowsum, rowmax, rowmax2, inv, out):
-    """``out = (v(M', S), v(M', S u {j}))`` where S = sentences[:num_s - 1], j = sentences[num_s - 1]
-    and M' = moments[:num_m] plus ``extra`` (if >= 0) or minus ``remove`` (if >= 0). ``rowsum``,
-    ``rowmax``, ``rowmax2`` are each sentence's softmax-weight sum, largest and second-largest
-    weight over moments[:num_m]; ``inv`` is scratch."""
-    size = num_m + (1 if extra >= 0 else 0) - (1 if remove >= 0 else 0)
+def _row_stats(local, num_s, num_m, rowsum, rowmax, rowmax2):
+    """Each sentence's softmax-weight sum, largest and second-largest weight over rows 0..num_m-1."""
+    for a in range(num_s):
+        rowsum[a] = 0.0
+        rowmax[a] = 0.0
+        rowmax2[a] = 0.0
+    for b in range(num_m):
+        for a in range(num_s):
+            w = local[b, a]
+            rowsum[a] += w
+            if w > rowmax[a]:
+                rowmax2[a] = rowmax[a]
+                rowmax[a] = w
+            elif w > rowmax2[a]:
+                rowmax2[a] = w
+
+
+@njit(cache=True, inline="always")
+def _set_values(local, num_s, num_m, extra, remove, rowsum, rowmax, rowmax2, inv, out):
+    """``out = (v(M', S), v(M', S u {j}))``.
+
+    ``local (m+1 s)``: ``local[b, a]`` is the softmax weight of sentence a (j is the last, a =
+    num_s - 1; S the others) and moment b of M = rows 0..num_m-1. M' is M plus the moment whose
+    weights are ``extra (s,)`` when ``remove == -2``, M minus row ``remove`` when ``remove >= 0``,
+    M itself when ``remove == -1``. ``rowsum``, ``rowmax``, ``rowmax2`` are each sentence's sum,
+    largest and second-largest weight over M; ``inv`` is scratch."""
+    use_extra = remove == -2
+    size = num_m + (1 if use_extra else 0) - (1 if remove >= 0 else 0)
     if size <= 0:
         out[0] = 0.0
         out[1] = 0.0
@@ -271,17 +293,16 @@ def _set_values(weights, sentences, num_s, moments, num_m, extra, remove, rowsum
     row_without = 0.0
     row_j = 0.0
     for a in range(num_s):
-        s = sentences[a]
-        if extra >= 0:
-            total = rowsum[a] + weights[s, extra]
-            top = max(rowmax[a], weights[s, extra])
+        if use_extra:
+            total = rowsum[a] + extra[a]
+            top = max(rowmax[a], extra[a])
         elif remove >= 0:
-            w_out = weights[s, remove]
+            w_out = local[remove, a]
             if w_out > 0.5 * rowsum[a]:  # subtracting would cancel: sum the rest directly
                 total = 0.0
                 for b in range(num_m):
-                    if moments[b] != remove:
-                        total += weights[s, moments[b]]
+                    if b != remove:
+                        total += local[b, a]
             else:
                 total = rowsum[a] - w_out
             top = rowmax2[a] if w_out >= rowmax[a] else rowmax[a]
@@ -295,60 +316,41 @@ def _set_values(weights, sentences, num_s, moments, num_m, extra, remove, rowsum
             row_j = top * inv[a]
     col_without = 0.0
     col_with = 0.0
-    sj = sentences[jj]
     for b in range(num_m + 1):
         if b < num_m:
-            m = moments[b]
-            if m == remove:
+            if b == remove:
                 continue
-        elif extra >= 0:
-            m = extra
+            column = local[b]
+        elif use_extra:
+            column = extra
         else:
             break
         best = 0.0
         for a in range(jj):
-            val = weights[sentences[a], m] * inv[a]
+            val = column[a] * inv[a]
             if val > best:
                 best = val
         col_without += best
-        col_with += max(best, weights[sj, m] * inv[jj])
+        col_with += max(best, column[jj] * inv[jj])
     out[0] = 0.5 * (col_without / size + row_without / jj) if jj > 0 else 0.0
     out[1] = 0.5 * (col_with / size + (row_without + row_j) / num_s)
 
 
-@njit(cache=True, inline="always")
-def _row_stats(weights, sentences, num_s, moments, num_m, rowsum, rowmax, rowmax2):
-    for a in range(num_s):
-        s = sentences[a]
-        total = 0.0
-        top = 0.0
-        second = 0.0
-        for b in range(num_m):
-            w = weights[s, moments[b]]
-            total += w
-            if w > top:
-                second = top
-                top = w
-            elif w > second:
-                second = w
-        rowsum[a] = total
-        rowmax[a] = top
-        rowmax2[a] = second
-
-
 @njit(cache=True)
-def _stratified_sentence(weights, j, bin_lo, bin_hi, draws, stratum_weight, cumulative, seed, game, out_mean, out_var):
+def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_offsets, cell_t, cell_k,
+                         cell_cumulative, seed, game, out_mean, out_var):
     """Every interaction I[j, :] of sentence j of one game, by stratified sampling.
 
-    Strata: T, the other sentences present (bit mask over them in order), times bins [lo, hi] of k,
-    the number of moments in C; ``stratum_weight[T, b]`` is the probability of the stratum under
-    the index's law and ``cumulative[T, k]`` the running sum of P(T, k) over k, from which a draw
-    picks k within its bin. A draw orders the moments at random (prefix P_k of the ordering) and
-    serves every moment i at once: C holds T and the k moments of P_k, or of P_{k+1} minus i when i
-    is in P_k, which is a uniform k-subset of the moments other than i in both cases. Writes the
-    stratified mean and its variance (from the spread of each stratum's draws) for every i."""
+    Stratum h holds the cells (t, k) ``cell_offsets[h] .. cell_offsets[h+1]-1`` (t other sentences
+    and k other moments in C), has probability ``stratum_probability[h]`` under the index's law and
+    gets ``stratum_draws[h]`` draws; ``cell_cumulative`` is the running conditional probability of
+    the cells within their stratum, from which a draw picks (t, k). Then T is a uniform t-subset of
+    the other sentences, and a random ordering of the moments (prefix P_k) serves every moment i at
+    once: C holds T and the k moments of P_k, or of P_{k+1} minus i when i is in P_k, a uniform
+    k-subset of the moments other than i in both cases. Writes the stratified mean and its variance
+    (from the spread of each stratum's draws) for every i."""
     s_all, m_all = weights.shape
-    others = np.empty(s_all, dtype=np.int64)
+    others = np.empty(max(s_all - 1, 1), dtype=np.int64)
     num_others = 0
     for a in range(s_all):
         if a != j:
@@ -356,6 +358,7 @@ def _stratified_sentence(weights, j, bin_lo, bin_hi, draws, stratum_weight, cumu
             num_others += 1
     sentences = np.empty(s_all, dtype=np.int64)
     perm = np.arange(m_all)
+    local = np.empty((m_all + 1, s_all))  # rows: P_{k+1} in order, then the extra moment i
     rowsum0 = np.empty(s_all)
     rowmax0 = np.empty(s_all)
     second0 = np.empty(s_all)
@@ -372,147 +375,217 @@ def _stratified_sentence(weights, j, bin_lo, bin_hi, draws, stratum_weight, cumu
     for i in range(m_all):
         out_mean[i] = 0.0
         out_var[i] = 0.0
-    for mask in range(1 << num_others):
-        num_s = 0
-        for a in range(num_others):
-            if mask >> a & 1:
-                sentences[num_s] = others[a]
-                num_s += 1
-        sentences[num_s] = j
-        num_s += 1
-        for bin_idx in range(bin_lo.shape[0]):
-            w_stratum = stratum_weight[mask, bin_idx]
-            num_draws = draws[mask, bin_idx]
-            if w_stratum <= 0.0 or num_draws <= 0:
-                continue
-            lo = bin_lo[bin_idx]
-            hi = bin_hi[bin_idx]
-            below = cumulative[mask, lo - 1] if lo > 0 else 0.0
-            for i in range(m_all):
-                pair_sum[i] = 0.0
-                pair_sq[i] = 0.0
-            for d in range(num_draws):
-                state, unit = _next_unit(state)
-                target = below + unit * w_stratum
-                k = lo
-                while k < hi and cumulative[mask, k] <= target:
-                    k += 1
-                prefix = min(k + 1, m_all)
-                for pos in range(prefix):
-                    state, r = _next_below(state, m_all - pos)
-                    r += pos
-                    tmp = perm[pos]
-                    perm[pos] = perm[r]
-                    perm[r] = tmp
-                _row_stats(weights, sentences, num_s, perm, k, rowsum0, rowmax0, second0)
-                _set_values(weights, sentences, num_s, perm, k, -1, -1, rowsum0, rowmax0, second0, inv, base0)
-                if k < m_all:
-                    # P_{k+1} = P_k plus perm[k]: extend P_k's row statistics (same sums, same order).
-                    added = perm[k]
-                    for a in range(num_s):
-                        w = weights[sentences[a], added]
-                        rowsum1[a] = rowsum0[a] + w
-                        if w > rowmax0[a]:
-                            rowmax1[a] = w
-                            second1[a] = rowmax0[a]
-                        else:
-                            rowmax1[a] = rowmax0[a]
-                            second1[a] = max(second0[a], w)
-                    _set_values(weights, sentences, num_s, perm, k + 1, -1, -1, rowsum1, rowmax1, second1, inv, base1)
-                for pos in range(m_all):
-                    i = perm[pos]
-                    if pos < k:  # i in P_k: C's moments are P_{k+1} minus i
-                        _set_values(weights, sentences, num_s, perm, k + 1, -1, i, rowsum1, rowmax1, second1, inv,
-                                    moved)
-                        bracket = base1[1] - base1[0] - moved[1] + moved[0]
-                    elif pos == k:  # C's moments are P_k, and P_k plus i is P_{k+1}
-                        bracket = base1[1] - base1[0] - base0[1] + base0[0]
+    for h in range(stratum_probability.shape[0]):
+        w_stratum = stratum_probability[h]
+        num_draws = stratum_draws[h]
+        if w_stratum <= 0.0 or num_draws <= 0:
+            continue
+        for i in range(m_all):
+            pair_sum[i] = 0.0
+            pair_sq[i] = 0.0
+        for d in range(num_draws):
+            state, unit = _next_unit(state)
+            lo = cell_offsets[h]
+            hi = cell_offsets[h + 1] - 1
+            while lo < hi:  # the first cell whose cumulative probability exceeds unit
+                mid = (lo + hi) // 2
+                if cell_cumulative[mid] > unit:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            t = cell_t[lo]
+            k = cell_k[lo]
+            for pos in range(t):  # T: partial Fisher-Yates over the other sentences
+                state, r = _next_below(state, num_others - pos)
+                r += pos
+                tmp = others[pos]
+                others[pos] = others[r]
+                others[r] = tmp
+                sentences[pos] = others[pos]
+            sentences[t] = j
+            num_s = t + 1
+            prefix = min(k + 1, m_all)
+            for pos in range(prefix):
+                state, r = _next_below(state, m_all - pos)
+                r += pos
+                tmp = perm[pos]
+                perm[pos] = perm[r]
+                perm[r] = tmp
+                for a in range(num_s):
+                    local[pos, a] = weights[sentences[a], perm[pos]]
+            _row_stats(local, num_s, k, rowsum0, rowmax0, second0)
+            _set_values(local, num_s, k, local[m_all], -1, rowsum0, rowmax0, second0, inv, base0)
+            if k < m_all:
+                # P_{k+1} = P_k plus perm[k]: extend P_k's row statistics.
+                for a in range(num_s):
+                    w = local[k, a]
+                    rowsum1[a] = rowsum0[a] + w
+                    if w > rowmax0[a]:
+                        rowmax1[a] = w
+                        second1[a] = rowmax0[a]
                     else:
-                        _set_values(weights, sentences, num_s, perm, k, i, -1, rowsum0, rowmax0, second0, inv, moved)
-                        bracket = moved[1] - moved[0] - base0[1] + base0[0]
-                    pair_sum[i] += bracket
-                    pair_sq[i] += bracket * bracket
-            for i in range(m_all):
-                mean_i = pair_sum[i] / num_draws
-                out_mean[i] += w_stratum * mean_i
-                if num_draws > 1:
-                    var_i = max(pair_sq[i] - num_draws * mean_i * mean_i, 0.0) / (num_draws - 1)
-                    out_var[i] += w_stratum * w_stratum * var_i / num_draws
+                        rowmax1[a] = rowmax0[a]
+                        second1[a] = max(second0[a], w)
+                _set_values(local, num_s, k + 1, local[m_all], -1, rowsum1, rowmax1, second1, inv, base1)
+            for pos in range(m_all):
+                i = perm[pos]
+                if pos < k:  # i in P_k: C's moments are P_{k+1} minus i
+                    _set_values(local, num_s, k + 1, local[m_all], pos, rowsum1, rowmax1, second1, inv, moved)
+                    bracket = base1[1] - base1[0] - moved[1] + moved[0]
+                elif pos == k:  # C's moments are P_k, and P_k plus i is P_{k+1}
+                    bracket = base1[1] - base1[0] - base0[1] + base0[0]
+                else:
+                    extra = local[m_all]
+                    for a in range(num_s):
+                        extra[a] = weights[sentences[a], i]
+                    _set_values(local, num_s, k, extra, -2, rowsum0, rowmax0, second0, inv, moved)
+                    bracket = moved[1] - moved[0] - base0[1] + base0[0]
+                pair_sum[i] += bracket
+                pair_sq[i] += bracket * bracket
+        for i in range(m_all):
+            mean_i = pair_sum[i] / num_draws
+            out_mean[i] += w_stratum * mean_i
+            if num_draws > 1:
+                var_i = max(pair_sq[i] - num_draws * mean_i * mean_i, 0.0) / (num_draws - 1)
+                out_var[i] += w_stratum * w_stratum * var_i / num_draws
 
 
 @njit(cache=True, parallel=True)
-def _stratified_kernel(weights_flat, weight_offsets, num_sentences, num_moments, task_game, task_j, bins_flat,
-                       bin_offsets, table_flat, table_offsets, cumulative_flat, cumulative_offsets, seed, out_mean,
-                       out_var):
+def _stratified_kernel(weights_flat, weight_offsets, num_sentences, num_moments, task_game, task_j,
+                       stratum_probability, stratum_draws, stratum_offsets, cell_offset_start, cell_offsets,
+                       cell_t, cell_k, cell_cumulative, cell_base, seed, out_mean, out_var):
     """One task per (game, sentence); each has its own random stream, so results do not depend on
-    scheduling. Per game g: bins (2, B_g), draws and stratum weights (2^(s-1), B_g), cumulative
-    weights (2^(s-1), m)."""
-    for t in prange(task_game.shape[0]):
-        g = task_game[t]
-        j = task_j[t]
+    scheduling. Game g's strata are ``stratum_offsets[g] .. stratum_offsets[g+1]-1``; their h_g + 1
+    cell offsets start at ``cell_offsets[cell_offset_start[g]]`` and count from ``cell_base[g]``."""
+    for q in prange(task_game.shape[0]):
+        g = task_game[q]
+        j = task_j[q]
         s_g = num_sentences[g]
         m_g = num_moments[g]
         weights = weights_flat[weight_offsets[g] : weight_offsets[g] + s_g * m_g].reshape((s_g, m_g))
-        num_bins = (bin_offsets[g + 1] - bin_offsets[g]) // 2
-        bins = bins_flat[bin_offsets[g] : bin_offsets[g + 1]].reshape((2, num_bins))
-        rows = 1 << (s_g - 1)
-        tables = table_flat[table_offsets[g] : table_offsets[g + 1]].reshape((2, rows, num_bins))
-        cumulative = cumulative_flat[cumulative_offsets[g] : cumulative_offsets[g + 1]].reshape((rows, m_g))
+        first, last = stratum_offsets[g], stratum_offsets[g + 1]
+        cells = cell_base[g]
         start = weight_offsets[g] + j * m_g
-        _stratified_sentence(weights, j, bins[0], bins[1], tables[0].astype(np.int64), tables[1], cumulative, seed, g,
-                             out_mean[start : start + m_g], out_var[start : start + m_g])
+        _stratified_sentence(weights, j, stratum_probability[first:last], stratum_draws[first:last],
+                             cell_offsets[cell_offset_start[g] : cell_offset_start[g] + last - first + 1],
+                             cell_t[cells:], cell_k[cells:],
+                             cell_cumulative[cells:], seed, g, out_mean[start : start + m_g],
+                             out_var[start : start + m_g])
 
 
-def stratum_weights(num_sentences: int, num_moments: int) -> np.ndarray:
-    """``(2^(s-1), m)``: P(C holds the other sentences of bit mask T and k moments) for a pair
-    (j, i) under the interaction index's law (|C| uniform on 0..n-2, then a uniform subset)."""
+def context_probabilities(num_sentences: int, num_moments: int) -> np.ndarray:
+    """``P (s m)``: ``P[t, k]`` is the probability that the context C of a pair (j, i) holds t of
+    the other s - 1 sentences and k of the other m - 1 moments, under the index's law (|C| uniform
+    on 0..n-2, then a uniform subset): ``C(s-1, t) C(m-1, k) / C(n-2, t+k) / (n-1)``. Sums to 1."""
     others_s, others_m = num_sentences - 1, num_moments - 1
-    n_others = others_s + others_m
-    table = np.zeros((1 << others_s, num_moments))
-    for mask in range(1 << others_s):
-        t = bin(mask).count("1")
-        for k in range(others_m + 1):
-            table[mask, k] = math.comb(others_m, k) / math.comb(n_others, t + k) / (n_others + 1)
-    return table
+    log_factorial = np.array([math.lgamma(x + 1) for x in range(others_s + others_m + 1)])
+
+    def log_comb(a, b):
+        return log_factorial[a] - log_factorial[b] - log_factorial[a - b]
+
+    t = np.arange(num_sentences)[:, None]
+    k = np.arange(num_moments)[None, :]
+    log_p = log_comb(others_s, t) + log_comb(others_m, k) - log_comb(others_s + others_m, t + k)
+    return np.exp(log_p) / (others_s + others_m + 1)
 
 
-def moment_bins(num_moments: int) -> np.ndarray:
-    """``(2, B)`` bins [lo, hi] of k = 0..m-1: {0}, then widths 1, 1, 2, 3, 5, ... (brackets change
-    fast at small k), and {m-1} alone (like {0}, a single moment set)."""
+def count_bins(size: int) -> list[tuple[int, int]]:
+    """Bins [lo, hi] of a count 0..size-1: {0}, then widths 1, 1, 2, 3, 5, ... (brackets change fast
+    at small counts), and {size-1} alone (like {0}, a single set of players)."""
     bins = [(0, 0)]
     lo, widths = 1, [1, 1]
-    while lo <= num_moments - 2:
-        hi = min(lo + widths[-2] - 1, num_moments - 2)
+    while lo <= size - 2:
+        hi = min(lo + widths[-2] - 1, size - 2)
         bins.append((lo, hi))
         lo = hi + 1
         widths.append(widths[-1] + widths[-2])
-    if num_moments >= 2:
-        bins.append((num_moments - 1, num_moments - 1))
-    return np.array(bins, dtype=np.int64).T.copy()
+    if size >= 2:
+        bins.append((size - 1, size - 1))
+    return bins
 
 
-def stratified_plan(num_sentences: int, num_moments: int, num_samples: int):
-    """``(bins (2, B), draws (2^(s-1), B), stratum weights (2^(s-1), B), cumulative (2^(s-1), m))``.
+def _merge_bins(bins: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Halve the number of bins: keep {0}, merge the rest in neighbouring pairs."""
+    if len(bins) <= 2:
+        return [(bins[0][0], bins[-1][1])]
+    rest = bins[1:]
+    return [bins[0]] + [(rest[a][0], rest[min(a + 1, len(rest) - 1)][1]) for a in range(0, len(rest), 2)]
 
-    Draws per stratum for ``num_samples`` draws per sentence in all (each serves every pair, so
-    that is ``num_samples`` brackets per pair, as with ``"plain"``), or more where the floor asks: at
-    least 2 (1 where k has a single moment set: k = 0 or m - 1), the rest proportional to the
-    stratum's weight over (mean k + 1): brackets shrink about as 1 / |Mc| (Neyman allocation
-    with that guess of the spread)."""
-    per_k = stratum_weights(num_sentences, num_moments)
-    bins = moment_bins(num_moments)
-    lo, hi = bins
-    table = np.stack([per_k[:, a : b + 1].sum(axis=1) for a, b in zip(lo, hi)], axis=1)  # (T, B)
-    k = np.arange(num_moments)
-    mean_k = np.stack([(per_k[:, a : b + 1] * k[a : b + 1]).sum(1) / np.maximum(per_k[:, a : b + 1].sum(1), 1e-300)
-                       for a, b in zip(lo, hi)], axis=1)
-    single = (lo == hi) & ((lo == 0) | (lo == num_moments - 1))
-    floor = np.where(single, 1, 2)[None, :].repeat(table.shape[0], 0)
-    floor = np.where(table > 0, floor, 0)
-    share = np.where(single[None, :] | (table <= 0), 0.0, table / (mean_k + 1))
-    spare = max(int(num_samples) - int(floor.sum()), 0)  # draws per sentence, over every T
-    extra = np.floor(share / max(share.sum(), 1e-300) * spare).astype(np.int64)
-    return bins, floor + extra, table, np.cumsum(per_k, axis=1)
+
+@dataclass
+class StratifiedPlan:
+    """The strata of one game's sentences (every sentence of a game has the same plan).
+
+    Stratum h is the set of cells (t, k) ``cell_t/cell_k[cell_offsets[h] : cell_offsets[h+1]]``;
+    every cell (t, k) of the ``(s m)`` grid is in exactly one stratum."""
+
+    probability: np.ndarray  # (h,) P(stratum) under the index's law; sums to 1
+    draws: np.ndarray  # (h,) draws per sentence
+    cell_offsets: np.ndarray  # (h+1,)
+    cell_t: np.ndarray  # (s*m,) other sentences in C
+    cell_k: np.ndarray  # (s*m,) other moments in C
+    cell_cumulative: np.ndarray  # (s*m,) running P(cell | stratum) within each stratum; 1 at its end
+    mean_size: np.ndarray  # (h,) E[|C| | stratum] = E[t + k]
+    mean_work: np.ndarray  # (h,) E[(t + 1)(k + 1) | stratum]: multiply-adds of one bracket
+
+    def multiply_adds(self, num_moments: int) -> float:
+        """Expected multiply-adds of the brackets of one sentence (every moment, every draw)."""
+        return float(num_moments * (self.draws * self.mean_work).sum())
+
+
+def stratified_plan(num_sentences: int, num_moments: int, num_samples: int) -> StratifiedPlan:
+    """The strata and their draws for ``num_samples`` draws per sentence.
+
+    Strata are bins of t times bins of k (:func:`count_bins`), merged (halved, the dimension with
+    more bins first) until every stratum can have its floor of draws within ``num_samples``: 2
+    draws (for a within-stratum variance), 1 where the stratum is a single coalition (t in {0, s-1}
+    and k in {0, m-1} alone). The rest go by a Neyman-like allocation, proportional to P(stratum)
+    over (E|C| + 1): brackets shrink about as 1 / |C|, and the large coalitions are also the
+    expensive ones. The draws sum to ``num_samples`` whenever the floors fit in it."""
+    s, m = int(num_sentences), int(num_moments)
+    grid = context_probabilities(s, m)  # (s m)
+    t_bins, k_bins = count_bins(s), count_bins(m)
+
+    def floors(tb, kb):
+        single_t = np.array([lo == hi and lo in (0, s - 1) for lo, hi in tb])
+        single_k = np.array([lo == hi and lo in (0, m - 1) for lo, hi in kb])
+        return np.where(single_t[:, None] & single_k[None, :], 1, 2).ravel()
+
+    while floors(t_bins, k_bins).sum() > num_samples and (len(t_bins) > 1 or len(k_bins) > 1):
+        if len(t_bins) >= len(k_bins):
+            t_bins = _merge_bins(t_bins)
+        else:
+            k_bins = _merge_bins(k_bins)
+    floor = floors(t_bins, k_bins)
+    t_of, k_of = np.meshgrid(np.arange(s), np.arange(m), indexing="ij")  # (s m)
+    probability, mean_size, mean_work, offsets = [], [], [], [0]
+    cell_t, cell_k, cell_cumulative = [], [], []
+    for t_lo, t_hi in t_bins:
+        for k_lo, k_hi in k_bins:
+            p = grid[t_lo : t_hi + 1, k_lo : k_hi + 1].ravel()
+            t = t_of[t_lo : t_hi + 1, k_lo : k_hi + 1].ravel()
+            k = k_of[t_lo : t_hi + 1, k_lo : k_hi + 1].ravel()
+            total = p.sum()
+            cumulative = np.cumsum(p) / total
+            cumulative[-1] = 1.0
+            probability.append(total)
+            mean_size.append(float((p * (t + k)).sum() / total))
+            mean_work.append(float((p * (t + 1) * (k + 1)).sum() / total))
+            cell_t.append(t)
+            cell_k.append(k)
+            cell_cumulative.append(cumulative)
+            offsets.append(offsets[-1] + p.size)
+    probability = np.array(probability)
+    mean_size = np.array(mean_size)
+    share = np.where(floor == 1, 0.0, probability / (mean_size + 1))  # single coalitions: no spread
+    spare = max(int(num_samples) - int(floor.sum()), 0)
+    exact = share / max(share.sum(), 1e-300) * spare if share.sum() > 0 else np.zeros_like(share)
+    extra = np.floor(exact).astype(np.int64)
+    left = spare - int(extra.sum()) if share.sum() > 0 else 0
+    extra[np.argsort(-(exact - extra), kind="stable")[:left]] += 1  # largest remainders
+    return StratifiedPlan(probability, (floor + extra).astype(np.int64), np.array(offsets, dtype=np.int64),
+                          np.concatenate(cell_t).astype(np.int64), np.concatenate(cell_k).astype(np.int64),
+                          np.concatenate(cell_cumulative), mean_size, np.array(mean_work))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,9 +636,10 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
             (seed, g, j, i), with ``"stratified"`` those of sentence j on (seed, g, j).
         tau: softmax temperature.
         return_stderr: also return the standard errors of the estimates.
-        method: ``"stratified"`` (default): exact strata over which other sentences and how many
-            moments C holds, moment sets drawn per stratum and shared by the pairs of a sentence
-            (:func:`_stratified_sentence`); ``"plain"``: independent draws of C per pair.
+        method: ``"stratified"`` (default): strata over how many other sentences and moments C
+            holds (:func:`stratified_plan`, cost polynomial in s and m), coalitions drawn per
+            stratum and shared by the pairs of a sentence (:func:`_stratified_sentence`);
+            ``"plain"``: independent draws of C per pair.
     Returns:
         a list of ``(s_v m_v)`` arrays ``I[j, i]`` (and a list of standard errors): float64 numpy
         for numpy input, float32 torch on the input's device for tensor input.
@@ -594,27 +668,27 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
                                 pair_j.astype(np.int64), pair_i.astype(np.int64), int(num_samples),
                                 np.uint64(int(seed) & _MASK64), stats)
     elif pair_game.size:
-        games = [g for g in range(len(mats)) if sizes[g] > 0]
-        plans = {g: stratified_plan(int(num_sentences[g]), int(num_moments[g]), int(num_samples)) for g in games}
-
-        def flat(part):
-            chunks = [plans[g][part].ravel() if g in plans else np.zeros(0) for g in range(len(mats))]
-            return np.concatenate(chunks + [np.zeros(0)]), np.concatenate([[0], np.cumsum([c.size for c in chunks])])
-
-        bins_flat, bin_offsets = flat(0)
-        tables = {g: np.stack([plans[g][1].astype(np.float64), plans[g][2]]) for g in games}
-        table_chunks = [tables[g].ravel() if g in tables else np.zeros(0) for g in range(len(mats))]
-        table_flat = np.concatenate(table_chunks + [np.zeros(0)])
-        table_offsets = np.concatenate([[0], np.cumsum([c.size for c in table_chunks])])
-        cumulative_flat, cumulative_offsets = flat(3)
-        task_game = np.concatenate([np.full(num_sentences[g], g, dtype=np.int64) for g in games])
-        task_j = np.concatenate([np.arange(num_sentences[g], dtype=np.int64) for g in games])
+        plans = [stratified_plan(int(s_g), int(m_g), int(num_samples)) if s_g * m_g else None
+                 for s_g, m_g in shapes]
+        used = [plan for plan in plans if plan is not None]
+        stratum_offsets = np.concatenate([[0], np.cumsum([p.probability.size if p else 0 for p in plans])])
+        cell_base = np.concatenate([[0], np.cumsum([p.cell_t.size if p else 0 for p in plans])])[:-1]
+        # One array of cell offsets per game, each of length h_g + 1, laid end to end with the
+        # first of game g at stratum_offsets[g] + g.
+        cell_offsets = np.concatenate([p.cell_offsets if p else np.zeros(1, dtype=np.int64) for p in plans])
+        stratum_offsets_cells = stratum_offsets[:-1] + np.arange(len(plans))
+        task_game = np.concatenate([np.full(s_g, g, dtype=np.int64) for g, (s_g, m_g) in enumerate(shapes) if m_g])
+        task_j = np.concatenate([np.arange(s_g, dtype=np.int64) for s_g, m_g in shapes if m_g])
         mean, var = np.zeros(pair_game.size), np.zeros(pair_game.size)
         with kernel_threads():
             _stratified_kernel(weights_flat, offsets, num_sentences, num_moments, task_game, task_j,
-                               bins_flat.astype(np.int64), bin_offsets.astype(np.int64), table_flat,
-                               table_offsets.astype(np.int64), cumulative_flat.astype(np.float64),
-                               cumulative_offsets.astype(np.int64), np.uint64(int(seed) & _MASK64), mean, var)
+                               np.concatenate([p.probability for p in used]),
+                               np.concatenate([p.draws for p in used]).astype(np.int64),
+                               stratum_offsets.astype(np.int64), stratum_offsets_cells.astype(np.int64),
+                               cell_offsets.astype(np.int64),
+                               np.concatenate([p.cell_t for p in used]), np.concatenate([p.cell_k for p in used]),
+                               np.concatenate([p.cell_cumulative for p in used]), cell_base.astype(np.int64),
+                               np.uint64(int(seed) & _MASK64), mean, var)
         stats[:, 0], stats[:, 1] = mean, np.sqrt(var)
     means, errors = [], []
     for g, sim in enumerate(sims):
