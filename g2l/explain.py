@@ -13,7 +13,7 @@ is the moment's score; ``v(none)`` the score of an empty sentence. The values su
 
 The cost is the text encoder: one forward pass per distinct coalition, batched. Queries of up to
 ``max_exact_words`` words enumerate all 2^n coalitions (exact); longer ones sample orderings
-(``g2l.ops.shapley.shapley_values``, seeded, with a standard error per word).
+(``g2l.ops.shapley_values.shapley_values``, seeded, with a standard error per word).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from g2l.inference import EncodedVideo, Grounder, GroundingError, Moment
 from g2l.models.grounding import score_cells
-from g2l.ops.shapley import shapley_values
+from g2l.ops.shapley_values import shapley_values
 from g2l.ops.spans import cells_to_spans
 
 MAX_EXACT_WORDS = 8  # 2^8 = 256 forward passes, about 1 s of MiniLM on two CPU cores

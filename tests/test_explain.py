@@ -13,7 +13,7 @@ from g2l.assets import demo_checkpoint, demo_example
 from g2l.cli import ground_main
 from g2l.explain import WordGame, coalition_scores, explain_top_moment, top_cell, word_game
 from g2l.inference import Grounder
-from g2l.ops.shapley import shapley_values
+from g2l.ops.shapley_values import shapley_values
 
 
 @pytest.fixture(scope="module")

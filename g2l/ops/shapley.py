@@ -1,9 +1,6 @@
-"""Shapley values and pairwise Shapley interactions.
-
-Two games live here. The explanation of a grounding (:func:`shapley_values`, used by
-``g2l.explain``) is a general game over ``n`` players given as a batched value function; it is
-at the end of this file. The rest is the pairwise interaction of sentences and moments of L_SSI
-(docs/method.md section 3):
+"""Pairwise Shapley interactions of the sentences and moments of a video, for L_SSI
+(docs/method.md section 3). (The Shapley values of the word explanation are in
+:mod:`g2l.ops.shapley_values`.)
 
 The game of one video: players are its ``s`` sentences (players ``0 .. s-1``) and ``m`` moment
 cells (players ``s .. s+m-1``), ``n = s + m``. Input is the precomputed sentence-by-moment cosine
@@ -24,16 +21,21 @@ uniformly random ordering of the n - 1 units; equivalently, ``|C|`` is uniform o
 and C is uniform among the subsets of that size of the other n - 2 players. (The players before
 the first of i, j in a random ordering of all n players do NOT follow this law.)
 
-* :func:`exact_pairwise_interaction` enumerates every coalition (small games, n up to ~16).
-* :func:`pairwise_interaction` / :func:`pairwise_interaction_batch`: the unbiased Monte Carlo
-  estimate, averaging the bracket over ``num_samples`` draws of C per pair, in a Numba kernel
-  (parallel over pairs). The four values of a draw share their softmax sums, so one draw costs
-  ``O(|Sc| |Mc|)`` multiply-adds. Random draws come from a counter-based generator (SplitMix64)
-  keyed by ``(seed, game, j, i)``: the same seed gives the same output whatever the thread count.
-* :func:`_reference_pairwise_interaction_python`: the same estimator in plain Python, drawing
-  the same coalitions; used by the tests (agreement to round-off) and by the benchmark.
-* Helpers on arbitrary games given by a value table indexed by bitmask (bit ``p`` = player p),
-  for testing the Shapley axioms: :func:`game_value_table`, :func:`exact_interaction_from_value_table`.
+* :func:`pairwise_interaction` / :func:`pairwise_interaction_batch`: unbiased Monte Carlo
+  estimates with standard errors, in Numba kernels parallel over sentences (or pairs). The four
+  values of a bracket share their softmax sums, so a bracket costs ``O(|Sc| |Mc|)`` multiply-adds.
+  Random draws come from a counter-based generator (SplitMix64) keyed by ``(seed, game, j[, i])``:
+  the same seed gives the same output whatever the thread count.
+* ``method="stratified"`` (the default): strata over how MANY other sentences and moments C holds
+  (:mod:`g2l.ops.shapley_plan`, exact law, ``s * m`` cells, bins of counts), the players drawn
+  within a stratum; a draw of the other sentences and of a moment ordering serves every moment of
+  sentence j at once; Neyman-like allocation (fewer draws for large, low-spread, costly
+  coalitions). Cost ``O(s * num_samples * m * E[|Sc| |Mc|])``, memory ``O(s m)`` per game:
+  polynomial in s (the former strata over WHICH sentences were ``2^(s-1)``).
+* ``method="plain"``: independent draws of C per pair from the index's law; the baseline.
+
+Exact enumeration and a plain-Python reference of the plain estimator, for the tests and the
+benchmarks, are in ``tests/support/shapley_reference.py``.
 
 Shapes use the axis glossary of :mod:`g2l`; here ``s`` sentences and ``m`` moment players of one
 video (``m = 2 K s`` before de-duplication).
@@ -42,25 +44,22 @@ video (``m = 2 K s`` before de-duplication).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from numba import njit, prange
 
+from g2l.ops.shapley_plan import StratifiedPlan, context_probabilities, stratified_plan
 from g2l.ops.threads import kernel_threads
 
 __all__ = [
     "pairwise_interaction",
     "pairwise_interaction_batch",
-    "exact_pairwise_interaction",
-    "coalition_value",
-    "game_value_table",
-    "exact_interaction_from_value_table",
-    "ShapleyEstimate",
-    "shapley_values",
-    "exact_shapley_from_value_table",
+    "StratifiedPlan",
+    "context_probabilities",
+    "stratified_plan",
+    "METHODS",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -70,12 +69,11 @@ _MIX2 = 0x94D049BB133111EB
 _TO_UNIT = 2.0**-53
 _GOLDEN_U64, _MIX1_U64, _MIX2_U64 = np.uint64(_GOLDEN), np.uint64(_MIX1), np.uint64(_MIX2)
 _SHIFTS_U64 = (np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11))
-_MAX_EXACT_PLAYERS = 20
 _MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
 
 
 # ---------------------------------------------------------------------------------------------
-# Counter-based random numbers (SplitMix64), identical in Numba and in plain Python
+# Counter-based random numbers (SplitMix64; tests/support/shapley_reference.py has a plain-Python twin)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -101,25 +99,6 @@ def _next_below(state, bound):
     state = state + _GOLDEN_U64
     unit = np.float64(_mix64(state) >> _SHIFTS_U64[3]) * _TO_UNIT  # in [0, 1), 53 bits
     return state, np.int64(unit * bound)
-
-
-def _py_mix64(z: int) -> int:
-    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
-    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _py_stream_start(seed: int, game: int, j: int, i: int) -> int:
-    state = _py_mix64((seed + _GOLDEN) & _MASK64)
-    state = _py_mix64(state ^ _py_mix64((game + _GOLDEN) & _MASK64))
-    state = _py_mix64(state ^ _py_mix64((j + _MIX1) & _MASK64))
-    return _py_mix64(state ^ _py_mix64((i + _MIX2) & _MASK64))
-
-
-def _py_next_below(state: int, bound: int) -> tuple[int, int]:
-    state = (state + _GOLDEN) & _MASK64
-    unit = float(_py_mix64(state) >> 11) * _TO_UNIT
-    return state, int(unit * bound)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,121 +452,6 @@ def _stratified_kernel(weights_flat, weight_offsets, num_sentences, num_moments,
                              out_var[start : start + m_g])
 
 
-def context_probabilities(num_sentences: int, num_moments: int) -> np.ndarray:
-    """``P (s m)``: ``P[t, k]`` is the probability that the context C of a pair (j, i) holds t of
-    the other s - 1 sentences and k of the other m - 1 moments, under the index's law (|C| uniform
-    on 0..n-2, then a uniform subset): ``C(s-1, t) C(m-1, k) / C(n-2, t+k) / (n-1)``. Sums to 1."""
-    others_s, others_m = num_sentences - 1, num_moments - 1
-    log_factorial = np.array([math.lgamma(x + 1) for x in range(others_s + others_m + 1)])
-
-    def log_comb(a, b):
-        return log_factorial[a] - log_factorial[b] - log_factorial[a - b]
-
-    t = np.arange(num_sentences)[:, None]
-    k = np.arange(num_moments)[None, :]
-    log_p = log_comb(others_s, t) + log_comb(others_m, k) - log_comb(others_s + others_m, t + k)
-    return np.exp(log_p) / (others_s + others_m + 1)
-
-
-def count_bins(size: int) -> list[tuple[int, int]]:
-    """Bins [lo, hi] of a count 0..size-1: {0}, then widths 1, 1, 2, 3, 5, ... (brackets change fast
-    at small counts), and {size-1} alone (like {0}, a single set of players)."""
-    bins = [(0, 0)]
-    lo, widths = 1, [1, 1]
-    while lo <= size - 2:
-        hi = min(lo + widths[-2] - 1, size - 2)
-        bins.append((lo, hi))
-        lo = hi + 1
-        widths.append(widths[-1] + widths[-2])
-    if size >= 2:
-        bins.append((size - 1, size - 1))
-    return bins
-
-
-def _merge_bins(bins: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Halve the number of bins: keep {0}, merge the rest in neighbouring pairs."""
-    if len(bins) <= 2:
-        return [(bins[0][0], bins[-1][1])]
-    rest = bins[1:]
-    return [bins[0]] + [(rest[a][0], rest[min(a + 1, len(rest) - 1)][1]) for a in range(0, len(rest), 2)]
-
-
-@dataclass
-class StratifiedPlan:
-    """The strata of one game's sentences (every sentence of a game has the same plan).
-
-    Stratum h is the set of cells (t, k) ``cell_t/cell_k[cell_offsets[h] : cell_offsets[h+1]]``;
-    every cell (t, k) of the ``(s m)`` grid is in exactly one stratum."""
-
-    probability: np.ndarray  # (h,) P(stratum) under the index's law; sums to 1
-    draws: np.ndarray  # (h,) draws per sentence
-    cell_offsets: np.ndarray  # (h+1,)
-    cell_t: np.ndarray  # (s*m,) other sentences in C
-    cell_k: np.ndarray  # (s*m,) other moments in C
-    cell_cumulative: np.ndarray  # (s*m,) running P(cell | stratum) within each stratum; 1 at its end
-    mean_size: np.ndarray  # (h,) E[|C| | stratum] = E[t + k]
-    mean_work: np.ndarray  # (h,) E[(t + 1)(k + 1) | stratum]: multiply-adds of one bracket
-
-    def multiply_adds(self, num_moments: int) -> float:
-        """Expected multiply-adds of the brackets of one sentence (every moment, every draw)."""
-        return float(num_moments * (self.draws * self.mean_work).sum())
-
-
-def stratified_plan(num_sentences: int, num_moments: int, num_samples: int) -> StratifiedPlan:
-    """The strata and their draws for ``num_samples`` draws per sentence.
-
-    Strata are bins of t times bins of k (:func:`count_bins`), merged (halved, the dimension with
-    more bins first) until every stratum can have its floor of draws within ``num_samples``: 2
-    draws (for a within-stratum variance), 1 where the stratum is a single coalition (t in {0, s-1}
-    and k in {0, m-1} alone). The rest go by a Neyman-like allocation, proportional to P(stratum)
-    over (E|C| + 1): brackets shrink about as 1 / |C|, and the large coalitions are also the
-    expensive ones. The draws sum to ``num_samples`` whenever the floors fit in it."""
-    s, m = int(num_sentences), int(num_moments)
-    grid = context_probabilities(s, m)  # (s m)
-    t_bins, k_bins = count_bins(s), count_bins(m)
-
-    def floors(tb, kb):
-        single_t = np.array([lo == hi and lo in (0, s - 1) for lo, hi in tb])
-        single_k = np.array([lo == hi and lo in (0, m - 1) for lo, hi in kb])
-        return np.where(single_t[:, None] & single_k[None, :], 1, 2).ravel()
-
-    while floors(t_bins, k_bins).sum() > num_samples and (len(t_bins) > 1 or len(k_bins) > 1):
-        if len(t_bins) >= len(k_bins):
-            t_bins = _merge_bins(t_bins)
-        else:
-            k_bins = _merge_bins(k_bins)
-    floor = floors(t_bins, k_bins)
-    t_of, k_of = np.meshgrid(np.arange(s), np.arange(m), indexing="ij")  # (s m)
-    probability, mean_size, mean_work, offsets = [], [], [], [0]
-    cell_t, cell_k, cell_cumulative = [], [], []
-    for t_lo, t_hi in t_bins:
-        for k_lo, k_hi in k_bins:
-            p = grid[t_lo : t_hi + 1, k_lo : k_hi + 1].ravel()
-            t = t_of[t_lo : t_hi + 1, k_lo : k_hi + 1].ravel()
-            k = k_of[t_lo : t_hi + 1, k_lo : k_hi + 1].ravel()
-            total = p.sum()
-            cumulative = np.cumsum(p) / total
-            cumulative[-1] = 1.0
-            probability.append(total)
-            mean_size.append(float((p * (t + k)).sum() / total))
-            mean_work.append(float((p * (t + 1) * (k + 1)).sum() / total))
-            cell_t.append(t)
-            cell_k.append(k)
-            cell_cumulative.append(cumulative)
-            offsets.append(offsets[-1] + p.size)
-    probability = np.array(probability)
-    mean_size = np.array(mean_size)
-    share = np.where(floor == 1, 0.0, probability / (mean_size + 1))  # single coalitions: no spread
-    spare = max(int(num_samples) - int(floor.sum()), 0)
-    exact = share / max(share.sum(), 1e-300) * spare if share.sum() > 0 else np.zeros_like(share)
-    extra = np.floor(exact).astype(np.int64)
-    left = spare - int(extra.sum()) if share.sum() > 0 else 0
-    extra[np.argsort(-(exact - extra), kind="stable")[:left]] += 1  # largest remainders
-    return StratifiedPlan(probability, (floor + extra).astype(np.int64), np.array(offsets, dtype=np.int64),
-                          np.concatenate(cell_t).astype(np.int64), np.concatenate(cell_k).astype(np.int64),
-                          np.concatenate(cell_cumulative), mean_size, np.array(mean_work))
-
-
 # ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
@@ -715,227 +579,3 @@ def pairwise_interaction(sim, num_samples: int, seed: int = 0, tau: float = 0.1,
     """
     out = pairwise_interaction_batch([sim], num_samples, seed, tau, return_stderr, method)
     return (out[0][0], out[1][0]) if return_stderr else out[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Exact enumeration and general games (small n; tests)
-# ---------------------------------------------------------------------------------------------
-
-
-def coalition_value(sim, tau: float, sentence_idx: Sequence[int], moment_idx: Sequence[int]) -> float:
-    """``v(C)`` straight from the definition, for the present sentences and moments."""
-    sim = np.asarray(sim, dtype=np.float64)
-    if len(sentence_idx) == 0 or len(moment_idx) == 0:
-        return 0.0
-    logits = sim[np.ix_(list(sentence_idx), list(moment_idx))] / tau  # (|Sc| |Mc|)
-    logits = logits - logits.max(axis=1, keepdims=True)
-    align = np.exp(logits)
-    align /= align.sum(axis=1, keepdims=True)
-    return float(0.5 * (align.max(axis=0).mean() + align.max(axis=1).mean()))
-
-
-def game_value_table(sim, tau: float = 0.1) -> np.ndarray:
-    """``(2^n,)`` values of every coalition; bit p of the index is player p (sentences first)."""
-    sim = _as_sim(sim)
-    num_sentences, num_moments = sim.shape
-    n = num_sentences + num_moments
-    if n > _MAX_EXACT_PLAYERS:
-        raise ValueError(
-            f"Shapley interaction: exact enumeration of {n} players is too large "
-            f"(max {_MAX_EXACT_PLAYERS}); use pairwise_interaction (Monte Carlo)."
-        )
-    values = np.zeros(1 << n)
-    for mask in range(1 << n):
-        sentences = [s for s in range(num_sentences) if mask >> s & 1]
-        moments = [m for m in range(num_moments) if mask >> (num_sentences + m) & 1]
-        values[mask] = coalition_value(sim, tau, sentences, moments)
-    return values
-
-
-def exact_interaction_from_value_table(values: np.ndarray) -> np.ndarray:
-    """Pairwise Shapley interaction index of every pair of players of a general game.
-
-    Args:
-        values: ``(2^n,)`` coalition values, bit p of the index = player p.
-    Returns:
-        ``(n n)`` symmetric matrix ``I[a, b]`` (zero diagonal).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    n = int(round(math.log2(values.size)))
-    if values.ndim != 1 or values.size != 1 << n or n < 2:
-        raise ValueError(
-            f"Shapley interaction: a value table must have 2^n entries with n >= 2, got {values.shape}."
-        )
-    masks = np.arange(1 << n)
-    sizes = np.zeros(1 << n, dtype=np.int64)
-    for p in range(n):
-        sizes += (masks >> p) & 1
-    weight_by_size = np.array(
-        [math.factorial(c) * math.factorial(n - c - 2) / math.factorial(n - 1) for c in range(n - 1)]
-    )
-    out = np.zeros((n, n))
-    for a in range(n):
-        for b in range(a + 1, n):
-            bit_a, bit_b = 1 << a, 1 << b
-            rest = masks[(masks & (bit_a | bit_b)) == 0]
-            bracket = values[rest | bit_a | bit_b] - values[rest | bit_a] - values[rest | bit_b] + values[rest]
-            out[a, b] = out[b, a] = (weight_by_size[sizes[rest]] * bracket).sum()
-    return out
-
-
-def exact_pairwise_interaction(sim, tau: float = 0.1) -> np.ndarray:
-    """Exact ``I (s m)`` by enumerating all ``2^(s+m)`` coalitions (n up to ~16 in practice)."""
-    sim_np = _as_sim(sim)
-    num_sentences = sim_np.shape[0]
-    if sim_np.size == 0:
-        return np.zeros(sim_np.shape)
-    table = exact_interaction_from_value_table(game_value_table(sim_np, tau))
-    return table[:num_sentences, num_sentences:]
-
-
-# ---------------------------------------------------------------------------------------------
-# Plain-Python reference of the Monte Carlo estimator (tests and benchmark only)
-# ---------------------------------------------------------------------------------------------
-
-
-def _python_value(sim_rows: list, tau: float, sentences: list, moments: list) -> float:
-    if not sentences or not moments:
-        return 0.0
-    align = []
-    for s in sentences:
-        logits = [sim_rows[s][m] / tau for m in moments]
-        top = max(logits)
-        exps = [math.exp(z - top) for z in logits]
-        total = sum(exps)
-        align.append([e / total for e in exps])
-    col_mean = sum(max(row[b] for row in align) for b in range(len(moments))) / len(moments)
-    row_mean = sum(max(row) for row in align) / len(sentences)
-    return 0.5 * (col_mean + row_mean)
-
-
-def _reference_pairwise_interaction_python(sim, num_samples: int, seed: int = 0, tau: float = 0.1,
-                                           return_stderr: bool = False, game: int = 0):
-    """The Monte Carlo estimator of :func:`pairwise_interaction` in plain Python.
-
-    Draws the same coalitions as the Numba kernel (same SplitMix64 streams, same partial
-    Fisher-Yates), but evaluates every value from scratch with the textbook softmax; the two
-    agree to float64 round-off. Slow: for tests and the benchmark only.
-    """
-    sim_rows = _as_sim(sim).tolist()
-    num_sentences = len(sim_rows)
-    num_moments = len(sim_rows[0]) if sim_rows else 0
-    n = num_sentences + num_moments
-    mean_out = [[0.0] * num_moments for _ in range(num_sentences)]
-    err_out = [[0.0] * num_moments for _ in range(num_sentences)]
-    for j in range(num_sentences):
-        for i in range(num_moments):
-            state = _py_stream_start(int(seed) & _MASK64, game, j, i)
-            others = [p for p in range(n) if p != j and p != num_sentences + i]
-            brackets = []
-            for _ in range(num_samples):
-                state, size = _py_next_below(state, n - 1)
-                for pos in range(size):
-                    state, r = _py_next_below(state, n - 2 - pos)
-                    others[pos], others[pos + r] = others[pos + r], others[pos]
-                sentences = [p for p in others[:size] if p < num_sentences]
-                moments = [p - num_sentences for p in others[:size] if p >= num_sentences]
-                bracket = (_python_value(sim_rows, tau, sentences + [j], moments + [i])
-                           - _python_value(sim_rows, tau, sentences, moments + [i])
-                           - _python_value(sim_rows, tau, sentences + [j], moments)
-                           + _python_value(sim_rows, tau, sentences, moments))
-                brackets.append(bracket)
-            mean = sum(brackets) / num_samples
-            mean_out[j][i] = mean
-            if num_samples > 1:
-                var = sum((b - mean) ** 2 for b in brackets) / (num_samples - 1)
-                err_out[j][i] = math.sqrt(var / num_samples)
-            else:
-                err_out[j][i] = math.inf
-    mean_np = np.array(mean_out).reshape(num_sentences, num_moments)
-    err_np = np.array(err_out).reshape(num_sentences, num_moments)
-    return (mean_np, err_np) if return_stderr else mean_np
-
-
-# ---------------------------------------------------------------------------------------------
-# Shapley values of a general game given by a batched value function (the word explanation)
-# ---------------------------------------------------------------------------------------------
-#
-#     phi_i = sum_{S subset N \ {i}}  |S|! (n - |S| - 1)! / n!  * [ v(S u {i}) - v(S) ]
-#           = E_pi [ v(P_i(pi) u {i}) - v(P_i(pi)) ],   P_i(pi) = the players before i in ordering pi.
-#
-# The cost of a game here is its value function (a batch of text-encoder passes), not the
-# arithmetic, so this is plain numpy: coalitions are gathered, de-duplicated and evaluated in one
-# call, and no Numba kernel would help.
-
-
-@dataclass
-class ShapleyEstimate:
-    values: np.ndarray  # (n,) phi_i
-    stderr: np.ndarray  # (n,) standard error of each value; 0 when exact
-    exact: bool  # enumerated every coalition (True) or sampled orderings (False)
-    num_evaluations: int  # distinct coalitions whose value was computed
-    value_all: float  # v(N)
-    value_none: float  # v(empty)
-
-
-def _masks_to_bool(masks: np.ndarray, n: int) -> np.ndarray:
-    """Bitmasks ``(k,)`` (bit p = player p) -> ``(k n)`` booleans."""
-    return ((masks[:, None] >> np.arange(n, dtype=np.int64)) & 1).astype(bool)
-
-
-def exact_shapley_from_value_table(values: np.ndarray) -> np.ndarray:
-    """Exact Shapley values ``(n,)`` of a game given by its value table ``(2^n,)`` indexed by bitmask."""
-    values = np.asarray(values, dtype=np.float64)
-    n = int(round(math.log2(values.size))) if values.size else -1
-    if values.ndim != 1 or n < 1 or values.size != 1 << n:
-        raise ValueError(f"Shapley values: a value table must have 2^n entries with n >= 1, got {values.shape}.")
-    masks = np.arange(1 << n, dtype=np.int64)
-    sizes = _masks_to_bool(masks, n).sum(axis=1)
-    weight_by_size = np.array([math.factorial(c) * math.factorial(n - c - 1) / math.factorial(n) for c in range(n)])
-    out = np.zeros(n)
-    for i in range(n):
-        rest = masks[(masks >> i) & 1 == 0]  # the coalitions without i
-        out[i] = (weight_by_size[sizes[rest]] * (values[rest | (1 << i)] - values[rest])).sum()
-    return out
-
-
-def shapley_values(value_of: Callable[[np.ndarray], np.ndarray], num_players: int, *, max_exact_players: int = 8,
-                   num_permutations: int = 16, seed: int = 0) -> ShapleyEstimate:
-    """The Shapley value of each of ``num_players`` players of the game ``value_of``.
-
-    ``value_of(coalitions (k n) bool) -> (k,)`` values; it is called once, with distinct
-    coalitions. Up to ``max_exact_players`` players every one of the 2^n coalitions is evaluated
-    and the values are exact. Beyond, ``num_permutations`` orderings are drawn (seeded; in
-    antithetic pairs, an ordering and its reverse, which lowers the variance) and each value is the
-    mean of the player's marginal contributions along them; every ordering's contributions sum to
-    ``v(N) - v(empty)``, so the estimate keeps the efficiency axiom exactly.
-    """
-    n = int(num_players)
-    if n < 1:
-        raise ValueError(f"Shapley values need at least one player, got {num_players}.")
-    if n > 62:
-        raise ValueError(f"Shapley values: at most 62 players (coalitions are 64-bit masks), got {n}.")
-    if num_permutations < 2:
-        raise ValueError(f"Shapley values: num_permutations must be at least 2, got {num_permutations}.")
-    full = (1 << n) - 1
-    if n <= max_exact_players:
-        masks = np.arange(1 << n, dtype=np.int64)
-        table = np.asarray(value_of(_masks_to_bool(masks, n)), dtype=np.float64).reshape(-1)
-        return ShapleyEstimate(exact_shapley_from_value_table(table), np.zeros(n), True, int(masks.size),
-                               float(table[full]), float(table[0]))
-    rng = np.random.default_rng(seed)
-    half = (num_permutations + 1) // 2
-    orders = np.stack([rng.permutation(n) for _ in range(half)])  # (h n)
-    orders = np.concatenate([orders, orders[:, ::-1]])  # (2h n): antithetic pairs
-    prefixes = np.zeros((orders.shape[0], n + 1), dtype=np.int64)  # prefixes[r, k]: the first k players
-    prefixes[:, 1:] = np.cumsum(np.left_shift(np.int64(1), orders), axis=1)
-    unique, where = np.unique(prefixes, return_inverse=True)
-    values = np.asarray(value_of(_masks_to_bool(unique, n)), dtype=np.float64).reshape(-1)
-    along = values[where.reshape(prefixes.shape)]  # (r n+1)
-    marginal = np.empty(orders.shape)  # (r n): marginal[r, p] of player p in ordering r
-    np.put_along_axis(marginal, orders, np.diff(along, axis=1), axis=1)
-    # Antithetic pairs are averaged first: the pair means are independent draws.
-    pair_means = 0.5 * (marginal[:half] + marginal[half:])  # (h n)
-    stderr = pair_means.std(axis=0, ddof=1) / math.sqrt(half) if half > 1 else np.full(n, np.inf)
-    return ShapleyEstimate(pair_means.mean(axis=0), stderr, False, int(unique.size),
-                           float(values[np.searchsorted(unique, full)]), float(values[np.searchsorted(unique, 0)]))

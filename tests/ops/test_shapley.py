@@ -10,16 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.ops.shapley import (
-    _reference_pairwise_interaction_python,
+from g2l.ops.shapley import context_probabilities, pairwise_interaction, pairwise_interaction_batch, stratified_plan
+from tests.support.shapley_reference import (
     coalition_value,
     exact_interaction_from_value_table,
     exact_pairwise_interaction,
     game_value_table,
-    context_probabilities,
-    pairwise_interaction,
-    pairwise_interaction_batch,
-    stratified_plan,
+    reference_pairwise_interaction_python,
 )
 
 
@@ -160,7 +157,7 @@ def test_monte_carlo_reproducible_and_seeded():
 def test_numba_kernel_equals_python_reference(shape, seed):
     sim = random_sim(*shape, seed=seed)
     mean, err = pairwise_interaction(sim, 300, seed=seed, tau=0.1, return_stderr=True, method="plain")
-    ref_mean, ref_err = _reference_pairwise_interaction_python(sim, 300, seed=seed, tau=0.1, return_stderr=True)
+    ref_mean, ref_err = reference_pairwise_interaction_python(sim, 300, seed=seed, tau=0.1, return_stderr=True)
     np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-12)
     np.testing.assert_allclose(err, ref_err, rtol=1e-9, atol=1e-14)
 
@@ -172,7 +169,7 @@ def test_batch_equals_single_games():
     np.testing.assert_array_equal(batch[0], pairwise_interaction(sims[0], 200, seed=5))
     plain = pairwise_interaction_batch(sims, 200, seed=5, method="plain")
     for g in (1, 3):  # game g draws from the streams keyed by g
-        ref = _reference_pairwise_interaction_python(sims[g], 200, seed=5, game=g)
+        ref = reference_pairwise_interaction_python(sims[g], 200, seed=5, game=g)
         np.testing.assert_allclose(plain[g], ref, rtol=0, atol=1e-12)
 
 
@@ -302,7 +299,7 @@ def test_unknown_method_is_refused():
 # Shapley values of a general game (the word explanation, g2l/explain.py)
 # ---------------------------------------------------------------------------------------------
 
-from g2l.ops.shapley import exact_shapley_from_value_table, shapley_values  # noqa: E402
+from g2l.ops.shapley_values import exact_shapley_from_value_table, shapley_values  # noqa: E402
 
 
 def shapley_by_orderings(values, n):
