@@ -133,7 +133,6 @@ class LossConfig:
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
     ssi_num_samples: int = 512  # Monte Carlo brackets per (sentence, moment) pair
-    ssi_estimator: Literal["stratified", "plain"] = "stratified"  # exact strata and shared draws, or independent draws
 
 
 # Loss keys retired after the ablation (git tag ablation-2026-12 keeps the code that reads them), with
@@ -151,6 +150,7 @@ RETIRED_LOSS_KEYS = {
     "gcl_moment_push": 0.0,
     "gcl_negative_closeness": "harder",
     "ssi_target": "confidence",
+    "ssi_estimator": "stratified",  # the strata over how many sentences and moments (g2l/ops/shapley.py)
 }
 _RETIRED_HINTS = {"video_contrast": " (for L_bce alone set loss.contrast_weight=0)"}
 

@@ -18,7 +18,7 @@ def test_the_loss_section_is_at_most_sixteen_keys_and_none_is_retired():
 
 
 @pytest.mark.parametrize("key,good,bad", [("loss.sentence_contrast", "gcl_authors", "gcl_form"),
-                                          ("loss.ssi_estimator", "plain", "exact"),
+                                          ("loss.sentence_contrast", "off", "gcl_milnce"),
                                           ("train.precision", "bf16", "fp16"),
                                           ("model.map_compute", "full", "sparse"),
                                           ("log.wandb", "off", "maybe")])

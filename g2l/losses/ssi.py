@@ -65,10 +65,9 @@ def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, 
 class ShapleyInteractionLoss(LossTerm):
     needs_closeness = True
 
-    def __init__(self, *, num_players: int, num_samples: int, tau: float, seed: int = 0, estimator: str = "stratified"):
+    def __init__(self, *, num_players: int, num_samples: int, tau: float, seed: int = 0):
         super().__init__()
         self.num_players, self.num_samples, self.tau, self.seed = num_players, num_samples, tau, seed
-        self.estimator = estimator
 
     def forward(
         self,
@@ -86,7 +85,7 @@ class ShapleyInteractionLoss(LossTerm):
             games.append((rows, sims[:, chosen]))
             players.append(sims[:, chosen].detach().float().cpu().numpy())
         interactions, errors = pairwise_interaction_batch(players, self.num_samples, seed=self.seed * 1_000_003 + step,
-                                                          tau=self.tau, return_stderr=True, method=self.estimator)
+                                                          tau=self.tau, return_stderr=True)
         losses = []
         for (rows, sims), inter, err in zip(games, interactions, errors):
             inter = torch.as_tensor(inter, dtype=sims.dtype, device=sims.device)  # (s m)

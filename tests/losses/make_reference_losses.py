@@ -8,12 +8,18 @@ variants were retired and GroundingLoss became a set of named terms).
 ``reference_batch`` builds the inputs from a seeded generator and uses only the GroundingOutput and
 Batch dataclasses, which are the same before and after, so that tests/losses/test_reference_losses.py
 rebuilds the identical batch and compares the current code's terms with these numbers.
+
+L_SSI's Monte Carlo estimator of the interactions is replaced on both sides by the same
+deterministic stand-in (``estimator_stand_in``): the estimator changed after the tag (strata over
+how many sentences, not which; tests/ops/test_shapley.py checks it against exact enumeration), and
+what this compares is the loss around it: players, targets, confidence, alignment and weights.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -76,6 +82,38 @@ def reference_batch(seed: int = 0, num_videos: int = 3, t: int = 6, d: int = 8):
     return output, batch, start_idx, end_idx
 
 
+def stand_in_interactions(sims, num_samples, seed=0, tau=0.1, return_stderr=False, **_):
+    """A deterministic stand-in for ``pairwise_interaction_batch`` (same arguments and returns):
+    I = sim minus its row mean, standard error 0.05 |sim| + 0.001, as numpy for numpy input."""
+    import numpy as np
+
+    means, errors = [], []
+    for sim in sims:
+        values = sim.detach().double().cpu().numpy() if isinstance(sim, torch.Tensor) else np.asarray(sim, np.float64)
+        mean, err = values - values.mean(axis=1, keepdims=True), 0.05 * np.abs(values) + 0.001
+        if isinstance(sim, torch.Tensor):
+            mean, err = torch.from_numpy(mean).float().to(sim.device), torch.from_numpy(err).float().to(sim.device)
+        means.append(mean)
+        errors.append(err)
+    return (means, errors) if return_stderr else means
+
+
+@contextmanager
+def estimator_stand_in():
+    """L_SSI's interaction estimator replaced by ``stand_in_interactions`` while the block runs."""
+    import g2l.losses.ssi as ssi
+
+    names = [name for name in ("pairwise_interaction_batch", "pairwise_interaction_batch_torch") if hasattr(ssi, name)]
+    saved = {name: getattr(ssi, name) for name in names}
+    try:
+        for name in names:
+            setattr(ssi, name, stand_in_interactions)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(ssi, name, value)
+
+
 def loss_terms(loss_fn, epoch: int) -> dict:
     """Every named value of one call, plus the gradient norm of the total per feature tensor."""
     output, batch, start_idx, end_idx = reference_batch()
@@ -99,8 +137,9 @@ def main() -> int:
     reference = {}
     for name, overrides in VARIANTS.items():
         cfg = load_config(None, overrides + COMMON)
-        reference[name] = {"overrides": overrides + COMMON,
-                           "epochs": {str(epoch): loss_terms(build_loss(cfg), epoch) for epoch in EPOCHS}}
+        with estimator_stand_in():
+            reference[name] = {"overrides": overrides + COMMON,
+                               "epochs": {str(epoch): loss_terms(build_loss(cfg), epoch) for epoch in EPOCHS}}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"tag": "ablation-2026-12", "step": STEP, "variants": reference}, indent=1) + "\n")
     print(f"wrote {OUT}")
