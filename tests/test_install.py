@@ -58,3 +58,36 @@ def test_non_editable_install_grounds_the_example_from_anywhere(tmp_path):
     assert proc.returncode == 0, proc.stderr
     top = json.loads(proc.stdout)["results"][0]["moments"][0]
     assert float(span_iou(np.array([top["start"], top["end"]]), np.array(query["gt"]))) >= 0.5
+
+
+TRAIN_ONLY = ("numba", "transformers", "wandb", "scipy", "gradio", "playwright", "av")
+_BLOCKER = """
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is not installed (blocked: grounding must not need it)")
+sys.meta_path.insert(0, Blocker())
+from g2l.cli import ground_main
+sys.exit(ground_main(sys.argv[1:]))
+"""
+
+
+def test_grounding_needs_none_of_the_training_or_test_stack(tmp_path):
+    """The lean install (scripts/setup.sh, `pip install g2l`): grounding the example, with --explain
+    and --plot, imports none of the packages of the train/app/dev extras, and the package's core
+    dependencies list none of them."""
+    import tomllib
+
+    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in core}
+    assert not names & set(TRAIN_ONLY), names & set(TRAIN_ONLY)
+    example = json.loads((REPO / "examples" / "demo.json").read_text())
+    query = example["queries"][0]
+    proc = subprocess.run([sys.executable, "-c", _BLOCKER.format(blocked=set(TRAIN_ONLY)),
+                           str(REPO / "examples" / "demo.mp4"), query["query"], "--json", "--top-k", "1", "--explain",
+                           "--plot", str(tmp_path / "plot.png")], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    top = json.loads(proc.stdout)["results"][0]["moments"][0]
+    assert float(span_iou(np.array([top["start"], top["end"]]), np.array(query["gt"]))) >= 0.5
+    assert (tmp_path / "plot.png").stat().st_size > 0
