@@ -1,4 +1,5 @@
-"""``g2l-ground --batch`` from the command line, and the progress bar that only a terminal sees."""
+"""``g2l-ground --batch`` from the command line, and the progress bars of g2l-ground and g2l-extract
+that only a terminal sees."""
 
 import json
 import os
@@ -59,10 +60,11 @@ def test_batch_usage_errors_are_one_line(tmp_path):
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "p.png").exists()
 
 
-def _run_on_terminal(args) -> tuple[int, str]:
-    """Run with stderr on a pseudo-terminal (stdout captured apart); return (exit code, stderr text)."""
+def _run_on_terminal(args, command=None) -> tuple[int, str]:
+    """Run ``command`` (default g2l-ground) with stderr on a pseudo-terminal (stdout captured apart);
+    return (exit code, stderr text)."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([*GROUND, *args], stdout=subprocess.PIPE, stderr=follower, cwd=REPO, text=True)
+    proc = subprocess.Popen([*(command or GROUND), *args], stdout=subprocess.PIPE, stderr=follower, cwd=REPO, text=True)
     os.close(follower)
     chunks = []
     while True:
@@ -99,3 +101,16 @@ def test_plot_with_ground_truth(tmp_path):
                  "--gt", "2.5", "15", "--quiet"])
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_extract_progress_only_on_a_terminal(tmp_path):
+    video = tmp_path / "clip.mp4"
+    write_test_video(video, duration_s=3.0, fps=10.0)
+    extract = [sys.executable, str(REPO / "tools" / "extract_features.py")]
+    code, terminal = _run_on_terminal([str(video), "--out", str(tmp_path / "a.hdf5")], extract)
+    assert code == 0 and "extracting 1 video" in terminal and "%" in terminal
+    assert any(line.strip().startswith("extracting 1 video: ") and line.strip().endswith(" s")
+               for line in terminal.splitlines())
+    piped = subprocess.run([*extract, str(video), "--out", str(tmp_path / "b.hdf5")], capture_output=True, text=True,
+                           cwd=REPO)
+    assert piped.returncode == 0 and "extracting" not in piped.stderr and "%" not in piped.stderr

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from g2l.cli.common import CliError, OneLineParser, run_cli
+from g2l.cli.common import CliError, OneLineParser, run_cli, terminal_progress
 
 
 def _extract(argv: Sequence[str] | None) -> int:
@@ -21,7 +21,8 @@ def _extract(argv: Sequence[str] | None) -> int:
     parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
     parser.add_argument("--batch-size", type=int, default=32, help="frames per encoder batch (default 32)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
-    parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    parser.add_argument("--quiet", "--no-progress", action="store_true",
+                        help="no progress bar (it is drawn on stderr, and only on a terminal)")
     args = parser.parse_args(argv)
     if not args.fps > 0:
         parser.error(f"--fps must be positive, got {args.fps}")
@@ -43,8 +44,9 @@ def _extract(argv: Sequence[str] | None) -> int:
     except Exception as error:  # RuntimeError (bad name), AssertionError (no CUDA build), NotImplementedError
         raise CliError(f"--device {args.device!r} is not usable here ({str(error).splitlines()[0][:120]})") from None
     encoder = build_frame_encoder(args.encoder, device=device)
-    report = extract_features_to_hdf5(videos, args.out, encoder, fps=args.fps, batch_size=args.batch_size,
-                                      progress=not args.no_progress)
+    with terminal_progress(f"extracting {len(videos)} video{'s' if len(videos) != 1 else ''}", quiet=args.quiet) as update:
+        report = extract_features_to_hdf5(videos, args.out, encoder, fps=args.fps, batch_size=args.batch_size,
+                                          progress=update)
     print(report.summary(), file=sys.stderr)
     return 0 if report.extracted or report.skipped else 1
 

@@ -181,9 +181,11 @@ def extract_features_to_hdf5(
     *,
     fps: float = 1.0,
     batch_size: int = 32,
-    progress: bool = True,
+    progress: bool | Callable[[float], None] = True,
 ) -> ExtractionReport:
     """Extract every video not yet in ``out_path`` (see the module docstring); never stops on a bad video.
+    ``progress``: True for a tqdm bar over videos on stderr, False for none, or a callback given the
+    fraction of the work done (videos done plus the encoded share of the current one) as it goes.
 
     Raises ``EncoderMismatchError`` when ``out_path`` holds features of another encoder or fps,
     and ``FeatureFileError`` when it is not a feature file this function wrote; an ``fps`` outside
@@ -200,22 +202,28 @@ def extract_features_to_hdf5(
         raise FeatureFileError(f"Output {str(out_path)!r} exists but is not an HDF5 file h5py can open ({error}); choose another --out.") from error
     with handle:
         _prepare_output(handle, spec, out_path)
-        bar = tqdm(videos, desc="extracting", unit="video", disable=not progress, file=sys.stderr)
-        for video in bar:
+        callback = progress if callable(progress) else None
+        bar = tqdm(videos, desc="extracting", unit="video", disable=callback is not None or not progress, file=sys.stderr)
+        for index, video in enumerate(bar):
             video = Path(video)
             video_id = video.stem
+            if callback is not None:
+                callback(index / len(videos))
             if video_id in handle:
                 report.skipped.append(video_id)
                 continue
             bar.set_postfix_str(video.name[-30:])
+            within = None if callback is None else (lambda share, i=index: callback((i + share) / len(videos)))
             try:
-                features, duration_s = extract_video_features(video, encoder, fps, batch_size)
+                features, duration_s = extract_video_features(video, encoder, fps, batch_size, progress=within)
             except VideoReadError as error:
                 report.failed.append((str(video), str(error)))
                 continue
             _write_video(handle, video_id, features, duration_s=duration_s, fps=fps)
             report.extracted.append(video_id)
         bar.close()
+        if callback is not None:
+            callback(1.0)
     return report
 
 
