@@ -60,7 +60,7 @@ def test_non_editable_install_grounds_the_example_from_anywhere(tmp_path):
     assert float(span_iou(np.array([top["start"], top["end"]]), np.array(query["gt"]))) >= 0.5
 
 
-TRAIN_ONLY = ("numba", "transformers", "wandb", "scipy", "gradio", "playwright", "av")
+TRAIN_ONLY = ("numba", "transformers", "sentence_transformers", "sklearn", "wandb", "scipy", "gradio", "playwright", "av")
 _BLOCKER = """
 import sys
 class Blocker:
