@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from g2l import strict_json
 from g2l.atomic import atomic_path
 from g2l.errors import G2LError, path_problem
 from g2l.inference import EncodedVideo, Grounder, QueryResult
@@ -240,7 +241,7 @@ def ground_batch(grounder: Grounder, pairs_path: str | Path, out_path: str | Pat
                     except G2LError as error:
                         fail(line, str(error))
                         continue
-                    out.write(json.dumps(answer(line, results, explanations), ensure_ascii=False, allow_nan=False) + "\n")
+                    out.write(strict_json.dumps(answer(line, results, explanations), ensure_ascii=False) + "\n")
                     out.flush()
                     summary.answered += 1
                     summary.queries += len(line.queries)

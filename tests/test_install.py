@@ -12,7 +12,6 @@ import sysconfig
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from g2l.ops.spans import span_iou
 from tests.fixtures import import_or_missing

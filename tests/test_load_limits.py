@@ -4,7 +4,6 @@ dense one, NaN weights, JSON nested past Python's recursion: each is refused wit
 status 2 in the CLI) and nothing is allocated for it. An export into an existing folder replaces
 it whole or leaves it as it was."""
 
-import json
 import zipfile
 from pathlib import Path
 

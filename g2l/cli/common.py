@@ -5,7 +5,6 @@ that several commands use. A new command imports these and adds only its own par
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -14,6 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
+from g2l import strict_json
 from g2l.errors import G2LError
 
 
@@ -114,7 +114,7 @@ def check_writable(path: str | None, option: str) -> None:
 def write_json_atomic(path: str, data: dict) -> None:
     from g2l.atomic import write_text_atomic
 
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    write_text_atomic(path, strict_json.dumps(data, indent=2) + "\n")
 
 
 @contextmanager

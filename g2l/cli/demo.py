@@ -3,9 +3,9 @@ extract, train and pick the shipped checkpoint and example)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
+from g2l import strict_json
 from g2l.cli.common import CliError, OneLineParser, run_cli
 
 
@@ -68,7 +68,7 @@ def _build_demo(argv: Sequence[str] | None) -> int:
 
     summary = build_demo(args.work_dir, repo=args.repo, num_train=args.num_train, num_test=args.num_test,
                          seed=args.seed, overrides=args.overrides)
-    print(json.dumps(summary, indent=2))
+    print(strict_json.dumps(summary, indent=2))
     return 0
 
 

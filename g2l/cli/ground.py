@@ -3,11 +3,11 @@ what ``g2l-ground`` prints (its JSON and its explanation table)."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Sequence
 
+from g2l import strict_json
 from g2l.cli.common import CliError, OneLineParser, check_writable, run_cli, terminal_progress
 from g2l.errors import path_problem
 from g2l.plots import plot_grounding  # matplotlib is imported only when a plot is drawn
@@ -121,7 +121,7 @@ def _ground(argv: Sequence[str] | None) -> int:
         explanations = [explain_top_moment(grounder, video, r.query, window_s=args.window, seed=args.seed,
                                            target=args.explain_target) for r in results]
     if args.json:
-        print(json.dumps(grounding_json(args.video, video.duration_s, results, explanations), allow_nan=False))
+        print(strict_json.dumps(grounding_json(args.video, video.duration_s, results, explanations)))
     else:
         print(f"{video_path.name}: {video.duration_s:.2f} s")
         for r, explanation in zip(results, explanations or [None] * len(results)):

@@ -115,7 +115,7 @@ def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint without executing code; a bad file is a CheckpointError. The file must
     be a regular file (a link to one is fine) within the size bounds of g2l/limits.py, its zip
     members are sized before ``torch.load`` reads them, and its weights are checked after."""
-    from g2l.limits import MAX_WEIGHTS_BYTES, check_state_tensors, check_zip_members
+    from g2l.limits import MAX_WEIGHTS_BYTES, check_zip_members
     from g2l.safe_files import open_regular_file
 
     path = Path(path)

@@ -9,7 +9,6 @@ switched off for the rest of the run. Only rank 0 logs.
 from __future__ import annotations
 
 import io
-import json
 import netrc
 import os
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from g2l import strict_json
 from g2l.engine.run_dir import append_jsonl
 
 
@@ -171,4 +171,4 @@ class RunLogger:
 
 
 def print_json(record: dict) -> None:
-    print(json.dumps(record), flush=True)
+    print(strict_json.dumps(record), flush=True)

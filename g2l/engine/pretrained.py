@@ -31,6 +31,7 @@ import re
 import shutil
 from pathlib import Path
 
+from g2l import strict_json
 from g2l.atomic import sync_folder
 from g2l.limits import MAX_TEXT_FILE_BYTES, MAX_WEIGHTS_BYTES
 from g2l.safe_files import UnsafeFileError, open_regular_file, read_text_file
@@ -358,10 +359,10 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
     text = text_backbone_files(model.text_encoder.backbone, model.tokenizer)
     best = payload.get("best") or {}
     files = {
-        CONFIG_NAME: json.dumps(cfg_dict, indent=2),
-        TEXT_ENCODER_NAME: json.dumps(text["config"], indent=2),
-        FRAME_ENCODER_NAME: json.dumps(payload.get("frame_encoder"), indent=2),
-        METRICS_NAME: json.dumps({"best": best, "floors": floor_values}, indent=2),
+        CONFIG_NAME: strict_json.dumps(cfg_dict, indent=2),
+        TEXT_ENCODER_NAME: strict_json.dumps(text["config"], indent=2),
+        FRAME_ENCODER_NAME: strict_json.dumps(payload.get("frame_encoder"), indent=2),
+        METRICS_NAME: strict_json.dumps({"best": best, "floors": floor_values}, indent=2),
         CARD_NAME: model_card(cfg_dict, best, floor_values, payload.get("frame_encoder"), text_included,
                               name or out.resolve().name),
         **{k: v for k, v in text["tokenizer_files"].items() if k in TOKENIZER_FILE_NAMES},

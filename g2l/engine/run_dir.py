@@ -12,11 +12,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import IO
 
+from g2l import strict_json
 from g2l.atomic import unwritable_reason
 
 LOCK_FILE = ".lock"  # held (flock) by the process training into the folder
@@ -102,5 +102,5 @@ def resume_checkpoint_path(run_dir: str | Path) -> Path | None:
 
 def append_jsonl(path: Path, record: dict) -> None:
     with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(strict_json.dumps(record) + "\n")
         handle.flush()

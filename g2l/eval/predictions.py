@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from g2l import strict_json
 from g2l.atomic import atomic_path
 from g2l.data.annotations import parse_json
 from g2l.errors import G2LError, path_problem
@@ -53,7 +54,7 @@ class Prediction:
         }
         if self.score_map is not None:
             record["score_map"] = np.asarray(self.score_map, dtype=F32).astype(float).tolist()
-        return json.dumps(record)
+        return strict_json.dumps(record)
 
 
 def write_predictions(path: str | Path, predictions: Iterable[Prediction]) -> int:
