@@ -18,7 +18,13 @@ check it out (`git worktree add /tmp/ablation ablation-2026-12`) and run this sc
                                  [--jobs 2] [--rungs mmn,ssi_p1,ssi] [key=value ...]
 
 DIR is a folder written by tools/make_synthetic.py (for the sparse-annotation benchmark:
-`--preset charades --sparse-annotation 0.5`); it is generated (charades preset) when missing.
+`--preset charades --sparse-annotation 0.5`); when missing it is generated from `--preset` (charades,
+activitynet or tacos; the base config defaults to configs/synthetic_<preset>.yaml). `--jobs N` runs N
+trainings at once, each in its own process with one CPU thread: on one GPU they share the device
+(add `train.device=cuda`), which is how the activitynet comparison is meant to run:
+
+    python bench/g2l_ablation.py --preset activitynet --data /tmp/syn-anet --seeds 0,1,2 --rungs mmn,ssi_p1 \
+        --jobs 6 train.device=cuda
 """
 
 import argparse
@@ -72,8 +78,10 @@ def run_one(rung: str, seed: int, data: Path, out: Path, base_config: Path, over
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="/tmp/g2l-synthetic-charades")
-    parser.add_argument("--base-config", default=str(REPO / "configs" / "synthetic_charades.yaml"),
-                        help="the dataset config the rungs are stacked on")
+    parser.add_argument("--preset", default="charades", choices=["charades", "activitynet", "tacos"],
+                        help="the synthetic preset generated into --data when it is missing (default charades)")
+    parser.add_argument("--base-config", default=None,
+                        help="the dataset config the rungs are stacked on (default configs/synthetic_<preset>.yaml)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rungs", default="mmn,ssi_p1,ssi")
@@ -81,11 +89,12 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="config overrides applied to every run")
     args = parser.parse_args()
     data = Path(args.data)
+    args.base_config = args.base_config or str(REPO / "configs" / f"synthetic_{args.preset}.yaml")
     if not (data / "features.hdf5").is_file():
         sys.path.insert(0, str(REPO))
         from g2l.synthetic.benchmark import generate_synthetic
 
-        generate_synthetic(data, "charades", 0, progress=False)
+        generate_synthetic(data, args.preset, 0, progress=False)
     out = Path(args.out or f"/tmp/g2l-ablation-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     rungs = args.rungs.split(",")
