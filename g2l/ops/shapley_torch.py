@@ -14,7 +14,7 @@ a batch is one row of a tensor computation, so a GPU evaluates them all at once:
   with one slot ``c_i`` removed (``c_i`` = i's slot in Q, or slot k when i is outside Q) plus,
   when i is outside Q, the extra column i. Each sentence's softmax sum and largest weight over
   ``V_i`` come from prefix and suffix sums / maxima over Q's slots (no subtraction, so no
-  cancellation), and only the column maxima over the present sentences need an ``(r T e q)``
+  cancellation), and only the column maxima over the present sentences need an ``(r T q e)``
   tensor: ``T`` other-sentence slots and ``q`` slots of Q, sized by the rows' strata, not by the
   game;
 * two more entries per row give the fixed coalitions P and Q; the per-stratum sums and sums of
@@ -24,7 +24,7 @@ a batch is one row of a tensor computation, so a GPU evaluates them all at once:
 Rows are grouped on the host (from the plans alone, before any draw) into chunks of strata with
 the same largest t and k and similar game widths m, so each chunk's tensors are sized by the
 players its strata can hold; a chunk holds at most ``max_elements`` elements of its
-``(r T+1 e q)`` tensor (one row at least). Random draws come from one ``torch.Generator`` on the
+``(r T+1 q e)`` tensor (one row at least). Random draws come from one ``torch.Generator`` on the
 input's device seeded with ``seed``: reproducible on one device, not bit-equal to the Numba
 kernel's SplitMix64 streams (the same law, other draws). Computation is float64 (brackets are
 small differences of values near 0.5). Host syncs: one for the input checks (finite, logit
@@ -47,8 +47,10 @@ from g2l.ops.shapley_plan import stratified_plan
 __all__ = ["pairwise_interaction_batch", "plan_chunks"]
 
 _MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
-DEFAULT_MAX_ELEMENTS = 1 << 24  # elements of one (r T+1 e q) float64 chunk: 128 MiB
-_WIDTH_SLACK = 1.25  # a chunk pads its games' moments to at most 1.25 times its narrowest
+DEFAULT_MAX_ELEMENTS = 1 << 24  # elements of one (r T+1 q e) float64 chunk on a GPU: 128 MiB
+CPU_MAX_ELEMENTS = 1 << 20  # on the CPU: 8 MiB, about cache-sized (faster than larger chunks)
+_PADDING_SLACK = 1.5  # a chunk's padded elements stay within 1.5 times its blocks' own sizes ...
+_SMALL_CHUNK = 1 << 16  # ... unless it is small: then fewer, larger chunks save per-operation overhead
 
 
 @dataclass
@@ -63,10 +65,9 @@ class Chunk:
     slots: int  # q: slots of Q (largest k + 1)
     width: int  # w: moments (padded)
     sentences: int  # sentences (padded), for the draw of T
-    narrowest: int  # the m of its first game: wider games up to _WIDTH_SLACK times this join it
 
     def elements(self) -> int:
-        """Elements of the chunk's largest tensor, ``(r T+1 e q)`` with ``e = w + 2``."""
+        """Elements of the chunk's largest tensor, ``(r T+1 q e)`` with ``e = w + 2``."""
         return (self.stop - self.start) * chunk_row_elements(self.others, self.slots, self.width)
 
 
@@ -95,8 +96,9 @@ def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_element
     """The draws of games of ``shapes`` ((s, m) each), grouped into chunks (host only, no draws).
 
     Blocks (game, stratum) of ``s * draws`` rows are sorted by (largest t, largest k, m); a chunk
-    takes consecutive blocks of one (t, k) whose m is within ``_WIDTH_SLACK`` of its first, and at
-    most ``max_elements // chunk_row_elements`` rows (a block is split when it does not fit)."""
+    takes consecutive blocks while its padded elements stay within ``_PADDING_SLACK`` times the
+    blocks' own (or below ``_SMALL_CHUNK``), and at most ``max_elements // chunk_row_elements``
+    rows (a block is split when it does not fit; a chunk has one row at least)."""
     blocks, cumulative, cell_t, cell_k = [], [], [], []
     group_task, group_probability, group_draws = [], [], []
     num_strata = num_groups = num_tasks = 0
@@ -126,24 +128,30 @@ def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_element
     blocks.sort(key=lambda block: block[:3])
     chunks: list[Chunk] = []
     games, js, strata, groups = [], [], [], []
-    row = 0
+    row = work = 0  # work: the current chunk's elements were each block sized by its own strata
     for others, slots, m_g, s_g, g, j, stratum, group in blocks:
+        own = chunk_row_elements(others, slots, m_g)
         done = 0
         while done < j.size:
             last = chunks[-1] if chunks else None
-            fits = (last is not None and last.stop == row and (last.others, last.slots) == (others, slots)
-                    and m_g <= _WIDTH_SLACK * last.narrowest)
-            if fits:
-                width, sentences = max(last.width, m_g), max(last.sentences, s_g)
-                room = max_elements // chunk_row_elements(others, slots, width) - (last.stop - last.start)
-                fits = room > 0
-            if not fits:
-                last = Chunk(row, row, others, slots, m_g, s_g, m_g)
+            take = 0
+            if last is not None:
+                grown = Chunk(last.start, last.stop, max(last.others, others), max(last.slots, slots),
+                              max(last.width, m_g), max(last.sentences, s_g))
+                per_row = chunk_row_elements(grown.others, grown.slots, grown.width)
+                take = min(max_elements // per_row - (last.stop - last.start), j.size - done)
+                padded = (grown.stop - grown.start + take) * per_row
+                if take > 0 and (padded <= _PADDING_SLACK * (work + take * own) or padded <= _SMALL_CHUNK):
+                    chunks[-1] = last = grown
+                else:
+                    take = 0
+            if take == 0:
+                last = Chunk(row, row, others, slots, m_g, s_g)
                 chunks.append(last)
-                width, sentences = m_g, s_g
-                room = max(1, max_elements // chunk_row_elements(others, slots, width))
-            take = min(room, j.size - done)
-            last.stop, last.width, last.sentences = last.stop + take, width, sentences
+                work = 0
+                take = min(max(1, max_elements // own), j.size - done)
+            last.stop += take
+            work += take * own
             games.append(np.full(take, g))
             js.append(j[done : done + take])
             strata.append(np.full(take, stratum))
@@ -191,67 +199,84 @@ def _padded_weights(sims: Sequence, tau: float, device: torch.device):
     return weights, shapes
 
 
-def _chunk_brackets(weights, chunk: Chunk, game, j, t, k, sizes_s, sizes_m, generator):
-    """``(r w)`` brackets of the chunk's rows for every moment i (0 where i is padded)."""
-    device = weights.device
+def _weight_table(weights: torch.Tensor) -> torch.Tensor:
+    """``(b*s+1 m+1)``: the rows of ``weights (b s m)`` and a zero row and column."""
+    b, s, m = weights.shape
+    table = weights.new_zeros(b * s + 1, m + 1)
+    table[: b * s, :m] = weights.reshape(b * s, m)
+    return table
+
+
+def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_s, sizes_m, generator):
+    """``(r w)`` brackets of the chunk's rows for every moment i (0 where i is padded).
+
+    ``table (b*s+1 m+1)``: the softmax weights of sentence a of game g in row ``g * num_slots_s +
+    a``, the last row and column zero (absent sentence slots and moment slots point there)."""
+    device = table.device
     rows, others, slots, width = game.numel(), chunk.others, chunk.slots, chunk.width
+    zero_row, zero_col = table.shape[0] - 1, table.shape[1] - 1
     f64 = torch.float64
     # Sentence slots: the t other sentences with the smallest keys (slots 0..T-1), then j.
+    base = game * num_slots_s  # (r,)
     if others:
         keys = torch.rand(rows, chunk.sentences, generator=generator, device=device, dtype=f64)
         arange_s = torch.arange(chunk.sentences, device=device)
-        keys = keys.masked_fill((arange_s >= sizes_s[game, None]) | (arange_s == j[:, None]), 2.0)
+        keys.masked_fill_((arange_s >= sizes_s[game, None]) | (arange_s == j[:, None]), 2.0)
         chosen = keys.topk(others, dim=1, largest=False).indices  # (r T), in key order
-        sentence = torch.cat([chosen, j[:, None]], 1)  # (r a)
-        sentence_valid = torch.cat([torch.arange(others, device=device) < t[:, None],
-                                    torch.ones(rows, 1, dtype=torch.bool, device=device)], 1)  # (r a)
+        chosen = torch.where(torch.arange(others, device=device) < t[:, None], base[:, None] + chosen, zero_row)
+        table_row = torch.cat([chosen, (base + j)[:, None]], 1)  # (r a)
     else:
-        sentence = j[:, None]
-        sentence_valid = torch.ones(rows, 1, dtype=torch.bool, device=device)
+        table_row = (base + j)[:, None]
     # Moment ordering: Q's slots are the k + 1 smallest keys; padded moments never come first.
     keys = torch.rand(rows, width, generator=generator, device=device, dtype=f64)
     arange_w = torch.arange(width, device=device)
-    keys = keys.masked_fill(arange_w >= sizes_m[game, None], 2.0)
+    padded = arange_w >= sizes_m[game, None]  # (r w)
+    keys.masked_fill_(padded, 2.0)
     in_slots = keys.topk(slots, dim=1, largest=False).indices  # (r q)
     arange_q = torch.arange(slots, device=device)
     position = torch.full((rows, width), slots, dtype=torch.long, device=device)
     position.scatter_(1, in_slots, arange_q.expand(rows, slots))  # (r w): slot in Q's order, else q
-    # Weights of the sentence slots at Q's slots and at every moment.
-    g3 = game[:, None, None]
-    valid = sentence_valid[:, :, None]
-    local = weights[g3, sentence[:, :, None], in_slots[:, None, :]] * (valid & (arange_q <= k[:, None])[:, None, :])  # (r a q)
-    columns = weights[g3, sentence[:, :, None], arange_w[None, None, :]] * valid  # (r a w)
+    outside = position > k[:, None]  # (r w): i is not in Q
     # Entries: moment i (V_i = Q minus slot c_i, plus column i when i is outside Q), then P, Q.
-    outside = position > k[:, None]  # (r w)
     removed = torch.cat([torch.minimum(position, k[:, None]), k[:, None], torch.full_like(k[:, None], slots)], 1)  # (r e)
-    extra = torch.cat([columns * outside[:, None, :], columns.new_zeros(rows, others + 1, 2)], 2)  # (r a e)
+    entry_col = torch.cat([torch.where(outside, arange_w, zero_col), torch.full((rows, 2), zero_col, device=device)], 1)
     size = torch.cat([k[:, None] + outside, k[:, None], k[:, None] + 1], 1).to(f64)  # (r e)
-    # Prefix / suffix sums and maxima over Q's slots, excluding the removed slot: index c gives
-    # the slots before c and after c (c = q: all of them).
+    num_entries = width + 2
+    weights = table.index_select(0, table_row.flatten()).view(rows, others + 1, -1)  # (r a m+1)
+    slot_col = torch.where(arange_q <= k[:, None], in_slots, zero_col)  # (r q)
+    local = weights.gather(2, slot_col[:, None, :].expand(rows, others + 1, slots))  # (r a q): Q's slots
+    extra = weights.gather(2, entry_col[:, None, :].expand(rows, others + 1, num_entries))  # (r a e)
+    # Each sentence's sum and largest weight over V_i, from prefix / suffix sums and maxima over
+    # Q's slots (index c: the slots before c and after c; c = q: all of them), plus the extra.
     zero = local.new_zeros(rows, others + 1, 1)
     before_sum = torch.cat([zero, local.cumsum(2)], 2)  # (r a q+1)
     after_sum = torch.cat([local.flip(2).cumsum(2).flip(2)[:, :, 1:], zero, zero], 2)
     before_max = torch.cat([zero, local.cummax(2).values], 2)
     after_max = torch.cat([local.flip(2).cummax(2).values.flip(2)[:, :, 1:], zero, zero], 2)
-    index = removed[:, None, :].expand(rows, others + 1, removed.shape[1])  # (r a e)
-    row_sum = before_sum.gather(2, index) + after_sum.gather(2, index) + extra  # (r a e)
-    row_top = torch.maximum(torch.maximum(before_max.gather(2, index), after_max.gather(2, index)), extra)
-    inverse = torch.where(row_sum > 0, 1.0 / row_sum, 0.0)  # (r a e)
-    row_share = row_top * inverse
+    index = removed[:, None, :].expand(rows, others + 1, num_entries)  # (r a e)
+    row_sum = before_sum.gather(2, index).add_(after_sum.gather(2, index)).add_(extra)  # (r a e)
+    row_top = torch.maximum(before_max.gather(2, index), after_max.gather(2, index))
+    torch.maximum(row_top, extra, out=row_top)
+    inverse = row_sum.clamp_min_(1e-300).reciprocal_()  # 0-sum rows (absent) have 0 weights anyway
+    row_share = row_top.mul_(inverse)
     row_without = row_share[:, :others].sum(1)  # (r e)
     row_with = row_without + row_share[:, others]
-    # Column maxima over the present sentences of every slot of V_i: the one (r T e q) tensor.
-    kept = arange_q != removed[:, :, None]  # (r e q)
-    extra_share = extra * inverse  # (r a e)
+    extra_share = extra.mul_(inverse)  # (r a e)
+    # Column maxima over the present sentences of every slot of V_i: the one (r T q e) tensor
+    # (entries innermost: the longest axis, contiguous in ``inverse``); then the removed slot's
+    # column is taken back out of the sums.
     if others:
-        column_without = (local[:, :others, None, :] * inverse[:, :others, :, None]).amax(1)  # (r e q)
+        column_without = (local[:, :others, :, None] * inverse[:, :others, None, :]).amax(1)  # (r q e)
         extra_without = extra_share[:, :others].amax(1)  # (r e)
     else:
-        column_without = local.new_zeros(rows, removed.shape[1], slots)
-        extra_without = local.new_zeros(rows, removed.shape[1])
-    column_with = torch.maximum(column_without, local[:, others, None, :] * inverse[:, others, :, None])
-    col_without = (column_without * kept).sum(2) + extra_without  # (r e)
-    col_with = (column_with * kept).sum(2) + torch.maximum(extra_without, extra_share[:, others])
+        column_without = local.new_zeros(rows, slots, num_entries)
+        extra_without = local.new_zeros(rows, num_entries)
+    column_with = torch.maximum(column_without, local[:, others, :, None] * inverse[:, others, None, :])
+    out_slot = removed.clamp_max(slots - 1)[:, None, :]  # (r 1 e); Q's entry removes nothing
+    taken = (removed < slots).to(f64)
+    col_without = column_without.sum(1) - column_without.gather(1, out_slot)[:, 0] * taken + extra_without  # (r e)
+    col_with = (column_with.sum(1) - column_with.gather(1, out_slot)[:, 0] * taken
+                + torch.maximum(extra_without, extra_share[:, others]))
     num_others = t[:, None].to(f64)
     nonempty = size > 0
     safe_size = size.clamp_min(1)
@@ -261,18 +286,19 @@ def _chunk_brackets(weights, chunk: Chunk, game, j, t, k, sizes_s, sizes_m, gene
     gain = v_with - v_without  # (r e)
     gain_i, gain_p, gain_q = gain[:, :width], gain[:, width : width + 1], gain[:, width + 1 :]
     bracket = torch.where(outside, gain_i - gain_p, gain_q - gain_i)  # (r w)
-    return bracket.masked_fill(arange_w >= sizes_m[game, None], 0.0)
+    return bracket.masked_fill_(padded, 0.0)
 
 
 def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, tau: float = 0.1,
                                return_stderr: bool = False, method: str = "stratified", *,
-                               max_elements: int = DEFAULT_MAX_ELEMENTS):
+                               max_elements: int | None = None):
     """Stratified Monte Carlo pairwise interactions of several games (videos), in torch.
 
     Arguments and returns as :func:`g2l.ops.shapley.pairwise_interaction_batch` (only
     ``method="stratified"``): a list of ``(s_v m_v)`` estimates ``I[j, i]`` (and of standard
     errors), float32 tensors on the input's device for tensor input, float64 numpy for numpy input.
-    ``max_elements`` bounds the size of one chunk's ``(r T+1 e q)`` tensor (:func:`plan_chunks`).
+    ``max_elements`` bounds the size of one chunk's ``(r T+1 q e)`` tensor (:func:`plan_chunks`);
+    by default ``CPU_MAX_ELEMENTS`` on the CPU, ``DEFAULT_MAX_ELEMENTS`` on other devices.
     """
     if int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(f"Shapley interaction: num_samples must be a positive integer, got {num_samples!r}.")
@@ -285,6 +311,8 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     big_m = weights.shape[2]
     results = [torch.zeros(s, m, dtype=torch.float64, device=device) for s, m in shapes]
     errors = [torch.zeros(s, m, dtype=torch.float64, device=device) for s, m in shapes]
+    if max_elements is None:
+        max_elements = CPU_MAX_ELEMENTS if device.type == "cpu" else DEFAULT_MAX_ELEMENTS
     plan = plan_chunks(shapes, int(num_samples), int(max_elements))
     if plan.chunks:
         def to_dev(array, dtype):
@@ -299,12 +327,13 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         sums = torch.zeros(plan.group_task.size, big_m, dtype=torch.float64, device=device)  # (groups m)
         squares = torch.zeros_like(sums)
         generator = torch.Generator(device=device).manual_seed(int(seed))
+        table = _weight_table(weights)
         for chunk in plan.chunks:
             rows = slice(chunk.start, chunk.stop)
             unit = torch.rand(chunk.stop - chunk.start, generator=generator, device=device, dtype=torch.float64)
             cell = torch.searchsorted(cumulative, row_stratum[rows] + unit, right=True).clamp_max(cumulative.numel() - 1)
-            bracket = _chunk_brackets(weights, chunk, row_game[rows], row_j[rows], cell_t[cell], cell_k[cell],
-                                      sizes_s, sizes_m, generator)  # (r w)
+            bracket = _chunk_brackets(table, weights.shape[1], chunk, row_game[rows], row_j[rows], cell_t[cell],
+                                      cell_k[cell], sizes_s, sizes_m, generator)  # (r w)
             sums[:, : chunk.width].index_add_(0, row_group[rows], bracket)
             squares[:, : chunk.width].index_add_(0, row_group[rows], bracket * bracket)
         # Stratified mean and variance: per group (task, stratum), then summed per task.
