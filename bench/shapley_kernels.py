@@ -83,8 +83,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--baseline", default=None, help="git revision of the torch module to compare with")
     parser.add_argument("--games", type=int, default=48, help="games in the whole-batch case")
-    parser.add_argument("--skip-baseline-above", type=int, default=30, metavar="S",
-                        help="skip the (slow) baseline on single games of more than S sentences")
+    parser.add_argument("--baseline-max-pairs", type=int, default=900, metavar="N",
+                        help="run the (slow) baseline only on cases of at most N (sentence, moment) pairs")
     args = parser.parse_args()
     numba.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -101,7 +101,7 @@ def main() -> int:
         torch_ms = timed_ms(lambda: shapley_torch.pairwise_interaction_batch(tensors, args.samples, seed=1),
                             args.repeats, device)
         line = f"{name:<24} {numba_ms:9.1f} {torch_ms:9.1f} {torch_ms / numba_ms:11.2f}"
-        if baseline and (len(sims) > 1 or sims[0].shape[0] <= args.skip_baseline_above):
+        if baseline and sum(sim.size for sim in sims) <= args.baseline_max_pairs:
             old_ms = timed_ms(lambda: baseline.pairwise_interaction_batch(tensors, args.samples, seed=1), 1, device)
             line += f" {old_ms:9.1f} {old_ms / numba_ms:9.2f}"
         print(line, flush=True)

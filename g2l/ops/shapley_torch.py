@@ -200,30 +200,30 @@ def _padded_weights(sims: Sequence, tau: float, device: torch.device):
 
 
 def _weight_table(weights: torch.Tensor) -> torch.Tensor:
-    """``(b*s+1 m+1)``: the rows of ``weights (b s m)`` and a zero row and column."""
+    """``(b*s+1 m+1)``: a zero row and column, then the rows and columns of ``weights (b s m)``."""
     b, s, m = weights.shape
     table = weights.new_zeros(b * s + 1, m + 1)
-    table[: b * s, :m] = weights.reshape(b * s, m)
+    table[1:, 1:] = weights.reshape(b * s, m)
     return table
 
 
 def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_s, sizes_m, generator):
     """``(r w)`` brackets of the chunk's rows for every moment i (0 where i is padded).
 
-    ``table (b*s+1 m+1)``: the softmax weights of sentence a of game g in row ``g * num_slots_s +
-    a``, the last row and column zero (absent sentence slots and moment slots point there)."""
+    ``table (b*s+1 m+1)``: the softmax weights of sentence a of game g and moment i in row
+    ``1 + g * num_slots_s + a``, column ``1 + i``; row and column 0 are zero (absent sentence slots
+    and moment slots point there)."""
     device = table.device
     rows, others, slots, width = game.numel(), chunk.others, chunk.slots, chunk.width
-    zero_row, zero_col = table.shape[0] - 1, table.shape[1] - 1
     f64 = torch.float64
     # Sentence slots: the t other sentences with the smallest keys (slots 0..T-1), then j.
-    base = game * num_slots_s  # (r,)
+    base = 1 + game * num_slots_s  # (r,)
     if others:
         keys = torch.rand(rows, chunk.sentences, generator=generator, device=device, dtype=f64)
         arange_s = torch.arange(chunk.sentences, device=device)
         keys.masked_fill_((arange_s >= sizes_s[game, None]) | (arange_s == j[:, None]), 2.0)
         chosen = keys.topk(others, dim=1, largest=False).indices  # (r T), in key order
-        chosen = torch.where(torch.arange(others, device=device) < t[:, None], base[:, None] + chosen, zero_row)
+        chosen = torch.where(torch.arange(others, device=device) < t[:, None], base[:, None] + chosen, 0)
         table_row = torch.cat([chosen, (base + j)[:, None]], 1)  # (r a)
     else:
         table_row = (base + j)[:, None]
@@ -239,11 +239,11 @@ def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_
     outside = position > k[:, None]  # (r w): i is not in Q
     # Entries: moment i (V_i = Q minus slot c_i, plus column i when i is outside Q), then P, Q.
     removed = torch.cat([torch.minimum(position, k[:, None]), k[:, None], torch.full_like(k[:, None], slots)], 1)  # (r e)
-    entry_col = torch.cat([torch.where(outside, arange_w, zero_col), torch.full((rows, 2), zero_col, device=device)], 1)
+    entry_col = torch.cat([torch.where(outside, arange_w + 1, 0), torch.zeros(rows, 2, dtype=torch.long, device=device)], 1)
     size = torch.cat([k[:, None] + outside, k[:, None], k[:, None] + 1], 1).to(f64)  # (r e)
     num_entries = width + 2
-    weights = table.index_select(0, table_row.flatten()).view(rows, others + 1, -1)  # (r a m+1)
-    slot_col = torch.where(arange_q <= k[:, None], in_slots, zero_col)  # (r q)
+    weights = table[:, : width + 1].index_select(0, table_row.flatten()).view(rows, others + 1, width + 1)  # (r a w+1)
+    slot_col = torch.where(arange_q <= k[:, None], in_slots + 1, 0)  # (r q)
     local = weights.gather(2, slot_col[:, None, :].expand(rows, others + 1, slots))  # (r a q): Q's slots
     extra = weights.gather(2, entry_col[:, None, :].expand(rows, others + 1, num_entries))  # (r a e)
     # Each sentence's sum and largest weight over V_i, from prefix / suffix sums and maxima over
