@@ -254,8 +254,8 @@ def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_
     before_max = torch.cat([zero, local.cummax(2).values], 2)
     after_max = torch.cat([local.flip(2).cummax(2).values.flip(2)[:, :, 1:], zero, zero], 2)
     index = removed[:, None, :].expand(rows, others + 1, num_entries)  # (r a e)
-    row_sum = before_sum.gather(2, index).add_(after_sum.gather(2, index)).add_(extra)  # (r a e)
-    row_top = torch.maximum(before_max.gather(2, index), after_max.gather(2, index))
+    row_sum = (before_sum + after_sum).gather(2, index).add_(extra)  # (r a e): two non-negative parts
+    row_top = torch.maximum(before_max, after_max).gather(2, index)
     torch.maximum(row_top, extra, out=row_top)
     inverse = row_sum.clamp_min_(1e-300).reciprocal_()  # 0-sum rows (absent) have 0 weights anyway
     row_share = row_top.mul_(inverse)
