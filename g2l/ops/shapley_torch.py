@@ -72,6 +72,8 @@ class Chunk:
 
 
 def chunk_row_elements(others: int, slots: int, width: int) -> int:
+    """Elements of one row's ``(T+1 q e)`` block: T other-sentence slots and j, q slots of Q,
+    e = w + 2 entries (every moment, then P and Q)."""
     return (others + 1) * (width + 2) * slots
 
 
@@ -102,10 +104,13 @@ def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_element
     blocks, cumulative, cell_t, cell_k = [], [], [], []
     group_task, group_probability, group_draws = [], [], []
     num_strata = num_groups = num_tasks = 0
+    plans = {}  # games of one shape share their plan
     for g, (s_g, m_g) in enumerate(shapes):
         if s_g * m_g == 0:
             continue
-        plan = stratified_plan(s_g, m_g, int(num_samples))
+        if (s_g, m_g) not in plans:
+            plans[s_g, m_g] = stratified_plan(s_g, m_g, int(num_samples))
+        plan = plans[s_g, m_g]
         h_g = plan.probability.size
         stratum_of_cell = np.repeat(np.arange(h_g), np.diff(plan.cell_offsets))
         cumulative.append(plan.cell_cumulative + (num_strata + stratum_of_cell))
@@ -113,12 +118,9 @@ def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_element
         cell_k.append(plan.cell_k)
         for h in range(h_g):
             cells = slice(plan.cell_offsets[h], plan.cell_offsets[h + 1])
-            draws = int(plan.draws[h])
-            if draws == 0:
-                continue
-            j = np.repeat(np.arange(s_g), draws)  # (s_g * draws,)
-            blocks.append((int(plan.cell_t[cells].max()), int(plan.cell_k[cells].max()) + 1, m_g, s_g,
-                           g, j, num_strata + h, num_groups + j * h_g + h))
+            if plan.draws[h] > 0:  # block: (largest t, largest k + 1, m, s, game, stratum, group base, draws)
+                blocks.append((int(plan.cell_t[cells].max()), int(plan.cell_k[cells].max()) + 1, m_g, s_g,
+                               g, num_strata + h, num_groups + h, h_g, int(plan.draws[h])))
         group_task.append(np.repeat(num_tasks + np.arange(s_g), h_g))
         group_probability.append(np.tile(plan.probability, s_g))
         group_draws.append(np.tile(plan.draws, s_g))
@@ -127,19 +129,19 @@ def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_element
         num_tasks += s_g
     blocks.sort(key=lambda block: block[:3])
     chunks: list[Chunk] = []
-    games, js, strata, groups = [], [], [], []
+    pieces = []  # (block, first row of the block in the piece, rows)
     row = work = 0  # work: the current chunk's elements were each block sized by its own strata
-    for others, slots, m_g, s_g, g, j, stratum, group in blocks:
+    for b, (others, slots, m_g, s_g, *_, draws) in enumerate(blocks):
         own = chunk_row_elements(others, slots, m_g)
-        done = 0
-        while done < j.size:
+        size, done = s_g * draws, 0  # the block's rows: draws of sentence 0, then of sentence 1, ...
+        while done < size:
             last = chunks[-1] if chunks else None
             take = 0
             if last is not None:
                 grown = Chunk(last.start, last.stop, max(last.others, others), max(last.slots, slots),
                               max(last.width, m_g), max(last.sentences, s_g))
                 per_row = chunk_row_elements(grown.others, grown.slots, grown.width)
-                take = min(max_elements // per_row - (last.stop - last.start), j.size - done)
+                take = min(max_elements // per_row - (last.stop - last.start), size - done)
                 padded = (grown.stop - grown.start + take) * per_row
                 if take > 0 and (padded <= _PADDING_SLACK * (work + take * own) or padded <= _SMALL_CHUNK):
                     chunks[-1] = last = grown
@@ -149,15 +151,22 @@ def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_element
                 last = Chunk(row, row, others, slots, m_g, s_g)
                 chunks.append(last)
                 work = 0
-                take = min(max(1, max_elements // own), j.size - done)
+                take = min(max(1, max_elements // own), size - done)
             last.stop += take
             work += take * own
-            games.append(np.full(take, g))
-            js.append(j[done : done + take])
-            strata.append(np.full(take, stratum))
-            groups.append(group[done : done + take])
+            pieces.append((b, done, take))
             done += take
             row += take
+    # Row arrays, vectorised over the pieces.
+    piece_block, piece_first, piece_rows = (np.array([p[a] for p in pieces], dtype=np.int64).reshape(-1)
+                                            for a in range(3))
+    table = np.array([block[4:] for block in blocks], dtype=np.int64).reshape(-1, 5)  # game, stratum, base, h, draws
+    block = np.repeat(piece_block, piece_rows)  # (rows,)
+    starts = np.cumsum(piece_rows) - piece_rows
+    in_block = np.arange(block.size) - np.repeat(starts - piece_first, piece_rows)
+    game, stratum, base, h_g, draws = table[block].T
+    j = in_block // np.maximum(draws, 1)
+    games, js, strata, groups = [game], [j], [stratum], [base + j * h_g]
 
     def cat(parts, dtype):
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
