@@ -274,18 +274,19 @@ def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_
     # Column maxima over the present sentences of every slot of V_i: the one (r T q e) tensor
     # (entries innermost: the longest axis, contiguous in ``inverse``); then the removed slot's
     # column is taken back out of the sums.
+    out_slot = removed.clamp_max(slots - 1)[:, None, :]  # (r 1 e); Q's entry removes nothing
+    taken = (removed < slots).to(f64)
+    column_with = local[:, others, :, None] * inverse[:, others, None, :]  # (r q e): j's column
+    extra_with = extra_share[:, others]  # (r e)
     if others:
         column_without = (local[:, :others, :, None] * inverse[:, :others, None, :]).amax(1)  # (r q e)
         extra_without = extra_share[:, :others].amax(1)  # (r e)
-    else:
-        column_without = local.new_zeros(rows, slots, num_entries)
-        extra_without = local.new_zeros(rows, num_entries)
-    column_with = torch.maximum(column_without, local[:, others, :, None] * inverse[:, others, None, :])
-    out_slot = removed.clamp_max(slots - 1)[:, None, :]  # (r 1 e); Q's entry removes nothing
-    taken = (removed < slots).to(f64)
-    col_without = column_without.sum(1) - column_without.gather(1, out_slot)[:, 0] * taken + extra_without  # (r e)
-    col_with = (column_with.sum(1) - column_with.gather(1, out_slot)[:, 0] * taken
-                + torch.maximum(extra_without, extra_share[:, others]))
+        col_without = column_without.sum(1) - column_without.gather(1, out_slot)[:, 0] * taken + extra_without
+        torch.maximum(column_with, column_without, out=column_with)
+        extra_with = torch.maximum(extra_without, extra_with)
+    else:  # no other sentence in C: v(C) = 0 whatever its columns
+        col_without = torch.zeros_like(extra_with)
+    col_with = column_with.sum(1) - column_with.gather(1, out_slot)[:, 0] * taken + extra_with  # (r e)
     num_others = t[:, None].to(f64)
     nonempty = size > 0
     safe_size = size.clamp_min(1)
