@@ -21,14 +21,16 @@ a batch is one row of a tensor computation, so a GPU evaluates them all at once:
   squares of the brackets give the stratified mean and its variance, exactly as in the Numba
   kernel.
 
-Rows are grouped on the host (from the plans alone, before any draw) into chunks of strata with
-the same largest t and k and similar game widths m, so each chunk's tensors are sized by the
-players its strata can hold; a chunk holds at most ``max_elements`` elements of its
-``(r T+1 q e)`` tensor (one row at least). Random draws come from one ``torch.Generator`` on the
-input's device seeded with ``seed``: reproducible on one device, not bit-equal to the Numba
-kernel's SplitMix64 streams (the same law, other draws). Computation is float64 (brackets are
-small differences of values near 0.5). Host syncs: one for the input checks (finite, logit
-range); the results are then assembled on the device.
+Rows are grouped on the host (:func:`plan_chunks`, from the plans alone, before any draw) into
+chunks of neighbouring strata (sorted by largest t, largest k, m) padded by at most 1.5 times, so
+each chunk's tensors are sized by the players its strata can hold; a chunk holds at most
+``max_elements`` elements of its ``(r T+1 q e)`` tensor (one row at least). The row plan goes to
+the device once; the loop over chunks then runs without host syncs. Random draws come from one
+``torch.Generator`` on the input's device seeded with ``seed``: reproducible on one device, not
+bit-equal to the Numba kernel's SplitMix64 streams (the same law, other draws). Computation is
+float64 (brackets are small differences of values near 0.5). Host syncs: one for the input checks
+(finite, logit range), and the copy to numpy when the input is numpy; tensor results stay on the
+device.
 
 Axes: ``r`` rows (draws) of a chunk, ``a`` sentence slots (``T`` others, then j), ``q`` slots of
 Q, ``e`` entries (the chunk's ``w`` moments, then P and Q).
