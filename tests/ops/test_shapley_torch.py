@@ -80,3 +80,57 @@ def test_cuda_agrees_with_the_exact_index():
     assert estimate.device.type == "cuda"
     exact = torch.tensor(exact_pairwise_interaction(sim.cpu().numpy(), 0.1), dtype=torch.float32)
     assert ((estimate.cpu() - exact).abs() <= 4.5 * stderr.cpu() + 1e-6).all()
+
+
+def test_chunks_cover_every_draw_once_and_bound_their_elements():
+    # The host plan: every (game, sentence, stratum) gets exactly its planned draws, in groups that
+    # match; every chunk is sized for the strata of its rows (largest t, k, m, s), holds at most
+    # max_elements elements (or one row) and pads at most 1.5 times its rows' own sizes (or is small).
+    from g2l.ops.shapley_plan import stratified_plan
+
+    shapes = [(6, 40), (3, 17), (0, 4), (1, 9), (8, 80)]
+    for max_elements in (1 << 12, 1 << 16, 1 << 20):
+        plan = shapley_torch.plan_chunks(shapes, 96, max_elements)
+        assert plan.chunks[0].start == 0 and plan.chunks[-1].stop == plan.game.size
+        assert all(a.stop == b.start and a.stop > a.start for a, b in zip(plan.chunks, plan.chunks[1:]))
+        counts = {}
+        for g, j, stratum, group in zip(plan.game, plan.j, plan.stratum, plan.group):
+            counts[g, j, stratum, group] = counts.get((g, j, stratum, group), 0) + 1
+        expected, first_stratum, first_group = {}, 0, 0
+        largest = {}
+        for g, (s, m) in enumerate(shapes):
+            if s * m == 0:
+                continue
+            game_plan = stratified_plan(s, m, 96)
+            strata = game_plan.probability.size
+            for h in range(strata):
+                cells = slice(game_plan.cell_offsets[h], game_plan.cell_offsets[h + 1])
+                largest[first_stratum + h] = (game_plan.cell_t[cells].max(), game_plan.cell_k[cells].max() + 1, m, s)
+                for j in range(s):
+                    expected[g, j, first_stratum + h, first_group + j * strata + h] = game_plan.draws[h]
+            first_stratum += strata
+            first_group += s * strata
+        assert counts == expected
+        for chunk in plan.chunks:
+            rows = range(chunk.start, chunk.stop)
+            dims = np.array([largest[plan.stratum[r]] for r in rows])  # (r 4): t, q, m, s per row
+            assert (dims <= [chunk.others, chunk.slots, chunk.width, chunk.sentences]).all()
+            assert chunk.elements() <= max_elements or len(rows) == 1
+            own = sum(shapley_torch.chunk_row_elements(t, q, m) for t, q, m, _ in dims)
+            assert chunk.elements() <= max(1.5 * own, 1 << 16)
+
+
+def test_no_allocation_exceeds_the_chunk_bound():
+    # Measured, not planned: the largest tensor allocated by any operation is one chunk's
+    # (r T+1 q e) tensor (or the (groups m) sums), at most max_elements float64 elements.
+    from torch.profiler import profile
+
+    sims = [random_sim(6, 40, seed=0), random_sim(3, 17, seed=1)]
+    for max_elements in (1 << 12, 1 << 16):
+        with profile(profile_memory=True) as prof:
+            shapley_torch.pairwise_interaction_batch(sims, 64, max_elements=max_elements)
+        largest = max(event.cpu_memory_usage for event in prof.events())
+        plan = shapley_torch.plan_chunks([sim.shape for sim in sims], 64, max_elements)
+        one_row = max(shapley_torch.chunk_row_elements(c.others, c.slots, c.width) for c in plan.chunks)
+        sums = plan.group_task.size * 40
+        assert 0 < largest <= 8 * max(max_elements, one_row, sums)
