@@ -83,7 +83,9 @@ class DataConfig:
     num_pre_clips: int = 32  # P
     train_split: str = "train"
     eval_split: str = "test"  # evaluated after every epoch
-    num_workers: int = 0
+    # Loader worker processes: "auto" = min(4, CPUs - 1) when training on CUDA (collate and HDF5 reads
+    # overlap the GPU step), 0 on a CPU-only run (workers would take cores from the step itself).
+    num_workers: int | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -125,6 +127,9 @@ class LossConfig:
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
     ssi_num_samples: int = 512  # Monte Carlo brackets per (sentence, moment) pair
     ssi_estimator: Literal["stratified", "plain"] = "stratified"  # exact strata and shared draws, or independent draws
+    # Geodesic closeness and Shapley interactions in Numba (CPU) or torch (the batch's device); auto: torch
+    # on CUDA, on a CPU the faster by bench/g2l_cost.py (g2l/losses/kernels.py holds the figures)
+    kernels: Literal["auto", "numba", "torch"] = "auto"
 
 
 # Loss keys retired after the ablation (git tag ablation-2026-12 keeps the code that reads them), with
@@ -409,7 +414,7 @@ _UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
 ALLOWED_VALUES = {
     "data.feature_dim": _at_least(1),
     "data.num_pre_clips": _at_least(1),
-    "data.num_workers": _at_least(0),
+    "data.num_workers": (lambda v: v == "auto" or v >= 0, "auto or at least 0"),
     "model.num_clips": _at_least(1),
     "model.hidden_dim": _at_least(1),
     "model.joint_dim": _at_least(1),
@@ -488,6 +493,9 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
     if lo.ssi_num_samples < 2:
         raise ConfigError(f"loss.ssi_num_samples must be at least 2, got {lo.ssi_num_samples}")
+    if lo.kernels == "torch" and lo.ssi_estimator == "plain" and lo.ssi_weight > 0:
+        raise ConfigError("loss.kernels=torch has the stratified Shapley estimator only; set loss.ssi_estimator=stratified "
+                          "or loss.kernels=numba (or auto, which runs the plain estimator in Numba)")
     if not 0 <= lo.iou_min < lo.iou_max <= 1:
         raise ConfigError(f"need 0 <= loss.iou_min < loss.iou_max <= 1, got {lo.iou_min}, {lo.iou_max}")
     if not cfg.log.checkpoint_text_backbone and t.freeze_text_epochs < t.epochs:
