@@ -22,14 +22,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
 import torch
 
 from g2l.ops.geodesic import geodesic_closeness
-from g2l.ops.shapley import _reference_pairwise_interaction_python, pairwise_interaction
+from g2l.ops.shapley import pairwise_interaction
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/support
+from tests.support.shapley_reference import reference_pairwise_interaction_python  # noqa: E402
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -80,7 +85,7 @@ def bench_shapley(games: dict[str, tuple[int, int]], numba_samples: int, python_
         t_parallel = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1, method="plain"), repeats))
         single_threaded()
         t_python = statistics.median(timed(
-            lambda: _reference_pairwise_interaction_python(sim, python_samples, seed=1), max(1, repeats // 3)))
+            lambda: reference_pairwise_interaction_python(sim, python_samples, seed=1), max(1, repeats // 3)))
         numba_rate = pairs * numba_samples / t_numba
         python_rate = pairs * python_samples / t_python
         rows.append(dict(

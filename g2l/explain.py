@@ -33,7 +33,7 @@ JSON, plots and the app.
 
 The cost is the text encoder: one forward pass per distinct coalition, batched. Queries of up to
 ``max_exact_words`` words enumerate all 2^n coalitions (exact); longer ones sample orderings
-(``g2l.ops.shapley.shapley_values``, seeded, with a standard error per word). Words the tokenizer
+(``g2l.ops.shapley_values.shapley_values``, seeded, with a standard error per word). Words the tokenizer
 cut off (past ``model.text_max_tokens``) own no token, are dummies and get exactly 0 without being
 players; past 62 players (a checkpoint with a longer token limit) ``sampled_shapley`` samples
 orderings over boolean coalitions, so a query of any length is explained.
@@ -49,7 +49,7 @@ import torch
 
 from g2l.inference import EncodedVideo, Grounder, GroundingError, Moment, check_queries
 from g2l.models.grounding import score_cells
-from g2l.ops.shapley import ShapleyEstimate, shapley_values
+from g2l.ops.shapley_values import ShapleyEstimate, shapley_values
 from g2l.ops.spans import cells_to_spans, span_iou
 
 MAX_EXACT_WORDS = 8  # 2^8 = 256 forward passes, about 1 s of MiniLM on two CPU cores

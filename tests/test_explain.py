@@ -15,7 +15,7 @@ from g2l.cli import ground_main
 import g2l.explain as explain_module
 from g2l.explain import WordGame, coalition_scores, explain_top_moment, sampled_shapley, top_cell, word_game
 from g2l.inference import Grounder, GroundingError
-from g2l.ops.shapley import exact_shapley_from_value_table, shapley_values
+from g2l.ops.shapley_values import exact_shapley_from_value_table, shapley_values
 
 
 @pytest.fixture(scope="module")

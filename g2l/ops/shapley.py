@@ -1,9 +1,6 @@
-"""Shapley values and pairwise Shapley interactions.
-
-Two games live here. The explanation of a grounding (:func:`shapley_values`, used by
-``g2l.explain``) is a general game over ``n`` players given as a batched value function; it is
-at the end of this file. The rest is the pairwise interaction of sentences and moments of L_SSI
-(docs/method.md section 3):
+"""Pairwise Shapley interactions of the sentences and moments of a video, for L_SSI
+(docs/method.md section 3). (The Shapley values of the word explanation are in
+:mod:`g2l.ops.shapley_values`.)
 
 The game of one video: players are its ``s`` sentences (players ``0 .. s-1``) and ``m`` moment
 cells (players ``s .. s+m-1``), ``n = s + m``. Input is the precomputed sentence-by-moment cosine
@@ -24,16 +21,21 @@ uniformly random ordering of the n - 1 units; equivalently, ``|C|`` is uniform o
 and C is uniform among the subsets of that size of the other n - 2 players. (The players before
 the first of i, j in a random ordering of all n players do NOT follow this law.)
 
-* :func:`exact_pairwise_interaction` enumerates every coalition (small games, n up to ~16).
-* :func:`pairwise_interaction` / :func:`pairwise_interaction_batch`: the unbiased Monte Carlo
-  estimate, averaging the bracket over ``num_samples`` draws of C per pair, in a Numba kernel
-  (parallel over pairs). The four values of a draw share their softmax sums, so one draw costs
-  ``O(|Sc| |Mc|)`` multiply-adds. Random draws come from a counter-based generator (SplitMix64)
-  keyed by ``(seed, game, j, i)``: the same seed gives the same output whatever the thread count.
-* :func:`_reference_pairwise_interaction_python`: the same estimator in plain Python, drawing
-  the same coalitions; used by the tests (agreement to round-off) and by the benchmark.
-* Helpers on arbitrary games given by a value table indexed by bitmask (bit ``p`` = player p),
-  for testing the Shapley axioms: :func:`game_value_table`, :func:`exact_interaction_from_value_table`.
+* :func:`pairwise_interaction` / :func:`pairwise_interaction_batch`: unbiased Monte Carlo
+  estimates with standard errors, in Numba kernels parallel over sentences (or pairs). The four
+  values of a bracket share their softmax sums, so a bracket costs ``O(|Sc| |Mc|)`` multiply-adds.
+  Random draws come from a counter-based generator (SplitMix64) keyed by ``(seed, game, j[, i])``:
+  the same seed gives the same output whatever the thread count.
+* ``method="stratified"`` (the default): strata over how MANY other sentences and moments C holds
+  (:mod:`g2l.ops.shapley_plan`, exact law, ``s * m`` cells, bins of counts), the players drawn
+  within a stratum; a draw of the other sentences and of a moment ordering serves every moment of
+  sentence j at once; Neyman-like allocation (fewer draws for large, low-spread, costly
+  coalitions). Cost ``O(s * num_samples * m * E[|Sc| |Mc|])``, memory ``O(s m)`` per game:
+  polynomial in s (the former strata over WHICH sentences were ``2^(s-1)``).
+* ``method="plain"``: independent draws of C per pair from the index's law; the baseline.
+
+Exact enumeration and a plain-Python reference of the plain estimator, for the tests and the
+benchmarks, are in ``tests/support/shapley_reference.py``.
 
 Shapes use the axis glossary of :mod:`g2l`; here ``s`` sentences and ``m`` moment players of one
 video (``m = 2 K s`` before de-duplication).
@@ -42,25 +44,22 @@ video (``m = 2 K s`` before de-duplication).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from numba import njit, prange
 
+from g2l.ops.shapley_plan import StratifiedPlan, context_probabilities, stratified_plan
 from g2l.ops.threads import kernel_threads
 
 __all__ = [
     "pairwise_interaction",
     "pairwise_interaction_batch",
-    "exact_pairwise_interaction",
-    "coalition_value",
-    "game_value_table",
-    "exact_interaction_from_value_table",
-    "ShapleyEstimate",
-    "shapley_values",
-    "exact_shapley_from_value_table",
+    "StratifiedPlan",
+    "context_probabilities",
+    "stratified_plan",
+    "METHODS",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -70,12 +69,11 @@ _MIX2 = 0x94D049BB133111EB
 _TO_UNIT = 2.0**-53
 _GOLDEN_U64, _MIX1_U64, _MIX2_U64 = np.uint64(_GOLDEN), np.uint64(_MIX1), np.uint64(_MIX2)
 _SHIFTS_U64 = (np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11))
-_MAX_EXACT_PLAYERS = 20
 _MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
 
 
 # ---------------------------------------------------------------------------------------------
-# Counter-based random numbers (SplitMix64), identical in Numba and in plain Python
+# Counter-based random numbers (SplitMix64; tests/support/shapley_reference.py has a plain-Python twin)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -101,25 +99,6 @@ def _next_below(state, bound):
     state = state + _GOLDEN_U64
     unit = np.float64(_mix64(state) >> _SHIFTS_U64[3]) * _TO_UNIT  # in [0, 1), 53 bits
     return state, np.int64(unit * bound)
-
-
-def _py_mix64(z: int) -> int:
-    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
-    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _py_stream_start(seed: int, game: int, j: int, i: int) -> int:
-    state = _py_mix64((seed + _GOLDEN) & _MASK64)
-    state = _py_mix64(state ^ _py_mix64((game + _GOLDEN) & _MASK64))
-    state = _py_mix64(state ^ _py_mix64((j + _MIX1) & _MASK64))
-    return _py_mix64(state ^ _py_mix64((i + _MIX2) & _MASK64))
-
-
-def _py_next_below(state: int, bound: int) -> tuple[int, int]:
-    state = (state + _GOLDEN) & _MASK64
-    unit = float(_py_mix64(state) >> 11) * _TO_UNIT
-    return state, int(unit * bound)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,8 +223,8 @@ def _interaction_kernel(weights_flat, weight_offsets, num_sentences, num_moments
 
 
 # ---------------------------------------------------------------------------------------------
-# Stratified kernel: exact strata over the other sentences present and bins of the number of
-# moments in C; each draw serves every pair of its sentence
+# Stratified kernel: strata over (t, k) = how many other sentences and how many other moments C
+# holds; each draw serves every pair of its sentence
 # ---------------------------------------------------------------------------------------------
 
 
@@ -257,12 +236,34 @@ def _next_unit(state):
 
 
 @njit(cache=True, inline="always")
-def _set_values(weights, sentences, num_s, moments, num_m, extra, remove, rowsum, rowmax, rowmax2, inv, out):
-    """``out = (v(M', S), v(M', S u {j}))`` where S = sentences[:num_s - 1], j = sentences[num_s - 1]
-    and M' = moments[:num_m] plus ``extra`` (if >= 0) or minus ``remove`` (if >= 0). ``rowsum``,
-    ``rowmax``, ``rowmax2`` are each sentence's softmax-weight sum, largest and second-largest
-    weight over moments[:num_m]; ``inv`` is scratch."""
-    size = num_m + (1 if extra >= 0 else 0) - (1 if remove >= 0 else 0)
+def _row_stats(local, num_s, num_m, rowsum, rowmax, rowmax2):
+    """Each sentence's softmax-weight sum, largest and second-largest weight over rows 0..num_m-1."""
+    for a in range(num_s):
+        rowsum[a] = 0.0
+        rowmax[a] = 0.0
+        rowmax2[a] = 0.0
+    for b in range(num_m):
+        for a in range(num_s):
+            w = local[b, a]
+            rowsum[a] += w
+            if w > rowmax[a]:
+                rowmax2[a] = rowmax[a]
+                rowmax[a] = w
+            elif w > rowmax2[a]:
+                rowmax2[a] = w
+
+
+@njit(cache=True, inline="always")
+def _set_values(local, num_s, num_m, extra, remove, rowsum, rowmax, rowmax2, inv, out):
+    """``out = (v(M', S), v(M', S u {j}))``.
+
+    ``local (m+1 s)``: ``local[b, a]`` is the softmax weight of sentence a (j is the last, a =
+    num_s - 1; S the others) and moment b of M = rows 0..num_m-1. M' is M plus the moment whose
+    weights are ``extra (s,)`` when ``remove == -2``, M minus row ``remove`` when ``remove >= 0``,
+    M itself when ``remove == -1``. ``rowsum``, ``rowmax``, ``rowmax2`` are each sentence's sum,
+    largest and second-largest weight over M; ``inv`` is scratch."""
+    use_extra = remove == -2
+    size = num_m + (1 if use_extra else 0) - (1 if remove >= 0 else 0)
     if size <= 0:
         out[0] = 0.0
         out[1] = 0.0
@@ -271,17 +272,16 @@ def _set_values(weights, sentences, num_s, moments, num_m, extra, remove, rowsum
     row_without = 0.0
     row_j = 0.0
     for a in range(num_s):
-        s = sentences[a]
-        if extra >= 0:
-            total = rowsum[a] + weights[s, extra]
-            top = max(rowmax[a], weights[s, extra])
+        if use_extra:
+            total = rowsum[a] + extra[a]
+            top = max(rowmax[a], extra[a])
         elif remove >= 0:
-            w_out = weights[s, remove]
+            w_out = local[remove, a]
             if w_out > 0.5 * rowsum[a]:  # subtracting would cancel: sum the rest directly
                 total = 0.0
                 for b in range(num_m):
-                    if moments[b] != remove:
-                        total += weights[s, moments[b]]
+                    if b != remove:
+                        total += local[b, a]
             else:
                 total = rowsum[a] - w_out
             top = rowmax2[a] if w_out >= rowmax[a] else rowmax[a]
@@ -295,60 +295,41 @@ def _set_values(weights, sentences, num_s, moments, num_m, extra, remove, rowsum
             row_j = top * inv[a]
     col_without = 0.0
     col_with = 0.0
-    sj = sentences[jj]
     for b in range(num_m + 1):
         if b < num_m:
-            m = moments[b]
-            if m == remove:
+            if b == remove:
                 continue
-        elif extra >= 0:
-            m = extra
+            column = local[b]
+        elif use_extra:
+            column = extra
         else:
             break
         best = 0.0
         for a in range(jj):
-            val = weights[sentences[a], m] * inv[a]
+            val = column[a] * inv[a]
             if val > best:
                 best = val
         col_without += best
-        col_with += max(best, weights[sj, m] * inv[jj])
+        col_with += max(best, column[jj] * inv[jj])
     out[0] = 0.5 * (col_without / size + row_without / jj) if jj > 0 else 0.0
     out[1] = 0.5 * (col_with / size + (row_without + row_j) / num_s)
 
 
-@njit(cache=True, inline="always")
-def _row_stats(weights, sentences, num_s, moments, num_m, rowsum, rowmax, rowmax2):
-    for a in range(num_s):
-        s = sentences[a]
-        total = 0.0
-        top = 0.0
-        second = 0.0
-        for b in range(num_m):
-            w = weights[s, moments[b]]
-            total += w
-            if w > top:
-                second = top
-                top = w
-            elif w > second:
-                second = w
-        rowsum[a] = total
-        rowmax[a] = top
-        rowmax2[a] = second
-
-
 @njit(cache=True)
-def _stratified_sentence(weights, j, bin_lo, bin_hi, draws, stratum_weight, cumulative, seed, game, out_mean, out_var):
+def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_offsets, cell_t, cell_k,
+                         cell_cumulative, seed, game, out_mean, out_var):
     """Every interaction I[j, :] of sentence j of one game, by stratified sampling.
 
-    Strata: T, the other sentences present (bit mask over them in order), times bins [lo, hi] of k,
-    the number of moments in C; ``stratum_weight[T, b]`` is the probability of the stratum under
-    the index's law and ``cumulative[T, k]`` the running sum of P(T, k) over k, from which a draw
-    picks k within its bin. A draw orders the moments at random (prefix P_k of the ordering) and
-    serves every moment i at once: C holds T and the k moments of P_k, or of P_{k+1} minus i when i
-    is in P_k, which is a uniform k-subset of the moments other than i in both cases. Writes the
-    stratified mean and its variance (from the spread of each stratum's draws) for every i."""
+    Stratum h holds the cells (t, k) ``cell_offsets[h] .. cell_offsets[h+1]-1`` (t other sentences
+    and k other moments in C), has probability ``stratum_probability[h]`` under the index's law and
+    gets ``stratum_draws[h]`` draws; ``cell_cumulative`` is the running conditional probability of
+    the cells within their stratum, from which a draw picks (t, k). Then T is a uniform t-subset of
+    the other sentences, and a random ordering of the moments (prefix P_k) serves every moment i at
+    once: C holds T and the k moments of P_k, or of P_{k+1} minus i when i is in P_k, a uniform
+    k-subset of the moments other than i in both cases. Writes the stratified mean and its variance
+    (from the spread of each stratum's draws) for every i."""
     s_all, m_all = weights.shape
-    others = np.empty(s_all, dtype=np.int64)
+    others = np.empty(max(s_all - 1, 1), dtype=np.int64)
     num_others = 0
     for a in range(s_all):
         if a != j:
@@ -356,6 +337,7 @@ def _stratified_sentence(weights, j, bin_lo, bin_hi, draws, stratum_weight, cumu
             num_others += 1
     sentences = np.empty(s_all, dtype=np.int64)
     perm = np.arange(m_all)
+    local = np.empty((m_all + 1, s_all))  # rows: P_{k+1} in order, then the extra moment i
     rowsum0 = np.empty(s_all)
     rowmax0 = np.empty(s_all)
     second0 = np.empty(s_all)
@@ -372,147 +354,102 @@ def _stratified_sentence(weights, j, bin_lo, bin_hi, draws, stratum_weight, cumu
     for i in range(m_all):
         out_mean[i] = 0.0
         out_var[i] = 0.0
-    for mask in range(1 << num_others):
-        num_s = 0
-        for a in range(num_others):
-            if mask >> a & 1:
-                sentences[num_s] = others[a]
-                num_s += 1
-        sentences[num_s] = j
-        num_s += 1
-        for bin_idx in range(bin_lo.shape[0]):
-            w_stratum = stratum_weight[mask, bin_idx]
-            num_draws = draws[mask, bin_idx]
-            if w_stratum <= 0.0 or num_draws <= 0:
-                continue
-            lo = bin_lo[bin_idx]
-            hi = bin_hi[bin_idx]
-            below = cumulative[mask, lo - 1] if lo > 0 else 0.0
-            for i in range(m_all):
-                pair_sum[i] = 0.0
-                pair_sq[i] = 0.0
-            for d in range(num_draws):
-                state, unit = _next_unit(state)
-                target = below + unit * w_stratum
-                k = lo
-                while k < hi and cumulative[mask, k] <= target:
-                    k += 1
-                prefix = min(k + 1, m_all)
-                for pos in range(prefix):
-                    state, r = _next_below(state, m_all - pos)
-                    r += pos
-                    tmp = perm[pos]
-                    perm[pos] = perm[r]
-                    perm[r] = tmp
-                _row_stats(weights, sentences, num_s, perm, k, rowsum0, rowmax0, second0)
-                _set_values(weights, sentences, num_s, perm, k, -1, -1, rowsum0, rowmax0, second0, inv, base0)
-                if k < m_all:
-                    # P_{k+1} = P_k plus perm[k]: extend P_k's row statistics (same sums, same order).
-                    added = perm[k]
-                    for a in range(num_s):
-                        w = weights[sentences[a], added]
-                        rowsum1[a] = rowsum0[a] + w
-                        if w > rowmax0[a]:
-                            rowmax1[a] = w
-                            second1[a] = rowmax0[a]
-                        else:
-                            rowmax1[a] = rowmax0[a]
-                            second1[a] = max(second0[a], w)
-                    _set_values(weights, sentences, num_s, perm, k + 1, -1, -1, rowsum1, rowmax1, second1, inv, base1)
-                for pos in range(m_all):
-                    i = perm[pos]
-                    if pos < k:  # i in P_k: C's moments are P_{k+1} minus i
-                        _set_values(weights, sentences, num_s, perm, k + 1, -1, i, rowsum1, rowmax1, second1, inv,
-                                    moved)
-                        bracket = base1[1] - base1[0] - moved[1] + moved[0]
-                    elif pos == k:  # C's moments are P_k, and P_k plus i is P_{k+1}
-                        bracket = base1[1] - base1[0] - base0[1] + base0[0]
+    for h in range(stratum_probability.shape[0]):
+        w_stratum = stratum_probability[h]
+        num_draws = stratum_draws[h]
+        if w_stratum <= 0.0 or num_draws <= 0:
+            continue
+        for i in range(m_all):
+            pair_sum[i] = 0.0
+            pair_sq[i] = 0.0
+        for d in range(num_draws):
+            state, unit = _next_unit(state)
+            lo = cell_offsets[h]
+            hi = cell_offsets[h + 1] - 1
+            while lo < hi:  # the first cell whose cumulative probability exceeds unit
+                mid = (lo + hi) // 2
+                if cell_cumulative[mid] > unit:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            t = cell_t[lo]
+            k = cell_k[lo]
+            for pos in range(t):  # T: partial Fisher-Yates over the other sentences
+                state, r = _next_below(state, num_others - pos)
+                r += pos
+                tmp = others[pos]
+                others[pos] = others[r]
+                others[r] = tmp
+                sentences[pos] = others[pos]
+            sentences[t] = j
+            num_s = t + 1
+            prefix = min(k + 1, m_all)
+            for pos in range(prefix):
+                state, r = _next_below(state, m_all - pos)
+                r += pos
+                tmp = perm[pos]
+                perm[pos] = perm[r]
+                perm[r] = tmp
+                for a in range(num_s):
+                    local[pos, a] = weights[sentences[a], perm[pos]]
+            _row_stats(local, num_s, k, rowsum0, rowmax0, second0)
+            _set_values(local, num_s, k, local[m_all], -1, rowsum0, rowmax0, second0, inv, base0)
+            if k < m_all:
+                # P_{k+1} = P_k plus perm[k]: extend P_k's row statistics.
+                for a in range(num_s):
+                    w = local[k, a]
+                    rowsum1[a] = rowsum0[a] + w
+                    if w > rowmax0[a]:
+                        rowmax1[a] = w
+                        second1[a] = rowmax0[a]
                     else:
-                        _set_values(weights, sentences, num_s, perm, k, i, -1, rowsum0, rowmax0, second0, inv, moved)
-                        bracket = moved[1] - moved[0] - base0[1] + base0[0]
-                    pair_sum[i] += bracket
-                    pair_sq[i] += bracket * bracket
-            for i in range(m_all):
-                mean_i = pair_sum[i] / num_draws
-                out_mean[i] += w_stratum * mean_i
-                if num_draws > 1:
-                    var_i = max(pair_sq[i] - num_draws * mean_i * mean_i, 0.0) / (num_draws - 1)
-                    out_var[i] += w_stratum * w_stratum * var_i / num_draws
+                        rowmax1[a] = rowmax0[a]
+                        second1[a] = max(second0[a], w)
+                _set_values(local, num_s, k + 1, local[m_all], -1, rowsum1, rowmax1, second1, inv, base1)
+            for pos in range(m_all):
+                i = perm[pos]
+                if pos < k:  # i in P_k: C's moments are P_{k+1} minus i
+                    _set_values(local, num_s, k + 1, local[m_all], pos, rowsum1, rowmax1, second1, inv, moved)
+                    bracket = base1[1] - base1[0] - moved[1] + moved[0]
+                elif pos == k:  # C's moments are P_k, and P_k plus i is P_{k+1}
+                    bracket = base1[1] - base1[0] - base0[1] + base0[0]
+                else:
+                    extra = local[m_all]
+                    for a in range(num_s):
+                        extra[a] = weights[sentences[a], i]
+                    _set_values(local, num_s, k, extra, -2, rowsum0, rowmax0, second0, inv, moved)
+                    bracket = moved[1] - moved[0] - base0[1] + base0[0]
+                pair_sum[i] += bracket
+                pair_sq[i] += bracket * bracket
+        for i in range(m_all):
+            mean_i = pair_sum[i] / num_draws
+            out_mean[i] += w_stratum * mean_i
+            if num_draws > 1:
+                var_i = max(pair_sq[i] - num_draws * mean_i * mean_i, 0.0) / (num_draws - 1)
+                out_var[i] += w_stratum * w_stratum * var_i / num_draws
 
 
 @njit(cache=True, parallel=True)
-def _stratified_kernel(weights_flat, weight_offsets, num_sentences, num_moments, task_game, task_j, bins_flat,
-                       bin_offsets, table_flat, table_offsets, cumulative_flat, cumulative_offsets, seed, out_mean,
-                       out_var):
+def _stratified_kernel(weights_flat, weight_offsets, num_sentences, num_moments, task_game, task_j,
+                       stratum_probability, stratum_draws, stratum_offsets, cell_offset_start, cell_offsets,
+                       cell_t, cell_k, cell_cumulative, cell_base, seed, out_mean, out_var):
     """One task per (game, sentence); each has its own random stream, so results do not depend on
-    scheduling. Per game g: bins (2, B_g), draws and stratum weights (2^(s-1), B_g), cumulative
-    weights (2^(s-1), m)."""
-    for t in prange(task_game.shape[0]):
-        g = task_game[t]
-        j = task_j[t]
+    scheduling. Game g's strata are ``stratum_offsets[g] .. stratum_offsets[g+1]-1``; their h_g + 1
+    cell offsets start at ``cell_offsets[cell_offset_start[g]]`` and count from ``cell_base[g]``."""
+    for q in prange(task_game.shape[0]):
+        g = task_game[q]
+        j = task_j[q]
         s_g = num_sentences[g]
         m_g = num_moments[g]
         weights = weights_flat[weight_offsets[g] : weight_offsets[g] + s_g * m_g].reshape((s_g, m_g))
-        num_bins = (bin_offsets[g + 1] - bin_offsets[g]) // 2
-        bins = bins_flat[bin_offsets[g] : bin_offsets[g + 1]].reshape((2, num_bins))
-        rows = 1 << (s_g - 1)
-        tables = table_flat[table_offsets[g] : table_offsets[g + 1]].reshape((2, rows, num_bins))
-        cumulative = cumulative_flat[cumulative_offsets[g] : cumulative_offsets[g + 1]].reshape((rows, m_g))
+        first, last = stratum_offsets[g], stratum_offsets[g + 1]
+        cells = cell_base[g]
         start = weight_offsets[g] + j * m_g
-        _stratified_sentence(weights, j, bins[0], bins[1], tables[0].astype(np.int64), tables[1], cumulative, seed, g,
-                             out_mean[start : start + m_g], out_var[start : start + m_g])
-
-
-def stratum_weights(num_sentences: int, num_moments: int) -> np.ndarray:
-    """``(2^(s-1), m)``: P(C holds the other sentences of bit mask T and k moments) for a pair
-    (j, i) under the interaction index's law (|C| uniform on 0..n-2, then a uniform subset)."""
-    others_s, others_m = num_sentences - 1, num_moments - 1
-    n_others = others_s + others_m
-    table = np.zeros((1 << others_s, num_moments))
-    for mask in range(1 << others_s):
-        t = bin(mask).count("1")
-        for k in range(others_m + 1):
-            table[mask, k] = math.comb(others_m, k) / math.comb(n_others, t + k) / (n_others + 1)
-    return table
-
-
-def moment_bins(num_moments: int) -> np.ndarray:
-    """``(2, B)`` bins [lo, hi] of k = 0..m-1: {0}, then widths 1, 1, 2, 3, 5, ... (brackets change
-    fast at small k), and {m-1} alone (like {0}, a single moment set)."""
-    bins = [(0, 0)]
-    lo, widths = 1, [1, 1]
-    while lo <= num_moments - 2:
-        hi = min(lo + widths[-2] - 1, num_moments - 2)
-        bins.append((lo, hi))
-        lo = hi + 1
-        widths.append(widths[-1] + widths[-2])
-    if num_moments >= 2:
-        bins.append((num_moments - 1, num_moments - 1))
-    return np.array(bins, dtype=np.int64).T.copy()
-
-
-def stratified_plan(num_sentences: int, num_moments: int, num_samples: int):
-    """``(bins (2, B), draws (2^(s-1), B), stratum weights (2^(s-1), B), cumulative (2^(s-1), m))``.
-
-    Draws per stratum for ``num_samples`` draws per sentence in all (each serves every pair, so
-    that is ``num_samples`` brackets per pair, as with ``"plain"``), or more where the floor asks: at
-    least 2 (1 where k has a single moment set: k = 0 or m - 1), the rest proportional to the
-    stratum's weight over (mean k + 1): brackets shrink about as 1 / |Mc| (Neyman allocation
-    with that guess of the spread)."""
-    per_k = stratum_weights(num_sentences, num_moments)
-    bins = moment_bins(num_moments)
-    lo, hi = bins
-    table = np.stack([per_k[:, a : b + 1].sum(axis=1) for a, b in zip(lo, hi)], axis=1)  # (T, B)
-    k = np.arange(num_moments)
-    mean_k = np.stack([(per_k[:, a : b + 1] * k[a : b + 1]).sum(1) / np.maximum(per_k[:, a : b + 1].sum(1), 1e-300)
-                       for a, b in zip(lo, hi)], axis=1)
-    single = (lo == hi) & ((lo == 0) | (lo == num_moments - 1))
-    floor = np.where(single, 1, 2)[None, :].repeat(table.shape[0], 0)
-    floor = np.where(table > 0, floor, 0)
-    share = np.where(single[None, :] | (table <= 0), 0.0, table / (mean_k + 1))
-    spare = max(int(num_samples) - int(floor.sum()), 0)  # draws per sentence, over every T
-    extra = np.floor(share / max(share.sum(), 1e-300) * spare).astype(np.int64)
-    return bins, floor + extra, table, np.cumsum(per_k, axis=1)
+        _stratified_sentence(weights, j, stratum_probability[first:last], stratum_draws[first:last],
+                             cell_offsets[cell_offset_start[g] : cell_offset_start[g] + last - first + 1],
+                             cell_t[cells:], cell_k[cells:],
+                             cell_cumulative[cells:], seed, g, out_mean[start : start + m_g],
+                             out_var[start : start + m_g])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,9 +500,10 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
             (seed, g, j, i), with ``"stratified"`` those of sentence j on (seed, g, j).
         tau: softmax temperature.
         return_stderr: also return the standard errors of the estimates.
-        method: ``"stratified"`` (default): exact strata over which other sentences and how many
-            moments C holds, moment sets drawn per stratum and shared by the pairs of a sentence
-            (:func:`_stratified_sentence`); ``"plain"``: independent draws of C per pair.
+        method: ``"stratified"`` (default): strata over how many other sentences and moments C
+            holds (:func:`stratified_plan`, cost polynomial in s and m), coalitions drawn per
+            stratum and shared by the pairs of a sentence (:func:`_stratified_sentence`);
+            ``"plain"``: independent draws of C per pair.
     Returns:
         a list of ``(s_v m_v)`` arrays ``I[j, i]`` (and a list of standard errors): float64 numpy
         for numpy input, float32 torch on the input's device for tensor input.
@@ -594,27 +532,27 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
                                 pair_j.astype(np.int64), pair_i.astype(np.int64), int(num_samples),
                                 np.uint64(int(seed) & _MASK64), stats)
     elif pair_game.size:
-        games = [g for g in range(len(mats)) if sizes[g] > 0]
-        plans = {g: stratified_plan(int(num_sentences[g]), int(num_moments[g]), int(num_samples)) for g in games}
-
-        def flat(part):
-            chunks = [plans[g][part].ravel() if g in plans else np.zeros(0) for g in range(len(mats))]
-            return np.concatenate(chunks + [np.zeros(0)]), np.concatenate([[0], np.cumsum([c.size for c in chunks])])
-
-        bins_flat, bin_offsets = flat(0)
-        tables = {g: np.stack([plans[g][1].astype(np.float64), plans[g][2]]) for g in games}
-        table_chunks = [tables[g].ravel() if g in tables else np.zeros(0) for g in range(len(mats))]
-        table_flat = np.concatenate(table_chunks + [np.zeros(0)])
-        table_offsets = np.concatenate([[0], np.cumsum([c.size for c in table_chunks])])
-        cumulative_flat, cumulative_offsets = flat(3)
-        task_game = np.concatenate([np.full(num_sentences[g], g, dtype=np.int64) for g in games])
-        task_j = np.concatenate([np.arange(num_sentences[g], dtype=np.int64) for g in games])
+        plans = [stratified_plan(int(s_g), int(m_g), int(num_samples)) if s_g * m_g else None
+                 for s_g, m_g in shapes]
+        used = [plan for plan in plans if plan is not None]
+        stratum_offsets = np.concatenate([[0], np.cumsum([p.probability.size if p else 0 for p in plans])])
+        cell_base = np.concatenate([[0], np.cumsum([p.cell_t.size if p else 0 for p in plans])])[:-1]
+        # One array of cell offsets per game, each of length h_g + 1, laid end to end with the
+        # first of game g at stratum_offsets[g] + g.
+        cell_offsets = np.concatenate([p.cell_offsets if p else np.zeros(1, dtype=np.int64) for p in plans])
+        stratum_offsets_cells = stratum_offsets[:-1] + np.arange(len(plans))
+        task_game = np.concatenate([np.full(s_g, g, dtype=np.int64) for g, (s_g, m_g) in enumerate(shapes) if m_g])
+        task_j = np.concatenate([np.arange(s_g, dtype=np.int64) for s_g, m_g in shapes if m_g])
         mean, var = np.zeros(pair_game.size), np.zeros(pair_game.size)
         with kernel_threads():
             _stratified_kernel(weights_flat, offsets, num_sentences, num_moments, task_game, task_j,
-                               bins_flat.astype(np.int64), bin_offsets.astype(np.int64), table_flat,
-                               table_offsets.astype(np.int64), cumulative_flat.astype(np.float64),
-                               cumulative_offsets.astype(np.int64), np.uint64(int(seed) & _MASK64), mean, var)
+                               np.concatenate([p.probability for p in used]),
+                               np.concatenate([p.draws for p in used]).astype(np.int64),
+                               stratum_offsets.astype(np.int64), stratum_offsets_cells.astype(np.int64),
+                               cell_offsets.astype(np.int64),
+                               np.concatenate([p.cell_t for p in used]), np.concatenate([p.cell_k for p in used]),
+                               np.concatenate([p.cell_cumulative for p in used]), cell_base.astype(np.int64),
+                               np.uint64(int(seed) & _MASK64), mean, var)
         stats[:, 0], stats[:, 1] = mean, np.sqrt(var)
     means, errors = [], []
     for g, sim in enumerate(sims):
@@ -641,227 +579,3 @@ def pairwise_interaction(sim, num_samples: int, seed: int = 0, tau: float = 0.1,
     """
     out = pairwise_interaction_batch([sim], num_samples, seed, tau, return_stderr, method)
     return (out[0][0], out[1][0]) if return_stderr else out[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Exact enumeration and general games (small n; tests)
-# ---------------------------------------------------------------------------------------------
-
-
-def coalition_value(sim, tau: float, sentence_idx: Sequence[int], moment_idx: Sequence[int]) -> float:
-    """``v(C)`` straight from the definition, for the present sentences and moments."""
-    sim = np.asarray(sim, dtype=np.float64)
-    if len(sentence_idx) == 0 or len(moment_idx) == 0:
-        return 0.0
-    logits = sim[np.ix_(list(sentence_idx), list(moment_idx))] / tau  # (|Sc| |Mc|)
-    logits = logits - logits.max(axis=1, keepdims=True)
-    align = np.exp(logits)
-    align /= align.sum(axis=1, keepdims=True)
-    return float(0.5 * (align.max(axis=0).mean() + align.max(axis=1).mean()))
-
-
-def game_value_table(sim, tau: float = 0.1) -> np.ndarray:
-    """``(2^n,)`` values of every coalition; bit p of the index is player p (sentences first)."""
-    sim = _as_sim(sim)
-    num_sentences, num_moments = sim.shape
-    n = num_sentences + num_moments
-    if n > _MAX_EXACT_PLAYERS:
-        raise ValueError(
-            f"Shapley interaction: exact enumeration of {n} players is too large "
-            f"(max {_MAX_EXACT_PLAYERS}); use pairwise_interaction (Monte Carlo)."
-        )
-    values = np.zeros(1 << n)
-    for mask in range(1 << n):
-        sentences = [s for s in range(num_sentences) if mask >> s & 1]
-        moments = [m for m in range(num_moments) if mask >> (num_sentences + m) & 1]
-        values[mask] = coalition_value(sim, tau, sentences, moments)
-    return values
-
-
-def exact_interaction_from_value_table(values: np.ndarray) -> np.ndarray:
-    """Pairwise Shapley interaction index of every pair of players of a general game.
-
-    Args:
-        values: ``(2^n,)`` coalition values, bit p of the index = player p.
-    Returns:
-        ``(n n)`` symmetric matrix ``I[a, b]`` (zero diagonal).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    n = int(round(math.log2(values.size)))
-    if values.ndim != 1 or values.size != 1 << n or n < 2:
-        raise ValueError(
-            f"Shapley interaction: a value table must have 2^n entries with n >= 2, got {values.shape}."
-        )
-    masks = np.arange(1 << n)
-    sizes = np.zeros(1 << n, dtype=np.int64)
-    for p in range(n):
-        sizes += (masks >> p) & 1
-    weight_by_size = np.array(
-        [math.factorial(c) * math.factorial(n - c - 2) / math.factorial(n - 1) for c in range(n - 1)]
-    )
-    out = np.zeros((n, n))
-    for a in range(n):
-        for b in range(a + 1, n):
-            bit_a, bit_b = 1 << a, 1 << b
-            rest = masks[(masks & (bit_a | bit_b)) == 0]
-            bracket = values[rest | bit_a | bit_b] - values[rest | bit_a] - values[rest | bit_b] + values[rest]
-            out[a, b] = out[b, a] = (weight_by_size[sizes[rest]] * bracket).sum()
-    return out
-
-
-def exact_pairwise_interaction(sim, tau: float = 0.1) -> np.ndarray:
-    """Exact ``I (s m)`` by enumerating all ``2^(s+m)`` coalitions (n up to ~16 in practice)."""
-    sim_np = _as_sim(sim)
-    num_sentences = sim_np.shape[0]
-    if sim_np.size == 0:
-        return np.zeros(sim_np.shape)
-    table = exact_interaction_from_value_table(game_value_table(sim_np, tau))
-    return table[:num_sentences, num_sentences:]
-
-
-# ---------------------------------------------------------------------------------------------
-# Plain-Python reference of the Monte Carlo estimator (tests and benchmark only)
-# ---------------------------------------------------------------------------------------------
-
-
-def _python_value(sim_rows: list, tau: float, sentences: list, moments: list) -> float:
-    if not sentences or not moments:
-        return 0.0
-    align = []
-    for s in sentences:
-        logits = [sim_rows[s][m] / tau for m in moments]
-        top = max(logits)
-        exps = [math.exp(z - top) for z in logits]
-        total = sum(exps)
-        align.append([e / total for e in exps])
-    col_mean = sum(max(row[b] for row in align) for b in range(len(moments))) / len(moments)
-    row_mean = sum(max(row) for row in align) / len(sentences)
-    return 0.5 * (col_mean + row_mean)
-
-
-def _reference_pairwise_interaction_python(sim, num_samples: int, seed: int = 0, tau: float = 0.1,
-                                           return_stderr: bool = False, game: int = 0):
-    """The Monte Carlo estimator of :func:`pairwise_interaction` in plain Python.
-
-    Draws the same coalitions as the Numba kernel (same SplitMix64 streams, same partial
-    Fisher-Yates), but evaluates every value from scratch with the textbook softmax; the two
-    agree to float64 round-off. Slow: for tests and the benchmark only.
-    """
-    sim_rows = _as_sim(sim).tolist()
-    num_sentences = len(sim_rows)
-    num_moments = len(sim_rows[0]) if sim_rows else 0
-    n = num_sentences + num_moments
-    mean_out = [[0.0] * num_moments for _ in range(num_sentences)]
-    err_out = [[0.0] * num_moments for _ in range(num_sentences)]
-    for j in range(num_sentences):
-        for i in range(num_moments):
-            state = _py_stream_start(int(seed) & _MASK64, game, j, i)
-            others = [p for p in range(n) if p != j and p != num_sentences + i]
-            brackets = []
-            for _ in range(num_samples):
-                state, size = _py_next_below(state, n - 1)
-                for pos in range(size):
-                    state, r = _py_next_below(state, n - 2 - pos)
-                    others[pos], others[pos + r] = others[pos + r], others[pos]
-                sentences = [p for p in others[:size] if p < num_sentences]
-                moments = [p - num_sentences for p in others[:size] if p >= num_sentences]
-                bracket = (_python_value(sim_rows, tau, sentences + [j], moments + [i])
-                           - _python_value(sim_rows, tau, sentences, moments + [i])
-                           - _python_value(sim_rows, tau, sentences + [j], moments)
-                           + _python_value(sim_rows, tau, sentences, moments))
-                brackets.append(bracket)
-            mean = sum(brackets) / num_samples
-            mean_out[j][i] = mean
-            if num_samples > 1:
-                var = sum((b - mean) ** 2 for b in brackets) / (num_samples - 1)
-                err_out[j][i] = math.sqrt(var / num_samples)
-            else:
-                err_out[j][i] = math.inf
-    mean_np = np.array(mean_out).reshape(num_sentences, num_moments)
-    err_np = np.array(err_out).reshape(num_sentences, num_moments)
-    return (mean_np, err_np) if return_stderr else mean_np
-
-
-# ---------------------------------------------------------------------------------------------
-# Shapley values of a general game given by a batched value function (the word explanation)
-# ---------------------------------------------------------------------------------------------
-#
-#     phi_i = sum_{S subset N \ {i}}  |S|! (n - |S| - 1)! / n!  * [ v(S u {i}) - v(S) ]
-#           = E_pi [ v(P_i(pi) u {i}) - v(P_i(pi)) ],   P_i(pi) = the players before i in ordering pi.
-#
-# The cost of a game here is its value function (a batch of text-encoder passes), not the
-# arithmetic, so this is plain numpy: coalitions are gathered, de-duplicated and evaluated in one
-# call, and no Numba kernel would help.
-
-
-@dataclass
-class ShapleyEstimate:
-    values: np.ndarray  # (n,) phi_i
-    stderr: np.ndarray  # (n,) standard error of each value; 0 when exact
-    exact: bool  # enumerated every coalition (True) or sampled orderings (False)
-    num_evaluations: int  # distinct coalitions whose value was computed
-    value_all: float  # v(N)
-    value_none: float  # v(empty)
-
-
-def _masks_to_bool(masks: np.ndarray, n: int) -> np.ndarray:
-    """Bitmasks ``(k,)`` (bit p = player p) -> ``(k n)`` booleans."""
-    return ((masks[:, None] >> np.arange(n, dtype=np.int64)) & 1).astype(bool)
-
-
-def exact_shapley_from_value_table(values: np.ndarray) -> np.ndarray:
-    """Exact Shapley values ``(n,)`` of a game given by its value table ``(2^n,)`` indexed by bitmask."""
-    values = np.asarray(values, dtype=np.float64)
-    n = int(round(math.log2(values.size))) if values.size else -1
-    if values.ndim != 1 or n < 1 or values.size != 1 << n:
-        raise ValueError(f"Shapley values: a value table must have 2^n entries with n >= 1, got {values.shape}.")
-    masks = np.arange(1 << n, dtype=np.int64)
-    sizes = _masks_to_bool(masks, n).sum(axis=1)
-    weight_by_size = np.array([math.factorial(c) * math.factorial(n - c - 1) / math.factorial(n) for c in range(n)])
-    out = np.zeros(n)
-    for i in range(n):
-        rest = masks[(masks >> i) & 1 == 0]  # the coalitions without i
-        out[i] = (weight_by_size[sizes[rest]] * (values[rest | (1 << i)] - values[rest])).sum()
-    return out
-
-
-def shapley_values(value_of: Callable[[np.ndarray], np.ndarray], num_players: int, *, max_exact_players: int = 8,
-                   num_permutations: int = 16, seed: int = 0) -> ShapleyEstimate:
-    """The Shapley value of each of ``num_players`` players of the game ``value_of``.
-
-    ``value_of(coalitions (k n) bool) -> (k,)`` values; it is called once, with distinct
-    coalitions. Up to ``max_exact_players`` players every one of the 2^n coalitions is evaluated
-    and the values are exact. Beyond, ``num_permutations`` orderings are drawn (seeded; in
-    antithetic pairs, an ordering and its reverse, which lowers the variance) and each value is the
-    mean of the player's marginal contributions along them; every ordering's contributions sum to
-    ``v(N) - v(empty)``, so the estimate keeps the efficiency axiom exactly.
-    """
-    n = int(num_players)
-    if n < 1:
-        raise ValueError(f"Shapley values need at least one player, got {num_players}.")
-    if n > 62:
-        raise ValueError(f"Shapley values: at most 62 players (coalitions are 64-bit masks), got {n}.")
-    if num_permutations < 2:
-        raise ValueError(f"Shapley values: num_permutations must be at least 2, got {num_permutations}.")
-    full = (1 << n) - 1
-    if n <= max_exact_players:
-        masks = np.arange(1 << n, dtype=np.int64)
-        table = np.asarray(value_of(_masks_to_bool(masks, n)), dtype=np.float64).reshape(-1)
-        return ShapleyEstimate(exact_shapley_from_value_table(table), np.zeros(n), True, int(masks.size),
-                               float(table[full]), float(table[0]))
-    rng = np.random.default_rng(seed)
-    half = (num_permutations + 1) // 2
-    orders = np.stack([rng.permutation(n) for _ in range(half)])  # (h n)
-    orders = np.concatenate([orders, orders[:, ::-1]])  # (2h n): antithetic pairs
-    prefixes = np.zeros((orders.shape[0], n + 1), dtype=np.int64)  # prefixes[r, k]: the first k players
-    prefixes[:, 1:] = np.cumsum(np.left_shift(np.int64(1), orders), axis=1)
-    unique, where = np.unique(prefixes, return_inverse=True)
-    values = np.asarray(value_of(_masks_to_bool(unique, n)), dtype=np.float64).reshape(-1)
-    along = values[where.reshape(prefixes.shape)]  # (r n+1)
-    marginal = np.empty(orders.shape)  # (r n): marginal[r, p] of player p in ordering r
-    np.put_along_axis(marginal, orders, np.diff(along, axis=1), axis=1)
-    # Antithetic pairs are averaged first: the pair means are independent draws.
-    pair_means = 0.5 * (marginal[:half] + marginal[half:])  # (h n)
-    stderr = pair_means.std(axis=0, ddof=1) / math.sqrt(half) if half > 1 else np.full(n, np.inf)
-    return ShapleyEstimate(pair_means.mean(axis=0), stderr, False, int(unique.size),
-                           float(values[np.searchsorted(unique, full)]), float(values[np.searchsorted(unique, 0)]))

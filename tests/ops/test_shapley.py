@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.ops.shapley import (
-    _reference_pairwise_interaction_python,
+from g2l.ops.shapley import context_probabilities, pairwise_interaction, pairwise_interaction_batch, stratified_plan
+from tests.support.shapley_reference import (
     coalition_value,
     exact_interaction_from_value_table,
     exact_pairwise_interaction,
     game_value_table,
-    pairwise_interaction,
-    pairwise_interaction_batch,
+    reference_pairwise_interaction_python,
 )
 
 
@@ -158,7 +157,7 @@ def test_monte_carlo_reproducible_and_seeded():
 def test_numba_kernel_equals_python_reference(shape, seed):
     sim = random_sim(*shape, seed=seed)
     mean, err = pairwise_interaction(sim, 300, seed=seed, tau=0.1, return_stderr=True, method="plain")
-    ref_mean, ref_err = _reference_pairwise_interaction_python(sim, 300, seed=seed, tau=0.1, return_stderr=True)
+    ref_mean, ref_err = reference_pairwise_interaction_python(sim, 300, seed=seed, tau=0.1, return_stderr=True)
     np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-12)
     np.testing.assert_allclose(err, ref_err, rtol=1e-9, atol=1e-14)
 
@@ -170,7 +169,7 @@ def test_batch_equals_single_games():
     np.testing.assert_array_equal(batch[0], pairwise_interaction(sims[0], 200, seed=5))
     plain = pairwise_interaction_batch(sims, 200, seed=5, method="plain")
     for g in (1, 3):  # game g draws from the streams keyed by g
-        ref = _reference_pairwise_interaction_python(sims[g], 200, seed=5, game=g)
+        ref = reference_pairwise_interaction_python(sims[g], 200, seed=5, game=g)
         np.testing.assert_allclose(plain[g], ref, rtol=0, atol=1e-12)
 
 
@@ -202,28 +201,57 @@ def test_invalid_input_raises_clear_errors():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_stratum_weights_are_the_law_of_the_context():
-    from g2l.ops.shapley import stratum_weights
-
-    # Every context C of a pair has weight |C|! (n-|C|-2)! / (n-1)!; summing over the contexts with
-    # sentences T and k moments must give the table, and the table sums to 1.
-    s, m = 3, 4
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (3, 4), (4, 3), (2, 6)])
+def test_context_probabilities_are_the_law_of_the_context(shape):
+    # Brute force: every context C of a pair (j, i) has weight |C|! (n-|C|-2)! / (n-1)!; count them
+    # by (t other sentences, k other moments).
+    s, m = shape
     n = s + m
-    table = stratum_weights(s, m)
-    assert table.sum() == pytest.approx(1.0)
-    for mask in range(1 << (s - 1)):
-        t = bin(mask).count("1")
-        for k in range(m):
-            contexts = math.comb(m - 1, k)
-            size = t + k
-            weight = math.factorial(size) * math.factorial(n - size - 2) / math.factorial(n - 1)
-            assert table[mask, k] == pytest.approx(contexts * weight)
+    expected = np.zeros((s, m))
+    for mask in range(1 << (n - 2)):  # the other players: s - 1 sentences, then m - 1 moments
+        t = bin(mask & ((1 << (s - 1)) - 1)).count("1")
+        k = bin(mask >> (s - 1)).count("1")
+        size = t + k
+        expected[t, k] += math.factorial(size) * math.factorial(n - size - 2) / math.factorial(n - 1)
+    table = context_probabilities(s, m)
+    assert table.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(table, expected, rtol=1e-10, atol=0)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 2), (3, 2), (4, 1)])
-def test_stratified_is_exact_when_every_stratum_has_one_moment_set(shape):
-    # With m <= 2 the only moment counts are k = 0 and k = m - 1, each a single set, and the
-    # sentence subsets are enumerated: no randomness is left.
+@pytest.mark.parametrize("shape,samples", [((4, 56), 512), ((27, 120), 512), ((130, 400), 512), ((3, 5), 16),
+                                           ((6, 30), 20), ((1, 1), 8)])
+def test_plan_partitions_the_cells_and_spends_the_samples(shape, samples):
+    s, m = shape
+    plan = stratified_plan(s, m, samples)
+    cells = set(zip(plan.cell_t.tolist(), plan.cell_k.tolist()))
+    assert len(cells) == plan.cell_t.size == s * m  # every (t, k) in exactly one stratum
+    np.testing.assert_allclose(plan.probability.sum(), 1.0, atol=1e-12)
+    grid = context_probabilities(s, m)
+    for h in range(plan.probability.size):
+        lo, hi = plan.cell_offsets[h], plan.cell_offsets[h + 1]
+        p = grid[plan.cell_t[lo:hi], plan.cell_k[lo:hi]]
+        assert plan.probability[h] == pytest.approx(p.sum(), rel=1e-12)
+        np.testing.assert_allclose(plan.cell_cumulative[lo:hi], np.cumsum(p) / p.sum(), rtol=1e-9)
+    assert plan.draws.min() >= 1
+    if s * m > 4:
+        assert plan.draws.sum() == samples  # every floor fits in these budgets
+    else:  # a single coalition per stratum: one draw each is exact
+        assert (plan.draws == 1).all()
+
+
+def test_work_grows_polynomially_in_the_sentences():
+    # Multiply-adds of all brackets of one game (every sentence, every moment, every draw) from the
+    # plan; the former estimator enumerated 2^(s-1) sentence subsets, a factor 2^8 from 8 to 16.
+    m = 56
+    work = {s: s * stratified_plan(s, m, 512).multiply_adds(m) for s in (4, 8, 16, 32)}
+    assert work[16] / work[8] < 8 and work[32] / work[16] < 8  # below cubic in s
+    assert work[8] > work[4]  # it does grow: more pairs, larger coalitions
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 2), (2, 1)])
+def test_stratified_is_exact_when_every_stratum_is_one_coalition(shape):
+    # With s <= 2 and m <= 2 the only counts are t in {0, s-1} and k in {0, m-1}, each a single
+    # coalition: no randomness is left.
     sim = random_sim(*shape, seed=11)
     for seed in (0, 1):
         estimate, stderr = pairwise_interaction(sim, 8, seed=seed, return_stderr=True)
@@ -231,7 +259,7 @@ def test_stratified_is_exact_when_every_stratum_has_one_moment_set(shape):
         np.testing.assert_array_equal(stderr, np.zeros(shape))
 
 
-@pytest.mark.parametrize("shape", [(2, 6), (3, 5), (1, 9)])
+@pytest.mark.parametrize("shape", [(2, 6), (3, 5), (1, 9), (5, 4)])
 def test_stratified_is_unbiased_and_its_standard_error_is_calibrated(shape):
     sim = random_sim(*shape, seed=sum(shape))
     exact = exact_pairwise_interaction(sim, 0.1)
@@ -271,7 +299,7 @@ def test_unknown_method_is_refused():
 # Shapley values of a general game (the word explanation, g2l/explain.py)
 # ---------------------------------------------------------------------------------------------
 
-from g2l.ops.shapley import exact_shapley_from_value_table, shapley_values  # noqa: E402
+from g2l.ops.shapley_values import exact_shapley_from_value_table, shapley_values  # noqa: E402
 
 
 def shapley_by_orderings(values, n):
