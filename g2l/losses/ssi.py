@@ -28,6 +28,7 @@ by ``(seed, step)``, so a run and its resumption see the same targets.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from g2l.losses.kernels import interaction_estimator, resolve_kernels
@@ -118,8 +119,10 @@ class ShapleyInteractionLoss(LossTerm):
         kernels = resolve_kernels(self.kernels, cell_contrast.device, "shapley", self.estimator)
         if kernels == "torch":
             players = [sims.detach() for sims in games]
-        else:
-            players = [sims.detach().float().cpu().numpy() for sims in games]
+        else:  # one copy to the host for every game
+            flat = torch.cat([sims.detach().float().flatten() for sims in games]).cpu().numpy()
+            ends = np.cumsum([sims.numel() for sims in games])
+            players = [part.reshape(sims.shape) for part, sims in zip(np.split(flat, ends[:-1]), games)]
         interactions, errors = interaction_estimator(kernels)(
             players, self.num_samples, seed=self.seed * 1_000_003 + step, tau=self.tau, return_stderr=True,
             method=self.estimator)
