@@ -159,3 +159,19 @@ def test_auto_resolves_to_torch_on_cuda_and_to_the_measured_choice_on_a_cpu():
     assert resolve_kernels("auto", cuda, "shapley", estimator="plain") == "numba"  # the plain estimator: Numba only
     with pytest.raises(ConfigError, match="loss.kernels=torch has the stratified Shapley estimator only"):
         load_config(None, G2L + ["loss.kernels=torch", "loss.ssi_estimator=plain"])
+
+
+def test_a_tiny_g2l_training_runs_with_the_torch_kernels(tmp_path, tiny_text_encoder_dir):
+    import json
+
+    from g2l.train import train
+    from tests.fixtures import tiny_overrides, write_tiny_benchmark
+
+    folder = write_tiny_benchmark(tmp_path / "bench")
+    overrides = tiny_overrides(folder, tiny_text_encoder_dir, tmp_path / "runs", **{
+        "loss.sentence_contrast": "gcl", "loss.ssi_weight": 0.05, "loss.ssi_num_samples": 64, "loss.kernels": "torch",
+        "train.epochs": 1})
+    result = train(load_config(None, overrides))
+    (record,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(record["train_epoch/total"]) and record["train_epoch/ssi"] > 0
+    assert record["train_epoch/sentence_contrast"] > 0
