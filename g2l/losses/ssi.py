@@ -5,8 +5,9 @@ cells with the largest geodesic closeness G_j and the K cells most similar to s^
 (de-duplicated: M_v moment players). With ``sim (S_v M_v)`` the detached cosine of sentence and
 moment features, the pairwise Shapley interaction ``I_ji`` of sentence j and moment i is estimated
 by Monte Carlo (``g2l.ops.shapley.pairwise_interaction_batch``, or its torch twin by ``loss.kernels``:
-true removal of absent players, the textbook sign; by default the stratified estimator, which reaches a correlation above 0.95 with
-the exact index at 256-512 draws per sentence, bench/shapley_accuracy.py) with its standard error
+true removal of absent players, the textbook sign; by default the stratified estimator, which
+reaches a correlation above 0.95 with the exact index at 256-512 draws per sentence,
+bench/shapley_accuracy.py) with its standard error
 ``se_ji``. Each sentence's interactions become a target distribution over the moment players,
 
     t_j = softmax_i( rho_j * I_ji / (tau * (max_i |I_ji| + 1e-8)) ),
