@@ -1,10 +1,11 @@
 """How accurate the Shapley interaction estimates are that L_SSI learns from, against sample count.
 
 For the two games of the public settings (Charades-STA: S = 3 sentences, K = 5 -> M = 30 moment
-players; ActivityNet: S = 4, K = 7 -> M = 56), on plausible similarity matrices (bench/g2l_cost.py
-``shapley_game``, several seeds), each estimator (``stratified``, the default, and ``plain``) is run
+players; ActivityNet: S = 4, K = 7 -> M = 56) and a dense-captions game (S = 16, M = 120 after
+de-duplication), on plausible similarity matrices (bench/g2l_cost.py
+``shapley_game``, several seeds), each estimator (``stratified``, the default, in Numba and in batched torch, and ``plain``) is run
 at several sample counts (brackets per pair) and compared with a reference: the stratified
-estimator at 2^16 draws per sentence (exact enumeration of 2^33 or 2^60 coalitions is out of
+estimator at 2^16 draws per sentence (exact enumeration of 2^33 or more coalitions is out of
 reach; the reference's own standard error is printed and is far below the spread of the index).
 
 Printed per game and estimator: the Pearson correlation of the estimates with the reference over
@@ -30,15 +31,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from g2l_cost import shapley_game  # noqa: E402
 
+from g2l.ops import shapley_torch  # noqa: E402
 from g2l.ops.shapley import pairwise_interaction  # noqa: E402
 
-GAMES = {"charades": (3, 5), "activitynet": (4, 7)}
+GAMES = {"charades": (3, 30), "activitynet": (4, 56), "dense-captions": (16, 120)}  # (s, m); dense: m de-duplicated
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--reference-samples", type=int, default=1 << 16)
+    parser.add_argument("--kernel", choices=["numba", "torch", "both"], default="both",
+                        help="the stratified estimator's kernel(s) to score (plain is always Numba)")
     args = parser.parse_args()
     numba.set_num_threads(1)
     torch.set_num_threads(1)
@@ -48,8 +52,12 @@ def main() -> int:
     pairwise_interaction(shapley_game(2, 4), 8)  # compile / load the cached kernels
     pairwise_interaction(shapley_game(2, 4), 8, method="plain")
     print(f"{'game':<34} {'estimator':<11} {'samples':>7} {'corr':>6} {'top-1':>6} {'ms/video':>9}")
-    for name, (num_sentences, k) in GAMES.items():
-        num_moments = 2 * k * num_sentences
+    estimators = {"plain": lambda sim, n, seed: pairwise_interaction(sim, n, seed=seed, method="plain")}
+    if args.kernel in ("numba", "both"):
+        estimators["stratified"] = lambda sim, n, seed: pairwise_interaction(sim, n, seed=seed)
+    if args.kernel in ("torch", "both"):
+        estimators["strat-torch"] = lambda sim, n, seed: shapley_torch.pairwise_interaction_batch([sim], n, seed=seed)[0]
+    for name, (num_sentences, num_moments) in GAMES.items():
         games = [shapley_game(num_sentences, num_moments, seed=g) for g in game_seeds]
         references, ref_errors, spreads = [], [], []
         for g, sim in enumerate(games):
@@ -60,13 +68,13 @@ def main() -> int:
         label = f"{name}: S={num_sentences}, M={num_moments}"
         print(f"{label:<34} reference: {args.reference_samples} draws, rms standard error "
               f"{statistics.mean(ref_errors):.2e} against a spread (sd) of the index of {statistics.mean(spreads):.2e}")
-        for method in ("stratified", "plain"):
+        for method, estimate in estimators.items():
             for samples in counts:
                 corrs, tops, times = [], [], []
                 for ref, sim in zip(references, games):
                     for r in range(repeats):
                         start = time.perf_counter()
-                        est = pairwise_interaction(sim, samples, seed=r, method=method)
+                        est = estimate(sim, samples, r)
                         times.append(time.perf_counter() - start)
                         corrs.append(float(np.corrcoef(est.ravel(), ref.ravel())[0, 1]))
                         tops.append(float(np.mean(est.argmax(1) == ref.argmax(1))))
