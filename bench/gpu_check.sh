@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU check, under 8 minutes on one GPU (budgets below add up to 460 s), writing one JSON summary
+# One GPU check, under 8 minutes on one GPU (budgets below add up to 450 s), writing one JSON summary
 # and printing a table:
 #   steps     a training step of MMN and of G2L (loss.kernels=auto: torch on CUDA), fp32 and bf16, map
 #             width 512, Charades-STA and ActivityNet (48 videos each)     bench/train_step.py    2 x 100 s
