@@ -90,8 +90,23 @@ def random_batch(cfg, num_videos: int, sentences_per_video: float, seed: int = 0
     )
 
 
+def map_like_cells(num_videos: int, start_idx: torch.Tensor, end_idx: torch.Tensor, dim: int, seed: int = 0,
+                   num_clips: int | None = None) -> torch.Tensor:
+    """``(b C d)`` unit cell features shaped like a trained map's: the mean over [start, end] of a
+    random walk of clip features, so that much of a map lies within the geodesic cut-off and, unlike
+    an untrained model's max-pooled features, no two cells have tied similarities."""
+    g = torch.Generator().manual_seed(seed)
+    t = num_clips or int(end_idx.max()) + 1
+    clips = torch.randn(1, 1, dim, generator=g) + 0.15 * torch.randn(num_videos, t, dim, generator=g).cumsum(dim=1)
+    prefix = torch.cat([torch.zeros(num_videos, 1, dim), clips.cumsum(dim=1)], dim=1)  # (b t+1 d)
+    start_idx, end_idx = start_idx.cpu(), end_idx.cpu()
+    cells = (prefix[:, end_idx + 1] - prefix[:, start_idx]) / (end_idx - start_idx + 1)[None, :, None]
+    return torch.nn.functional.normalize(cells, dim=-1)  # (b C d)
+
+
 def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps: int, warmup: int,
-                 bf16: bool, videos: int | None = None, threads: int = 1, map_compute: str = "cropped") -> dict:
+                 bf16: bool, videos: int | None = None, threads: int = 1, map_compute: str = "cropped",
+                 kernels: str = "auto") -> dict:
     """Median seconds per training step (forward, loss, backward, clip, AdamW), peak memory, and the
     first step's losses. ``bf16``: the forward pass under bf16 autocast (CPU or CUDA)."""
     from g2l.config import load_config
@@ -101,7 +116,7 @@ def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps
     if threads:
         torch.set_num_threads(threads)
     config_file, num_videos, sentences = PUBLIC[name]
-    overrides = [f"model.hidden_dim={hidden_dim}", f"model.map_compute={map_compute}"]
+    overrides = [f"model.hidden_dim={hidden_dim}", f"model.map_compute={map_compute}", f"loss.kernels={kernels}"]
     if variant == "g2l":
         overrides += ["loss.sentence_contrast=gcl", f"loss.ssi_weight={0.0 if name == 'tacos' else 5e-4}"]
     cfg = load_config(REPO / config_file, overrides)
@@ -136,7 +151,7 @@ def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"config": name, "variant": variant, "device": device, "hidden_dim": hidden_dim,
             "videos": videos or num_videos, "sentences": int(batch.sentence_video.numel()),
-            "step_s": times[len(times) // 2], "losses": first_losses, "map_compute": map_compute, "bf16": bf16, "peak_bytes": int(peak), "peak_kind": "cuda allocated" if dev.type == "cuda" else "process max RSS"}
+            "step_s": times[len(times) // 2], "losses": first_losses, "map_compute": map_compute, "bf16": bf16, "kernels": kernels, "peak_bytes": int(peak), "peak_kind": "cuda allocated" if dev.type == "cuda" else "process max RSS"}
 
 
 def run_isolated(kwargs: dict) -> dict:

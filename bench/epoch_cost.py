@@ -1,72 +1,146 @@
-"""What one real training epoch costs, MMN against G2L as configured, on synthetic data of a public
-benchmark's shape (the activitynet preset by default: long videos, up to tens of sentences each).
+"""Real training epochs of MMN and G2L on synthetic data (the loader, the model, the loss, AdamW):
+seconds per training epoch, the G2L / MMN ratio, and the share of each epoch the loop waited for
+data (``train_epoch/data_wait_share``; ``1 -`` it is the share the device was fed, a proxy for the
+GPU's busy share that does not see the host's own work inside the step).
 
-    python bench/epoch_cost.py [--preset activitynet] [--videos 800] [--rungs mmn,ssi_p1] [key=value ...]
+    python bench/epoch_cost.py --preset activitynet --videos 96 --epochs 1        # a CPU: minutes
+    python bench/epoch_cost.py --preset charades --device cuda --epochs 3 --json out.json
 
-Each rung is `tools/train.py --config configs/synthetic_<preset>.yaml --config configs/ablation/<rung>.yaml
-train.epochs=1` in its own fresh process, one thread, on the same generated data (made once into
-/tmp/g2l-epoch-cost-<preset>-<videos>/ when missing); the figure is the training loop of the epoch
-(`train_epoch/seconds` in metrics.jsonl: every step, its losses and backward pass, not the evaluation)
-and the share of it spent waiting for data. The rungs run one after the other, so time them on an
-otherwise idle machine.
+The data is the built-in synthetic benchmark (``tools/make_synthetic.py``), written once to
+``--data`` (default ``/tmp/g2l-epoch-cost-<preset>-<videos>``); the text encoder is a tiny random
+BERT whose vocabulary is the data's words (no download; MMN and G2L share it). MMN is the preset's
+config (configs/synthetic_<preset>.yaml); G2L adds L_GCL and L_SSI as configs/g2l_<dataset>.yaml
+do. Each variant trains in its own process; the first epoch includes Numba's and the allocator's
+warm-up, so with several epochs the later ones are the figure (``median of epochs 2..``).
 """
+
+from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+G2L = {"charades": ["loss.sentence_contrast=gcl", "loss.gcl_num_positives=1", "loss.ssi_weight=5e-4",
+                    "loss.ssi_num_players=5"],
+       "activitynet": ["loss.sentence_contrast=gcl", "loss.gcl_num_positives=1", "loss.ssi_weight=5e-4",
+                       "loss.ssi_num_players=7"]}
 
 
-def sentence_counts(annotations: Path) -> list[int]:
-    data = json.loads(annotations.read_text())
-    return [len(entry["sentences"]) for entry in data.values()]
+def prepare(preset: str, videos: int, data: Path) -> tuple[Path, Path]:
+    """The synthetic data (train: ``videos``, test: 16) and a tiny text encoder over its words."""
+    from g2l.synthetic.benchmark import generate_synthetic
+
+    if not (data / "meta.json").is_file():
+        generate_synthetic(data, preset, 0, num_train=videos, num_val=8, num_test=16, progress=False)
+    encoder = data / "tiny_text_encoder"
+    if not (encoder / "config.json").is_file():
+        import torch
+        from transformers import BertConfig, BertModel, BertTokenizerFast
+
+        words = set()
+        for split in ("train", "val", "test"):
+            for record in json.loads((data / f"{split}.json").read_text()).values():
+                for sentence in record["sentences"]:
+                    words.update(re.findall(r"[a-z0-9]+", sentence.lower()))
+        encoder.mkdir(parents=True, exist_ok=True)
+        (encoder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","]
+                                                     + sorted(words)) + "\n")
+        tokenizer = BertTokenizerFast(vocab_file=str(encoder / "vocab.txt"), do_lower_case=True)
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=len(tokenizer.vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=128, max_position_embeddings=64)).save_pretrained(encoder)
+        tokenizer.save_pretrained(encoder)
+    return data, encoder
+
+
+def train_variant(variant: str, preset: str, data: Path, encoder: Path, out: Path, args) -> dict:
+    """Train one variant in this process; -> per-epoch seconds and data-wait shares."""
+    import torch
+
+    from g2l.config import load_config
+    from g2l.train import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = [
+        f"data.train_annotations={data / 'train.json'}", f"data.val_annotations={data / 'val.json'}",
+        f"data.test_annotations={data / 'test.json'}", f"data.features={data / 'features.hdf5'}",
+        f"model.text_encoder={encoder}", f"model.hidden_dim={args.hidden_dim}", f"train.epochs={args.epochs}",
+        f"train.device={args.device}", f"train.precision={args.precision}", f"train.batch_size={args.batch_size}",
+        f"train.num_threads={args.threads}", f"log.output_dir={out}", f"log.run_name={variant}", "log.wandb=off",
+        "log.progress=false", "train.freeze_text_epochs=0", f"loss.kernels={args.kernels}",
+        *(G2L[preset] if variant == "g2l" else []), *args.overrides,
+    ]
+    result = train(load_config(REPO / "configs" / f"synthetic_{preset}.yaml", overrides))
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {"epoch_s": [r["train_epoch/seconds"] for r in records],
+            "data_wait_share": [r["train_epoch/data_wait_share"] for r in records],
+            "loss": records[-1]["train_epoch/total"]}
+
+
+def summary(epochs: list[float]) -> float:
+    """The figure of a run: the median of epochs 2.. (epoch 1 carries the warm-up), or epoch 1 alone."""
+    return statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="activitynet", choices=["charades", "activitynet", "tacos"])
-    parser.add_argument("--videos", type=int, default=800, help="training videos generated")
-    parser.add_argument("--rungs", default="mmn,ssi_p1", help="overlays of configs/ablation/ (the first is the baseline)")
-    parser.add_argument("overrides", nargs="*", help="config overrides for every run (e.g. loss.kernels=torch)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="activitynet", choices=sorted(G2L))
+    parser.add_argument("--videos", type=int, default=96, help="training videos")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=48)
+    parser.add_argument("--hidden-dim", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "torch"])
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--out", default=None, help="run folders (default: a new folder under /tmp)")
+    parser.add_argument("--json", default=None, help="write the figures here as JSON")
+    parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # the child process's variant
+    parser.add_argument("overrides", nargs="*", help="config overrides for both variants")
     args = parser.parse_args()
-    data = Path(f"/tmp/g2l-epoch-cost-{args.preset}-{args.videos}")
-    if not (data / "meta.json").is_file():
-        sys.path.insert(0, str(REPO))
-        from g2l.synthetic.benchmark import generate_synthetic
-
-        generate_synthetic(data, args.preset, 0, num_train=args.videos, num_val=20, num_test=20, progress=False)
-    counts = sentence_counts(data / "train.json")
-    rows = []
-    with tempfile.TemporaryDirectory() as runs:
-        for rung in args.rungs.split(","):
-            cmd = [sys.executable, str(REPO / "tools" / "train.py"),
-                   "--config", str(REPO / "configs" / f"synthetic_{args.preset}.yaml"),
-                   "--config", str(REPO / "configs" / "ablation" / f"{rung}.yaml"),
-                   f"data.train_annotations={data / 'train.json'}", f"data.val_annotations={data / 'val.json'}",
-                   f"data.test_annotations={data / 'test.json'}", f"data.features={data / 'features.hdf5'}",
-                   f"log.output_dir={runs}", f"log.run_name={rung}", "log.progress=false", "log.wandb=off",
-                   "train.epochs=1", "train.num_threads=1", *args.overrides]
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-            started = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                raise SystemExit(f"{rung} failed: {proc.stderr.strip()[-800:]}")
-            record = json.loads((Path(runs) / rung / "metrics.jsonl").read_text().splitlines()[-1])
-            rows.append((rung, record["train_epoch/seconds"], record.get("train_epoch/data_wait_share"),
-                         time.perf_counter() - started))
-    print(f"synthetic {args.preset}, {len(counts)} training videos: sentences per video mean {statistics.mean(counts):.1f}, "
-          f"max {max(counts)}, {sum(c >= 12 for c in counts)} with 12 or more; {' '.join(args.overrides) or 'defaults'}")
-    print(f"{'rung':<10} {'epoch s':>9} {'x baseline':>11} {'data wait':>10} {'process s':>10}")
-    for rung, seconds, wait, total in rows:
-        wait_text = f"{100 * wait:.1f}%" if wait is not None else "-"
-        print(f"{rung:<10} {seconds:>9.1f} {seconds / rows[0][1]:>10.2f}x {wait_text:>10} {total:>10.1f}")
+    data = Path(args.data or f"/tmp/g2l-epoch-cost-{args.preset}-{args.videos}")
+    out = Path(args.out or f"/tmp/g2l-epoch-cost-runs-{os.getpid()}-{time.strftime('%H%M%S')}")
+    if args.variant:  # child: one variant, its figures on the last line
+        data, encoder = prepare(args.preset, args.videos, data)
+        print("RESULT" + json.dumps(train_variant(args.variant, args.preset, data, encoder, out, args)))
+        return 0
+    prepare(args.preset, args.videos, data)
+    results = {}
+    for variant in ("mmn", "g2l"):
+        command = [sys.executable, __file__, *sys.argv[1:], "--variant", variant, "--data", str(data), "--out", str(out)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or os.cpu_count())}
+        proc = subprocess.run(command, capture_output=True, text=True, env=env)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+        if proc.returncode != 0 or not lines:
+            print(f"epoch_cost: the {variant} run failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            return 1
+        results[variant] = json.loads(lines[-1][6:])
+    mmn_s, g2l_s = summary(results["mmn"]["epoch_s"]), summary(results["g2l"]["epoch_s"])
+    print(f"synthetic {args.preset}: {args.videos} training videos, batch {args.batch_size}, width {args.hidden_dim}, "
+          f"{args.device} {args.precision}, loss.kernels={args.kernels}, {args.threads or 'default'} thread(s)")
+    print(f"{'variant':<8} {'s/epoch':>9} {'epochs (s)':<28} {'data wait':>10} {'fed (1 - wait)':>15}")
+    for variant, r in results.items():
+        wait = statistics.mean(r["data_wait_share"])
+        epochs = " ".join(f"{s:.2f}" for s in r["epoch_s"])
+        print(f"{variant:<8} {summary(r['epoch_s']):>9.2f} {epochs:<28} {100 * wait:>9.1f}% {100 * (1 - wait):>14.1f}%")
+    print(f"G2L / MMN per training epoch: {g2l_s / mmn_s:.2f}x (target <= 1.3x)")
+    if args.json:
+        record = {"preset": args.preset, "videos": args.videos, "device": args.device, "precision": args.precision,
+                  "kernels": args.kernels, "hidden_dim": args.hidden_dim, "batch_size": args.batch_size,
+                  "mmn": results["mmn"], "g2l": results["g2l"], "mmn_epoch_s": mmn_s, "g2l_epoch_s": g2l_s,
+                  "ratio": g2l_s / mmn_s, "busy_share_proxy": "1 - data_wait_share"}
+        Path(args.json).write_text(json.dumps(record, indent=1))
     return 0
 
 

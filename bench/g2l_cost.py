@@ -10,11 +10,17 @@
 (c) A whole training step of G2L against MMN for the three public configurations (random
     features of the public dimensions, a small text encoder; bench/common.py), each in its own
     process; on a CPU the map is narrow (``--hidden-dim``), on CUDA the paper's 512.
+(d) loss.kernels: one G2L loss computation (GroundingLoss forward: L_bce + L_v + L_GCL + L_SSI), and
+    its geodesic part (closeness of every cell to each sentence's g_j) and Shapley part (the SSI
+    estimator on the batch's games), with the Numba and the torch kernels, at the Charades-STA and
+    ActivityNet batch shapes (48 videos, the real sentences per video, the bench model's map features);
+    the figures that decide ``loss.kernels=auto`` on a CPU (g2l/losses/kernels.py).
 
 JIT compilation is excluded (every kernel is warmed up first); times are medians of repeats.
 
     python bench/g2l_cost.py            # full run: (a) and (b) about a minute, (c) about 6 minutes on a CPU
     python bench/g2l_cost.py --quick    # fewer repeats
+    python bench/g2l_cost.py --quick --sections d       # (d) alone, about a minute on a CPU
 """
 
 from __future__ import annotations
@@ -204,6 +210,83 @@ def print_training_step(rows: list[dict], hidden_dim: int, device: str) -> None:
               f"{r['ratio']:>7.2f}x {r['mmn_peak'] / 2**20:>8.0f} {r['g2l_peak'] / 2**20:>8.0f}")
 
 
+# ---------------------------------------------------------------------------------------------
+# (d) loss.kernels: Numba against torch
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_loss_kernels(configs: list[str], device: str, repeats: int, hidden_dim: int = 64,
+                       videos: int | None = None) -> list[dict]:
+    """Median seconds of the geodesic part, the Shapley part and the whole G2L loss forward, per
+    kernel setting, on one random batch of each public configuration (the model's output is shared)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import PUBLIC, REPO, build_bench_model, random_batch
+
+    from g2l.config import load_config
+    from g2l.losses.combine import build_loss
+    from g2l.losses.kernels import interaction_estimator
+    from g2l.losses.positives import positive_cells
+    from g2l.losses.ssi import moment_games
+    from g2l.ops.geodesic import geodesic_closeness_rows
+
+    dev = torch.device(device)
+
+    def timed_on_device(fn) -> float:
+        def call():
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+        call()  # warm-up: JIT, caches, allocator
+        return statistics.median(timed(call, repeats))
+
+    rows = []
+    for name in configs:
+        config_file, num_videos, sentences = PUBLIC[name]
+        base = ["loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4", f"model.hidden_dim={hidden_dim}"]
+        cfg = load_config(REPO / config_file, base)
+        torch.manual_seed(0)
+        model = build_bench_model(cfg).to(dev)
+        batch = random_batch(cfg, videos or num_videos, sentences).to(dev)
+        with torch.no_grad():
+            output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
+        lo = cfg.loss
+        cells = output.cell_contrast.detach()  # (b C d)
+        gt_cell = positive_cells(batch.iou_maps[:, model.cell_start_idx, model.cell_end_idx], 1)[:, 0]
+        closeness = geodesic_closeness_rows(cells, batch.sentence_video, gt_cell, lo.geodesic_k, lo.geodesic_cutoff,
+                                            kernels="torch")
+        games = [g.detach() for g in moment_games(cells, output.sentence_contrast, batch.sentence_video, closeness,
+                                                  lo.ssi_num_players, batch.sentence_mask.shape[1])]
+        row = {"config": name, "videos": batch.num_videos, "sentences": int(batch.sentence_video.numel()),
+               "cells": cells.shape[1], "players": sum(g.shape[1] for g in games),
+               "reached": float((closeness > 0).float().sum(1).mean())}
+        for kernels in ("numba", "torch"):
+            row[f"geodesic_{kernels}"] = timed_on_device(lambda: geodesic_closeness_rows(
+                cells, batch.sentence_video, gt_cell, lo.geodesic_k, lo.geodesic_cutoff, kernels=kernels))
+            estimate = interaction_estimator(kernels)
+            row[f"shapley_{kernels}"] = timed_on_device(lambda: estimate(
+                [g if kernels == "torch" else g.float().cpu().numpy() for g in games], lo.ssi_num_samples, seed=1,
+                tau=lo.tau, return_stderr=True))
+            loss_fn = build_loss(load_config(REPO / config_file, base + [f"loss.kernels={kernels}"]))
+            row[f"loss_{kernels}"] = timed_on_device(lambda: loss_fn(output, batch, model.cell_start_idx,
+                                                                     model.cell_end_idx, epoch=1))
+        rows.append(row)
+    return rows
+
+
+def print_loss_kernels(rows: list[dict], device: str, threads: int) -> None:
+    print(f"\n(d) loss.kernels on {device} ({threads} thread(s)): seconds per call, numba vs torch (ratio torch/numba)")
+    print(f"{'config':<12} {'videos':>6} {'sents':>5} {'cells':>5} {'reach':>6} {'players':>7}  "
+          f"{'geodesic numba/torch':>22} {'ratio':>6}  {'Shapley numba/torch':>21} {'ratio':>6}  "
+          f"{'G2L loss numba/torch':>22} {'ratio':>6}")
+    for r in rows:
+        parts = "".join(f"  {r[part + '_numba']:>10.4f} {r[part + '_torch']:>10.4f} {r[part + '_torch'] / r[part + '_numba']:>6.2f}x"
+                        for part in ("geodesic", "shapley", "loss"))
+        print(f"{r['config']:<12} {r['videos']:>6} {r['sentences']:>5} {r['cells']:>5} {r['reached']:>6.1f} "
+              f"{r['players']:>7}{parts}")
+    print("    reach: mean cells within the geodesic cut-off per sentence; players: moment players over the"
+          " batch's games. A ratio above 1: Numba is faster.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples and repeats")
@@ -217,6 +300,9 @@ def main() -> None:
     parser.add_argument("--hidden-dim", type=int, default=None, help="map width for (c) (default: 512 on CUDA, 64 on CPU)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--sections", default="abcd", help="which of (a) (b) (c) (d) to run, e.g. 'd'")
+    parser.add_argument("--loss-configs", default="charades,activitynet", help="public configurations for (d)")
+    parser.add_argument("--threads", type=int, default=1, help="torch and Numba threads for (d) (0: their default)")
     args = parser.parse_args()
     repeats = 5 if args.quick else args.repeats
     python_samples = 10 if args.quick else args.python_samples
@@ -224,9 +310,17 @@ def main() -> None:
     print(f"numba {numba.__version__}, torch {torch.__version__}, numba threads available: "
           f"{numba.config.NUMBA_NUM_THREADS}")
     games = {"Charades K=5": (3, 5), "ActivityNet K=7": (4, 7)}
-    print_shapley(bench_shapley(games, args.shapley_samples, python_samples, repeats))
-    print_geodesic(bench_geodesic(["gauss", "map-noisy", "map-smooth"], args.sources, repeats), args.sources)
-    if args.step_configs:
+    if "a" in args.sections:
+        print_shapley(bench_shapley(games, args.shapley_samples, python_samples, repeats))
+    if "b" in args.sections:
+        print_geodesic(bench_geodesic(["gauss", "map-noisy", "map-smooth"], args.sources, repeats), args.sources)
+    if "d" in args.sections:
+        if args.threads:
+            numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+            torch.set_num_threads(args.threads)
+        rows = bench_loss_kernels(args.loss_configs.split(","), args.device, max(3, repeats // 2))
+        print_loss_kernels(rows, args.device, args.threads or torch.get_num_threads())
+    if args.step_configs and "c" in args.sections:
         hidden = args.hidden_dim or (512 if args.device.startswith("cuda") else 64)
         rows = bench_training_step(args.step_configs.split(","), hidden, args.device, args.steps, 1, args.bf16, threads=1)
         print_training_step(rows, hidden, args.device)

@@ -21,6 +21,7 @@ every column alike.
 """
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -47,6 +48,8 @@ def main() -> int:
     parser.add_argument("--columns", default=",".join(f"{p}-{m}" for p, m in COLUMNS),
                         help="which of fp32-full,fp32-cropped,bf16-full,bf16-cropped to run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "torch"], help="loss.kernels")
+    parser.add_argument("--json", default=None, help="write every cell (config, width, column, seconds) here")
     args = parser.parse_args()
     widths = [int(w) for w in (args.hidden_dim or "512,64").split(",")]
     columns = [tuple(c.split("-")) for c in args.columns.split(",")]
@@ -56,8 +59,10 @@ def main() -> int:
     for name in args.configs.split(","):
         if name not in PUBLIC:
             parser.error(f"unknown config '{name}'; choose from {', '.join(PUBLIC)}")
-    print(f"device {args.device}, variant {args.variant}, threads {args.threads}, steps {steps} (+{args.warmup} warm-up), "
+    print(f"device {args.device}, variant {args.variant}, loss.kernels={args.kernels}, threads {args.threads}, "
+          f"steps {steps} (+{args.warmup} warm-up), "
           f"rounds {args.rounds}" + (", --quick: few videos per step" if args.quick else ""))
+    cells_out = []
     head = "".join(f"{p + ' ' + m:>14}" for p, m in columns)
     print(f"{'config':<12} {'H':>4} {'N':>4} {'videos':>6}{head}   speed-up vs fp32 full; first-step loss")
     for hidden in widths:
@@ -69,7 +74,7 @@ def main() -> int:
                 for precision, compute in columns:
                     r = run_isolated(dict(name=name, variant=args.variant, hidden_dim=hidden, device=args.device,
                                           steps=steps, warmup=args.warmup, bf16=precision == "bf16", videos=videos,
-                                          threads=args.threads, map_compute=compute))
+                                          threads=args.threads, map_compute=compute, kernels=args.kernels))
                     times[(precision, compute)].append(r["step_s"])
                     results[(precision, compute)] = r
             median = {c: statistics.median(v) for c, v in times.items()}
@@ -78,7 +83,11 @@ def main() -> int:
             base = median.get(("fp32", "full"))
             ratios = " ".join(f"{base / median[c]:.2f}x" for c in columns) if base else ""
             losses = " ".join(f"{results[c]['losses']['total']:.4f}" for c in columns)
-            print(f"{name:<12} {hidden:>4} {n:>4} {results[columns[0]]['videos']:>6}{cells}   {ratios}; {losses}")
+            print(f"{name:<12} {hidden:>4} {n:>4} {results[columns[0]]['videos']:>6}{cells}   {ratios}; {losses}", flush=True)
+            cells_out += [{**results[c], "column": f"{c[0]}-{c[1]}", "step_s": median[c]} for c in columns]
+            if args.json:  # after every row: a run cut short still leaves what it measured
+                Path(args.json).write_text(json.dumps({"variant": args.variant, "device": args.device,
+                                                       "kernels": args.kernels, "cells": cells_out}, indent=1))
     return 0
 
 

@@ -92,7 +92,9 @@ class DataConfig:
     num_pre_clips: int = 32  # P
     train_split: str = "train"
     eval_split: str = "test"  # evaluated after every epoch
-    num_workers: int = 0
+    # Loader worker processes: "auto" = min(4, CPUs - 1) when training on CUDA (collate and HDF5 reads
+    # overlap the GPU step), 0 on a CPU-only run (workers would take cores from the step itself).
+    num_workers: int | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -133,6 +135,9 @@ class LossConfig:
     ssi_weight: float = 0.0  # w_ssi; 0 switches L_SSI off
     ssi_num_players: int = 5  # K per sentence, by closeness and by similarity
     ssi_num_samples: int = 512  # Monte Carlo brackets per (sentence, moment) pair
+    # Geodesic closeness and Shapley interactions in Numba (CPU) or torch (the batch's device); auto: torch
+    # on CUDA, on a CPU the faster by bench/g2l_cost.py (g2l/losses/kernels.py holds the figures)
+    kernels: Literal["auto", "numba", "torch"] = "auto"
 
 
 # Loss keys retired after the ablation (git tag ablation-2026-12 keeps the code that reads them), with
@@ -438,7 +443,7 @@ _UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
 ALLOWED_VALUES = {
     "data.feature_dim": _at_least(1),
     "data.num_pre_clips": _at_least(1),
-    "data.num_workers": _at_least(0),
+    "data.num_workers": (lambda v: v == "auto" or v >= 0, "auto or at least 0"),
     "model.num_clips": _at_least(1),
     "model.hidden_dim": _at_least(1),
     "model.joint_dim": _at_least(1),

@@ -30,7 +30,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from g2l import atomic
 from g2l.config import Config, apply_overrides, config_to_dict, save_config
-from g2l.data.dataset import Collate, build_dataset
+from g2l.data.dataset import Collate, build_dataset, loader_workers
 from g2l.engine import checkpoint as ckpt
 from g2l.engine.distributed import (
     all_reduce_mean,
@@ -156,9 +156,10 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
     per_rank_batch = max(t.batch_size // dist_ctx.world_size, 1)
     sampler = DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank, shuffle=True,
                                  seed=t.seed, drop_last=False)
-    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.data.num_workers,
+    workers = loader_workers(cfg.data.num_workers, device)
+    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, num_workers=workers,
                         collate_fn=Collate(cfg.loss.iou_min, cfg.loss.iou_max, model.tokenizer, cfg.model.text_max_tokens),
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
+                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     forward_dtype = autocast_dtype(t.precision, device)
     say(f"precision {t.precision}: forward pass in {'bf16' if forward_dtype is not None else 'fp32'} on {device}", main)
     return Run(cfg=cfg, run_dir=run_dir, main=main, device=device, world_size=dist_ctx.world_size, model=model,
@@ -168,8 +169,9 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
 
 
 def train_epoch(run: Run, epoch: int) -> dict[str, float]:
-    """One pass over the training data; returns the epoch's mean losses (``train_epoch/<term>``)
-    and its duration."""
+    """One pass over the training data; returns the epoch's mean losses (``train_epoch/<term>``),
+    its duration, and ``train_epoch/data_wait_share``: the share of that duration the loop spent
+    waiting for the next batch (the loader's ``next`` and the copy to the device)."""
     cfg, t, model = run.cfg, run.cfg.train, run.model
     text_trainable = epoch > t.freeze_text_epochs
     set_text_trainable(model, text_trainable)
@@ -185,21 +187,29 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     run.sampler.set_epoch(epoch)
     steps_per_epoch = len(run.loader)
     sums: dict[str, float] = {}
-    started, videos = time.perf_counter(), 0
+    started, videos, data_wait_s = time.perf_counter(), 0, 0.0
     bar = run.loader
     if run.main and cfg.log.progress:
         from tqdm import tqdm
 
         bar = tqdm(run.loader, desc=f"epoch {epoch}/{t.epochs}", dynamic_ncols=True, leave=False, file=sys.stderr)
-    for batch in bar:
-        batch = batch.to(run.device, non_blocking=True)
+    batches = iter(bar)
+    while True:
+        asked = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            data_wait_s += time.perf_counter() - asked
+            break
+        batch = batch.to(run.device, non_blocking=True)  # pinned on CUDA: the copy overlaps the step
+        data_wait_s += time.perf_counter() - asked
         run.lrs = set_learning_rates(run.optimizer, lr_factor(run.global_step, steps_per_epoch,
                                                               warmup_epochs=t.warmup_epochs,
                                                               milestones=t.milestones, decay=t.lr_decay))
         with autocast(run.forward_dtype, run.device):
             output = run.net(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
         terms = run.loss_fn(output, batch, model.cell_start_idx, model.cell_end_idx, epoch, run.global_step)
-        values = {k: float(v.detach()) for k, v in terms.items()}
+        # every term in one copy to the host (one sync on CUDA, not one per term)
+        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
         if not all(math.isfinite(v) for v in values.values()):  # before the step: the weights stay as they were
             raise _diverged(run, epoch, run.global_step + 1, values)
         run.optimizer.zero_grad(set_to_none=True)
@@ -220,6 +230,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     epoch_losses = all_reduce_mean(torch.tensor([sums.get(k, 0.0) / max(steps_per_epoch, 1) for k in sorted(sums)]))
     record = {f"train_epoch/{k}": float(v) for k, v in zip(sorted(sums), epoch_losses)}
     record["train_epoch/seconds"] = time.perf_counter() - started
+    record["train_epoch/data_wait_share"] = min(data_wait_s / max(record["train_epoch/seconds"], 1e-9), 1.0)
     return record
 
 
@@ -245,7 +256,8 @@ def end_epoch(run: Run, epoch: int, train_record: dict[str, float]) -> None:
         run.logger.log_examples(run.global_step, result.predictions, cfg.log.num_example_predictions,
                                 cfg.log.num_example_maps)
         summary = "  ".join(f"{k} {100 * v:.2f}" for k, v in result.metrics.items() if k.startswith("R1@") or k == "mIoU")
-        say(f"epoch {epoch}: loss {train_record.get('train_epoch/total', float('nan')):.4f}  {summary}")
+        say(f"epoch {epoch}: loss {train_record.get('train_epoch/total', float('nan')):.4f}  {summary}  "
+            f"data wait {100 * train_record.get('train_epoch/data_wait_share', 0.0):.0f}%")
         extra = {"wandb_id": run.logger.wandb_id}
         shared = dict(model=model, cfg=cfg, epoch=epoch, global_step=run.global_step, best=run.best, extra=extra,
                       frame_encoder=run.frame_encoder, include_text_backbone=cfg.log.checkpoint_text_backbone)

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from g2l.atomic import unwritable_reason
-from g2l.data.dataset import Collate, GroundingDataset
+from g2l.data.dataset import Collate, GroundingDataset, loader_workers
 from g2l.eval.metrics import grounding_metrics
 from g2l.eval.predictions import Prediction, PredictionsError, write_predictions
 from g2l.models.grounding import score_cells
@@ -67,7 +67,7 @@ def predict(
     collate = Collate(iou_min, iou_max, model.tokenizer, max_tokens)
     indices = [i for batch in _batches_for_rank(len(dataset), batch_size, rank, world) for i in batch]
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collate,
-                        num_workers=num_workers)
+                        num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
     if progress:
         from tqdm import tqdm
 
@@ -75,7 +75,7 @@ def predict(
     results: list[tuple[int, list[Prediction]]] = []
     position = 0
     for batch in loader:
-        batch = batch.to(device)
+        batch = batch.to(device, non_blocking=True)
         context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
         with context:
             output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
@@ -118,7 +118,8 @@ def evaluate(model, dataset, cfg, device, *, keep_maps: int | bool = False, auto
     predictions = predict(
         model, dataset, device=device, batch_size=e.batch_size, score_gamma=e.score_gamma, nms_thresh=e.nms_thresh,
         num_candidates=max(e.num_candidates, max(e.recall_at)), keep_maps=keep_maps, iou_min=cfg.loss.iou_min,
-        iou_max=cfg.loss.iou_max, max_tokens=cfg.model.text_max_tokens, num_workers=cfg.data.num_workers,
+        iou_max=cfg.loss.iou_max, max_tokens=cfg.model.text_max_tokens,
+        num_workers=loader_workers(cfg.data.num_workers, torch.device(device)),
         autocast_dtype=autocast_dtype, progress=progress,
     )
     return EvalResult(metrics_of(predictions, e.recall_at, e.iou_thresholds), predictions,

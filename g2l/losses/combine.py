@@ -36,9 +36,11 @@ class GroundingLoss(nn.Module):
         only_iou_scale: float = 0.01,
         geodesic_k: int = 5,
         geodesic_cutoff: float = 0.5,
+        kernels: str = "auto",
     ):
         """``terms``: name -> module, summed in this order; ``weights``: name -> weight (every term has one);
-        ``num_positives``: the cells of highest IoU per sentence that L_v and L_s pull."""
+        ``num_positives``: the cells of highest IoU per sentence that L_v and L_s pull; ``kernels``:
+        ``loss.kernels`` for the geodesic closeness (g2l/losses/kernels.py)."""
         super().__init__()
         if set(terms) != set(weights):
             raise ValueError(f"every term needs a weight and every weight a term: {sorted(terms)} vs {sorted(weights)}")
@@ -47,6 +49,7 @@ class GroundingLoss(nn.Module):
         self.num_positives = num_positives
         self.only_iou_epoch, self.only_iou_scale = only_iou_epoch, only_iou_scale
         self.geodesic_k, self.geodesic_cutoff = geodesic_k, geodesic_cutoff
+        self.kernels = kernels
 
     def inputs(self, output, batch, cell_start_idx: torch.Tensor, cell_end_idx: torch.Tensor, step: int) -> LossInputs:
         """What the terms share, computed once: the cells' IoU, the positives and, if a term needs
@@ -55,13 +58,13 @@ class GroundingLoss(nn.Module):
         positives = positive_cells(iou_cells, self.num_positives)  # (q k)
         closeness = None
         if any(term.needs_closeness for term in self.terms.values()):
-            from g2l.ops.geodesic import geodesic_closeness_batch
+            from g2l.losses.kernels import resolve_kernels
+            from g2l.ops.geodesic import geodesic_closeness_rows
 
-            video_of = batch.sentence_video
-            sources = [positives[video_of == v, 0] for v in range(output.cell_contrast.shape[0])]
-            closeness = geodesic_closeness_batch(
-                output.cell_contrast.detach(), sources, k=self.geodesic_k, cutoff=self.geodesic_cutoff
-            )  # (q C), no gradient; rows video by video, which is the sentence order
+            features = output.cell_contrast.detach()  # (b C d)
+            kernels = resolve_kernels(self.kernels, features.device, "geodesic")
+            closeness = geodesic_closeness_rows(features, batch.sentence_video, positives[:, 0], k=self.geodesic_k,
+                                                cutoff=self.geodesic_cutoff, kernels=kernels)  # (q C), no gradient
         return LossInputs(output=output, batch=batch, cell_start_idx=cell_start_idx, cell_end_idx=cell_end_idx,
                           iou_cells=iou_cells, positives=positives, closeness=closeness, step=step)
 
@@ -99,10 +102,11 @@ def build_loss(cfg) -> GroundingLoss:
         from g2l.losses.ssi import ShapleyInteractionLoss
 
         terms["ssi"] = ShapleyInteractionLoss(num_players=lo.ssi_num_players, num_samples=lo.ssi_num_samples, tau=lo.tau,
-                                              seed=cfg.train.seed)
+                                              seed=cfg.train.seed, kernels=lo.kernels)
         weights["ssi"] = lo.ssi_weight
     return GroundingLoss(terms=terms, weights=weights, num_positives=lo.num_positives, only_iou_epoch=lo.only_iou_epoch,
-                         only_iou_scale=lo.only_iou_scale, geodesic_k=lo.geodesic_k, geodesic_cutoff=lo.geodesic_cutoff)
+                         only_iou_scale=lo.only_iou_scale, geodesic_k=lo.geodesic_k, geodesic_cutoff=lo.geodesic_cutoff,
+                         kernels=lo.kernels)
 
 
 def _sentence_term(lo) -> LossTerm | None:

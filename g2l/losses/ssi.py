@@ -4,9 +4,10 @@ Per video v, a cooperative game whose players are its sentences and, for each se
 cells with the largest geodesic closeness G_j and the K cells most similar to s^c_j
 (de-duplicated: M_v moment players). With ``sim (S_v M_v)`` the detached cosine of sentence and
 moment features, the pairwise Shapley interaction ``I_ji`` of sentence j and moment i is estimated
-by Monte Carlo (``g2l.ops.shapley.pairwise_interaction_batch``: true removal of absent players, the
-textbook sign; by default the stratified estimator, which reaches a correlation above 0.95 with
-the exact index at 256-512 draws per sentence, bench/shapley_accuracy.py) with its standard error
+by Monte Carlo (``g2l.ops.shapley.pairwise_interaction_batch``, or its torch twin by ``loss.kernels``:
+true removal of absent players, the textbook sign; by default the stratified estimator, which
+reaches a correlation above 0.95 with the exact index at 256-512 draws per sentence,
+bench/shapley_accuracy.py) with its standard error
 ``se_ji``. Each sentence's interactions become a target distribution over the moment players,
 
     t_j = softmax_i( rho_j * I_ji / (tau * (max_i |I_ji| + 1e-8)) ),
@@ -28,10 +29,11 @@ by ``(seed, step)``, so a run and its resumption see the same targets.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from g2l.losses.kernels import interaction_estimator, resolve_kernels
 from g2l.losses.term import LossInputs, LossTerm
-from g2l.ops.shapley import pairwise_interaction_batch
 
 
 def select_moment_players(closeness: torch.Tensor, similarity: torch.Tensor, num_players: int) -> torch.Tensor:
@@ -62,12 +64,46 @@ def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, 
     return torch.softmax(interactions / scale, dim=1)
 
 
+def moment_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, sentence_video: torch.Tensor,
+                 closeness: torch.Tensor, num_players: int, max_sentences: int | None = None) -> list[torch.Tensor]:
+    """Each video's game: ``(s_v m_v)`` cosines, with gradient, of its sentences with its moment
+    players (:func:`select_moment_players`'s union, in increasing cell order), video by video.
+
+    ``cell_contrast (b C d)``, ``sentence_contrast (q d)``, ``sentence_video (q,)`` (a video's
+    sentences contiguous), ``closeness (q C)``; ``max_sentences``: the most sentences of a video
+    (the batch's ``sentence_mask.shape[1]``; None: read from the device). Everything is batched on
+    the device; the host reads one small ``(2 b)`` tensor, the games' sizes, which shape the result.
+    """
+    num_videos, num_cells, _ = cell_contrast.shape
+    num_sentences = sentence_video.shape[0]
+    device = sentence_video.device
+    counts = torch.zeros(num_videos, dtype=torch.long, device=device).scatter_add_(
+        0, sentence_video, torch.ones_like(sentence_video))  # (b,)
+    first = torch.cumsum(counts, 0) - counts  # (b,) the first sentence of each video
+    position = torch.arange(num_sentences, device=device) - first[sentence_video]  # (q,) within its video
+    if max_sentences is None:
+        max_sentences = int(counts.max()) if num_sentences else 0
+    padded = sentence_contrast.new_zeros(num_videos, max_sentences, sentence_contrast.shape[1])
+    padded = padded.index_put((sentence_video, position), sentence_contrast)  # (b s d)
+    cos_padded = torch.bmm(padded, cell_contrast.transpose(1, 2).to(padded.dtype))  # (b s C)
+    cos_own = cos_padded[sentence_video, position]  # (q C), with gradient
+    k = min(num_players, num_cells)
+    picks = torch.cat([torch.topk(closeness, k, dim=1).indices, torch.topk(cos_own.detach(), k, dim=1).indices], 1)
+    chosen = torch.zeros(num_videos, num_cells, dtype=torch.bool, device=device)
+    chosen[sentence_video[:, None].expand_as(picks), picks] = True  # (b C)
+    order = torch.argsort((~chosen).to(torch.int8), dim=1, stable=True)  # (b C) chosen cells first, in cell order
+    sizes = torch.stack([first, counts, chosen.sum(dim=1)]).tolist()  # the one read of the device
+    return [cos_own[f : f + s, order[v, :m]] for v, (f, s, m) in enumerate(zip(*sizes)) if s > 0]
+
+
 class ShapleyInteractionLoss(LossTerm):
     needs_closeness = True
 
-    def __init__(self, *, num_players: int, num_samples: int, tau: float, seed: int = 0):
+    def __init__(self, *, num_players: int, num_samples: int, tau: float, seed: int = 0, kernels: str = "auto"):
+        """``kernels``: ``loss.kernels`` for the Shapley estimator (g2l/losses/kernels.py)."""
         super().__init__()
         self.num_players, self.num_samples, self.tau, self.seed = num_players, num_samples, tau, seed
+        self.kernels = kernels
 
     def forward(
         self,
@@ -76,20 +112,23 @@ class ShapleyInteractionLoss(LossTerm):
         sentence_video: torch.Tensor,  # (q,)
         closeness: torch.Tensor,  # (q C), no gradient
         step: int = 0,
+        max_sentences: int | None = None,  # the most sentences of a video, if known on the host
     ) -> torch.Tensor:
-        games, players = [], []
-        for v in torch.unique(sentence_video).tolist():
-            rows = torch.nonzero(sentence_video == v).flatten()
-            sims = sentence_contrast[rows] @ cell_contrast[v].T  # (s C), with gradient
-            chosen = select_moment_players(closeness[rows], sims.detach(), self.num_players)  # (m,)
-            games.append((rows, sims[:, chosen]))
-            players.append(sims[:, chosen].detach().float().cpu().numpy())
-        interactions, errors = pairwise_interaction_batch(players, self.num_samples, seed=self.seed * 1_000_003 + step,
-                                                          tau=self.tau, return_stderr=True)
+        games = moment_games(cell_contrast, sentence_contrast, sentence_video, closeness, self.num_players,
+                             max_sentences)  # (s_v m_v) each, with gradient
+        kernels = resolve_kernels(self.kernels, cell_contrast.device, "shapley")
+        if kernels == "torch":
+            players = [sims.detach() for sims in games]
+        else:  # one copy to the host for every game
+            flat = torch.cat([sims.detach().float().flatten() for sims in games]).cpu().numpy()
+            ends = np.cumsum([sims.numel() for sims in games])
+            players = [part.reshape(sims.shape) for part, sims in zip(np.split(flat, ends[:-1]), games)]
+        interactions, errors = interaction_estimator(kernels)(
+            players, self.num_samples, seed=self.seed * 1_000_003 + step, tau=self.tau, return_stderr=True)
         losses = []
-        for (rows, sims), inter, err in zip(games, interactions, errors):
-            inter = torch.as_tensor(inter, dtype=sims.dtype, device=sims.device)  # (s m)
-            err = torch.as_tensor(err, dtype=sims.dtype, device=sims.device)
+        for sims, inter, err in zip(games, interactions, errors):
+            inter = torch.as_tensor(inter, device=sims.device).to(sims.dtype)  # (s m)
+            err = torch.as_tensor(err, device=sims.device).to(sims.dtype)
             target = interaction_target(inter, err, self.tau)
             log_alignment = torch.log_softmax(sims / self.tau, dim=1)
             losses.append(-(target * log_alignment).sum(dim=1))
@@ -98,4 +137,4 @@ class ShapleyInteractionLoss(LossTerm):
     def term(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = inputs.output
         return self(out.cell_contrast, out.sentence_contrast, inputs.batch.sentence_video, inputs.closeness,
-                    inputs.step), {}
+                    inputs.step, inputs.batch.sentence_mask.shape[1]), {}

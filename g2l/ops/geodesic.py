@@ -57,6 +57,7 @@ __all__ = [
     "geodesic_closeness_batch",
     "knn_graph",
     "closeness_from_knn_graph",
+    "geodesic_closeness_rows",
 ]
 
 
@@ -305,6 +306,37 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
                 lazy_batch_kernel(x_np, valid_np, flat, offsets, int(k), float(cutoff), out)
     if is_torch:
         return torch.from_numpy(out).to(x.device)
+    return out
+
+
+def geodesic_closeness_rows(features: torch.Tensor, source_video: torch.Tensor, source_cell: torch.Tensor,
+                            k: int = 5, cutoff: float = 0.5, kernels: str = "numba") -> torch.Tensor:
+    """Closeness to one source per row, the training loss's form: row r holds every cell of video
+    ``source_video[r]`` against its cell ``source_cell[r]`` (each sentence's g_j).
+
+    Args:
+        features: ``(b p d)`` tensor, every cell valid (the map's valid cells); no gradient flows.
+        source_video, source_cell: ``(q,)`` int64 on the features' device.
+        k, cutoff: as in :func:`geodesic_closeness_batch`.
+        kernels: ``"torch"`` keeps everything on the device and reads none of its values on the host
+            (the caller guarantees indices in range; only the relaxation's convergence checks sync);
+            ``"numba"`` copies the indices and features to the CPU, checked as in the batch form.
+    Returns:
+        ``(q p)`` float32 on the features' device, in the rows' order.
+    """
+    _check_k_cutoff(k, cutoff)
+    _check_kernels(kernels, "auto")
+    num_videos, p, _ = features.shape
+    if p <= k:
+        raise ValueError(f"geodesic closeness: k={k} neighbours need more than k cells, but videos have {p}; lower k.")
+    if kernels == "torch":
+        valid = torch.ones((num_videos, p), dtype=torch.bool, device=features.device)
+        return closeness_torch(features.detach(), valid, source_video, source_cell, k, float(cutoff))
+    video, cell = source_video.cpu().numpy(), source_cell.cpu().numpy()
+    order = np.argsort(video, kind="stable")  # rows grouped video by video, as the batch form returns them
+    grouped = geodesic_closeness_batch(features, [cell[video == v] for v in range(num_videos)], k=k, cutoff=cutoff)
+    out = torch.empty_like(grouped)
+    out[torch.as_tensor(order, device=grouped.device)] = grouped
     return out
 
 

@@ -103,15 +103,16 @@ def estimator_stand_in():
     """L_SSI's interaction estimator replaced by ``stand_in_interactions`` while the block runs."""
     import g2l.losses.ssi as ssi
 
-    names = [name for name in ("pairwise_interaction_batch", "pairwise_interaction_batch_torch") if hasattr(ssi, name)]
-    saved = {name: getattr(ssi, name) for name in names}
+    if hasattr(ssi, "interaction_estimator"):  # today: the estimator is looked up per call (loss.kernels)
+        name, stand_in = "interaction_estimator", lambda kernels: stand_in_interactions
+    else:  # the code at the tag imported it by name
+        name, stand_in = "pairwise_interaction_batch", stand_in_interactions
+    saved = getattr(ssi, name)
+    setattr(ssi, name, stand_in)
     try:
-        for name in names:
-            setattr(ssi, name, stand_in_interactions)
         yield
     finally:
-        for name, value in saved.items():
-            setattr(ssi, name, value)
+        setattr(ssi, name, saved)
 
 
 def loss_terms(loss_fn, epoch: int) -> dict:

@@ -1,0 +1,177 @@
+"""loss.kernels: the G2L losses computed with the torch kernels equal those with the Numba kernels
+(the geodesic part exactly, the Shapley part within its Monte Carlo standard errors), ``auto``
+resolves as documented, and the torch path reads the device's values on the host only where the
+result needs it (counted here on the CPU; on CUDA with torch's sync debug mode)."""
+
+import collections
+import contextlib
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from g2l.config import ConfigError, load_config
+from g2l.losses.combine import build_loss
+from g2l.losses.kernels import CPU_CHOICE, interaction_estimator, resolve_kernels
+from g2l.losses.ssi import moment_games
+from g2l.ops.geodesic import geodesic_closeness_batch
+from tests.losses.make_reference_losses import reference_batch
+
+G2L = ["loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4", "loss.ssi_num_players=3", "loss.ssi_num_samples=256"]
+HOST_READS = ("item", "cpu", "tolist", "numpy")  # explicit reads of a tensor's values on the host
+IMPLICIT_READS = ("__bool__", "__int__", "__float__", "__index__", "nonzero", "unique", "masked_select")
+
+
+class HostReads(TorchFunctionMode):
+    """Counts the tensor methods and functions that copy values to the host (a sync on CUDA)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = collections.Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in HOST_READS + IMPLICIT_READS:
+            self.calls[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def smooth_batch(seed: int = 0, t: int = 16, d: int = 32):
+    """test_reference_losses' batch with map-like cell features: the mean over [start, end] of a
+    random walk of clip features, so that much of a map lies within the geodesic cut-off (and,
+    unlike max-pooled untrained features, no two cells tie)."""
+    output, batch, start_idx, end_idx = reference_batch(seed=seed, t=t, d=d)
+    g = torch.Generator().manual_seed(seed + 100)
+    clips = torch.randn(1, 1, d, generator=g) + 0.15 * torch.randn(3, t, d, generator=g).cumsum(dim=1)  # (b t d)
+    prefix = torch.cat([torch.zeros(3, 1, d), clips.cumsum(dim=1)], dim=1)  # (b t+1 d)
+    cells = (prefix[:, end_idx + 1] - prefix[:, start_idx]) / (end_idx - start_idx + 1)[None, :, None]  # (b C d)
+    output.cell_contrast = torch.nn.functional.normalize(cells, dim=-1)
+    output.contrast_cos = torch.einsum("qd,qcd->qc", output.sentence_contrast, output.cell_contrast[batch.sentence_video])
+    return output, batch, start_idx, end_idx
+
+
+def g2l_terms(kernels: str, extra=(), *, t: int = 16, d: int = 32, seed: int = 0, step: int = 5, reads=None):
+    """The named terms of the G2L loss on a fixed random batch (unit features: no tied similarities);
+    ``reads``: a HostReads to count the loss's reads in."""
+    torch.set_num_threads(1)
+    output, batch, start_idx, end_idx = smooth_batch(seed, t, d)
+    loss_fn = build_loss(load_config(None, G2L + [f"loss.kernels={kernels}", *extra]))
+    with reads or contextlib.nullcontext():
+        terms = loss_fn(output, batch, start_idx, end_idx, epoch=1, step=step)
+    inputs = loss_fn.inputs(output, batch, start_idx, end_idx, step)
+    return {k: float(v) for k, v in terms.items()}, inputs
+
+
+def test_the_geodesic_part_is_the_same_with_either_kernels():
+    numba, numba_inputs = g2l_terms("numba")
+    torch_terms, torch_inputs = g2l_terms("torch")
+    # On a CPU the Numba path computes kNN rows lazily with its own dot products: where two neighbours'
+    # similarities are within a few ulps it may keep the other one (g2l/ops/geodesic.py), which moves a
+    # few closeness values by a path's worth of rounding. On the same (dense) graph the two are bit-equal.
+    assert torch.equal(numba_inputs.closeness > 0, torch_inputs.closeness > 0)
+    torch.testing.assert_close(numba_inputs.closeness, torch_inputs.closeness, rtol=0, atol=1e-4)
+    output, batch, start_idx, end_idx = smooth_batch()
+    sources = [torch_inputs.positives[batch.sentence_video == v, 0] for v in range(3)]
+    dense = geodesic_closeness_batch(output.cell_contrast, sources, knn="dense", kernels="numba")
+    assert torch.equal(dense, torch_inputs.closeness)
+    assert (numba_inputs.closeness > 0).sum() > 3 * numba_inputs.closeness.shape[0]  # and not only the sources
+    for name in ("bce", "video_contrast", "sentence_contrast", "stat_gcl_positives_iou_below_0.5"):
+        assert torch_terms[name] == pytest.approx(numba[name], rel=1e-6, abs=1e-9), name
+
+
+def test_the_shapley_interactions_agree_within_their_standard_errors():
+    # Both estimators are unbiased for the same index with independent draws, so for every (sentence,
+    # moment) pair z = (I_torch - I_numba) / sqrt(se_torch^2 + se_numba^2) is about N(0, 1): no |z|
+    # beyond 5 (chance ~6e-7 per pair) and a mean z^2 near 1.
+    output, batch, start_idx, end_idx = smooth_batch()
+    closeness = torch.rand(6, start_idx.shape[0], generator=torch.Generator().manual_seed(1))
+    games = [g.detach() for g in moment_games(output.cell_contrast, output.sentence_contrast, batch.sentence_video,
+                                              closeness, 3)]
+    z = []
+    for seed in range(4):  # z within a sentence are correlated (shared draws): several seeds for the mean
+        got_n, se_n = interaction_estimator("numba")([g.numpy() for g in games], 512, seed=seed, tau=0.1,
+                                                     return_stderr=True)
+        got_t, se_t = interaction_estimator("torch")(games, 512, seed=seed + 10, tau=0.1, return_stderr=True)
+        for a, sa, b, sb in zip(got_n, se_n, got_t, se_t):
+            scale = np.sqrt(np.asarray(sa, np.float64) ** 2 + sb.double().numpy() ** 2)
+            diff = np.asarray(a, np.float64) - b.double().numpy()
+            exact = scale == 0  # a pair whose strata are all enumerated: both exact
+            assert np.abs(diff[exact]).max(initial=0) < 1e-6
+            z.append(diff[~exact] / scale[~exact])
+    z = np.concatenate(z)
+    assert z.size >= 200
+    assert np.abs(z).max() < 5 and 0.5 < np.mean(z**2) < 2, (np.abs(z).max(), np.mean(z**2))
+
+
+def test_the_ssi_term_agrees_within_the_spread_of_its_monte_carlo_draws():
+    # The loss is a smooth function of the estimates; its draw-to-draw spread (Numba, 6 steps' seeds)
+    # is the scale its two estimators may differ by. Both estimators move around one value.
+    numba = [g2l_terms("numba", step=s)[0]["ssi"] for s in range(6)]
+    other = [g2l_terms("torch", step=s)[0]["ssi"] for s in range(6)]
+    spread = float(np.std(numba + other))
+    assert spread > 0
+    assert abs(np.mean(numba) - np.mean(other)) < 3 * spread, (numba, other)
+
+
+def test_the_torch_path_reads_the_device_only_where_the_result_needs_it():
+    reads = HostReads()
+    g2l_terms("torch", ["loss.ssi_weight=0"], reads=reads)
+    # L_GCL's closeness: only the relaxation's convergence checks (one nonzero per 4 rounds).
+    assert set(reads.calls) == {"nonzero"} and reads.calls["nonzero"] >= 1, reads.calls
+    reads = HostReads()
+    g2l_terms("torch", reads=reads)
+    # L_SSI: one read of the games' sizes (tolist); the torch estimator's input checks read two
+    # scalars per video (its finiteness and logit-range checks).
+    assert not {"item", "cpu", "numpy"} & set(reads.calls), reads.calls
+    assert reads.calls["tolist"] == 1, reads.calls
+    assert reads.calls["__bool__"] + reads.calls["__float__"] <= 2 * 3, reads.calls
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (torch.cuda.set_sync_debug_mode)")
+def test_syncs_of_the_torch_path_on_cuda():
+    output, batch, start_idx, end_idx = smooth_batch()
+    output = type(output)(**{k: v.cuda() for k, v in vars(output).items()})
+    batch = batch.to("cuda")
+    loss_fn = build_loss(load_config(None, G2L + ["loss.kernels=torch"]))
+    loss_fn(output, batch, start_idx.cuda(), end_idx.cuda(), epoch=1)  # warm-up
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            loss_fn(output, batch, start_idx.cuda(), end_idx.cuda(), epoch=1)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    # one for the games' sizes, the relaxation's checks, two per video in the estimator's input checks
+    assert 1 <= len(syncs) <= 1 + 2 * 3 + math.ceil(start_idx.shape[0] / 4), len(syncs)
+
+
+def test_auto_resolves_to_torch_on_cuda_and_to_the_measured_choice_on_a_cpu():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_kernels("auto", cuda, "geodesic") == resolve_kernels("auto", cuda, "shapley") == "torch"
+    assert resolve_kernels("auto", cpu, "geodesic") == CPU_CHOICE["geodesic"]
+    assert resolve_kernels("auto", cpu, "shapley") == CPU_CHOICE["shapley"]
+    assert resolve_kernels("numba", cuda, "geodesic") == "numba"
+    assert resolve_kernels("torch", cpu, "shapley") == "torch"
+    with pytest.raises(ConfigError, match="'loss.kernels'"):
+        load_config(None, G2L + ["loss.kernels=cuda"])
+
+
+def test_a_tiny_g2l_training_runs_with_the_torch_kernels(tmp_path, tiny_text_encoder_dir):
+    import json
+
+    from g2l.train import train
+    from tests.fixtures import tiny_overrides, write_tiny_benchmark
+
+    folder = write_tiny_benchmark(tmp_path / "bench")
+    overrides = tiny_overrides(folder, tiny_text_encoder_dir, tmp_path / "runs", **{
+        "loss.sentence_contrast": "gcl", "loss.ssi_weight": 0.05, "loss.ssi_num_samples": 64, "loss.kernels": "torch",
+        "train.epochs": 1})
+    result = train(load_config(None, overrides))
+    (record,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(record["train_epoch/total"]) and record["train_epoch/ssi"] > 0
+    assert record["train_epoch/sentence_contrast"] > 0
