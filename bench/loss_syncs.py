@@ -18,25 +18,11 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, REPO, build_bench_model, random_batch  # noqa: E402
 
-HOST_READS = ("item", "cpu", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero", "unique",
-              "masked_select", "repeat_interleave")
-
-
-class HostReads(TorchFunctionMode):
-    def __init__(self):
-        super().__init__()
-        self.calls = collections.Counter()
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        if name in HOST_READS:
-            self.calls[name] += 1
-        return func(*args, **(kwargs or {}))
+from tests.support.host_reads import HostReads  # noqa: E402
 
 
 def count(loss_fn, output, batch, model, device: torch.device) -> dict:

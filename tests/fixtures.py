@@ -67,3 +67,33 @@ def import_or_missing(module: str, *, install: str):
         return __import__(module, fromlist=["_"])
     except ImportError:
         missing_prerequisite(f"the module {module} is not installed ({install})")
+
+
+def tiny_checkpoint_with_text(folder: Path, text_encoder_dir: Path) -> Path:
+    """``folder/tiny.pt``: a tiny model whose checkpoint carries the text backbone, seed 0."""
+    import torch
+
+    from g2l.config import load_config
+    from g2l.engine.checkpoint import save_checkpoint
+    from g2l.models.grounding import build_model
+
+    cfg = load_config(None, tiny_overrides(folder, text_encoder_dir, folder))
+    torch.manual_seed(0)
+    return save_checkpoint(folder / "tiny.pt", model=build_model(cfg), cfg=cfg, include_text_backbone=True,
+                           best={"epoch": 1, "R1@0.5": 0.25})
+
+
+def export_folder(checkpoint: Path, out: Path) -> Path:
+    """``g2l-export CHECKPOINT OUT`` in-process; returns OUT."""
+    from g2l.cli import export_main
+
+    assert export_main([str(checkpoint), str(out)]) == 0
+    return out
+
+
+def copy_files(folder: Path, out: Path) -> Path:
+    """A copy of ``folder``'s files (real files, not links) in the new folder ``out``."""
+    out.mkdir()
+    for path in folder.iterdir():
+        (out / path.name).write_bytes(path.read_bytes())
+    return out

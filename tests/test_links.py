@@ -9,15 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from g2l.cli import eval_main, export_main
-from g2l.config import load_config
-from g2l.engine.checkpoint import save_checkpoint
 from g2l.engine.pretrained import exported_files, load_model_source, load_pretrained, push_to_hub
 from g2l.errors import G2LError
-from g2l.models.grounding import build_model
-from tests.fixtures import tiny_overrides
+from tests.fixtures import copy_files, export_folder, tiny_checkpoint_with_text
 
 SECRET = "G2L_TEST_SECRET_4f1d"
 posix = pytest.mark.skipif(sys.platform == "win32", reason="symbolic links and FIFOs as on POSIX")
@@ -25,29 +21,19 @@ posix = pytest.mark.skipif(sys.platform == "win32", reason="symbolic links and F
 
 @pytest.fixture(scope="module")
 def full_checkpoint(tmp_path_factory, tiny_text_encoder_dir):
-    folder = tmp_path_factory.mktemp("full")
-    cfg = load_config(None, tiny_overrides(folder, tiny_text_encoder_dir, folder))
-    torch.manual_seed(0)
-    return save_checkpoint(folder / "full.pt", model=build_model(cfg), cfg=cfg, include_text_backbone=True,
-                           best={"epoch": 1, "R1@0.5": 0.25})
+    return tiny_checkpoint_with_text(tmp_path_factory.mktemp("full"), tiny_text_encoder_dir)
 
 
 @pytest.fixture(scope="module")
 def exported(full_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "F"
-    assert export_main([str(full_checkpoint), str(out)]) == 0
-    return out
+    return export_folder(full_checkpoint, tmp_path_factory.mktemp("export") / "F")
 
 
 @pytest.fixture()
 def folder(exported, tmp_path):
     """A fresh copy of the exported folder (real files) and a secret file beside it."""
-    copy = tmp_path / "F"
-    copy.mkdir()
-    for path in exported.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
     (tmp_path / "secret.txt").write_text(SECRET)
-    return copy
+    return copy_files(exported, tmp_path / "F")
 
 
 @pytest.fixture()

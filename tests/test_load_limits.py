@@ -14,37 +14,25 @@ from safetensors.torch import load_file, save_file
 import g2l.engine.pretrained as pretrained
 import g2l.limits as limits
 from g2l.cli import eval_main, export_main
-from g2l.config import load_config
-from g2l.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from g2l.engine.checkpoint import CheckpointError, load_checkpoint
 from g2l.engine.pretrained import load_model_source
 from g2l.errors import G2LError
-from g2l.models.grounding import build_model
-from tests.fixtures import tiny_overrides
+from tests.fixtures import copy_files, export_folder, tiny_checkpoint_with_text
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny_text_encoder_dir):
-    folder = tmp_path_factory.mktemp("ckpt")
-    cfg = load_config(None, tiny_overrides(folder, tiny_text_encoder_dir, folder))
-    torch.manual_seed(0)
-    return save_checkpoint(folder / "tiny.pt", model=build_model(cfg), cfg=cfg, include_text_backbone=True,
-                           best={"epoch": 1, "R1@0.5": 0.25})
+    return tiny_checkpoint_with_text(tmp_path_factory.mktemp("ckpt"), tiny_text_encoder_dir)
 
 
 @pytest.fixture(scope="module")
 def exported(checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "F"
-    assert export_main([str(checkpoint), str(out)]) == 0
-    return out
+    return export_folder(checkpoint, tmp_path_factory.mktemp("export") / "F")
 
 
 @pytest.fixture()
 def folder(exported, tmp_path):
-    copy = tmp_path / "F"
-    copy.mkdir()
-    for path in exported.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
-    return copy
+    return copy_files(exported, tmp_path / "F")
 
 
 def _payload(checkpoint):

@@ -3,7 +3,6 @@
 resolves as documented, and the torch path reads the device's values on the host only where the
 result needs it (counted here on the CPU; on CUDA with torch's sync debug mode)."""
 
-import collections
 import contextlib
 import math
 import warnings
@@ -11,7 +10,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from g2l.config import ConfigError, load_config
 from g2l.losses.combine import build_loss
@@ -19,24 +17,9 @@ from g2l.losses.kernels import CPU_CHOICE, interaction_estimator, resolve_kernel
 from g2l.losses.ssi import moment_games
 from g2l.ops.geodesic import geodesic_closeness_batch
 from tests.losses.make_reference_losses import reference_batch
+from tests.support.host_reads import HostReads
 
 G2L = ["loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4", "loss.ssi_num_players=3", "loss.ssi_num_samples=256"]
-HOST_READS = ("item", "cpu", "tolist", "numpy")  # explicit reads of a tensor's values on the host
-IMPLICIT_READS = ("__bool__", "__int__", "__float__", "__index__", "nonzero", "unique", "masked_select")
-
-
-class HostReads(TorchFunctionMode):
-    """Counts the tensor methods and functions that copy values to the host (a sync on CUDA)."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = collections.Counter()
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        if name in HOST_READS + IMPLICIT_READS:
-            self.calls[name] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def smooth_batch(seed: int = 0, t: int = 16, d: int = 32):
