@@ -17,14 +17,14 @@ import torch
 KERNELS = ("auto", "numba", "torch")
 
 # auto on a CPU: Numba for both. `python bench/g2l_cost.py --quick --sections d` (section (d); 1 thread,
-# under load from other jobs on a 2-core machine, 2026-12-04), seconds per call, Numba vs torch, at
-# the public batch of 48 videos (bench model's map features, 512 Shapley draws per sentence):
+# the idle 2-core development machine, 2026-12-04), seconds per call, Numba vs torch, at the public
+# batch of 48 videos (bench model's map features, 512 Shapley draws per sentence):
 #                  geodesic                  Shapley (SSI)              whole G2L loss forward
-#   Charades-STA   0.018 vs 0.025 (1.35x)    0.096 vs 2.66 (27.7x)      0.13 vs 3.78 (29.2x)
-#   ActivityNet    0.60  vs 1.30  (2.16x)    0.39  vs 10.1 (26.3x)      0.79 vs 11.6 (14.6x)
+#   Charades-STA   0.017 vs 0.021 (1.26x)    0.098 vs 0.170 (1.72x)     0.129 vs 0.206 (1.60x)
+#   ActivityNet    0.39  vs 1.28  (3.30x)    0.24  vs 0.47  (1.99x)     0.77  vs 1.89  (2.45x)
 # (the torch geodesic kernel runs a dense Gram matrix and p - 1 bounded relaxation rounds where the
-# lazy Dijkstra touches only the reached cells; the torch Shapley kernel evaluates (rows i s m) value
-# tensors that a GPU fills at once and one CPU core walks through).
+# lazy Dijkstra touches only the reached cells; the torch Shapley kernel evaluates value tensors
+# for every moment of a chunk of draws, which a GPU fills at once and one CPU core walks through).
 CPU_CHOICE = {"geodesic": "numba", "shapley": "numba"}
 
 
