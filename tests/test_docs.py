@@ -36,3 +36,12 @@ def test_readme_commands_are_what_ci_runs():
     setup, test = second.split(" && ")
     assert setup in ci and test in ci, (second, ci)
     assert "setup_dev.sh" in setup
+
+
+def test_the_house_stays_small():
+    """The README guides (at most 450 lines; the benchmark record is docs/benchmarks.md) and no module
+    of the package is over 600 lines."""
+    assert len((REPO / "README.md").read_text().splitlines()) <= 450
+    long = {str(p.relative_to(REPO)): n for p in (REPO / "g2l").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 600}
+    assert long == {}
