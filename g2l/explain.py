@@ -33,15 +33,13 @@ JSON, plots and the app.
 
 The cost is the text encoder: one forward pass per distinct coalition, batched. Queries of up to
 ``max_exact_words`` words enumerate all 2^n coalitions (exact); longer ones sample orderings
-(``g2l.ops.shapley_values.shapley_values``, seeded, with a standard error per word). Words the tokenizer
-cut off (past ``model.text_max_tokens``) own no token, are dummies and get exactly 0 without being
-players; past 62 players (a checkpoint with a longer token limit) ``sampled_shapley`` samples
-orderings over boolean coalitions, so a query of any length is explained.
+(``g2l.ops.shapley_values.shapley_values``, seeded, with a standard error per word), so a query of
+any length is explained. Words the tokenizer cut off (past ``model.text_max_tokens``) own no token,
+are dummies and get exactly 0 without being players.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,13 +47,12 @@ import torch
 
 from g2l.inference import EncodedVideo, Grounder, GroundingError, Moment, check_queries
 from g2l.models.grounding import score_cells
-from g2l.ops.shapley_values import ShapleyEstimate, shapley_values
+from g2l.ops.shapley_values import shapley_values
 from g2l.ops.spans import cells_to_spans, span_iou
 
 MAX_EXACT_WORDS = 8  # 2^8 = 256 forward passes, about 1 s of MiniLM on two CPU cores
 NUM_PERMUTATIONS = 12  # for longer queries: 12 orderings (6 antithetic pairs)
 BATCH_SIZE = 32  # coalitions per text-encoder call (packed by length: short batches are cheap)
-MAX_MASK_PLAYERS = 62  # shapley_values keys coalitions by 64-bit masks; beyond, explain samples itself
 TARGETS = ("runner_up", "mean", "raw")
 
 
@@ -231,27 +228,6 @@ def describe_target(target: str, value_all: float, value_none: float, num_cells:
             f"{value_none:+.3f} with no words")
 
 
-def sampled_shapley(value_of, num_players: int, *, num_permutations: int, seed: int) -> ShapleyEstimate:
-    """Permutation sampling (antithetic pairs) for games of any size: ``shapley_values``'s
-    estimator with coalitions as boolean rows, not 64-bit masks (so beyond 62 players)."""
-    n = num_players
-    rng = np.random.default_rng(seed)
-    half = max(1, (num_permutations + 1) // 2)
-    orders = np.stack([rng.permutation(n) for _ in range(half)])  # (h n)
-    orders = np.concatenate([orders, orders[:, ::-1]])  # (2h n)
-    rank = np.argsort(orders, axis=1)  # rank[r, p]: where player p stands in ordering r
-    prefixes = rank[:, None, :] < np.arange(n + 1)[None, :, None]  # (2h n+1 n): the first k players
-    unique, where = np.unique(prefixes.reshape(-1, n), axis=0, return_inverse=True)
-    values = np.asarray(value_of(unique), dtype=np.float64).reshape(-1)
-    along = values[where.reshape(-1)].reshape(orders.shape[0], n + 1)  # (2h n+1)
-    marginal = np.empty(orders.shape)
-    np.put_along_axis(marginal, orders, np.diff(along, axis=1), axis=1)  # (2h n)
-    pair_means = 0.5 * (marginal[:half] + marginal[half:])  # (h n)
-    stderr = pair_means.std(axis=0, ddof=1) / math.sqrt(half) if half > 1 else np.full(n, np.inf)
-    return ShapleyEstimate(pair_means.mean(axis=0), stderr, False, int(unique.shape[0]), float(along[0, -1]),
-                           float(along[0, 0]))
-
-
 def explain_top_moment(grounder: Grounder, video: EncodedVideo, query: str, *, target: str = "runner_up",
                        window_s: float | None = None, max_exact_words: int = MAX_EXACT_WORDS,
                        num_permutations: int = NUM_PERMUTATIONS, seed: int = 0) -> Explanation:
@@ -272,11 +248,8 @@ def explain_top_moment(grounder: Grounder, video: EncodedVideo, query: str, *, t
         words[:, players] = coalitions
         return target_values(coalition_scores(grounder, game, words, top.cells_c, top.cells_u), top, target)
 
-    if n > MAX_MASK_PLAYERS and n > max_exact_words:
-        estimate = sampled_shapley(value_of, n, num_permutations=num_permutations, seed=seed)
-    else:
-        estimate = shapley_values(value_of, n, max_exact_players=max_exact_words, num_permutations=num_permutations,
-                                  seed=seed)
+    estimate = shapley_values(value_of, n, max_exact_players=max_exact_words, num_permutations=num_permutations,
+                              seed=seed)
     values, stderr = np.zeros(len(game.words)), np.zeros(len(game.words))
     values[players], stderr[players] = estimate.values, estimate.stderr
     words = [WordValue(w, float(v), float(e)) for w, v, e in zip(game.words, values, stderr)]

@@ -13,9 +13,10 @@ import torch
 from g2l.assets import demo_checkpoint, demo_example
 from g2l.cli import ground_main
 import g2l.explain as explain_module
-from g2l.explain import WordGame, coalition_scores, explain_top_moment, sampled_shapley, top_cell, word_game
+from g2l.explain import WordGame, coalition_scores, explain_top_moment, top_cell, word_game
 from g2l.inference import Grounder, GroundingError
 from g2l.ops.shapley_values import exact_shapley_from_value_table, shapley_values
+from tests.support.shapley_reference import mask_permutation_shapley
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +105,10 @@ def test_an_unknown_target_and_a_query_without_letters_are_refused(demo):
 
 
 def test_sampling_over_boolean_coalitions_matches_the_exact_values():
-    """``sampled_shapley`` (any number of players) on a non-additive game: the same orderings and
-    values as the 64-bit-mask sampler of ``shapley_values``, efficiency in every draw, convergence
-    to the exact values of ``exact_shapley_from_value_table``."""
+    """``shapley_values``' sampled path (boolean coalitions, any number of players) on a
+    non-additive game: the same orderings and values as the 64-bit-mask sampler it replaced
+    (tests/support/shapley_reference.py), efficiency in every draw, convergence to the exact values
+    of ``exact_shapley_from_value_table``."""
     n = 6
     table = np.array([np.sin(mask * 0.7) + bin(mask).count("1") ** 1.5 for mask in range(1 << n)])  # a non-additive game
     exact = exact_shapley_from_value_table(table)
@@ -117,11 +119,11 @@ def test_sampling_over_boolean_coalitions_matches_the_exact_values():
 
     errors = []
     for permutations in (4, 4096):
-        estimate = sampled_shapley(value_of, n, num_permutations=permutations, seed=0)
+        estimate = shapley_values(value_of, n, max_exact_players=0, num_permutations=permutations, seed=0)
         assert estimate.values.sum() == pytest.approx(table[-1] - table[0], abs=1e-9)
         assert (estimate.value_all, estimate.value_none) == (table[-1], table[0])
-        masks = shapley_values(value_of, n, max_exact_players=0, num_permutations=permutations, seed=0)
-        assert np.allclose(estimate.values, masks.values, atol=1e-12) and estimate.num_evaluations == masks.num_evaluations
+        masks, _, evaluations, _, _ = mask_permutation_shapley(value_of, n, num_permutations=permutations, seed=0)
+        assert np.allclose(estimate.values, masks, atol=1e-12) and estimate.num_evaluations == evaluations
         errors.append(np.abs(estimate.values - exact).max())
     assert errors[1] < errors[0] / 8
     assert np.all(np.abs(estimate.values - exact) <= 5 * estimate.stderr)  # 2048 pairs: the stderr is reliable

@@ -66,12 +66,10 @@ def shapley_values(value_of: Callable[[np.ndarray], np.ndarray], num_players: in
     n = int(num_players)
     if n < 1:
         raise ValueError(f"Shapley values need at least one player, got {num_players}.")
-    if n > 62:
-        raise ValueError(f"Shapley values: at most 62 players (coalitions are 64-bit masks), got {n}.")
     if num_permutations < 2:
         raise ValueError(f"Shapley values: num_permutations must be at least 2, got {num_permutations}.")
-    full = (1 << n) - 1
     if n <= max_exact_players:
+        full = (1 << n) - 1
         masks = np.arange(1 << n, dtype=np.int64)
         table = np.asarray(value_of(_masks_to_bool(masks, n)), dtype=np.float64).reshape(-1)
         return ShapleyEstimate(exact_shapley_from_value_table(table), np.zeros(n), True, int(masks.size),
@@ -80,15 +78,15 @@ def shapley_values(value_of: Callable[[np.ndarray], np.ndarray], num_players: in
     half = (num_permutations + 1) // 2
     orders = np.stack([rng.permutation(n) for _ in range(half)])  # (h n)
     orders = np.concatenate([orders, orders[:, ::-1]])  # (2h n): antithetic pairs
-    prefixes = np.zeros((orders.shape[0], n + 1), dtype=np.int64)  # prefixes[r, k]: the first k players
-    prefixes[:, 1:] = np.cumsum(np.left_shift(np.int64(1), orders), axis=1)
-    unique, where = np.unique(prefixes, return_inverse=True)
-    values = np.asarray(value_of(_masks_to_bool(unique, n)), dtype=np.float64).reshape(-1)
-    along = values[where.reshape(prefixes.shape)]  # (r n+1)
-    marginal = np.empty(orders.shape)  # (r n): marginal[r, p] of player p in ordering r
+    rank = np.argsort(orders, axis=1)  # rank[r, p]: where player p stands in ordering r
+    prefixes = rank[:, None, :] < np.arange(n + 1)[None, :, None]  # (2h n+1 n): the first k players, any n
+    unique, where = np.unique(prefixes.reshape(-1, n), axis=0, return_inverse=True)
+    values = np.asarray(value_of(unique), dtype=np.float64).reshape(-1)
+    along = values[where.reshape(-1)].reshape(orders.shape[0], n + 1)  # (2h n+1)
+    marginal = np.empty(orders.shape)  # (2h n): marginal[r, p] of player p in ordering r
     np.put_along_axis(marginal, orders, np.diff(along, axis=1), axis=1)
     # Antithetic pairs are averaged first: the pair means are independent draws.
     pair_means = 0.5 * (marginal[:half] + marginal[half:])  # (h n)
     stderr = pair_means.std(axis=0, ddof=1) / math.sqrt(half) if half > 1 else np.full(n, np.inf)
-    return ShapleyEstimate(pair_means.mean(axis=0), stderr, False, int(unique.size),
-                           float(values[np.searchsorted(unique, full)]), float(values[np.searchsorted(unique, 0)]))
+    return ShapleyEstimate(pair_means.mean(axis=0), stderr, False, int(unique.shape[0]), float(along[0, -1]),
+                           float(along[0, 0]))
