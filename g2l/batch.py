@@ -78,8 +78,8 @@ def parse_pairs_line(text: str, line_no: int, base: Path) -> PairsLine:
     if len(text) > MAX_LINE_CHARS:
         raise BatchError(f"the line is over {MAX_LINE_CHARS} characters")
     try:
-        fields = json.loads(text)
-    except (ValueError, RecursionError) as error:
+        fields = strict_json.loads(text)
+    except ValueError as error:
         raise BatchError(f"not a JSON object ({type(error).__name__})") from None
     if not isinstance(fields, dict):
         raise BatchError("not a JSON object")
@@ -132,8 +132,8 @@ def read_done(out_path: Path) -> set[str]:
     good_end, done = 0, set()
     for chunk in raw.splitlines(keepends=True):
         try:
-            entry = json.loads(chunk)
-        except (ValueError, RecursionError):
+            entry = strict_json.loads(chunk)
+        except ValueError:
             entry = None
         if not isinstance(entry, dict) or not chunk.endswith(b"\n"):
             if raw[good_end + len(chunk):].strip():  # damage before the end: not ours to repair

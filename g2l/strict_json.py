@@ -1,7 +1,8 @@
-"""JSON that strict parsers accept: ``dumps`` writes NaN and infinities as ``null`` (Python's
-``json`` would write the bare tokens ``NaN`` and ``Infinity``, which JSON does not have), and
-numpy scalars as plain numbers. Every JSON file or line g2l writes from computed numbers (metrics,
-predictions, grounding results, exported metadata) goes through it."""
+"""JSON in and out, strictly. ``dumps`` writes NaN and infinities as ``null`` (Python's ``json``
+would write the bare tokens ``NaN`` and ``Infinity``, which JSON does not have), and numpy scalars
+as plain numbers: every JSON file or line g2l writes from computed numbers (metrics, predictions,
+grounding results, exported metadata) goes through it. ``loads`` reads JSON that people hand in
+(annotations, predictions, model folders, pairs files) with every failure a ``ValueError``."""
 
 from __future__ import annotations
 
@@ -27,3 +28,23 @@ def finite(value: Any) -> Any:
 def dumps(value: Any, **kwargs) -> str:
     """``json.dumps`` of ``finite(value)``, refusing anything that would still not be standard JSON."""
     return json.dumps(finite(value), allow_nan=False, **kwargs)
+
+
+MAX_INTEGER_DIGITS = 300  # no time, count or score needs more, and a float cannot hold more
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` for files people hand in: whatever is wrong with ``text`` is a ``ValueError``
+    that says what (``json.JSONDecodeError`` for the syntax), including nesting deeper than Python's
+    recursion allows and an integer of more than ``MAX_INTEGER_DIGITS`` digits, which ``json.loads``
+    raises as RecursionError or lets through."""
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except RecursionError as error:
+        raise ValueError("arrays or objects nested too deep to read") from error
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"an integer of {len(digits.lstrip('-'))} digits")
+    return int(digits)

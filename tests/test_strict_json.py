@@ -32,3 +32,12 @@ def test_metrics_lines_with_a_nan_are_standard_json(tmp_path):
     path = tmp_path / "metrics.jsonl"
     append_jsonl(path, {"epoch": 1, "loss": float("nan"), "R1@0.5": np.float32(0.25)})
     assert _strict_loads(path.read_text()) == {"epoch": 1, "loss": None, "R1@0.5": 0.25}
+
+
+def test_loads_turns_every_failure_into_a_value_error():
+    assert strict_json.loads('{"a": [1, 2.5, -3]}') == {"a": [1, 2.5, -3]}
+    assert strict_json.loads("-" + "9" * 300) == -int("9" * 300)  # the longest integer still read
+    for text, says in [("[" * 100_000 + "]" * 100_000, "nested too deep"), ("9" * 301, "an integer of 301 digits"),
+                       ('{"a": ', "Expecting value")]:
+        with pytest.raises(ValueError, match=says):
+            strict_json.loads(text)

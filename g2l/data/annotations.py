@@ -61,13 +61,13 @@ video's sentences and windows in file order).
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from g2l import strict_json
 from g2l.data.records import Annotation, CleaningReport
 from g2l.errors import G2LError, path_problem
 
@@ -83,23 +83,6 @@ DURATION_TOLERANCE_S = 1e-3
 
 class AnnotationError(G2LError):
     """An annotation file that cannot be read at all (missing, invalid, wrong format or schema)."""
-
-
-def parse_json(text: str) -> Any:
-    """``json.loads`` for files people hand in: whatever is wrong with ``text`` is a ``ValueError``
-    that says what (``json.JSONDecodeError`` for the syntax), including nesting deeper than Python's
-    recursion allows and an integer of more than 300 digits (no time, count or score needs one, and
-    a float cannot hold it), which ``json.loads`` raises as RecursionError or lets through."""
-    try:
-        return json.loads(text, parse_int=_bounded_int)
-    except RecursionError:
-        raise ValueError("arrays or objects nested too deep to read") from None
-
-
-def _bounded_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > 300:
-        raise ValueError(f"an integer of {len(digits.lstrip('-'))} digits")
-    return int(digits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,7 +141,7 @@ def guess_format(path: str | Path) -> str:
     if suffix == ".jsonl":
         for _, line in _read_lines(path):
             try:
-                record = parse_json(line)
+                record = strict_json.loads(line)
             except ValueError:
                 continue
             if isinstance(record, dict) and {"qid", "query", "vid"} <= record.keys():
@@ -422,7 +405,7 @@ def _parse_query_lines(
     for line_number, line in _read_lines(path):
         num_lines += 1
         try:
-            record = parse_json(line)
+            record = strict_json.loads(line)
         except ValueError as error:
             report.drop("malformed line", f"line {line_number}: not JSON ({str(error)[:60]}): {line[:80]!r}")
             continue
@@ -540,8 +523,8 @@ def _read_json(path: Path) -> Any:
     _check_file(path)
     try:
         with open(path, encoding="utf-8") as file:
-            return parse_json(file.read())
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, and parse_json's own
+            return strict_json.loads(file.read())
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, and strict_json.loads's own
         raise AnnotationError(
             f"{path} is not valid JSON ({error}); re-download it, or set data.annotation_format if it is a "
             f"JSON-lines file."

@@ -25,7 +25,6 @@ with ``HF_HUB_OFFLINE=1`` the cached copy is used.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -106,9 +105,9 @@ def _read_json(folder: Path, name: str, source: str, within: Path, *, required: 
             raise CheckpointError(f"{source} has no {name}; it is not a complete g2l model folder (see g2l-export)")
         return None
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as error:  # bad JSON, a huge integer, nesting deeper than Python recurses
-        raise CheckpointError(f"{source}: {name} could not be read as JSON ({type(error).__name__}); "
+        return strict_json.loads(text)
+    except ValueError as error:  # bad JSON, a huge integer, nesting deeper than Python recurses
+        raise CheckpointError(f"{source}: {name} could not be read as JSON ({type(error.__cause__ or error).__name__}); "
                               "the folder is corrupt, copy it again") from None
 
 
@@ -283,10 +282,10 @@ def _read_floors(floors: str | Path | dict | None) -> dict:
         return {}
     if not isinstance(floors, dict):
         try:
-            floors = json.loads(read_text_file(floors, what=f"floors file {floors}", max_bytes=MAX_TEXT_FILE_BYTES))
+            floors = strict_json.loads(read_text_file(floors, what=f"floors file {floors}", max_bytes=MAX_TEXT_FILE_BYTES))
         except UnsafeFileError:  # a FIFO, a device, too big: its own sentence
             raise
-        except (OSError, ValueError, RecursionError) as error:
+        except (OSError, ValueError) as error:
             raise CheckpointError(f"floors file {floors} could not be read as JSON ({type(error).__name__}); pass "
                                   "the file g2l-baselines --json wrote") from None
     if not isinstance(floors, dict) or not all(isinstance(v, dict) for v in floors.values()):

@@ -5,10 +5,10 @@ the folder's layout is ``g2l.engine.run_dir``'s."""
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
 from pathlib import Path
 
+from g2l import strict_json
 from g2l.atomic import remove_stale_temporaries, write_text_atomic
 from g2l.config import Config, config_from_dict, load_config
 from g2l.engine import checkpoint as ckpt
@@ -47,8 +47,8 @@ def truncate_metrics(path: Path, last_epoch: int, main: bool) -> None:
     kept = []
     for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = strict_json.loads(line)
+        except ValueError:  # bad syntax, nesting too deep, an integer too long
             record = None
         if not isinstance(record, dict):
             if number == len(lines):

@@ -25,7 +25,6 @@ import numpy as np
 
 from g2l import strict_json
 from g2l.atomic import atomic_path
-from g2l.data.annotations import parse_json
 from g2l.errors import G2LError, path_problem
 from g2l.eval.metrics import grounding_metrics
 from g2l.ops.spans import F32, ranked_candidates
@@ -88,7 +87,7 @@ def _as_window_array(value, where: str) -> np.ndarray:
 
 def _parse_line(line: str, where: str) -> Prediction:
     try:
-        record = parse_json(line)
+        record = strict_json.loads(line)
     except ValueError as error:  # bad syntax, nesting too deep, an integer too long
         reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
         raise PredictionsError(f"{where}: not valid JSON ({reason}); each line must be one JSON object") from None
