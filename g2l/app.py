@@ -102,13 +102,11 @@ def check_video_length(path: str, max_video_s: float) -> float:
 
 def app_queries(text: str | None, max_queries: int) -> list[str]:
     """The non-blank lines of the queries box, at most ``max_queries`` of them, each with letters."""
-    queries = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    if not queries:
-        raise GroundingError("every query must be a non-empty sentence")
+    queries = [line for line in (text or "").splitlines() if line.strip()]
     if len(queries) > max_queries:
         raise GroundingError(f"{len(queries)} queries were given and this app grounds at most {max_queries} at once; "
                              "remove some lines")
-    return check_queries(queries)
+    return check_queries(queries)  # stripped; none at all, or one without letters, is refused
 
 
 def parse_ground_truths(text: str | None, num_queries: int) -> list | None:

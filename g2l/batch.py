@@ -32,7 +32,7 @@ import numpy as np
 from g2l import strict_json
 from g2l.atomic import atomic_path
 from g2l.errors import G2LError, path_problem
-from g2l.inference import EncodedVideo, Grounder, QueryResult
+from g2l.inference import EncodedVideo, Grounder, GroundingError, QueryResult, check_queries
 
 MAX_LINE_CHARS = 1_000_000  # a pairs line longer than this is refused (a query is a sentence)
 OUTPUT_FIELDS = ("moments", "results", "explanation", "explanation_target", "explanation_relative_to")
@@ -91,14 +91,17 @@ def parse_pairs_line(text: str, line_no: int, base: Path) -> PairsLine:
     queries = [fields["query"]] if "query" in fields else fields["queries"]
     if not isinstance(queries, list) or not queries:
         raise BatchError("\"queries\" must be a non-empty list of sentences")
-    for query in queries:
-        if not isinstance(query, str) or not any(ch.isalpha() for ch in query):
-            raise BatchError("an empty query, or one with no letters")
+    if not all(isinstance(query, str) for query in queries):
+        raise BatchError("a query that is not a string")
+    try:
+        queries = check_queries(queries)  # the rules of g2l-ground: stripped, with letters
+    except GroundingError as error:
+        raise BatchError(str(error)) from None
     for reserved in OUTPUT_FIELDS:
         if reserved in fields:
             raise BatchError(f"already has an output field \"{reserved}\"")
     path = Path(video).expanduser()
-    return PairsLine(line_no, fields, path if path.is_absolute() else base / path, [q.strip() for q in queries])
+    return PairsLine(line_no, fields, path if path.is_absolute() else base / path, queries)
 
 
 def read_pairs(path: str | Path) -> tuple[list[PairsLine], list[tuple[int, str]], int]:
@@ -177,42 +180,65 @@ def store_cached(cache_dir: Path, key: str, video: EncodedVideo) -> None:
             np.savez(handle, features=video.features, duration_s=np.float64(video.duration_s))
 
 
-def answer(line: PairsLine, results: list[QueryResult], explanations: list | None) -> dict:
-    def entry(r: QueryResult, explanation) -> dict:
-        out = {"moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in r.moments]}
-        if explanation is not None:  # the same fields as --json
-            out["explanation"] = [{"word": w.word, "value": w.value} for w in explanation.words]
-            out["explanation_target"] = explanation.target
-            out["explanation_relative_to"] = explanation.relative_to
-        return out
+def result_json(result: QueryResult, explanation=None) -> dict:
+    """One query's answer as ``g2l-ground --json`` gives it (README, *File formats*): its moments and,
+    with an explanation, each word's value and what the values are relative to."""
+    out = {"moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in result.moments]}
+    if explanation is not None:
+        out["explanation"] = [{"word": w.word, "value": w.value} for w in explanation.words]
+        out["explanation_target"] = explanation.target
+        out["explanation_relative_to"] = explanation.relative_to
+    return out
 
+
+def answer(line: PairsLine, results: list[QueryResult], explanations: list | None) -> dict:
+    """The output line of ``line``: its fields plus ``result_json`` of its query, or ``results``."""
     pairs = list(zip(results, explanations or [None] * len(results)))
     if "query" in line.fields:
-        return {**line.fields, **entry(*pairs[0])}
-    return {**line.fields, "results": [{"query": r.query, **entry(r, e)} for r, e in pairs]}
+        return {**line.fields, **result_json(*pairs[0])}
+    return {**line.fields, "results": [{"query": r.query, **result_json(r, e)} for r, e in pairs]}
+
+
+@dataclass
+class BatchPlan:
+    """What a run has to do: the lines not yet in the output, grouped by video (in the order their
+    videos first appear), and the lines that could not be read."""
+
+    by_video: dict[Path, list[PairsLine]]
+    failures: list[tuple[int, str]]  # (line number, reason)
+    lines: int  # non-blank lines in the pairs file
+    already_done: int  # lines found in the output
+
+
+def plan_batch(pairs_path: str | Path, out_path: str | Path) -> BatchPlan:
+    """Read the pairs file and the output once: a bad pairs file or a damaged output stops here,
+    before any model is loaded (a line cut by a kill at the output's end is dropped)."""
+    lines, failures, count = read_pairs(pairs_path)
+    done = read_done(Path(out_path))
+    by_video: dict[Path, list[PairsLine]] = {}
+    for line in lines:
+        if _key(line.fields) not in done:
+            by_video.setdefault(line.video, []).append(line)
+    return BatchPlan(by_video, failures, count, len(lines) - sum(map(len, by_video.values())))
 
 
 def ground_batch(grounder: Grounder, pairs_path: str | Path, out_path: str | Path, *, top_k: int = 5,
                  window_s: float | None = None, explain: bool = False, explain_target: str = "runner_up", seed: int = 0,
                  cache_dir: str | Path | None = None, on_video: Callable[[int, int, str], None] | None = None,
-                 on_failure: Callable[[int, str], None] | None = None) -> BatchSummary:
+                 on_failure: Callable[[int, str], None] | None = None, plan: BatchPlan | None = None) -> BatchSummary:
     """Answer every line of ``pairs_path`` into ``out_path`` (appended; see the module docstring).
 
     ``on_video(done, total, name)`` is called after each video; ``on_failure(line_no, reason)`` for
-    each line that fails, as it fails."""
+    each line that fails, as it fails. ``plan``: what ``plan_batch(pairs_path, out_path)`` returned,
+    if the caller read it already."""
     started = time.perf_counter()
     out_path, cache = Path(out_path), Path(cache_dir) if cache_dir is not None else None
-    lines, failures, count = read_pairs(pairs_path)
-    summary = BatchSummary(lines=count, failures=list(failures))
-    for line_no, reason in failures:
+    plan = plan or plan_batch(pairs_path, out_path)
+    by_video = plan.by_video
+    summary = BatchSummary(lines=plan.lines, already_done=plan.already_done, failures=list(plan.failures))
+    for line_no, reason in plan.failures:
         if on_failure:
             on_failure(line_no, reason)
-    done = read_done(out_path)
-    todo = [line for line in lines if _key(line.fields) not in done]
-    summary.already_done = len(lines) - len(todo)
-    by_video: dict[Path, list[PairsLine]] = {}
-    for line in todo:
-        by_video.setdefault(line.video, []).append(line)
 
     def fail(line: PairsLine, reason: str) -> None:
         summary.failures.append((line.line_no, reason))

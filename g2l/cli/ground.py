@@ -14,16 +14,11 @@ from g2l.plots import plot_grounding  # matplotlib is imported only when a plot 
 
 
 def grounding_json(video: str, duration_s: float, results, explanations=None) -> dict:
-    """What ``g2l-ground --json`` prints (and ``g2l-app`` shows): the README's *File formats*."""
-    out = []
-    for r, explanation in zip(results, explanations or [None] * len(results)):
-        entry = {"query": r.query, "moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in r.moments]}
-        if explanation is not None:
-            entry["explanation"] = [{"word": w.word, "value": w.value} for w in explanation.words]
-            entry["explanation_target"] = explanation.target
-            entry["explanation_relative_to"] = explanation.relative_to
-        out.append(entry)
-    return {"video": video, "duration": duration_s, "results": out}
+    """What ``g2l-ground --json`` prints: the README's *File formats*."""
+    from g2l.batch import result_json
+
+    pairs = zip(results, explanations or [None] * len(results))
+    return {"video": video, "duration": duration_s, "results": [{"query": r.query, **result_json(r, e)} for r, e in pairs]}
 
 
 def format_explanation(explanation) -> str:
@@ -160,7 +155,7 @@ def _ground_batch(args) -> int:
     Exit status 0 when every line was answered (now or before), 1 when any line failed."""
     from pathlib import Path
 
-    from g2l.batch import ground_batch, read_pairs
+    from g2l.batch import ground_batch, plan_batch
 
     if args.video is not None or args.queries:
         raise CliError("--batch reads the videos and queries from its file; pass no VIDEO or QUERY arguments")
@@ -169,21 +164,20 @@ def _ground_batch(args) -> int:
     if args.plot is not None or args.gt is not None:
         raise CliError("--plot and --gt draw one video; they do not go with --batch")
     check_writable(args.out, "--out")
-    lines, _, _ = read_pairs(args.batch)  # a missing or unreadable file stops here, before the model loads
     if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
         raise CliError(f"--cache {args.cache} exists and is not a folder; pass a folder path")
+    plan = plan_batch(args.batch, args.out)  # a bad pairs file or output stops here, before the model loads
     grounder = _load_grounder(args)
     if args.window is not None:
         grounder.check_window(args.window, grounder.fps, what="--window")
-    videos = len({line.video for line in lines})
 
     def failed(line_no: int, reason: str) -> None:
         print(f"{args.batch}:{line_no}: {reason}", file=sys.stderr)
 
-    with terminal_progress("videos", quiet=args.quiet, total=videos, unit="video") as update:
+    with terminal_progress("videos", quiet=args.quiet, total=len(plan.by_video), unit="video") as update:
         summary = ground_batch(grounder, args.batch, args.out, top_k=args.top_k, window_s=args.window,
                                explain=args.explain, explain_target=args.explain_target, seed=args.seed,
-                               cache_dir=args.cache,
+                               cache_dir=args.cache, plan=plan,
                                on_video=lambda done, total, name: update(done), on_failure=failed)
     print(f"g2l-ground --batch: {summary.report()}", file=sys.stderr)
     return 1 if summary.failures else 0

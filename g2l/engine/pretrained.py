@@ -345,7 +345,7 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
     from safetensors.torch import save_file
 
     from g2l.config import config_to_dict, portable_config_dict
-    from g2l.models.text_encoder import TOKENIZER_FILE_NAMES, text_backbone_files
+    from g2l.models.text_encoder import text_backbone_files
 
     out = Path(out_dir)
     _check_output_folder(out)
@@ -364,7 +364,7 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
         METRICS_NAME: strict_json.dumps({"best": best, "floors": floor_values}, indent=2),
         CARD_NAME: model_card(cfg_dict, best, floor_values, payload.get("frame_encoder"), text_included,
                               name or out.resolve().name),
-        **{k: v for k, v in text["tokenizer_files"].items() if k in TOKENIZER_FILE_NAMES},
+        **text["tokenizer_files"],  # only TOKENIZER_FILE_NAMES (text_backbone_files)
     }
 
     def write(folder: Path) -> None:
