@@ -26,7 +26,6 @@ JIT compilation is excluded (every kernel is warmed up first); times are medians
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ from g2l.ops.geodesic import geodesic_closeness
 from g2l.ops.shapley import pairwise_interaction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/support
+from tests.geodesic_reference import map_features  # noqa: E402
 from tests.support.shapley_reference import reference_pairwise_interaction_python  # noqa: E402
 
 
@@ -129,20 +129,7 @@ def cell_features(kind: str, num_clips: int = 128, dim: int = 256, seed: int = 0
     rng = np.random.default_rng(seed)
     if kind == "gauss":
         return rng.standard_normal((2548, dim)).astype(np.float32)
-    noise = {"map-noisy": 0.5, "map-smooth": 0.0}[kind]
-    clips = np.zeros((num_clips, dim))
-    state = rng.standard_normal(dim)
-    for t in range(num_clips):
-        state = 0.9 * state + np.sqrt(1 - 0.81) * rng.standard_normal(dim)
-        clips[t] = state
-    cells = []
-    for i, j in itertools.combinations_with_replacement(range(num_clips), 2):
-        offset = j - i
-        stride = 1 if offset < 16 else 2 if offset < 32 else 4 if offset < 64 else 8
-        if i % stride == 0 and (j + 1) % stride == 0:
-            cells.append(clips[i : j + 1].max(axis=0))
-    cells = np.asarray(cells)
-    return (cells + noise * rng.standard_normal(cells.shape)).astype(np.float32)
+    return map_features(num_clips, dim, 0.9, {"map-noisy": 0.5, "map-smooth": 0.0}[kind], rng)
 
 
 def bench_geodesic(kinds: list[str], num_sources: int, repeats: int) -> list[dict]:
