@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:\.[0-9a-f]{8})?\.tmp$")
 
 
 def _fsync(path: Path) -> None:
@@ -46,20 +47,45 @@ def kill_point(name: str) -> None:
     """A named point where a killed process leaves files worth testing; does nothing (see above)."""
 
 
+_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _create_temporary(path: Path) -> Path:
+    """A new, empty temporary beside ``path``, created by this call and never through a link: a file
+    or link already at a temporary's name (a killed writer's, or one planted in a shared folder to
+    redirect the write) is never opened, another name is taken instead."""
+    for attempt in range(100):
+        suffix = "" if attempt == 0 else f".{secrets.token_hex(4)}"
+        temporary = path.with_name(f".{path.name}.{os.getpid()}{suffix}.tmp")
+        try:
+            fd = os.open(temporary, _EXCLUSIVE, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return temporary
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """``with atomic_path(target) as tmp:`` write ``tmp``; it becomes ``target`` when the block succeeds."""
+    """``with atomic_path(target) as tmp:`` write ``tmp``; it becomes ``target`` when the block succeeds.
+
+    ``tmp`` exists (empty) when the block starts, created exclusively by this process (``O_EXCL |
+    O_NOFOLLOW``), so that writing it by name never follows a link someone planted there."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = _create_temporary(path)
     try:
         yield temporary
+        if temporary.is_symlink() or not temporary.is_file():  # swapped for a link or a folder mid-write
+            raise OSError(f"the temporary file {temporary} was replaced while it was written")
         _fsync(temporary)  # the data is on disk before the name points at it
         kill_point(f"before-rename:{path.name}")
         os.replace(temporary, path)
         _fsync(path.parent)  # and the rename itself survives a power cut
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        if temporary.is_symlink() or temporary.is_file():
+            temporary.unlink(missing_ok=True)
         raise
 
 

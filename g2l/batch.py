@@ -19,7 +19,6 @@ what ``g2l-ground --json`` gives for it: ``moments`` (and ``explanation``) for a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -27,11 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from g2l import strict_json
 from g2l.atomic import atomic_path
 from g2l.errors import G2LError, path_problem
+from g2l.feature_cache import load_cached, store_cached, video_cache_key
 from g2l.inference import EncodedVideo, Grounder, GroundingError, QueryResult, check_queries
 
 MAX_LINE_CHARS = 1_000_000  # a pairs line longer than this is refused (a query is a sentence)
@@ -148,36 +146,6 @@ def read_done(out_path: Path) -> set[str]:
         with atomic_path(out_path) as tmp:
             tmp.write_bytes(raw[:good_end])
     return done
-
-
-def video_cache_key(path: Path, encoder_spec: dict | None, fps: float) -> str:
-    """Key of a video's features: the file (resolved path, size, mtime) and the encoder."""
-    stat = path.stat()
-    ident = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-             "encoder": encoder_spec, "fps": fps}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def load_cached(cache_dir: Path, key: str, name: str, fps: float) -> EncodedVideo | None:
-    file = cache_dir / f"{key}.npz"
-    if not file.is_file():
-        return None
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            features = np.asarray(data["features"], dtype=np.float32)
-            duration_s = float(data["duration_s"])
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged cache entry is re-encoded
-    if features.ndim != 2 or not np.isfinite(features).all() or not duration_s > 0:
-        return None
-    return EncodedVideo(name, duration_s, features, fps)
-
-
-def store_cached(cache_dir: Path, key: str, video: EncodedVideo) -> None:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache_dir / f"{key}.npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, features=video.features, duration_s=np.float64(video.duration_s))
 
 
 def result_json(result: QueryResult, explanation=None) -> dict:

@@ -63,3 +63,37 @@ def test_unwritable_targets_are_named_before_the_work(tmp_path):
     assert unwritable_reason(tmp_path) == "is a folder, not a file"
     assert unwritable_reason(tmp_path / "a_file", folder=True) == "is a file, not a folder"
     assert "is a file, not a folder" in unwritable_reason(tmp_path / "a_file" / "x.png")
+
+
+def test_a_planted_link_at_the_temporary_name_is_never_written_through(tmp_path):
+    # Someone who can write the folder plants a link named like our temporary, pointing at a file of
+    # theirs or ours (here: "victim"); the write must neither touch the victim nor leave a link.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "out.txt"
+    planted = tmp_path / f".out.txt.{os.getpid()}.tmp"
+    planted.symlink_to(victim)
+    write_text_atomic(target, "answer")
+    assert victim.read_text() == "precious"
+    assert target.read_text() == "answer" and not target.is_symlink()
+    assert planted.is_symlink()  # left alone: not ours to follow or delete
+
+
+def test_a_planted_link_to_a_missing_path_is_not_created(tmp_path):
+    outside = tmp_path / "elsewhere" / "created.txt"
+    (tmp_path / "elsewhere").mkdir()
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / f".out.txt.{os.getpid()}.tmp").symlink_to(outside)
+    write_text_atomic(folder / "out.txt", "answer")
+    assert not outside.exists()
+    assert (folder / "out.txt").read_text() == "answer"
+
+
+def test_a_temporary_is_created_fresh_and_empty(tmp_path):
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as temporary:
+        info = os.lstat(temporary)
+        assert info.st_size == 0 and not temporary.is_symlink()
+        temporary.write_text("x")
+    assert target.read_text() == "x"

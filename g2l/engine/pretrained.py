@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from g2l import strict_json
@@ -313,20 +314,25 @@ def _write_folder(out: Path, write) -> None:
     """Run ``write(staging)`` on a new sibling folder, then put it in ``out``'s place: a failure
     leaves ``out`` as it was, and an earlier ``out`` is removed only once the new one is complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    old = out.with_name(f".{out.name}.{os.getpid()}.old")
-    for leftover in (staging, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging.mkdir()
+    # Both sibling folders are new ones made by mkdtemp (exclusive, never through a planted link).
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    old = None
     try:
         write(staging)
         if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
             os.replace(out, old)  # two renames: out is missing only between them, never half written
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            if out.exists():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(old, out)  # the earlier export comes back
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_output_folder(out: Path) -> None:
