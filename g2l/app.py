@@ -296,9 +296,13 @@ def private_temp_dir() -> Path:
     parent = os.environ.get("GRADIO_TEMP_DIR") or None
     if parent in _TEMP_DIRS:  # an earlier app of this process: beside it, not inside
         parent = str(Path(parent).parent)
-    if parent is not None:
-        Path(parent).mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="g2l-app-", dir=parent))
+    try:
+        if parent is not None:
+            Path(parent).mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="g2l-app-", dir=parent))
+    except OSError as error:
+        raise G2LError(f"the app cannot make its temporary folder in {parent or tempfile.gettempdir()} "
+                       f"({error.strerror or error}); set GRADIO_TEMP_DIR to a folder you can write to") from None
     _TEMP_DIRS.add(str(folder))
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     atexit.register(shutil.rmtree, folder, True)

@@ -33,6 +33,7 @@ import g2l.video.decoding
 from g2l.app import NO_VIDEO, AppHandlers, VideoCache, app_queries, check_video_limits, parse_ground_truths, user_message
 from g2l.assets import demo_example
 from g2l.cli import ground_main
+from g2l.errors import G2LError
 from g2l.inference import GroundingError
 from tests.video_utils import write_test_video
 
@@ -337,3 +338,11 @@ def test_uploads_are_bounded_and_go_with_the_app_on_sigterm(tmp_path):
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output[-2000:]
     assert list(parent.iterdir()) == [] and list(cwd.iterdir()) == []
+
+
+def test_an_unusable_gradio_temp_dir_is_one_sentence(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "file" / "below"))
+    with pytest.raises(G2LError, match=r"the app cannot make its temporary folder in .*/file/below \(Not a directory\); "
+                                        "set GRADIO_TEMP_DIR to a folder you can write to"):
+        g2l.app.private_temp_dir()
