@@ -163,11 +163,14 @@ def _stream_size(path: str | Path) -> tuple[int, int] | None:
     except ImportError:
         return None
     try:
-        with av.open(str(path)) as container:
+        # absolute: FFmpeg reads a leading "name:" as a protocol; odd tags are no reason to refuse a video
+        with av.open(str(Path(path).absolute()), metadata_errors="ignore") as container:
             streams = container.streams.video
             width, height = (streams[0].codec_context.width, streams[0].codec_context.height) if streams else (0, 0)
     except (av.FFmpegError, OSError, ValueError, IndexError) as error:  # decord opened it; PyAV should too
-        raise VideoReadError(_describe_failure(Path(path), error, when="opening")) from error
+        reason = getattr(error, "strerror", None) or _human_part(str(error))
+        raise VideoReadError(f"File {str(path)!r} could not be read as a video (its stream header: {reason}); check "
+                             f"the file, then {_REENCODE_HINT}.") from error
     if not (width > 0 and height > 0):
         raise VideoReadError(f"Video file {str(path)!r} does not say its frame size in its header; {_REENCODE_HINT}.")
     return int(width), int(height)

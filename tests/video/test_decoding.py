@@ -348,3 +348,25 @@ def test_probe_reads_the_frame_size_from_the_header_without_decoding(tmp_path, m
     assert (info.width, info.height, info.num_frames) == (80, 32, 10) and decoded == []
     monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed
     assert probe_video(path) == info and len(decoded) == 1
+
+
+def test_the_header_probe_reads_a_file_whose_name_looks_like_a_protocol(tmp_path, monkeypatch):
+    from g2l.video.decoding import _stream_size
+
+    write_test_video(tmp_path / "concat:v.mp4", duration_s=0.4, fps=10.0, size=(32, 16))
+    monkeypatch.chdir(tmp_path)
+    assert _stream_size("concat:v.mp4") == (32, 16)  # not FFmpeg's concat protocol (which would open "v.mp4")
+
+
+def test_a_header_that_pyav_cannot_read_is_one_sentence(tmp_path, monkeypatch):
+    import av
+
+    from g2l.video.decoding import _stream_size
+
+    def refuse(*args, **kwargs):
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(av, "open", refuse)
+    with pytest.raises(VideoReadError, match=r"File '.*v\.mp4' could not be read as a video \(its stream header: "
+                                             r"Invalid data found when processing input\); check the file"):
+        _stream_size(tmp_path / "v.mp4")
