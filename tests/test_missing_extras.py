@@ -77,6 +77,17 @@ def test_a_command_names_the_extra_it_needs_before_any_work(main, argv, hidden, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_resuming_a_run_that_logs_to_wandb_names_the_extra(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("log:\n  wandb: offline\n")
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    assert train_main(["--resume", str(run)]) == 2
+    assert capsys.readouterr().err == ("error: log.wandb is 'offline' (W&B logging) but wandb is not installed; "
+                                       "pip install 'g2l[train]', or pass --wandb off\n")
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # not locked, nothing written
+
+
 def test_a_module_of_an_extra_missing_deeper_down_is_the_same_sentence(monkeypatch, capsys):
     """run_cli turns any ModuleNotFoundError of an extra's module into the sentence; a missing core
     module (a broken install) keeps its traceback."""

@@ -96,7 +96,7 @@ def _train(argv: Sequence[str] | None) -> int:
     if args.resume:
         if args.config:
             raise CliError("--resume takes its config from the run folder; drop --config (overrides are allowed)")
-        _check_wandb_installed(args.wandb)  # without --wandb, the run's own setting (a warning if it cannot log)
+        _check_wandb_installed(args.wandb or _resumed_wandb_mode(args.resume, overrides))
         result = train(resume_dir=args.resume, overrides=overrides)
     else:
         if not args.config:
@@ -117,6 +117,21 @@ def _check_wandb_installed(mode: str | None) -> None:
     if mode not in (None, "off") and not module_installed("wandb"):
         raise CliError(f"log.wandb is '{mode}' (W&B logging) but wandb is not installed; pip install 'g2l[train]', "
                        "or pass --wandb off")
+
+
+def _resumed_wandb_mode(run_dir: str, overrides: list[str]) -> str | None:
+    """``log.wandb`` of the run to resume (its config.yaml with the overrides); None when that
+    cannot be read, which ``train`` then reports."""
+    from pathlib import Path
+
+    from g2l.config import load_config
+    from g2l.errors import G2LError
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        return load_config(str(path), overrides).log.wandb if path.is_file() else None
+    except (G2LError, OSError):
+        return None
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
