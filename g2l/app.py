@@ -4,13 +4,23 @@ and the player jumps to it), the ``--plot`` picture (timeline with the optional 
 map, a bar per word of the explanation) and a status line with the timing.
 
 A video is encoded once, when it is uploaded (with a progress bar), and every Ground reuses it.
-Limits keep one user from holding the server: videos longer than ``max_video_s`` are refused from
-their duration, before any frame is decoded, and at most ``max_queries`` query lines are grounded
-at once; requests wait in Gradio's queue (``concurrency`` at a time), which shows each user their
-place. Bad input (not a video, a video the decoder rejects, no query, a query with no letters, a
+Limits keep one user from holding the server, each refused with a sentence that says it:
+- uploads larger than ``max_upload_mb`` are refused by Gradio while they arrive;
+- a video is checked from its container and stream headers before any frame is decoded
+  (``check_video_limits``): at most ``max_video_s`` long, frames of at most ``MAX_FRAME_SIDE_PX``
+  pixels on a side, at most ``MAX_NATIVE_FPS`` frames a second, and at most ``max_video_s x
+  DECODE_PIXELS_PER_S`` pixels to decode in all (as many as ``max_video_s`` of 1080p at 60 frames
+  a second), so a short file of very many or very large frames is refused like a long one;
+- at most ``max_queries`` query lines are grounded at once; requests wait in Gradio's queue
+  (``concurrency`` at a time), which shows each user their place.
+Bad input (not a video, a video the decoder rejects, no query, a query with no letters, a
 malformed ground truth) shows the library's one-sentence message, the one ``g2l-ground`` prints
 after ``error:``, with the file's name rather than the server's temporary path, and the app keeps
-serving. Figures are written small into a temporary folder that is removed when the process exits.
+serving; a failed upload's message stays until another video is given.
+
+Files. Uploads, Gradio's copies and the figures all go to one folder of ours (``GRADIO_TEMP_DIR``
+is pointed at it before Gradio is imported), removed when the app stops: Ctrl+C, SIGTERM (turned
+into the same interruption by ``launch``) or a normal exit.
 The command line (``g2l.cli.app_main``) parses the arguments and launches it; this module only
 builds it.
 """
@@ -18,10 +28,14 @@ builds it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import html
+import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -35,6 +49,10 @@ NO_VIDEO = "no video yet: upload a video file or press 'Use the example video'"
 CACHED_VIDEOS = 4  # encoded videos kept (most recent uploads)
 MAX_VIDEO_S = 20 * 60.0  # longest video accepted, seconds
 MAX_QUERIES = 20  # most query lines grounded at once
+MAX_UPLOAD_MB = 500  # largest upload accepted (megabytes; Gradio refuses bigger ones as they arrive)
+MAX_FRAME_SIDE_PX = 4096  # frames of at most 4096 x 4096 pixels (one decoded frame: tens of MB)
+MAX_NATIVE_FPS = 240.0  # frames a second in the file (slow-motion phone video: 240)
+DECODE_PIXELS_PER_S = 1920 * 1080 * 60  # decoding work allowed per second of max_video_s: 1080p at 60 fps
 CONCURRENCY = 1  # requests worked on at once; the others wait in the queue and see their place
 QUEUE_SIZE = 32  # requests waiting at most; beyond, Gradio asks the user to retry
 KEPT_FIGURES = 8  # figures kept on disk (the most recent)
@@ -88,16 +106,34 @@ class VideoCache:
         return self._videos[key]
 
 
-def check_video_length(path: str, max_video_s: float) -> float:
-    """The video's duration from its container, before any frame is decoded; longer than
-    ``max_video_s`` is refused with a sentence."""
+def check_video_limits(path: str, max_video_s: float):
+    """The video's ``VideoInfo`` from its container and stream headers, before any frame is
+    decoded; refused with a sentence when it is longer than ``max_video_s``, has frames larger than
+    ``MAX_FRAME_SIDE_PX`` on a side, more than ``MAX_NATIVE_FPS`` frames a second, or more pixels to
+    decode than ``max_video_s x DECODE_PIXELS_PER_S``."""
     from g2l.video.decoding import probe_video
 
-    duration_s = probe_video(path).duration_s
-    if duration_s > max_video_s:
-        raise GroundingError(f"video {Path(path).name} is {duration_s / 60:.1f} min long and this app takes videos of "
-                             f"at most {max_video_s / 60:g} min; cut it or run g2l-ground --window on it")
-    return duration_s
+    info = probe_video(path)
+    name = Path(path).name
+    if info.duration_s > max_video_s:
+        raise GroundingError(f"video {name} is {info.duration_s / 60:.1f} min long and this app takes videos of at "
+                             f"most {max_video_s / 60:g} min; cut it or run g2l-ground --window on it")
+    if max(info.width, info.height) > MAX_FRAME_SIDE_PX:
+        raise GroundingError(f"video {name} has frames of {info.width} x {info.height} pixels and this app decodes "
+                             f"frames of at most {MAX_FRAME_SIDE_PX} x {MAX_FRAME_SIDE_PX}; scale it down "
+                             "(e.g. ffmpeg -i IN -vf scale=1280:-2 OUT.mp4)")
+    frames_per_s = info.num_frames / info.duration_s
+    if frames_per_s > MAX_NATIVE_FPS and info.num_frames > MAX_NATIVE_FPS:  # a few frames cost nothing, however short
+        raise GroundingError(f"video {name} holds {info.num_frames:,} frames in {info.duration_s:.2f} s "
+                             f"({frames_per_s:,.0f} a second) and this app takes at most {MAX_NATIVE_FPS:g} frames a "
+                             "second; re-encode it at a lower frame rate (e.g. ffmpeg -i IN -r 30 OUT.mp4)")
+    pixels, budget = info.num_frames * info.width * info.height, max_video_s * DECODE_PIXELS_PER_S
+    if pixels > budget:
+        raise GroundingError(f"video {name} is {info.num_frames:,} frames of {info.width} x {info.height} pixels "
+                             f"({pixels / 1e9:,.1f} billion pixels to decode) and this app decodes at most "
+                             f"{budget / 1e9:,.1f} billion a video (as many as {max_video_s / 60:g} min of 1080p at "
+                             "60 frames a second); cut it or scale it down")
+    return info
 
 
 def app_queries(text: str | None, max_queries: int) -> list[str]:
@@ -127,9 +163,9 @@ def parse_ground_truths(text: str | None, num_queries: int) -> list | None:
             start_s, end_s = (float(x) for x in line.replace(",", " ").split())
         except ValueError:
             start_s = end_s = float("nan")
-        if not (0 <= start_s < end_s):
+        if not (math.isfinite(start_s) and math.isfinite(end_s) and 0 <= start_s < end_s):  # g2l-ground --gt's rule
             raise GroundingError(f"ground-truth line {number} ({line[:30]!r}) is not 'START END' in seconds with "
-                                 "START before END; write it like '2.5 12.0'")
+                                 "0 <= START < END; write it like '2.5 12.0'")
         truths.append((start_s, end_s))
     return truths
 
@@ -179,65 +215,67 @@ def moments_html(results, explanations) -> str:
     return f'<div id="g2l-moments-list">{"".join(parts)}</div>'
 
 
-def build_app(grounder: Grounder, *, example_video: str | Path | None = None, example_queries: list[str] | None = None,
-              top_k: int = 5, max_video_s: float = MAX_VIDEO_S, max_queries: int = MAX_QUERIES,
-              concurrency: int = CONCURRENCY, queue_size: int = QUEUE_SIZE, explain_target: str = "runner_up",
-              title: str = "g2l: find when a sentence happens in a video"):
-    """The Gradio Blocks of the app, queued (launch it with ``launch``). ``max_video_s``: the
-    longest video accepted (seconds, checked from the container before decoding); ``max_queries``:
-    the most query lines per Ground; ``concurrency``: requests worked on at once (the rest wait in
-    a queue of at most ``queue_size`` and see their place); ``explain_target``: what the word
-    values explain (``g2l.explain.TARGETS``)."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (read when gradio is imported)
-    import gradio as gr
+class AppHandlers:
+    """What the app's buttons do, without Gradio (the tests call these): ``encode`` on upload and
+    ``ground`` on Ground. The app's state between them is ``current``: the path of the encoded
+    video, None before any, or ``{"error": message}`` after an upload that failed (Ground then
+    shows that message again rather than "no video yet")."""
 
-    videos = VideoCache(grounder)
-    figures = Path(tempfile.mkdtemp(prefix="g2l-app-"))
-    atexit.register(shutil.rmtree, figures, True)
+    def __init__(self, grounder: Grounder, figures: Path, *, top_k: int = 5, max_video_s: float = MAX_VIDEO_S,
+                 max_queries: int = MAX_QUERIES, explain_target: str = "runner_up"):
+        self.grounder = grounder
+        self.videos = VideoCache(grounder)
+        self.figures = Path(figures)
+        self.top_k, self.max_video_s, self.max_queries = top_k, max_video_s, max_queries
+        self.explain_target = explain_target
 
-    def load(path, progress):
-        """The encoded video at ``path``: its length checked first, encoded once."""
-        check_video_length(path, max_video_s)
-        return videos.get(path, progress=lambda fraction: progress(fraction, desc="Encoding the video"))
+    def load(self, path: str, progress=None):
+        """The encoded video at ``path``: its limits checked first, encoded once."""
+        check_video_limits(path, self.max_video_s)
+        return self.videos.get(path, progress=None if progress is None else
+                               lambda fraction: progress(fraction, desc="Encoding the video"))
 
-    def encode(path, progress=gr.Progress()):
-        """On upload: check the length, decode and encode the video once; the player shows it."""
+    def encode(self, path: str | None, progress=None):
+        """On upload: check the limits, decode and encode the video once; ``(player, status, current)``."""
         if not path:
             return None, "", None
         began = time.perf_counter()
         try:
-            progress(0.0, desc="Encoding the video")
-            video = load(path, progress)
+            if progress is not None:
+                progress(0.0, desc="Encoding the video")
+            video = self.load(path, progress)
         except G2LError as error:
-            return None, error_html(user_message(error, path)), None
+            message = user_message(error, path)
+            return None, error_html(message), {"error": message}
         return path, (f"<div>{html.escape(Path(path).name)}: {video.duration_s:.1f} s, encoded in "
                       f"{time.perf_counter() - began:.1f} s</div>"), path
 
-    def use_example():
-        queries = "\n".join(example_queries or [])
-        return str(example_video), queries
-
-    def ground(path, text, truths_text, explain, progress=gr.Progress()):
+    def ground(self, current, text: str | None, truths_text: str | None, explain: bool, progress=None):
+        """On Ground: ``(status, moments, figure)`` for the queries on the ``current`` video."""
         began = time.perf_counter()
+        path = current if isinstance(current, str) else None
         try:
-            queries = app_queries(text, max_queries)
+            queries = app_queries(text, self.max_queries)
             truths = parse_ground_truths(truths_text, len(queries))
+            if isinstance(current, dict):  # the upload failed: its message, not "no video yet"
+                return error_html(current["error"]), "", None
             if not path:
                 raise GroundingError(NO_VIDEO)
-            video = load(path, progress)
-            results = grounder.ground(video, queries, top_k=top_k, keep_maps=True)
+            video = self.load(path, progress)
+            results = self.grounder.ground(video, queries, top_k=self.top_k, keep_maps=True)
             explanations = [None] * len(results)
             if explain:
                 explanations = []
                 for q, r in enumerate(results):
-                    progress(q / len(results), desc="Explaining the top moments")
-                    explanations.append(explain_top_moment(grounder, video, r.query, target=explain_target))
-            figure = figures / f"grounding_{time.monotonic_ns()}.png"
+                    if progress is not None:
+                        progress(q / len(results), desc="Explaining the top moments")
+                    explanations.append(explain_top_moment(self.grounder, video, r.query, target=self.explain_target))
+            figure = self.figures / f"grounding_{time.monotonic_ns()}.png"
             height_in = 2.6 * len(results) + 0.5
             plot_grounding(str(figure), Path(path).name, video.duration_s, results, explanations if explain else None,
                            truths, dpi=max(24, min(FIGURE_DPI, int(FIGURE_MAX_HEIGHT_PX / height_in))),
                            width_in=FIGURE_WIDTH_IN)
-            for old in sorted(figures.glob("grounding_*.png"))[:-KEPT_FIGURES]:
+            for old in sorted(self.figures.glob("grounding_*.png"))[:-KEPT_FIGURES]:
                 old.unlink(missing_ok=True)
         except G2LError as error:
             return error_html(user_message(error, path)), "", None
@@ -247,10 +285,63 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
                   f"{html.escape(Path(path).name)}: click a row to play its moment</div>")
         return status, moments_html(results, explanations), str(figure)
 
+
+_TEMP_DIRS: set[str] = set()  # the folders private_temp_dir made in this process
+
+
+def private_temp_dir() -> Path:
+    """A new folder of ours for everything Gradio writes (uploads, its copies) and our figures:
+    ``GRADIO_TEMP_DIR`` is pointed at it (a folder inside the one it named, if any), so it must be
+    called before Gradio is imported; removed at exit (and by ``launch`` when it returns)."""
+    parent = os.environ.get("GRADIO_TEMP_DIR") or None
+    if parent in _TEMP_DIRS:  # an earlier app of this process: beside it, not inside
+        parent = str(Path(parent).parent)
+    try:
+        if parent is not None:
+            Path(parent).mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="g2l-app-", dir=parent))
+    except OSError as error:
+        raise G2LError(f"the app cannot make its temporary folder in {parent or tempfile.gettempdir()} "
+                       f"({error.strerror or error}); set GRADIO_TEMP_DIR to a folder you can write to") from None
+    _TEMP_DIRS.add(str(folder))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def build_app(grounder: Grounder, *, example_video: str | Path | None = None, example_queries: list[str] | None = None,
+              top_k: int = 5, max_video_s: float = MAX_VIDEO_S, max_queries: int = MAX_QUERIES,
+              max_upload_mb: float = MAX_UPLOAD_MB, concurrency: int = CONCURRENCY, queue_size: int = QUEUE_SIZE,
+              explain_target: str = "runner_up", title: str = "g2l: find when a sentence happens in a video"):
+    """The Gradio Blocks of the app, queued (launch it with ``launch``). ``max_video_s``: the
+    longest video accepted (seconds; with the frame limits of ``check_video_limits``, checked from
+    the headers before decoding); ``max_queries``: the most query lines per Ground;
+    ``max_upload_mb``: the largest upload (megabytes); ``concurrency``: requests worked on at once
+    (the rest wait in a queue of at most ``queue_size`` and see their place); ``explain_target``:
+    what the word values explain (``g2l.explain.TARGETS``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (read when gradio is imported)
+    temp_dir = private_temp_dir()  # before gradio is imported: its upload folder is read from the environment
+    import gradio as gr
+
+    figures = temp_dir / "figures"
+    figures.mkdir()
+    handlers = AppHandlers(grounder, figures, top_k=top_k, max_video_s=max_video_s, max_queries=max_queries,
+                           explain_target=explain_target)
+
+    def encode(path, progress=gr.Progress()):
+        return handlers.encode(path, progress)
+
+    def use_example():
+        queries = "\n".join(example_queries or [])
+        return str(example_video), queries
+
+    def ground(current, text, truths_text, explain, progress=gr.Progress()):
+        return handlers.ground(current, text, truths_text, explain, progress)
+
     with gr.Blocks(title="g2l") as app:
         gr.Markdown(f"## {title}\nUpload a video (or use the example), write one query per line, press **Ground**. "
-                    f"Click a row of the table to play its moment. Videos up to {max_video_s / 60:g} min, "
-                    f"up to {max_queries} queries.")
+                    f"Click a row of the table to play its moment. Videos up to {max_video_s / 60:g} min and "
+                    f"{max_upload_mb:g} MB, up to {max_queries} queries.")
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Video file", file_count="single", type="filepath", elem_id="g2l-upload")
@@ -269,7 +360,7 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
         moments = gr.HTML(elem_id="g2l-moments")
         figure = gr.Image(label="Timeline, score map and word values (as g2l-ground --plot)", type="filepath",
                           elem_id="g2l-figure", interactive=False)
-        current = gr.State(None)  # the path of the encoded video in use
+        current = gr.State(None)  # AppHandlers' current: the encoded video's path, None, or {"error": message}
 
         upload.upload(encode, inputs=upload, outputs=[player, status, current])
         upload.clear(lambda: (None, "", None), outputs=[player, status, current])
@@ -277,19 +368,42 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
                                                                    outputs=[player, status, current])
         go.click(ground, inputs=[current, queries, truths, explain], outputs=[status, moments, figure])
     app.queue(default_concurrency_limit=concurrency, max_size=queue_size, status_update_rate="auto")
-    app.g2l_videos = videos  # the cache, for tests
-    app.g2l_figures = figures  # the temporary folder, removed at exit (and by ``launch`` when it returns)
+    app.g2l_videos = handlers.videos  # the cache, for tests
+    app.g2l_temp_dir = temp_dir  # uploads and figures, removed at exit (and by ``launch`` when it returns)
+    app.g2l_max_upload_bytes = int(max_upload_mb * 1e6)
     return app
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises KeyboardInterrupt as Ctrl+C does, so that a stopped server
+    unwinds (``finally`` blocks, atexit) instead of dying with its files left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def launch(app, *, host: str, port: int, example_video: str | Path | None = None) -> None:
-    """Serve until interrupted (binds ``host``: 127.0.0.1 unless asked otherwise), without a share
-    link or Gradio's banner (the command line prints the address); the figures go when it returns."""
+    """Serve until interrupted (Ctrl+C or SIGTERM; binds ``host``: 127.0.0.1 unless asked
+    otherwise), without a share link or Gradio's banner (the command line prints the address);
+    uploads larger than ``build_app``'s ``max_upload_mb`` are refused; the app's temporary folder
+    goes when it returns."""
     allowed = [str(Path(example_video).resolve().parent)] if example_video else []
     try:
-        app.launch(server_name=host, server_port=port, inbrowser=False, share=False, show_error=False, quiet=True,
-                   allowed_paths=allowed, css=CSS, head=SEEK_JS)
+        with sigterm_as_interrupt():
+            app.launch(server_name=host, server_port=port, inbrowser=False, share=False, show_error=False, quiet=True,
+                       allowed_paths=allowed, css=CSS, head=SEEK_JS,
+                       max_file_size=getattr(app, "g2l_max_upload_bytes", None))
     finally:
-        folder = getattr(app, "g2l_figures", None)
+        folder = getattr(app, "g2l_temp_dir", None)
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)

@@ -3,8 +3,10 @@ The app is started as ``tools/app.py`` on a free loopback port; the test picks t
 its two queries and checks the one table of moments against ``g2l-ground --json`` and the status
 line's timing, seeks the player by clicking a row, is refused too many queries and a query with
 no letters, uploads a file that is not a video (the CLI's message, with the file's name and no
-temporary path anywhere in the page; the app keeps serving) and then a good video, which grounds
-again. In CI (``CI`` set) a missing browser fails the test.
+temporary path anywhere in the page, kept when Ground is pressed; the app keeps serving) and then
+a good video, which grounds again. In CI (``CI`` set) a missing browser fails the test. What is not in the page is tested
+through the Python functions (limits, the ground-truth box, the message after a failed upload) and
+a server run as a subprocess (the upload limit, the temporary folder removed on SIGTERM).
 
 ``G2L_UPDATE_SCREENSHOT=1`` also writes the README's picture, docs/app.png, small."""
 
@@ -12,21 +14,28 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from g2l.app import VideoCache, app_queries, check_video_length, parse_ground_truths, user_message
+import g2l.app
+import g2l.video.decoding
+from g2l.app import NO_VIDEO, AppHandlers, VideoCache, app_queries, check_video_limits, parse_ground_truths, user_message
 from g2l.assets import demo_example
 from g2l.cli import ground_main
+from g2l.errors import G2LError
 from g2l.inference import GroundingError
+from tests.video_utils import write_test_video
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_MS = 90_000
@@ -166,6 +175,14 @@ def test_the_app_in_a_browser(app_url, tmp_path, capsys):
             body = page.locator("body").inner_text()
             for temporary in {tempfile.gettempdir(), "/tmp/", str(tmp_path)}:
                 assert temporary not in body and temporary not in status.inner_html()
+            # Ground now (after another message, so that the answer shows): the upload's message, not "no video yet".
+            page.locator("#g2l-truths textarea").fill("")
+            page.locator("#g2l-queries textarea").fill("\u200b")
+            page.click("#g2l-ground")
+            expect(status.locator(".g2l-error")).to_contain_text("has no letters")
+            page.locator("#g2l-queries textarea").fill(queries[0])
+            page.click("#g2l-ground")
+            expect(status.locator(".g2l-error")).to_have_text(expected_message)
 
             # The app keeps serving: a good upload grounds again.
             page.locator("#g2l-upload button[aria-label='Clear']").click()
@@ -213,21 +230,119 @@ def test_a_video_is_encoded_once_and_reused(tmp_path):
     assert grounder.calls == 4 and cache.encodings == 4
 
 
-def test_the_limits_and_the_ground_truth_box(tmp_path):
+def no_decoding(*args, **kwargs):
+    raise AssertionError("a frame was decoded")
+
+
+def test_the_limits_and_the_ground_truth_box(tmp_path, monkeypatch):
+    monkeypatch.setattr(g2l.video.decoding, "_get_batch", no_decoding)  # every check reads headers only
     video, _ = demo_example()
-    assert check_video_length(str(video), 60.0) == pytest.approx(40.0, abs=0.5)  # from the container
+    assert check_video_limits(str(video), 60.0).duration_s == pytest.approx(40.0, abs=0.5)  # from the container
     with pytest.raises(GroundingError, match=r"video demo\.mp4 is 0\.7 min long and this app takes videos of at most 0\.5 min"):
-        check_video_length(str(video), 30.0)
+        check_video_limits(str(video), 30.0)
     assert app_queries(" a\n\n b \n", 2) == ["a", "b"]
     with pytest.raises(GroundingError, match="3 queries were given and this app grounds at most 2"):
         app_queries("a\nb\nc", 2)
     assert parse_ground_truths("", 2) is None and parse_ground_truths("\n\n", 2) is None
     assert parse_ground_truths("2.5 12\n\n", 3) == [(2.5, 12.0), None, None]
     assert parse_ground_truths("\n1, 2", 2) == [None, (1.0, 2.0)]
-    for bad in ("12 2.5", "1", "a b", "-1 3"):
-        with pytest.raises(GroundingError, match="ground-truth line 1"):
+    for bad in ("12 2.5", "1", "a b", "-1 3", "1e308 1e309", "0 inf", "nan 1", "2 2"):  # g2l-ground --gt's rule
+        with pytest.raises(GroundingError, match=r"ground-truth line 1 .* with 0 <= START < END"):
             parse_ground_truths(bad, 1)
+    assert parse_ground_truths("0 1e308", 1) == [(0.0, 1e308)]
     with pytest.raises(GroundingError, match="2 ground-truth lines were given for 1 queries"):
         parse_ground_truths("1 2\n3 4", 1)
     upload = tmp_path / "gradio" / "3f2a" / "notes.mp4"
     assert user_message(GroundingError(f"video {upload} is not a video"), str(upload)) == "video notes.mp4 is not a video"
+
+
+@pytest.mark.parametrize("limit, value, message", [
+    # a 2 s video of 50 frames of 64 x 48 (153,600 pixels to decode): each limit set just below it
+    ("MAX_FRAME_SIDE_PX", 63, r"video short\.mp4 has frames of 64 x 48 pixels and this app decodes frames of at most "
+                              r"63 x 63; scale it down"),
+    ("MAX_NATIVE_FPS", 24.0, r"video short\.mp4 holds 50 frames in 2\.00 s \(25 a second\) and this app takes at most "
+                             r"24 frames a second; re-encode it at a lower frame rate"),
+    ("DECODE_PIXELS_PER_S", 153_599 / 60, r"video short\.mp4 is 50 frames of 64 x 48 pixels \(0\.0 billion pixels to "
+                                          r"decode\) and this app decodes at most 0\.0 billion a video"),
+])
+def test_the_frames_and_pixels_are_bounded_from_the_headers(tmp_path, monkeypatch, limit, value, message):
+    """Seconds alone do not bound the work (a 0.9 s file of 30,000 frames, a 12000 x 12000 frame):
+    frames, frame size and pixels to decode are checked from the headers, nothing decoded."""
+    path = tmp_path / "short.mp4"
+    write_test_video(path, duration_s=2.0, fps=25.0, size=(64, 48))
+    monkeypatch.setattr(g2l.video.decoding, "_get_batch", no_decoding)
+    info = check_video_limits(str(path), 60.0)  # within every default limit
+    assert (info.num_frames, info.width, info.height) == (50, 64, 48)
+    monkeypatch.setattr(g2l.app, limit, value)
+    with pytest.raises(GroundingError, match=message):
+        check_video_limits(str(path), 60.0)
+
+
+def test_ground_after_a_failed_upload_repeats_its_message(tmp_path):
+    handlers = AppHandlers(CountingGrounder(), tmp_path)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("these are notes, not a video\n")
+    player, status, current = handlers.encode(str(not_video))
+    assert player is None and "the video cannot be read" not in NO_VIDEO
+    message = current["error"]
+    assert "notes.mp4" in message and str(tmp_path) not in message and status == g2l.app.error_html(message)
+    shown, moments, figure = handlers.ground(current, "a person runs", "", False)
+    assert shown == status and moments == "" and figure is None  # the upload's message, not "no video yet"
+    assert handlers.ground(None, "a person runs", "", False)[0] == g2l.app.error_html(NO_VIDEO)
+    assert handlers.grounder.calls == 0
+
+
+def upload(url: str, name: str, data: bytes) -> tuple[int, str]:
+    """POST one file to Gradio's upload route, as the page does."""
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url + "gradio_api/upload", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_uploads_are_bounded_and_go_with_the_app_on_sigterm(tmp_path):
+    """An upload over --max-upload-mb is refused (413); what was uploaded lives in the app's own
+    folder inside GRADIO_TEMP_DIR, and SIGTERM removes it (exit 0, as Ctrl+C)."""
+    parent, cwd = tmp_path / "gradio-temp", tmp_path / "cwd"
+    cwd.mkdir()
+    port = free_port()
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(parent)}
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "app.py"), "--port", str(port), "--max-upload-mb", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "g2l-app did not start"
+                time.sleep(0.5)
+        status, answer = upload(url, "small.mp4", b"x" * 1000)
+        (stored,) = json.loads(answer)
+        assert status == 200 and Path(stored).read_bytes() == b"x" * 1000
+        (ours,) = parent.iterdir()
+        assert ours.name.startswith("g2l-app-") and Path(stored).is_relative_to(ours)
+        status, answer = upload(url, "big.mp4", b"x" * 1_000_001)
+        assert status == 413 and "1000000 bytes" in answer
+        assert sorted(p.name for p in ours.rglob("*.mp4")) == ["small.mp4"]  # the refused one is not kept
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output[-2000:]
+    assert list(parent.iterdir()) == [] and list(cwd.iterdir()) == []
+
+
+def test_an_unusable_gradio_temp_dir_is_one_sentence(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "file" / "below"))
+    with pytest.raises(G2LError, match=r"the app cannot make its temporary folder in .*/file/below \(Not a directory\); "
+                                        "set GRADIO_TEMP_DIR to a folder you can write to"):
+        g2l.app.private_temp_dir()

