@@ -173,6 +173,8 @@ def _plant(run: Path, outside: Path, case: str) -> Path:
         _craft_last(run, lambda p: p["optimizer"]["param_groups"][0].update(base_lr="0.1"))
     elif case == "lr-list":
         _craft_last(run, lambda p: p["optimizer"]["param_groups"][1].update(lr=[1e-4]))
+    elif case == "moment-shape":
+        _craft_last(run, lambda p: p["optimizer"]["state"][0].update(exp_avg=p["optimizer"]["state"][0]["exp_avg"][:1]))
     elif case == "config-shared":
         _craft_last(run, lambda p: p["config"]["data"].update(name=_shared_lists()))
     elif case == "lock-fifo":
@@ -203,6 +205,7 @@ def _snapshot(folder: Path) -> dict:
     ("epoch-null", "metrics.jsonl, line 1 has an epoch that is not a whole number (None)"),
     ("base_lr-string", "malformed optimizer state (group 'main' has base_lr = '0.1', not a number"),
     ("lr-list", "malformed optimizer state (group 'text' has lr = [0.0001], not a number"),
+    ("moment-shape", "its optimizer or random-number state does not fit this model"),
     ("config-shared", "holds a config this version cannot read (config key 'data.name' must be a string, got [[[["),
     ("lock-fifo", "the lock file {run}/.lock is a symbolic link (to {outside}/fifo)"),
     ("lock-missing", "the lock file {run}/.lock is a symbolic link (to {outside}/created-by-g2l)"),
