@@ -81,6 +81,8 @@ def _eval_args(path, tmp_path):
     (lambda p: p["text_backbone"]["config"].update(vocab_size=-10**250), "vocab_size = <an integer of 251 digits>"),
     (lambda p: p["config"]["train"].update(seed=10**250), "'train.seed' must be an integer below 2**63, got <an integer"),
     (lambda p: p["config"]["data"].update(name=_shared_lists()), "'data.name' must be a string, got [[[["),
+    (lambda p: p.update(frame_encoder={"name": _shared_lists()}), "has a malformed frame_encoder entry"),
+    (lambda p: p.update(frame_encoder={"mean": ["x" * 10**6]}), "has a malformed frame_encoder entry"),
     (lambda p: p["config"]["eval"].update(best_metric="R1@0.5" * 10**6), "eval.best_metric 'R1@0.5R1@0.5R1"),
 ])
 def test_sizes_out_of_bounds_or_against_the_weights_are_refused_before_building(checkpoint, tmp_path, capsys,

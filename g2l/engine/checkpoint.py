@@ -177,10 +177,18 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
         raise CheckpointError(f"{source} has malformed metrics (best: not a mapping of names to numbers); it is "
                               "not a g2l checkpoint or is corrupt")
     frame = payload.get("frame_encoder")
-    if frame is not None and not (
-        isinstance(frame, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float, bool, list, type(None))) for k, v in frame.items())
+    if frame is not None and not (  # a spec of a few short values (frame_encoders.py's spec): never walked deep
+        isinstance(frame, dict) and len(frame) <= 64 and all(
+            isinstance(k, str) and len(k) <= 256 and (_plain(v) or (isinstance(v, list) and len(v) <= 64
+                                                                    and all(_plain(item) for item in v)))
+            for k, v in frame.items())
     ):
         raise CheckpointError(f"{source} has a malformed frame_encoder entry; it is not a g2l checkpoint or is corrupt")
+
+
+def _plain(value) -> bool:
+    """A short scalar: what a spec or a metric holds (a string of a few kB at most)."""
+    return value is None or isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) <= 4096)
 
 
 def check_resumable(payload: dict, source: str) -> None:

@@ -109,10 +109,11 @@ def lock_run_dir(path: Path) -> IO | None:
 
 
 def check_run_dir_entries(run_dir: Path) -> None:
-    """The entries of a run folder that training writes into are its own: ``checkpoints/`` and
-    ``predictions/`` real folders (not links out of the run folder, which writes would follow), and
-    ``metrics.jsonl`` a regular file, not a link. Missing ones are fine (they are made)."""
-    for name in (*SUBFOLDERS, METRICS_FILE):
+    """The entries of a run folder that training writes into are its own: ``checkpoints/``,
+    ``predictions/`` and ``wandb/`` real folders (not links out of the run folder, which writes
+    would follow), and ``metrics.jsonl`` a regular file, not a link. Missing ones are fine (they are
+    made)."""
+    for name in (*SUBFOLDERS, "wandb", METRICS_FILE):
         entry = run_dir / name
         try:
             mode = entry.lstat().st_mode
@@ -146,6 +147,9 @@ def resume_checkpoint_path(run_dir: str | Path) -> Path | None:
     path = run_dir / "checkpoints" / "last.pt"
     if path.is_file():
         return path
+    if path.is_symlink() or path.exists():  # a FIFO, a folder, a link to nothing: not a checkpoint to start over from
+        raise RunDirError(f"cannot resume: {path} is not a checkpoint file; if the run should start again from "
+                          "epoch 1, delete it, otherwise put the run's last.pt back")
     if (run_dir / "config.yaml").is_file():
         return None
     raise RunDirError(

@@ -189,6 +189,12 @@ def _plant(run: Path, outside: Path, case: str) -> Path:
         shutil.copytree(run / name, outside / name)
         shutil.rmtree(run / name)
         os.symlink(outside / name, run / name)
+    elif case == "wandb-link":
+        (outside / "wandb").mkdir()
+        os.symlink(outside / "wandb", run / "wandb")
+    elif case == "last-fifo":
+        (run / "checkpoints" / "last.pt").unlink()
+        os.mkfifo(run / "checkpoints" / "last.pt")
     elif case == "metrics-link":
         os.replace(run / "metrics.jsonl", outside / "metrics.jsonl")
         os.symlink(outside / "metrics.jsonl", run / "metrics.jsonl")
@@ -211,6 +217,8 @@ def _snapshot(folder: Path) -> dict:
     ("lock-missing", "the lock file {run}/.lock is a symbolic link (to {outside}/created-by-g2l)"),
     ("checkpoints-link", "{run}/checkpoints is a symbolic link (to {outside}/checkpoints), which training would write"),
     ("predictions-link", "{run}/predictions is a symbolic link (to {outside}/predictions), which training would write"),
+    ("wandb-link", "{run}/wandb is a symbolic link (to {outside}/wandb), which training would write"),
+    ("last-fifo", "{run}/checkpoints/last.pt is not a checkpoint file; if the run should start again"),
     ("metrics-link", "{run}/metrics.jsonl is a symbolic link (to {outside}/metrics.jsonl)"),
 ])
 def test_a_damaged_or_linked_run_folder_is_refused_in_one_line(finished_run, tmp_path, capsys, deadline, case, fragment):
