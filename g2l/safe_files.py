@@ -32,7 +32,7 @@ _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _SEARCH = getattr(os, "O_PATH", os.O_RDONLY)  # a folder opened only to walk through: no read right needed
 # openat-style opens need dir_fd and O_NOFOLLOW (POSIX); elsewhere the path is resolved and checked.
-_OPENAT = os.open in os.supports_dir_fd and bool(_NOFOLLOW) and bool(_DIRECTORY)
+_OPENAT = {os.open, os.readlink} <= os.supports_dir_fd and bool(_NOFOLLOW) and bool(_DIRECTORY)
 MAX_LINKS = 40  # links followed on the way to one file (Linux's own limit)
 
 
