@@ -82,6 +82,7 @@ def _eval_args(path, tmp_path):
     (lambda p: p["config"]["train"].update(seed=10**250), "'train.seed' must be an integer below 2**63, got <an integer"),
     (lambda p: p["config"]["data"].update(name=_shared_lists()), "'data.name' must be a string, got [[[["),
     (lambda p: p.update(frame_encoder={"name": _shared_lists()}), "has a malformed frame_encoder entry"),
+    (lambda p: p["best"].update(note="x" * 10**6), "has malformed metrics"),
     (lambda p: p.update(frame_encoder={"mean": ["x" * 10**6]}), "has a malformed frame_encoder entry"),
     (lambda p: p["config"]["eval"].update(best_metric="R1@0.5" * 10**6), "eval.best_metric 'R1@0.5R1@0.5R1"),
 ])

@@ -172,8 +172,8 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
             raise CheckpointError(str(error)) from None
         check_text_sizes(payload["text_backbone"]["config"], payload["model"], TEXT_BACKBONE_PREFIX, source)
     best = payload.get("best", {})
-    if not (isinstance(best, dict) and all(isinstance(k, str) and (v is None or isinstance(v, (int, float, str)))
-                                           for k, v in best.items())):
+    if not (isinstance(best, dict) and len(best) <= 1024 and all(isinstance(k, str) and len(k) <= 256 and _plain(v)
+                                                                 for k, v in best.items())):
         raise CheckpointError(f"{source} has malformed metrics (best: not a mapping of names to numbers); it is "
                               "not a g2l checkpoint or is corrupt")
     frame = payload.get("frame_encoder")
