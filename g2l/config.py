@@ -1,17 +1,16 @@
 """The configuration: nested dataclasses whose defaults are the single source of truth.
 
 YAML files hold overrides only. A file may name the files it builds on with ``_base_`` (a path or a
-list of paths relative to the file); they are applied first, in order. Command-line overrides are
+list of paths relative to the file); they are applied first, in order, each file once. Command-line overrides are
 dotted, ``model.num_clips=64``, and their values are parsed as YAML (``train.milestones=[8,13]``).
 An unknown key or a value of the wrong type is a ``ConfigError`` that names the key.
 
-This is the only module that knows YAML.
+With g2l/strict_yaml.py (the bounded reader of the text), the only module that knows YAML.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 import reprlib
@@ -21,14 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from g2l import strict_yaml
 from g2l.errors import G2LError, path_problem
 
-# Bounds on what a config file may make g2l read or build (a config is about 80 values, three levels
-# deep): a 600-byte file of YAML anchors and aliases can otherwise stand for a billion values.
+# Bounds on what a config file may make g2l read (a config is about 80 values, three levels deep).
+# g2l/strict_yaml.py bounds what one document may expand to.
 MAX_CONFIG_FILE_BYTES = 2**20
-MAX_YAML_VALUES = 10_000  # values of one document, every alias counted as the values it stands for
-MAX_YAML_DEPTH = 32  # collections nested in one another
-MAX_YAML_INTEGER_CHARS = 300  # an integer written with more characters (no config value needs 20)
 MAX_BASE_FILES = 64  # files one config reaches through _base_, itself included
 MAX_QUOTE_CHARS = 80  # of a value quoted in a message
 
@@ -60,128 +57,6 @@ def quote(value: Any) -> str:
     is shown a few items and levels deep, never walked whole."""
     text = _Repr().repr(value)
     return text if len(text) <= MAX_QUOTE_CHARS else text[: MAX_QUOTE_CHARS - 3] + "..."
-
-
-@functools.cache
-def _loader():
-    """A SafeLoader with YAML 1.2-style scalars: only true/false are booleans ("off" stays a
-    string), and "1e-4" is a float. Built on first use: reading a checkpoint's config needs no
-    YAML, and importing PyYAML is a tenth of a second of a cold start."""
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        """Also bounds what a small text may stand for: collections nested at most MAX_YAML_DEPTH
-        deep, at most MAX_YAML_VALUES values once every alias is expanded (counted on the composed
-        nodes, before anything is built), integers of at most MAX_YAML_INTEGER_CHARS characters."""
-
-        depth = 0
-
-        def compose_node(self, parent, index):
-            self.depth += 1
-            try:
-                if self.depth > MAX_YAML_DEPTH:
-                    mark = self.peek_event().start_mark
-                    raise _YAMLLimitError(f"nests values more than {MAX_YAML_DEPTH} deep{_where(mark)}; a config "
-                                          "nests three (section, key, list)")
-                return super().compose_node(parent, index)
-            finally:
-                self.depth -= 1
-
-        def construct_document(self, node):
-            _check_expanded_size(node)
-            return super().construct_document(node)
-
-        def construct_yaml_int(self, node):
-            if len(node.value) > MAX_YAML_INTEGER_CHARS:
-                raise _YAMLLimitError(f"holds an integer of {len(node.value):,} characters{_where(node.start_mark)}; "
-                                      "no config value needs more than a few digits")
-            return super().construct_yaml_int(node)
-
-    _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
-
-    _Loader.yaml_implicit_resolvers = {
-        key: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
-        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    _Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-    )
-    _Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-                   r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-        list("-+0123456789."),
-    )
-    return _Loader
-
-
-def _where(mark) -> str:
-    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-
-
-def _check_expanded_size(root) -> None:
-    """Count the values the composed document ``root`` stands for, each alias as often as it is
-    used (a node's count is kept, so the count costs one visit per node however large it is);
-    more than MAX_YAML_VALUES, or a collection that contains itself, is a ``_YAMLLimitError``."""
-    counts: dict[int, int] = {}
-    on_path: set[int] = set()
-    stack = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if id(node) in counts:
-            continue
-        children = [] if isinstance(node.value, str) else [
-            item for pair in node.value for item in (pair if isinstance(pair, tuple) else (pair,))]
-        if children_done:
-            on_path.discard(id(node))
-            counts[id(node)] = 1 + sum(counts[id(child)] for child in children)
-            if counts[id(node)] > MAX_YAML_VALUES:
-                raise _YAMLLimitError(
-                    f"stands for more than {MAX_YAML_VALUES:,} values once its anchors and aliases (&name, *name) are "
-                    "expanded; a config holds about a hundred, write the values out")
-            continue
-        if id(node) in on_path:
-            raise _YAMLLimitError(f"holds a value that contains itself through an alias{_where(node.start_mark)}; "
-                                  "write the values out")
-        on_path.add(id(node))
-        stack.append((node, True))
-        for child in children:
-            if id(child) in on_path:
-                raise _YAMLLimitError(f"holds a value that contains itself through an alias"
-                                      f"{_where(child.start_mark)}; write the values out")
-            if id(child) not in counts:
-                stack.append((child, False))
-
-
-def _load_yaml(text: str):
-    """Parse YAML text; a malformed text raises ``_YAMLError``, whose message is one line: where
-    (``at line 4, column 6``) and what PyYAML found there (its own message spans eight). A text
-    beyond the loader's bounds raises ``_YAMLLimitError``."""
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
-    except RecursionError:  # deeper than MAX_YAML_DEPTH refuses cannot be, but the parser recurses too
-        raise _YAMLLimitError(f"nests values more than {MAX_YAML_DEPTH} deep; a config nests three") from None
-    except yaml.MarkedYAMLError as error:
-        mark, context = error.problem_mark, error.context_mark
-        where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = error.problem or "a syntax error"
-        if error.context:  # e.g. "while parsing a flow sequence", and where that began
-            began = f" that begins at line {context.line + 1}, column {context.column + 1}" if context else ""
-            what += f" ({error.context}{began})"
-        raise _YAMLError(where + " ".join(what.split())) from None
-    except yaml.YAMLError as error:
-        raise _YAMLError(" ".join(str(error).split())) from None
-
-
-class _YAMLError(G2LError):
-    """PyYAML's error, re-raised so that callers need not import PyYAML to catch it."""
-
-
-class _YAMLLimitError(_YAMLError):
-    """Well-formed YAML beyond the loader's bounds (size once expanded, depth, integer length); the
-    message follows the name of the file or override."""
 
 
 class ConfigError(G2LError):
@@ -454,12 +329,12 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"config file {path} grew past {MAX_CONFIG_FILE_BYTES:,} bytes while it was read; "
                           "pass a YAML config file")
     try:
-        data = _load_yaml(raw.decode("utf-8")) or {}
+        data = strict_yaml.loads(raw.decode("utf-8")) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text; pass a YAML config file") from None
-    except _YAMLLimitError as error:
+    except strict_yaml.YAMLLimitError as error:
         raise ConfigError(f"config file {path} {error}") from None
-    except _YAMLError as error:
+    except strict_yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML {error}; fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
@@ -509,10 +384,10 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
     try:
-        value = _load_yaml(raw) if raw.strip() else ""
-    except _YAMLLimitError as error:
+        value = strict_yaml.loads(raw) if raw.strip() else ""
+    except strict_yaml.YAMLLimitError as error:
         raise ConfigError(f"override of '{key.strip()[:MAX_QUOTE_CHARS]}' {error}") from None
-    except _YAMLError:
+    except strict_yaml.YAMLError:
         value = raw
     return key.strip(), value
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import g2l.config as config_module
-from g2l.config import MAX_YAML_VALUES, ConfigError, config_from_dict, load_config, quote
+from g2l.config import ConfigError, config_from_dict, load_config, quote
+from g2l.strict_yaml import MAX_VALUES
 
 
 def _laughs(levels: int = 9, width: int = 9) -> str:
@@ -28,7 +29,7 @@ def _shared_lists(levels: int = 30, width: int = 10):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    (_laughs(), f"stands for more than {MAX_YAML_VALUES:,} values once its anchors and aliases"),
+    (_laughs(), f"stands for more than {MAX_VALUES:,} values once its anchors and aliases"),
     ("train: &t {milestones: [*t]}\n", "contains itself through an alias"),
     ("model: " + "[" * 200 + "]" * 200 + "\n", "nests values more than 32 deep at line 1"),
     ("model: {num_clips: " + "1" * 5000 + "}\n", "holds an integer of 5,000 characters at line 1, column 20"),
