@@ -1,75 +1,62 @@
 """The configuration: nested dataclasses whose defaults are the single source of truth.
 
 YAML files hold overrides only. A file may name the files it builds on with ``_base_`` (a path or a
-list of paths relative to the file); they are applied first, in order. Command-line overrides are
+list of paths relative to the file); they are applied first, in order, each file once. Command-line overrides are
 dotted, ``model.num_clips=64``, and their values are parsed as YAML (``train.milestones=[8,13]``).
 An unknown key or a value of the wrong type is a ``ConfigError`` that names the key.
 
-This is the only module that knows YAML.
+With g2l/strict_yaml.py (the bounded reader of the text), the only module that knows YAML.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from g2l import strict_yaml
 from g2l.errors import G2LError, path_problem
 
-
-@functools.cache
-def _loader():
-    """A SafeLoader with YAML 1.2-style scalars: only true/false are booleans ("off" stays a
-    string), and "1e-4" is a float. Built on first use: reading a checkpoint's config needs no
-    YAML, and importing PyYAML is a tenth of a second of a cold start."""
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    _Loader.yaml_implicit_resolvers = {
-        key: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
-        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    _Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-    )
-    _Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-                   r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-        list("-+0123456789."),
-    )
-    return _Loader
+# Bounds on what a config file may make g2l read (a config is about 80 values, three levels deep).
+# g2l/strict_yaml.py bounds what one document may expand to.
+MAX_CONFIG_FILE_BYTES = 2**20
+MAX_BASE_FILES = 64  # files one config reaches through _base_, itself included
+MAX_QUOTE_CHARS = 80  # of a value quoted in a message
 
 
-def _load_yaml(text: str):
-    """Parse YAML text; a malformed text raises ``_YAMLError``, whose message is one line: where
-    (``at line 4, column 6``) and what PyYAML found there (its own message spans eight)."""
-    import yaml
+class _Repr(reprlib.Repr):
+    """reprlib's bounded repr (a few items, a few levels) that also prints a huge integer by its size,
+    since ``repr`` of an integer of more than 4,300 digits is a ValueError."""
 
-    try:
-        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as error:
-        mark, context = error.problem_mark, error.context_mark
-        where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = error.problem or "a syntax error"
-        if error.context:  # e.g. "while parsing a flow sequence", and where that began
-            began = f" that begins at line {context.line + 1}, column {context.column + 1}" if context else ""
-            what += f" ({error.context}{began})"
-        raise _YAMLError(where + " ".join(what.split())) from None
-    except yaml.YAMLError as error:
-        raise _YAMLError(" ".join(str(error).split())) from None
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxset = 3, 5, 5, 4, 5
+        self.maxstring, self.maxother, self.maxlong = MAX_QUOTE_CHARS, MAX_QUOTE_CHARS, MAX_QUOTE_CHARS
+
+    def repr_int(self, value, level):
+        if value.bit_length() > 3 * MAX_QUOTE_CHARS:  # more digits than a message shows
+            return f"<an integer of {_digit_count(value)} digits>"
+        return super().repr_int(value, level)
 
 
-class _YAMLError(G2LError):
-    """PyYAML's error, re-raised so that callers need not import PyYAML to catch it."""
+def _digit_count(value: int) -> int:
+    """The decimal digits of ``value``, without converting it to a string (which Python refuses past
+    4,300 digits): within one of the truth, as a message needs."""
+    return int(abs(value).bit_length() * 0.30103) + 1
+
+
+def quote(value: Any) -> str:
+    """``repr(value)`` for a message, cut to about ``MAX_QUOTE_CHARS`` characters without expanding the
+    value first: a list of lists that share one another (a YAML alias bomb, a pickle's references)
+    is shown a few items and levels deep, never walked whole."""
+    text = _Repr().repr(value)
+    return text if len(text) <= MAX_QUOTE_CHARS else text[: MAX_QUOTE_CHARS - 3] + "..."
 
 
 class ConfigError(G2LError):
@@ -230,47 +217,49 @@ def _check_value(value: Any, expected: Any, key: str) -> Any:
     if origin in (list, tuple):
         (item_type,) = typing.get_args(expected)[:1]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list of {item_type.__name__}, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a list of {item_type.__name__}, got {quote(value)}")
         return [_check_value(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is Literal:
         allowed = typing.get_args(expected)
         if any(value == option and type(value) is type(option) for option in allowed):
             return value
-        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, allowed))}, got {quote(value)}")
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(expected):
             try:
                 return _check_value(value, option, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"config key '{key}' has a value of the wrong type: {value!r}")
+        raise ConfigError(f"config key '{key}' has a value of the wrong type: {quote(value)}")
     if expected is type(None):
         if value is None:
             return None
-        raise ConfigError(f"config key '{key}' must be null, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be null, got {quote(value)}")
     if expected is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be true or false, got {quote(value)}")
     if expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) >= 2**63:  # nothing counts that far; a bigger one fails deep in torch or numpy
+                raise ConfigError(f"config key '{key}' must be an integer below 2**63, got {quote(value)}")
             return value
-        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be an integer, got {quote(value)}")
     if expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**1000):
             return float(value)
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be a number, got {quote(value)}")
     if expected is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63):
             return str(value)
-        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be a string, got {quote(value)}")
     raise ConfigError(f"config key '{key}' has an unsupported type {expected!r}")
 
 
@@ -279,10 +268,13 @@ def _apply(section: Any, overrides: dict, prefix: str) -> None:
     if prefix == "loss.":  # retired keys last: gcl_form reads the sentence_contrast set beside it
         overrides = dict(sorted(overrides.items(), key=lambda item: item[0] in RETIRED_LOSS_KEYS))
     for name, value in overrides.items():
+        if not isinstance(name, str):  # YAML and pickle allow numbers, lists or null as keys
+            raise ConfigError(f"config key {quote(name)}{f' in section {prefix[:-1]}' if prefix else ''} is not a "
+                              "name; keys are words such as model or num_clips")
         key = f"{prefix}{name}"
         if key == "train.bf16":  # the flag train.precision replaced; configs and checkpoints still carry it
             if not isinstance(value, bool):
-                raise ConfigError(f"config key 'train.bf16' must be true or false, got {value!r} "
+                raise ConfigError(f"config key 'train.bf16' must be true or false, got {quote(value)} "
                                   "(it is the former name of train.precision: use train.precision=fp32|bf16|auto)")
             section.precision = "auto" if value else "fp32"
             continue
@@ -291,11 +283,12 @@ def _apply(section: Any, overrides: dict, prefix: str) -> None:
             continue
         if name not in hints:
             known = ", ".join(sorted(hints))
-            raise ConfigError(f"unknown config key '{key}' (known keys here: {known})")
+            shown = key if len(key) <= MAX_QUOTE_CHARS else key[:MAX_QUOTE_CHARS - 3] + "..."
+            raise ConfigError(f"unknown config key '{shown}' (known keys here: {known})")
         expected = hints[name]
         if dataclasses.is_dataclass(expected):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{key}' is a section and must be a mapping, got {value!r}")
+                raise ConfigError(f"config key '{key}' is a section and must be a mapping, got {quote(value)}")
             _apply(getattr(section, name), value, f"{key}.")
         else:
             setattr(section, name, _check_value(value, expected, key))
@@ -312,38 +305,76 @@ def _read_retired_loss_key(section: LossConfig, name: str, value: Any) -> None:
         return
     raise ConfigError(
         f"config key 'loss.{name}' was retired after the ablation; only its value {kept!r} is still read, "
-        f"got {value!r}{_RETIRED_HINTS.get(name, '')}: remove the key, or run the code at git tag ablation-2026-12"
+        f"got {quote(value)}{_RETIRED_HINTS.get(name, '')}: remove the key, or run the code at git tag ablation-2026-12"
     )
 
 
 def _read_yaml(path: Path) -> dict:
-    problem = path_problem(path)
+    from g2l.safe_files import UnsafeFileError, open_regular_file
+
+    try:
+        problem = path_problem(path)
+    except (OSError, ValueError) as error:  # a name too long, a NUL in the name
+        problem = f"cannot be reached ({getattr(error, 'strerror', None) or error})"
     if problem:
         fix = "check the path" if problem.endswith("does not exist") else "pass a YAML config file"
         raise ConfigError(f"config file {path} {problem}; {fix}")
     try:
-        data = _load_yaml(path.read_text(encoding="utf-8")) or {}
+        with open_regular_file(path, what=f"config file {path}", max_bytes=MAX_CONFIG_FILE_BYTES) as file:
+            raw = file.read(MAX_CONFIG_FILE_BYTES + 1)
+    except (UnsafeFileError, OSError) as error:
+        raise ConfigError(str(error) if isinstance(error, UnsafeFileError) else
+                          f"config file {path} could not be read ({error.strerror or error}); check the path") from None
+    if len(raw) > MAX_CONFIG_FILE_BYTES:
+        raise ConfigError(f"config file {path} grew past {MAX_CONFIG_FILE_BYTES:,} bytes while it was read; "
+                          "pass a YAML config file")
+    try:
+        data = strict_yaml.loads(raw.decode("utf-8")) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text; pass a YAML config file") from None
-    except _YAMLError as error:
+    except strict_yaml.YAMLLimitError as error:
+        raise ConfigError(f"config file {path} {error}") from None
+    except strict_yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML {error}; fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
     return data
 
 
-def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict]:
-    """The override dicts of ``path`` and its ``_base_`` files, bases first."""
-    resolved = path.resolve()
-    if resolved in seen:
-        raise ConfigError(f"config file {resolved} includes itself through _base_")
-    data = _read_yaml(path)  # messages name the path as given (a link is reported as one)
+def _base_names(path: Path, data: dict) -> list[str]:
+    """The ``_base_`` entry of ``data`` (read from ``path``) as a list of file names."""
     bases = data.pop("_base_", [])
-    bases = [bases] if isinstance(bases, str) else bases
+    names = [bases] if isinstance(bases, str) else bases
+    if not isinstance(names, list) or not all(isinstance(name, str) and name and "\0" not in name for name in names):
+        raise ConfigError(f"config file {path}: _base_ must be a file name or a list of file names (relative to the "
+                          f"file), got {quote(bases)}")
+    return names
+
+
+def _layers(path: Path) -> list[dict]:
+    """The override dicts of ``path`` and of the files it builds on through ``_base_``, bases first.
+    A file that two bases share is read and applied once, at its first place (so a later base does
+    not undo what an earlier one set over it); a file that includes itself, or more than
+    MAX_BASE_FILES files in all, is a ConfigError."""
     layers: list[dict] = []
-    for base in bases:
-        layers.extend(_layers(resolved.parent / base, seen + (resolved,)))
-    layers.append(data)
+    read: set[Path] = set()
+
+    def visit(path: Path, chain: tuple[Path, ...]) -> None:
+        resolved = path.resolve()
+        if resolved in chain:
+            raise ConfigError(f"config file {resolved} includes itself through _base_")
+        if resolved in read:
+            return
+        if len(read) >= MAX_BASE_FILES:
+            raise ConfigError(f"config file {chain[0]} reaches more than {MAX_BASE_FILES} files through _base_; "
+                              "a config builds on a few")
+        read.add(resolved)
+        data = _read_yaml(path)  # messages name the path as given (a link is reported as one)
+        for base in _base_names(path, data):
+            visit(resolved.parent / base, chain + (resolved,))
+        layers.append(data)
+
+    visit(path, ())
     return layers
 
 
@@ -353,8 +384,10 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
     try:
-        value = _load_yaml(raw) if raw.strip() else ""
-    except _YAMLError:
+        value = strict_yaml.loads(raw) if raw.strip() else ""
+    except strict_yaml.YAMLLimitError as error:
+        raise ConfigError(f"override of '{key.strip()[:MAX_QUOTE_CHARS]}' {error}") from None
+    except strict_yaml.YAMLError:
         value = raw
     return key.strip(), value
 
@@ -480,7 +513,7 @@ ALLOWED_VALUES = {
     "train.lr_decay": _POSITIVE,
     "train.freeze_text_epochs": _at_least(0),
     "train.clip_grad_norm": _POSITIVE,
-    "train.seed": _at_least(0),
+    "train.seed": (lambda v: 0 <= v < 2**63, "in [0, 2**63)"),
     "train.num_threads": _at_least(0),
     "log.num_example_predictions": _at_least(0),
     "log.num_example_maps": _at_least(0),
@@ -502,9 +535,9 @@ def _check_values(cfg: Config) -> None:
             keys = [f"{key}[{i}]" for i in range(len(values))] if isinstance(value, list) else [key]
             for one_key, one in zip(keys, values):
                 if isinstance(one, float) and not math.isfinite(one):
-                    raise ConfigError(f"config key '{one_key}' must be a finite number, got {one!r}")
+                    raise ConfigError(f"config key '{one_key}' must be a finite number, got {quote(one)}")
                 if key in ALLOWED_VALUES and not ALLOWED_VALUES[key][0](one):
-                    raise ConfigError(f"config key '{one_key}' must be {ALLOWED_VALUES[key][1]}, got {one!r}")
+                    raise ConfigError(f"config key '{one_key}' must be {ALLOWED_VALUES[key][1]}, got {quote(one)}")
 
 
 def validate_config(cfg: Config) -> None:
@@ -517,7 +550,7 @@ def validate_config(cfg: Config) -> None:
             f"data.num_pre_clips ({d.num_pre_clips}) must be a positive multiple of model.num_clips ({m.num_clips})"
         )
     if not m.pooling_counts or any(c <= 0 for c in m.pooling_counts):
-        raise ConfigError(f"model.pooling_counts must be a non-empty list of positive integers, got {m.pooling_counts}")
+        raise ConfigError(f"model.pooling_counts must be a non-empty list of positive integers, got {quote(m.pooling_counts)}")
     if (m.map_kernel_size - 1) * m.map_num_layers % 2 != 0:
         raise ConfigError("(model.map_kernel_size - 1) * model.map_num_layers must be even so the map keeps its size")
     if lo.ssi_num_samples < 2:
@@ -530,13 +563,13 @@ def validate_config(cfg: Config) -> None:
             "(train.freeze_text_epochs >= train.epochs); otherwise checkpoints must carry it"
         )
     if len(t.betas) != 2:
-        raise ConfigError(f"train.betas must hold two numbers, got {t.betas}")
+        raise ConfigError(f"train.betas must hold two numbers, got {quote(t.betas)}")
     if not cfg.eval.recall_at or not cfg.eval.iou_thresholds:
         raise ConfigError("eval.recall_at and eval.iou_thresholds must not be empty")
     if cfg.eval.best_metric not in metric_names(cfg.eval):
         raise ConfigError(
-            f"eval.best_metric '{cfg.eval.best_metric}' is not a metric this config reports; use one of "
+            f"eval.best_metric {quote(cfg.eval.best_metric)} is not a metric this config reports; use one of "
             f"{', '.join(metric_names(cfg.eval))} (set by eval.recall_at and eval.iou_thresholds)"
         )
     if not _DEVICE.fullmatch(t.device):
-        raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:<index> or mps, got '{t.device}'")
+        raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:<index> or mps, got {quote(t.device)}")

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import torch
 
+from g2l.config import quote
 from g2l.errors import G2LError
 
 MiB = 2**20
@@ -159,7 +160,7 @@ def check_model_sizes(model: dict, data: dict, state: dict, source: str) -> None
         for key, bound in bounds.items():
             value = values.get(key)
             if _int(value) and not 0 <= value <= bound:
-                raise SizeLimitError(f"{source} has {section}.{key} = {value}, outside what g2l builds (0 to {bound}); "
+                raise SizeLimitError(f"{source} has {section}.{key} = {quote(value)}, outside what g2l builds (0 to {bound}); "
                                      "it is crafted or corrupt, do not use it")
     counts = model.get("pooling_counts")
     if isinstance(counts, list) and (len(counts) > MAX_POOLING_COUNTS or any(
@@ -208,7 +209,7 @@ def check_text_sizes(config: dict, state: dict, prefix: str, source: str) -> Non
     for key, bound in TEXT_CONFIG_BOUNDS.items():
         value = config.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value <= bound:
-            raise SizeLimitError(f"{source} has a text encoder with {key} = {value}, outside what g2l builds (0 to "
+            raise SizeLimitError(f"{source} has a text encoder with {key} = {quote(value)}, outside what g2l builds (0 to "
                                  f"{bound:,}); it is crafted or corrupt, do not use it")
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not weights:

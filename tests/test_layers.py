@@ -20,7 +20,8 @@ LAYERS = [
     ["g2l.engine"],                                           # checkpoint, logging, distributed, optimiser, run folder
     ["g2l.models", "g2l.losses"],
     ["g2l.data", "g2l.video", "g2l.ops", "g2l.synthetic"],
-    ["g2l.config", "g2l.errors", "g2l.atomic", "g2l.assets", "g2l.limits", "g2l.safe_files", "g2l.strict_json"],
+    ["g2l.config", "g2l.errors", "g2l.atomic", "g2l.assets", "g2l.limits", "g2l.safe_files", "g2l.strict_json",
+     "g2l.strict_yaml"],
 ]
 FACE = "g2l"  # g2l/__init__.py re-exports the public API lazily; nothing inside the package imports it
 

@@ -201,3 +201,70 @@ def test_a_floors_file_that_is_a_fifo_is_refused(full_checkpoint, tmp_path, dead
     with pytest.raises(G2LError, match="floors file .* is not a regular file"):
         export_pretrained(full_checkpoint, tmp_path / "out", floors=tmp_path / "floors.json")
     assert not (tmp_path / "out").exists()
+
+
+# A folder or one of its components swapped for a link between the check and the open ------------
+# (g2l/safe_files.py opens every component relative to the descriptor of the one above, O_NOFOLLOW)
+
+
+@posix
+@pytest.mark.parametrize("swapped", ["file", "subfolder", "folder"])
+def test_a_component_swapped_for_a_link_just_before_the_open_is_not_followed(tmp_path, monkeypatch, swapped):
+    from g2l.safe_files import open_regular_file
+
+    root, outside = tmp_path / "F", tmp_path / "outside"
+    for folder, text in ((root, "inside"), (outside, SECRET)):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "vocab.txt").write_text(text)
+    moved = {"file": root / "sub" / "vocab.txt", "subfolder": root / "sub", "folder": root}[swapped]
+    target = outside / moved.relative_to(root) if swapped != "folder" else outside
+    real_open = os.open
+    calls = []
+
+    def swap_then_open(*args, **kwargs):  # the race: the swap lands after every check made by name
+        if not calls:
+            os.replace(moved, moved.with_name(moved.name + ".old"))
+            os.symlink(target, moved)
+        calls.append(args)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(os, "open", swap_then_open)
+    with pytest.raises(G2LError, match="outside the folder|changed while it was read"):
+        with open_regular_file(root / "sub" / "vocab.txt", what="vocab.txt", max_bytes=100, within=root) as file:
+            assert file.read() != SECRET.encode(), "read through the swapped link"
+
+
+@posix
+def test_a_model_folder_swapped_for_a_link_while_it_is_loaded_is_read_as_it_was(folder, tmp_path, monkeypatch):
+    import json
+
+    import g2l.engine.pretrained as pretrained
+
+    expected, _ = load_model_source(folder)
+    other = copy_files(folder, tmp_path / "other")  # what the swapped-in link points at
+    (other / "metrics.json").write_text(json.dumps({"best": {"R1@0.5": 0.99}}))
+    (other / "tokenizer_config.json").write_text(json.dumps({"secret": SECRET}))
+    real_read_json = pretrained._read_json
+
+    def read_then_swap(where, name, *args, **kwargs):
+        value = real_read_json(where, name, *args, **kwargs)
+        if name == "config.json":  # after the first file, the folder's name is swapped for a link
+            os.replace(folder, tmp_path / "F.old")
+            os.symlink(other, folder)
+        return value
+
+    monkeypatch.setattr(pretrained, "_read_json", read_then_swap)
+    payload, _ = load_model_source(folder)
+    assert payload["best"] == expected["best"] and payload["best"]["R1@0.5"] == 0.25
+    assert payload["text_backbone"]["tokenizer_files"] == expected["text_backbone"]["tokenizer_files"]
+    assert SECRET not in json.dumps(payload["text_backbone"]["tokenizer_files"])
+
+
+@posix
+def test_a_loop_of_links_inside_the_folder_is_refused_not_followed_for_ever(folder, deadline):
+    (folder / "tokenizer.json").unlink()
+    os.symlink("a", folder / "tokenizer.json")
+    os.symlink("b", folder / "a")
+    os.symlink("a", folder / "b")
+    with pytest.raises(G2LError, match="tokenizer.json is a symbolic link that changed while it was read, or a loop"):
+        load_model_source(folder)

@@ -39,11 +39,18 @@ def _payload(checkpoint):
     return torch.load(checkpoint, map_location="cpu", weights_only=True)
 
 
+def _shared_lists(levels: int = 30):
+    value = ["lol"]
+    for _ in range(levels):
+        value = [value] * 10
+    return value
+
+
 def _refused(tool_args, capsys, fragment):
     tool, args = tool_args
     code = {"eval": eval_main, "export": export_main}[tool](args)
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and len(err) < 600, err
     assert fragment in err, err
     return err
 
@@ -68,6 +75,16 @@ def _eval_args(path, tmp_path):
     (lambda p: p["text_backbone"]["config"].update(intermediate_size=60000), "builds more parameters than its"),
     (lambda p: [p["model"].pop(k) for k in list(p["model"]) if k.startswith("text_encoder.backbone.")],
      "a text encoder config but no text encoder weights"),
+    # A long integer (torch's safe loader reads integers up to 255 bytes) and a string built from lists
+    # that share one another (10**30 strings once expanded): quoted short, never printed whole.
+    (lambda p: p["config"]["model"].update(num_clips=10**250), "model.num_clips = <an integer of 251 digits>, outside"),
+    (lambda p: p["text_backbone"]["config"].update(vocab_size=-10**250), "vocab_size = <an integer of 251 digits>"),
+    (lambda p: p["config"]["train"].update(seed=10**250), "'train.seed' must be an integer below 2**63, got <an integer"),
+    (lambda p: p["config"]["data"].update(name=_shared_lists()), "'data.name' must be a string, got [[[["),
+    (lambda p: p.update(frame_encoder={"name": _shared_lists()}), "has a malformed frame_encoder entry"),
+    (lambda p: p["best"].update(note="x" * 10**6), "has malformed metrics"),
+    (lambda p: p.update(frame_encoder={"mean": ["x" * 10**6]}), "has a malformed frame_encoder entry"),
+    (lambda p: p["config"]["eval"].update(best_metric="R1@0.5" * 10**6), "eval.best_metric 'R1@0.5R1@0.5R1"),
 ])
 def test_sizes_out_of_bounds_or_against_the_weights_are_refused_before_building(checkpoint, tmp_path, capsys,
                                                                                 monkeypatch, edit, fragment):

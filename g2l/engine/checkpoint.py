@@ -14,6 +14,7 @@ A checkpoint is a dict::
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -171,15 +172,23 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
             raise CheckpointError(str(error)) from None
         check_text_sizes(payload["text_backbone"]["config"], payload["model"], TEXT_BACKBONE_PREFIX, source)
     best = payload.get("best", {})
-    if not (isinstance(best, dict) and all(isinstance(k, str) and (v is None or isinstance(v, (int, float, str)))
-                                           for k, v in best.items())):
+    if not (isinstance(best, dict) and len(best) <= 1024 and all(isinstance(k, str) and len(k) <= 256 and _plain(v)
+                                                                 for k, v in best.items())):
         raise CheckpointError(f"{source} has malformed metrics (best: not a mapping of names to numbers); it is "
                               "not a g2l checkpoint or is corrupt")
     frame = payload.get("frame_encoder")
-    if frame is not None and not (
-        isinstance(frame, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float, bool, list, type(None))) for k, v in frame.items())
+    if frame is not None and not (  # a spec of a few short values (frame_encoders.py's spec): never walked deep
+        isinstance(frame, dict) and len(frame) <= 64 and all(
+            isinstance(k, str) and len(k) <= 256 and (_plain(v) or (isinstance(v, list) and len(v) <= 64
+                                                                    and all(_plain(item) for item in v)))
+            for k, v in frame.items())
     ):
         raise CheckpointError(f"{source} has a malformed frame_encoder entry; it is not a g2l checkpoint or is corrupt")
+
+
+def _plain(value) -> bool:
+    """A short scalar: what a spec or a metric holds (a string of a few kB at most)."""
+    return value is None or isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) <= 4096)
 
 
 def check_resumable(payload: dict, source: str) -> None:
@@ -189,6 +198,12 @@ def check_resumable(payload: dict, source: str) -> None:
         raise CheckpointError(
             f"checkpoint {source} holds no optimizer state, so training cannot continue from it; resume only from "
             "the checkpoints/last.pt that training wrote (best.pt never holds one)"
+        )
+    bad_groups = _malformed_param_groups(payload["optimizer"].get("param_groups"))
+    if bad_groups:
+        raise CheckpointError(
+            f"checkpoint {source} has a malformed optimizer state ({bad_groups}); it is corrupt or was not written by "
+            "g2l training, resume from another run or start a new one"
         )
     epoch, step = payload.get("epoch"), payload.get("global_step")
     counts_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (epoch, step))
@@ -202,10 +217,38 @@ def check_resumable(payload: dict, source: str) -> None:
         )
 
 
+def _real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _malformed_param_groups(groups) -> str:
+    """What is wrong with an optimizer's saved ``param_groups`` (g2l/engine/optim.py's AdamW groups:
+    a name, finite learning rates, betas, eps and weight decay), or "" when nothing is; read before
+    the first step, which would otherwise fail on them deep inside (``"0.1" * factor``)."""
+    from g2l.config import quote
+
+    if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+        return "param_groups is not a list of groups"
+    for index, group in enumerate(groups):
+        if not isinstance(group.get("name"), str):
+            return f"group {index} has no name"
+        for key in ("lr", "base_lr", "eps", "weight_decay"):
+            if not (_real(group.get(key)) and group[key] >= 0):
+                return f"group {group['name'][:40]!r} has {key} = {quote(group.get(key))}, not a number of at least 0"
+        betas = group.get("betas")
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(_real(b) and 0 <= b < 1 for b in betas)):
+            return f"group {group['name'][:40]!r} has betas = {quote(betas)}, not two numbers in [0, 1)"
+    return ""
+
+
 def load_training_state(optimizer, payload: dict, source: str) -> None:
     """Restore the optimizer and random-number states of a ``check_resumable`` checkpoint."""
     try:
         optimizer.load_state_dict(payload["optimizer"])
+        for param, state in optimizer.state.items():  # Adam's moments have their parameter's shape
+            for value in state.values():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError("a moment of another shape than its parameter")
         if payload.get("rng") is not None:
             set_rng_state(payload["rng"])
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:

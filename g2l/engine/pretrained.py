@@ -34,7 +34,7 @@ from pathlib import Path
 from g2l import strict_json
 from g2l.atomic import sync_folder
 from g2l.limits import MAX_TEXT_FILE_BYTES, MAX_WEIGHTS_BYTES
-from g2l.safe_files import UnsafeFileError, open_regular_file, read_text_file
+from g2l.safe_files import Folder, UnsafeFileError, open_regular_file, read_text_file, reopen_path
 from g2l.engine.checkpoint import (
     FORMAT,
     TEXT_BACKBONE_PREFIX,
@@ -90,7 +90,7 @@ def download_repo(repo_id: str) -> Path:
         ) from None
 
 
-def _read_text(folder: Path, name: str, source: str, within: Path) -> str | None:
+def _read_text(folder: Path, name: str, source: str, within: Path | Folder) -> str | None:
     """The text of ``folder/name``, or None when there is none: only a regular file that resolves
     inside ``within`` and is at most ``MAX_TEXT_FILE_BYTES`` is read (g2l/safe_files.py)."""
     try:
@@ -99,7 +99,7 @@ def _read_text(folder: Path, name: str, source: str, within: Path) -> str | None
         return None
 
 
-def _read_json(folder: Path, name: str, source: str, within: Path, *, required: bool = True):
+def _read_json(folder: Path, name: str, source: str, within: Path | Folder, *, required: bool = True):
     text = _read_text(folder, name, source, within)
     if text is None:
         if required:
@@ -117,22 +117,30 @@ def load_pretrained(folder: str | Path, source: str | None = None, *, within: st
     from a folder written by ``export_pretrained``, checked like a checkpoint. Only the layout's
     files are read, each only if it is a regular file inside ``within`` (default: the folder
     itself; a hub snapshot's files are links into its cache folder) and within its size bound."""
+    source = source or f"model folder {folder}"
+    # The folder and its limits are resolved once, and the limits held open by their descriptor: every
+    # file is opened below it (g2l/safe_files.py), so a folder swapped for a link meanwhile is not read.
+    try:
+        held = Folder(within or folder)
+    except OSError as error:
+        raise CheckpointError(f"{source} could not be opened ({error.strerror or error}); check the path") from None
+    with held:
+        return _load_pretrained_files(Path(held.path) if within is None else Path(folder).resolve(), source, held)
+
+
+def _load_pretrained_files(folder: Path, source: str, within: Folder) -> dict:
     from safetensors import SafetensorError, safe_open
 
     from g2l.models.text_encoder import TOKENIZER_FILE_NAMES
 
-    folder = Path(folder)
-    within = Path(within or folder).resolve()
-    source = source or f"model folder {folder}"
     config = _read_json(folder, CONFIG_NAME, source, within)
     what = f"{source}: {WEIGHTS_NAME}"
     try:
-        with open_regular_file(folder / WEIGHTS_NAME, what=what, max_bytes=MAX_WEIGHTS_BYTES, within=within):
-            weights_path = (folder / WEIGHTS_NAME).resolve()  # checked: a regular file inside the folder
+        weights_file = open_regular_file(folder / WEIGHTS_NAME, what=what, max_bytes=MAX_WEIGHTS_BYTES, within=within)
     except FileNotFoundError:
         raise CheckpointError(f"{source} has no {WEIGHTS_NAME}; it is not a complete g2l model folder") from None
     try:
-        with safe_open(str(weights_path), framework="pt") as weights:
+        with weights_file, safe_open(reopen_path(weights_file, folder / WEIGHTS_NAME), framework="pt") as weights:  # the file checked
             metadata = weights.metadata() or {}
             state = {name: weights.get_tensor(name) for name in weights.keys()}
     except (SafetensorError, OSError, ValueError) as error:

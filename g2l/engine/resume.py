@@ -10,10 +10,13 @@ from pathlib import Path
 
 from g2l import strict_json
 from g2l.atomic import remove_stale_temporaries, write_text_atomic
-from g2l.config import Config, config_from_dict, load_config
+from g2l.config import Config, ConfigError, config_from_dict, load_config, quote
 from g2l.engine import checkpoint as ckpt
 from g2l.engine.logging import say
-from g2l.engine.run_dir import RunDirError, lock_run_dir, resume_checkpoint_path
+from g2l.engine.run_dir import SUBFOLDERS, RunDirError, lock_run_dir, resume_checkpoint_path
+from g2l.safe_files import UnsafeFileError, open_regular_file
+
+MAX_METRICS_BYTES = 256 * 2**20  # metrics.jsonl: a line per epoch, a few kB each
 
 
 def load_resume_state(resume_dir: Path, main: bool, held: ExitStack) -> tuple[Config, dict | None]:
@@ -25,6 +28,8 @@ def load_resume_state(resume_dir: Path, main: bool, held: ExitStack) -> tuple[Co
         lock = lock_run_dir(resume_dir)
         if lock is not None:
             held.enter_context(lock)
+        for name in SUBFOLDERS:  # checked by resume_checkpoint_path: real folders, or missing
+            (resume_dir / name).mkdir(exist_ok=True)
         stale = [p for folder in (resume_dir, resume_dir / "checkpoints", resume_dir / "predictions")
                  for p in remove_stale_temporaries(folder)]
         if stale:
@@ -35,7 +40,10 @@ def load_resume_state(resume_dir: Path, main: bool, held: ExitStack) -> tuple[Co
         return load_config(resume_dir / "config.yaml"), None
     payload = ckpt.load_checkpoint(last)
     ckpt.check_resumable(payload, str(last))
-    return config_from_dict(payload["config"]), payload
+    try:
+        return config_from_dict(payload["config"]), payload
+    except ConfigError as error:
+        raise ckpt.CheckpointError(f"checkpoint {last} holds a config this version cannot read ({error})") from None
 
 
 def truncate_metrics(path: Path, last_epoch: int, main: bool) -> None:
@@ -43,7 +51,12 @@ def truncate_metrics(path: Path, last_epoch: int, main: bool) -> None:
     and a last line that a kill cut short."""
     if not path.is_file():
         return
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    try:  # a regular file inside the run folder, of a bounded size (check_run_dir_entries refused a link)
+        with open_regular_file(path, what=f"{path}", max_bytes=MAX_METRICS_BYTES, within=path.parent) as file:
+            text = file.read(MAX_METRICS_BYTES).decode("utf-8", errors="replace")
+    except UnsafeFileError as error:
+        raise RunDirError(f"cannot resume: {error}") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     kept = []
     for number, line in enumerate(lines, start=1):
         try:
@@ -55,7 +68,11 @@ def truncate_metrics(path: Path, last_epoch: int, main: bool) -> None:
                 say(f"{path}: dropping its last line, cut short when the run stopped", main)
                 continue
             raise RunDirError(f"{path}, line {number} is not a JSON object; delete that line, then resume again")
-        if record.get("epoch", 0) <= last_epoch:
+        epoch = record.get("epoch", 0)
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            raise RunDirError(f"{path}, line {number} has an epoch that is not a whole number ({quote(epoch)}); "
+                              "correct or delete that line, then resume again")
+        if epoch <= last_epoch:
             kept.append(line)
     write_text_atomic(path, "".join(line + "\n" for line in kept))
 

@@ -12,16 +12,22 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 from typing import IO
 
 from g2l import strict_json
 from g2l.atomic import unwritable_reason
+from g2l.errors import G2LError
 
 LOCK_FILE = ".lock"  # held (flock) by the process training into the folder
-
-from g2l.errors import G2LError
+SUBFOLDERS = ("checkpoints", "predictions")  # written by training: real folders inside the run folder
+METRICS_FILE = "metrics.jsonl"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class RunDirError(G2LError):
@@ -58,15 +64,39 @@ def create_run_dir(path: Path) -> Path:
     return path
 
 
+def _open_own_file(path: Path, flags: int, what: str) -> int:
+    """``os.open`` of a file of the run folder that must be a regular file there, never a link:
+    ``O_NOFOLLOW`` (a link, even to a missing path outside, is neither followed nor created
+    through) and ``O_NONBLOCK`` (a FIFO does not hang the open), then ``fstat`` of what was opened."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | _CLOEXEC, 0o644)
+    except OSError as error:
+        if os.path.islink(path):
+            raise RunDirError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); g2l writes only its own "
+                              "files in a run folder, delete the link and try again") from None
+        raise RunDirError(f"{what} {path} could not be opened ({error.strerror or error}); check the run folder's "
+                          "permissions") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise RunDirError(f"{what} {path} is not a regular file ({'a folder' if stat.S_ISDIR(mode) else 'a FIFO or a device'}); "
+                          "g2l writes only its own files in a run folder, remove it and try again")
+    if _NONBLOCK:
+        os.set_blocking(fd, True)
+    return fd
+
+
 def lock_run_dir(path: Path) -> IO | None:
     """Hold an exclusive lock on the run folder while the returned file stays open, so that two
-    processes never train into one folder; the second gets a RunDirError. (No lock where the
+    processes never train into one folder; the second gets a RunDirError. The lock file is opened
+    never through a link and only if it is a regular file (``_open_own_file``). (No lock where the
     platform has no flock.)"""
     try:
         import fcntl
     except ImportError:
         return None
-    handle = open(Path(path) / LOCK_FILE, "a")  # noqa: SIM115 - held open for the whole run
+    fd = _open_own_file(Path(path) / LOCK_FILE, os.O_RDONLY | os.O_CREAT, "the lock file")
+    handle = os.fdopen(fd, "rb")  # held open for the whole run
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -76,6 +106,30 @@ def lock_run_dir(path: Path) -> IO | None:
             "before resuming"
         ) from None
     return handle
+
+
+def check_run_dir_entries(run_dir: Path) -> None:
+    """The entries of a run folder that training writes into are its own: ``checkpoints/``,
+    ``predictions/`` and ``wandb/`` real folders (not links out of the run folder, which writes
+    would follow), and ``metrics.jsonl`` a regular file, not a link. Missing ones are fine (they are
+    made)."""
+    for name in (*SUBFOLDERS, "wandb", METRICS_FILE):
+        entry = run_dir / name
+        try:
+            mode = entry.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise RunDirError(f"cannot resume: {entry} cannot be reached ({error.strerror or error})") from None
+        wanted = stat.S_ISREG if name == METRICS_FILE else stat.S_ISDIR
+        if stat.S_ISLNK(mode):
+            raise RunDirError(
+                f"cannot resume: {entry} is a symbolic link (to {os.readlink(entry)}), which training would write "
+                f"through; g2l writes only inside the run folder, replace the link by a {'file' if name == METRICS_FILE else 'folder'}"
+            )
+        if not wanted(mode):
+            raise RunDirError(f"cannot resume: {entry} is not a {'regular file' if name == METRICS_FILE else 'folder'}; "
+                              "it is not a run folder g2l wrote, or it was damaged")
 
 
 def resume_checkpoint_path(run_dir: str | Path) -> Path | None:
@@ -89,9 +143,13 @@ def resume_checkpoint_path(run_dir: str | Path) -> Path | None:
             f"cannot resume: {run_dir} is a file, not a run folder; pass the run's folder (runs/<name>, "
             "the one holding config.yaml and checkpoints/)"
         )
+    check_run_dir_entries(run_dir)
     path = run_dir / "checkpoints" / "last.pt"
     if path.is_file():
         return path
+    if path.is_symlink() or path.exists():  # a FIFO, a folder, a link to nothing: not a checkpoint to start over from
+        raise RunDirError(f"cannot resume: {path} is not a checkpoint file; if the run should start again from "
+                          "epoch 1, delete it, otherwise put the run's last.pt back")
     if (run_dir / "config.yaml").is_file():
         return None
     raise RunDirError(
@@ -101,6 +159,8 @@ def resume_checkpoint_path(run_dir: str | Path) -> Path | None:
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a") as handle:
+    """Append one line to a file of the run folder (metrics.jsonl), never through a link."""
+    fd = _open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "the log file")
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
         handle.write(strict_json.dumps(record) + "\n")
         handle.flush()

@@ -121,3 +121,124 @@ def test_two_new_runs_of_one_name_do_not_race_to_a_traceback(bench, tmp_path, mo
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: run folder")
     assert "was just created by another run" in err
+
+
+# Run folders damaged or planted with links: resume refuses each in one line (exit 2), writes nothing
+# through a link and creates nothing outside the folder, and never waits on a FIFO.
+
+
+@pytest.fixture()
+def deadline():
+    def expired(signum, frame):
+        raise TimeoutError("resume waited on a FIFO instead of refusing it")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _metrics_line(run: Path, epoch) -> None:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    record["epoch"] = epoch
+    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n" + "\n".join(lines) + "\n")
+
+
+def _shared_lists(levels: int = 30):
+    value = ["lol"]
+    for _ in range(levels):
+        value = [value] * 10
+    return value
+
+
+def _craft_last(run: Path, change) -> None:
+    import torch
+
+    path = run / "checkpoints" / "last.pt"
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+
+
+def _plant(run: Path, outside: Path, case: str) -> Path:
+    """Damage ``run`` as ``case`` says; returns the path outside the run folder that must stay untouched."""
+    fifo = outside / "fifo"
+    if case == "epoch-string":
+        _metrics_line(run, "1")
+    elif case == "epoch-null":
+        _metrics_line(run, None)
+    elif case == "base_lr-string":
+        _craft_last(run, lambda p: p["optimizer"]["param_groups"][0].update(base_lr="0.1"))
+    elif case == "lr-list":
+        _craft_last(run, lambda p: p["optimizer"]["param_groups"][1].update(lr=[1e-4]))
+    elif case == "moment-shape":
+        _craft_last(run, lambda p: p["optimizer"]["state"][0].update(exp_avg=p["optimizer"]["state"][0]["exp_avg"][:1]))
+    elif case == "config-shared":
+        _craft_last(run, lambda p: p["config"]["data"].update(name=_shared_lists()))
+    elif case == "lock-fifo":
+        os.mkfifo(fifo)
+        (run / ".lock").unlink(missing_ok=True)
+        os.symlink(fifo, run / ".lock")
+    elif case == "lock-missing":
+        (run / ".lock").unlink(missing_ok=True)
+        os.symlink(outside / "created-by-g2l", run / ".lock")
+    elif case in ("checkpoints-link", "predictions-link"):
+        name = case.split("-")[0]
+        shutil.copytree(run / name, outside / name)
+        shutil.rmtree(run / name)
+        os.symlink(outside / name, run / name)
+    elif case == "wandb-link":
+        (outside / "wandb").mkdir()
+        os.symlink(outside / "wandb", run / "wandb")
+    elif case == "last-fifo":
+        (run / "checkpoints" / "last.pt").unlink()
+        os.mkfifo(run / "checkpoints" / "last.pt")
+    elif case == "metrics-link":
+        os.replace(run / "metrics.jsonl", outside / "metrics.jsonl")
+        os.symlink(outside / "metrics.jsonl", run / "metrics.jsonl")
+    return outside
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.is_symlink(), p.read_bytes() if p.is_file() and not p.is_fifo() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("epoch-string", "metrics.jsonl, line 1 has an epoch that is not a whole number ('1')"),
+    ("epoch-null", "metrics.jsonl, line 1 has an epoch that is not a whole number (None)"),
+    ("base_lr-string", "malformed optimizer state (group 'main' has base_lr = '0.1', not a number"),
+    ("lr-list", "malformed optimizer state (group 'text' has lr = [0.0001], not a number"),
+    ("moment-shape", "its optimizer or random-number state does not fit this model"),
+    ("config-shared", "holds a config this version cannot read (config key 'data.name' must be a string, got [[[["),
+    ("lock-fifo", "the lock file {run}/.lock is a symbolic link (to {outside}/fifo)"),
+    ("lock-missing", "the lock file {run}/.lock is a symbolic link (to {outside}/created-by-g2l)"),
+    ("checkpoints-link", "{run}/checkpoints is a symbolic link (to {outside}/checkpoints), which training would write"),
+    ("predictions-link", "{run}/predictions is a symbolic link (to {outside}/predictions), which training would write"),
+    ("wandb-link", "{run}/wandb is a symbolic link (to {outside}/wandb), which training would write"),
+    ("last-fifo", "{run}/checkpoints/last.pt is not a checkpoint file; if the run should start again"),
+    ("metrics-link", "{run}/metrics.jsonl is a symbolic link (to {outside}/metrics.jsonl)"),
+])
+def test_a_damaged_or_linked_run_folder_is_refused_in_one_line(finished_run, tmp_path, capsys, deadline, case, fragment):
+    run = copy_run(finished_run, tmp_path / "run")
+    (tmp_path / "outside").mkdir()
+    outside = _plant(run, tmp_path / "outside", case)
+    before = _snapshot(outside)
+    assert train_main(["--resume", str(run), "train.epochs=2"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after what loading the data printed, for the metrics cases
+    assert "Traceback" not in err and err.count("error:") == 1 and last.startswith("error: ") and len(last) < 400, err
+    assert fragment.format(run=run, outside=outside) in last, err
+    assert _snapshot(outside) == before  # nothing written, created or truncated outside the run folder
+    if not case.startswith("epoch"):
+        assert [r["epoch"] for r in read_metrics(run)] == [1]
+
+
+def test_missing_subfolders_of_a_run_are_made_again_on_resume(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path / "run")
+    shutil.rmtree(run / "predictions")
+    assert train_main(["--resume", str(run), "train.epochs=2"]) == 0
+    assert (run / "predictions").is_dir() and not (run / "predictions").is_symlink()
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
