@@ -10,37 +10,45 @@ believed before it is checked: a bad entry is encoded again and replaced, with o
 
 **The folder.** ``open`` creates it (mode 0700) or checks it, and refuses (``FeatureCacheError``)
 one that is not a folder, cannot be created or written, or that others can write to: owned by
-another user, or writable by its group or by anyone. An entry's checks cannot tell features planted
-by someone else from the video's own when their shape and duration are right, so such a folder is
-not used at all, not even read. Temporaries left by killed writers are removed
+another user, writable by anyone, or by a group other than the owner's private one (named as the
+owner, no other member: where umask 002 makes folders group-writable). The checks below cannot tell
+features planted by someone else from the video's own when their shape and duration are right, so
+such a folder is not used at all, not even read. Temporaries left by killed writers are removed
 (``g2l.atomic.remove_stale_temporaries``). ``for_grounder`` is the batch's best-effort door: the
-folder is opened once per process, and a folder that cannot be used gives one warning, then
-grounding goes on without the cache; ``usable_folder`` is the same check for the command line,
-before the model loads.
+folder is opened once per process, and one that cannot be used gives one warning, then grounding
+goes on without the cache; ``usable_folder`` is the same check for the command line, before the
+model loads.
 
-**The key.** An entry's name is a hash of the video file's identity as ``stat`` gives it (device,
-inode, size, modification and status-change times in ns, resolved path) and of the encoder's spec
+**The key.** An entry's name is a hash of the video file's identity as ``stat`` gives it (resolved
+path, device, inode, size, modification and status-change times in ns) and of the encoder's spec
 and frame rate. A user can restore a file's modification time but not its status-change time
 (ctime): writing, ``utime`` and ``chmod`` set it to now. So a video replaced by other bytes of the
 same size with its mtime restored misses (so does a file renamed, copied or chmod-ed: it is
-encoded once more). A content hash would also survive a copy, but costs a read of the whole file
-on every lookup: 0.37 s warm, 1.4 s from disk for a 30-minute 720p file of 436 MB, against
-2.5 us for ``stat``; a sampled hash misses an edit between its samples (figures and the command:
-``bench/cache_key.py``).
+encoded once more). A content hash would keep entries across a copy, but hashes the whole file at
+every lookup: for a 30-minute 720p H.264 file of 452 MB, SHA-256 took 0.34 s from the page cache
+against 22 us for the stat key (encoding the video: about 160 s); a sampled hash (16 blocks of 64
+KiB, 0.6 ms) misses an edit between its samples (``bench/cache_key.py``). The ctime
+is as fine as the kernel's clock tick (a few ms): a file rewritten within the tick of the ``stat``
+that keyed it would not be told apart.
 
 **An entry** is an uncompressed ``.npz`` (``np.savez``) of three members: ``features (T, F)``
 float32 little-endian, ``duration_s`` a float64 scalar, ``key`` the entry's own name (an entry
-copied under another name is refused). ``put`` writes it with ``g2l.atomic.atomic_path``.
+copied under another name is refused). ``put`` writes it with ``g2l.atomic.atomic_path``, under the
+key of the file as ``get`` saw it: a file that changed while it was encoded is not cached.
 
-**Checks before an entry is believed**, each cheap beside encoding (figures in bench/cache_key.py):
-the entry is a regular file of ours (not a link, a folder or a FIFO) no bigger than the video's
-features can be; the zip holds exactly those members, stored (a deflated member could ask for
-gigabytes) within the file's size; each npy header's dtype and shape are checked before any data
-is read (features ``(T, F)`` with ``T`` the samples the encoder takes from this video file and
-``F`` the encoder's width; a real float32, not complex; a scalar duration); the members' CRCs;
-values finite and below ``MAX_FEATURE_ABS``; a duration finite, positive and equal to the video
-file's own (decord's index of the file, as the encoder measures it, read without decoding a
-frame). A failed check is one warning naming the entry, and ``get`` returns None.
+**Checks before an entry is believed**: the entry is a regular file of ours (not a link, a folder
+or a FIFO) no bigger than the video's features can be; the zip holds exactly those members, stored
+(a deflated member could ask for gigabytes) within the file's size; each npy header's dtype and
+shape are checked before any data is read: features ``(T, F)`` with ``T`` the samples the encoder
+takes from this video file (``g2l.video.decoding``'s sampling rule) and ``F`` the encoder's width,
+real float32 (not complex), a scalar duration; the members' CRCs; values finite and at most
+``MAX_FEATURE_ABS``; a duration finite, positive and equal to the video file's own, from decord's
+index of the file, as the encoder measures it, without decoding a frame. A failed check is one
+warning naming the entry, and ``get`` returns None. Cost, for that 30-minute video's entry (9.2
+MB): 0.17 s, nearly all of it decord's index (0.16 s: it reads the whole file, every packet); the
+entry's own checks about 5 ms, where a bare ``np.load`` took 2.4 ms. Under 0.2% of encoding the
+video, so the check stays; an index of many long videos may want the duration from the container's
+header instead (``moov``/``mvhd`` of an MP4: a few small reads).
 """
 
 from __future__ import annotations
@@ -97,12 +105,26 @@ def check_folder(folder: str | Path) -> Path:
     if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
         raise FeatureCacheError(f"cache folder {given} belongs to another user, who could plant features in it; "
                                 "pass a folder of your own")
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info)):
         raise FeatureCacheError(f"cache folder {given} can be written by others, who could plant features in it; "
                                 f"`chmod go-w {given}` or pass a folder of your own")
     if not os.access(resolved, os.R_OK | os.W_OK | os.X_OK):
         raise FeatureCacheError(f"cache folder {given} is not writable; pass a folder you can write")
     return resolved
+
+
+def _private_group(info: os.stat_result) -> bool:
+    """Whether the group of a file is its owner's private group (named as the owner, the owner's
+    primary group, no other member listed): the scheme under which umask 002 makes folders
+    group-writable that nobody else can write."""
+    try:
+        import grp
+        import pwd
+
+        group, owner = grp.getgrgid(info.st_gid), pwd.getpwuid(info.st_uid)
+    except (ImportError, KeyError):  # no such database (Windows), or an unnamed group or owner
+        return False
+    return group.gr_name == owner.pw_name and owner.pw_gid == info.st_gid and set(group.gr_mem) <= {owner.pw_name}
 
 
 def usable_folder(folder: str | Path) -> Path | None:
@@ -215,7 +237,8 @@ class FeatureCache:
                     if set(members) != set(_MEMBERS) or len(archive.infolist()) != len(_MEMBERS):
                         raise BadEntry(f"holds {sorted(members)[:5]}, not the members g2l writes")
                     for member in members.values():
-                        if member.compress_type != zipfile.ZIP_STORED or member.file_size > info.st_size:
+                        if (member.compress_type != zipfile.ZIP_STORED or member.file_size > info.st_size
+                                or member.compress_size != member.file_size):
                             raise BadEntry(f"has a member {member.filename} that is compressed or larger than the file")
                     stored_key = str(_read_member(archive, "key.npy", ()))
                     stored_s = float(_read_member(archive, "duration_s.npy", ()))

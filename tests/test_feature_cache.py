@@ -207,8 +207,8 @@ def test_a_replaced_video_misses_even_with_its_size_and_mtime_restored(cache, vi
         assert cache.get(video) is None  # a miss, not a warning: the entry is another file's
 
 
-@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757, 0o722])
-def test_a_folder_others_can_write_is_refused(tmp_path, mode):
+@pytest.mark.parametrize("mode", [0o777, 0o757, 0o703])
+def test_a_folder_anyone_can_write_is_refused(tmp_path, mode):
     folder = tmp_path / "shared-cache"
     folder.mkdir()
     folder.chmod(mode)
@@ -216,13 +216,35 @@ def test_a_folder_others_can_write_is_refused(tmp_path, mode):
         check_folder(folder)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a folder away needs root")
-def test_a_folder_of_another_user_is_refused(tmp_path):
+AS_ROOT = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                             reason="giving a folder to another user or group needs root")
+
+
+@AS_ROOT
+def test_a_group_writable_folder_is_refused_unless_the_group_is_the_owners_own(tmp_path):
+    """root's group is root, of no other member: its g+w folder (umask 002) is root's alone; the
+    same folder given to the group nogroup (65534) is not."""
+    folder = tmp_path / "group-cache"
+    folder.mkdir()
+    folder.chmod(0o775)
+    assert check_folder(folder) == folder.resolve()
+    os.chown(folder, -1, 65534)
+    with pytest.raises(FeatureCacheError, match="can be written by others"):
+        check_folder(folder)
+
+
+@AS_ROOT
+def test_a_folder_or_entry_of_another_user_is_refused(cache, video, tmp_path):
     folder = tmp_path / "their-cache"
     folder.mkdir(mode=0o755)
     os.chown(folder, 65534, -1)
     with pytest.raises(FeatureCacheError, match="belongs to another user"):
         check_folder(folder)
+    entry = cache.entry_path(video)
+    _write_entry(entry)
+    os.chown(entry, 65534, -1)
+    with pytest.warns(UserWarning, match=f"{re.escape(str(entry))} belongs to another user"):
+        assert cache.get(video) is None
 
 
 def test_a_new_folder_is_ours_alone_and_stale_temporaries_go(tmp_path):
@@ -283,14 +305,26 @@ def test_a_tampered_entry_is_never_an_answer(grounder, pairs, tmp_path):
     assert third.videos_from_cache == 2 and _answers(tmp_path / "3.jsonl") == _answers(tmp_path / "1.jsonl")
 
 
-def test_an_unusable_folder_warns_once_and_grounding_goes_on(grounder, pairs, tmp_path):
+UNUSABLE = {  # a folder that cannot be used -> what the warning says
+    "under a file": (lambda tmp: tmp / "a-file" / "cache", "cannot be created"),
+    "under /proc": (lambda tmp: Path("/proc/g2l-cache"), "cannot be created"),
+    "a file": (lambda tmp: tmp / "a-file", "exists and is not a folder"),
+    "read-only": (lambda tmp: tmp / "read-only", "is not writable"),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNUSABLE), ids=list(UNUSABLE))
+def test_an_unusable_folder_warns_once_and_grounding_goes_on(grounder, pairs, tmp_path, kind):
+    if kind == "read-only" and hasattr(os, "geteuid") and os.geteuid() == 0:
+        pytest.skip("root writes a read-only folder")
     (tmp_path / "a-file").write_text("x")
-    for folder in (tmp_path / "a-file" / "cache", Path("/proc/g2l-cache"), tmp_path / "a-file"):
-        out = tmp_path / f"{folder.name}.jsonl"
-        with pytest.warns(UserWarning, match="goes on without the cache") as caught:
-            summary = ground_batch(grounder, pairs, out, top_k=2, cache_dir=folder)
-        assert len(caught) == 1 and str(folder) in str(caught[0].message)
-        assert summary.answered == 2 and summary.failures == [] and summary.videos_encoded == 2
+    (tmp_path / "read-only").mkdir(mode=0o500)
+    folder, reason = UNUSABLE[kind]
+    folder = folder(tmp_path)
+    with pytest.warns(UserWarning, match="goes on without the cache") as caught:
+        summary = ground_batch(grounder, pairs, tmp_path / "out.jsonl", top_k=2, cache_dir=folder)
+    assert len(caught) == 1 and f"cache folder {folder} {reason}" in str(caught[0].message)
+    assert summary.answered == 2 and summary.failures == [] and summary.videos_encoded == 2
 
 
 def test_a_shared_folder_is_not_used(grounder, pairs, tmp_path):
