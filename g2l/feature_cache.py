@@ -73,7 +73,7 @@ from g2l.video.decoding import VideoReadError, read_video_frames
 # few units (MobileNetV2's pooled ReLU features stay under about 20, CLIP's projected embeddings
 # under 5); features scaled by 1e6 are not a video's.
 MAX_FEATURE_ABS = 1e4
-_MEMBERS = {"features.npy": ("<f4", 2), "duration_s.npy": ("<f8", 0), "key.npy": ("<U32", 0)}
+_MEMBERS = {"features.npy": "<f4", "duration_s.npy": "<f8", "key.npy": "<U32"}  # member -> dtype, as put writes them
 _HEADER_SLACK_BYTES = 64 * 1024  # zip and npy headers of the three members, with room to spare
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -263,7 +263,7 @@ class FeatureCache:
     def put(self, path: str | Path, video: EncodedVideo) -> bool:
         """Keep ``video``'s features as the entry of the file ``path``; False when it was not written:
         the file changed since ``get`` missed it (the features may be of its old bytes), or the write
-        failed (the first failure warns, naming the folder and the reason)."""
+        failed (the first failure warns, naming the entry and the reason)."""
         path = Path(path)
         features = np.ascontiguousarray(video.features, dtype="<f4")
         try:
@@ -293,7 +293,7 @@ _OPENED: dict[tuple, FeatureCache | None] = {}  # for_grounder's caches, by fold
 def _read_member(archive: zipfile.ZipFile, name: str, shape: tuple) -> np.ndarray:
     """The array of ``name`` after its header says the dtype and ``shape`` expected; read exactly to
     its end, so that the zip checks its CRC."""
-    dtype, _ = _MEMBERS[name]
+    dtype = _MEMBERS[name]
     with archive.open(name) as member:
         version = np.lib.format.read_magic(member)
         if version not in ((1, 0), (2, 0)):
