@@ -25,11 +25,11 @@ and frame rate. A user can restore a file's modification time but not its status
 (ctime): writing, ``utime`` and ``chmod`` set it to now. So a video replaced by other bytes of the
 same size with its mtime restored misses (so does a file renamed, copied or chmod-ed: it is
 encoded once more). A content hash would keep entries across a copy, but hashes the whole file at
-every lookup: for a 30-minute 720p H.264 file of 452 MB, SHA-256 took 0.34 s from the page cache
-against 22 us for the stat key (encoding the video: about 160 s); a sampled hash (16 blocks of 64
-KiB, 0.6 ms) misses an edit between its samples (``bench/cache_key.py``). The ctime
-is as fine as the kernel's clock tick (a few ms): a file rewritten within the tick of the ``stat``
-that keyed it would not be told apart.
+every lookup: for a 30-minute 720p H.264 file of 452 MB, SHA-256 took 0.34-0.96 s from the page
+cache (three runs on 2 shared, loaded cores) against 22 us for the stat key, and encoding the video
+160-280 s; a sampled hash (16 blocks of 64 KiB, 0.6 ms) misses an edit between its samples
+(``bench/cache_key.py``). The ctime is as fine as the kernel's clock tick (a few ms): a file
+rewritten within the tick of the ``stat`` that keyed it would not be told apart.
 
 **An entry** is an uncompressed ``.npz`` (``np.savez``) of three members: ``features (T, F)``
 float32 little-endian, ``duration_s`` a float64 scalar, ``key`` the entry's own name (an entry
@@ -45,10 +45,10 @@ real float32 (not complex), a scalar duration; the members' CRCs; values finite 
 ``MAX_FEATURE_ABS``; a duration finite, positive and equal to the video file's own, from decord's
 index of the file, as the encoder measures it, without decoding a frame. A failed check is one
 warning naming the entry, and ``get`` returns None. Cost, for that 30-minute video's entry (9.2
-MB): 0.17 s, nearly all of it decord's index (0.16 s: it reads the whole file, every packet); the
-entry's own checks about 5 ms, where a bare ``np.load`` took 2.4 ms. Under 0.2% of encoding the
-video, so the check stays; an index of many long videos may want the duration from the container's
-header instead (``moov``/``mvhd`` of an MP4: a few small reads).
+MB): 0.17-0.85 s, nearly all of it decord's index (0.16-0.49 s: it reads the whole file, every
+packet), where a bare ``np.load`` took 2-15 ms; for a 1-minute 320x240 video 7 ms against 0.2 ms.
+Under 0.3% of encoding the video, so the check stays; an index of many long videos may want the
+duration from the container's header instead (``moov``/``mvhd`` of an MP4: a few small reads).
 """
 
 from __future__ import annotations
