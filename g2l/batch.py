@@ -29,7 +29,7 @@ from pathlib import Path
 from g2l import strict_json
 from g2l.atomic import atomic_path
 from g2l.errors import G2LError, path_problem
-from g2l.feature_cache import load_cached, store_cached, video_cache_key
+from g2l.feature_cache import FeatureCache
 from g2l.inference import EncodedVideo, Grounder, GroundingError, QueryResult, check_queries
 
 MAX_LINE_CHARS = 1_000_000  # a pairs line longer than this is refused (a query is a sentence)
@@ -251,15 +251,13 @@ def _encoded(grounder: Grounder, path: Path, cache: Path | None, summary: BatchS
     problem = path_problem(path)
     if problem:
         raise BatchError(problem)
-    key = None
-    if cache is not None:
-        key = video_cache_key(path, grounder.frame_encoder_spec, grounder.fps)
-        cached = load_cached(cache, key, path.name, grounder.fps)
-        if cached is not None:
-            summary.videos_from_cache += 1
-            return cached
+    store = FeatureCache.for_grounder(cache, grounder) if cache is not None else None  # once; None: unusable, warned
+    cached = store.get(path) if store is not None else None  # checked against the file; a bad entry warns
+    if cached is not None:
+        summary.videos_from_cache += 1
+        return cached
     video = grounder.encode_video(path)
     summary.videos_encoded += 1
-    if key is not None:
-        store_cached(cache, key, video)
+    if store is not None:
+        store.put(path, video)  # best-effort: a failed write warns once
     return video

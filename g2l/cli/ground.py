@@ -153,8 +153,6 @@ def _load_grounder(args):
 def _ground_batch(args) -> int:
     """``--batch PAIRS.jsonl --out PREDS.jsonl``: g2l/batch.py, with a bar over videos and a summary.
     Exit status 0 when every line was answered (now or before), 1 when any line failed."""
-    from pathlib import Path
-
     from g2l.batch import ground_batch, plan_batch
 
     if args.video is not None or args.queries:
@@ -164,8 +162,10 @@ def _ground_batch(args) -> int:
     if args.plot is not None or args.gt is not None:
         raise CliError("--plot and --gt draw one video; they do not go with --batch")
     check_writable(args.out, "--out")
-    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
-        raise CliError(f"--cache {args.cache} exists and is not a folder; pass a folder path")
+    if args.cache is not None:  # checked before any work: one that cannot be used warns, and the run goes on without
+        from g2l.feature_cache import usable_folder
+
+        args.cache = usable_folder(args.cache)
     plan = plan_batch(args.batch, args.out)  # a bad pairs file or output stops here, before the model loads
     grounder = _load_grounder(args)
     if args.window is not None:
