@@ -65,7 +65,7 @@ def main() -> int:
                     answers.write(json.dumps({**key, **json.loads(line),
                                               "moments": [{"start": 1.0, "end": 2.0, "score": 0.5}] * 5}) + "\n")
         if args.resume:
-            from g2l.batch import MADE_BY_FORMAT, made_by_path
+            from g2l.batch_output import MADE_BY_FORMAT, made_by_path
 
             made_by_path(out).write_text(json.dumps({"format": MADE_BY_FORMAT}))
         peak_mb, elapsed, todo = measure(pairs, out)

@@ -31,13 +31,10 @@ for this). Output: one line per input line, ``input_line`` (its line number) and
 
 from __future__ import annotations
 
-import dataclasses
-import errno
 import hashlib
 import os
-import re
-import stat
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,28 +43,19 @@ from typing import BinaryIO
 import numpy as np
 
 from g2l import strict_json
-from g2l.atomic import atomic_path, lock_file, remove_stale_temporaries
+from g2l.atomic import remove_stale_temporaries
+from g2l.batch_output import (UNBOUNDED_BYTES, BatchError, check_made_by, hold_lock, made_by, open_output_to_append,
+                              open_output_to_read, read_answer_keys)
 from g2l.errors import G2LError, path_problem
 from g2l.feature_cache import load_cached, store_cached, video_cache_key
-from g2l.inference import EncodedVideo, Grounder, GroundingError, QueryResult, check_queries, frame_encoder_name
-from g2l.safe_files import UnsafeFileError, open_regular_file, read_text_file
+from g2l.inference import EncodedVideo, Grounder, GroundingError, QueryResult, check_queries
+from g2l.safe_files import open_regular_file
 
 MAX_LINE_BYTES = 1_000_000  # a pairs line longer than this is refused (a query is a sentence)
 MAX_QUERIES_PER_LINE = 1_000  # more queries on one line are refused (48,000 took 3.8 GB at once)
 KEY_FIELDS = ("input_line", "input_sha256")  # the first fields of every output line: its resume key
 OUTPUT_FIELDS = (*KEY_FIELDS, "moments", "results", "explanation", "explanation_target", "explanation_relative_to")
-MADE_BY_SUFFIX = ".made-by.json"  # PREDS.jsonl.made-by.json: what wrote PREDS.jsonl
-MADE_BY_FORMAT = "g2l-ground --batch output, version 1"
 _BOM = b"\xef\xbb\xbf"
-_NO_LIMIT = 2**62  # open_regular_file's size bound, for files that are streamed
-# How every output line starts (strict_json.dumps with its default separators); read from the first
-# bytes of each line, so that resuming never parses an answer whole.
-_ANSWER_KEY = re.compile(rb'\{"input_line": ([1-9][0-9]{0,17}), "input_sha256": "([0-9a-f]{64})"[,}]')
-_KEY_BYTES = 128  # enough for the above
-
-
-class BatchError(G2LError):
-    """The pairs file or the output file cannot be used at all."""
 
 
 @dataclass
@@ -183,73 +171,9 @@ def _open_pairs(path: Path) -> BinaryIO:
     if problem:
         raise BatchError(f"pairs file {path} {problem}; pass a JSON-lines file")
     try:
-        return open_regular_file(path, what=f"pairs file {path}", max_bytes=_NO_LIMIT)
+        return open_regular_file(path, what=f"pairs file {path}", max_bytes=UNBOUNDED_BYTES)
     except OSError as error:
         raise BatchError(f"pairs file {path} cannot be opened ({error.strerror or error}); pass a JSON-lines file") from None
-
-
-# The output, its record and its lock -------------------------------------------------------------
-
-
-def made_by_path(out_path: str | Path) -> Path:
-    out_path = Path(out_path)
-    return out_path.with_name(out_path.name + MADE_BY_SUFFIX)
-
-
-def lock_path(out_path: str | Path) -> Path:
-    out_path = Path(out_path)
-    return out_path.with_name(f".{out_path.name}.lock")
-
-
-def _hold_lock(out_path: Path) -> int | None:
-    path = lock_path(out_path)
-    try:
-        return lock_file(path)
-    except BlockingIOError:
-        raise BatchError(f"output {out_path} is being written by another g2l-ground --batch run (it holds {path}); "
-                         "wait for that run to end, or pick another --out") from None
-    except OSError as error:
-        why = {errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
-        raise BatchError(f"the lock file {path} of output {out_path} cannot be used ({why or error.strerror or error}); "
-                         "remove it if it is a stray, or pick another --out") from None
-
-
-def _read_answer_keys(handle: BinaryIO, out_path: Path, mark: Callable[[int, str], None]) -> int:
-    """Stream the output: ``mark(input_line, input_sha256)`` for each of its lines; returns where a
-    last line cut by a kill (one without its newline) starts, or the file's size when none is."""
-    number, offset = 0, 0
-    while True:
-        head = handle.readline(_KEY_BYTES)
-        if not head:
-            return offset
-        number, start, tail = number + 1, offset, head
-        offset += len(head)
-        while not tail.endswith(b"\n"):
-            tail = handle.readline(1 << 20)
-            offset += len(tail)
-            if not tail:
-                return start  # a cut last line
-        key = _ANSWER_KEY.match(head)
-        if key is None:
-            raise BatchError(f"output {out_path} has a line ({number}) that g2l-ground --batch did not write; move "
-                             "the file away or pick another --out")
-        mark(int(key[1]), key[2].decode())
-
-
-def _read_made_by(out_path: Path) -> dict:
-    path = made_by_path(out_path)
-    refuse = (f"output {out_path} was not written by g2l-ground --batch (or by an older version): {path} "
-              "{why}; move the output away or pick another --out")
-    problem = path_problem(path)
-    if problem:
-        raise BatchError(refuse.format(why=problem))
-    try:
-        record = strict_json.loads(read_text_file(path, what=str(path), max_bytes=1 << 20))
-    except (OSError, ValueError) as error:  # UnsafeFileError is a ValueError
-        raise BatchError(refuse.format(why=f"cannot be read ({str(error)[:200]})")) from None
-    if not isinstance(record, dict) or record.get("format") != MADE_BY_FORMAT:
-        raise BatchError(refuse.format(why="is not such a record"))
-    return record
 
 
 # The plan --------------------------------------------------------------------------------------
@@ -326,10 +250,10 @@ def plan_batch(pairs_path: str | Path, out_path: str | Path) -> BatchPlan:
     except (OSError, ValueError) as error:
         raise BatchError(f"output {out_path}: its folder cannot be created ({getattr(error, 'strerror', None) or error}); "
                          "pick another --out") from None
-    handle, _ = _open_output_to_read(out_path)  # a file that is not g2l's is refused before a lock is made beside it
+    handle, _ = open_output_to_read(out_path)  # a file that is not g2l's is refused before a lock is made beside it
     if handle is not None:
         handle.close()
-    lock = _hold_lock(out_path)
+    lock = hold_lock(out_path)
     try:
         remove_stale_temporaries(out_path.parent)
         return _plan(pairs_path, out_path, lock)
@@ -339,32 +263,8 @@ def plan_batch(pairs_path: str | Path, out_path: str | Path) -> BatchPlan:
         raise
 
 
-def _open_output_to_read(out_path: Path) -> tuple[BinaryIO | None, dict | None]:
-    """The output opened for reading (None when it does not exist yet) and its record of what wrote
-    it (None when it is empty); refuses an output that is not a regular file, or not g2l's."""
-    problem = path_problem(out_path)
-    if problem is not None:
-        if problem.endswith("does not exist") and not out_path.is_symlink():
-            return None, None
-        raise BatchError(f"output {out_path} {problem}; pass a file path for the answers")
-    try:
-        handle = open_regular_file(out_path, what=f"output {out_path}", max_bytes=_NO_LIMIT)
-    except OSError as error:
-        raise BatchError(f"output {out_path} cannot be read ({error.strerror or error}); pick another --out") from None
-    try:
-        try:
-            empty = handle.read(1) == b""  # not st_size: /proc files say 0 and are not empty
-            handle.seek(0)
-        except OSError as error:
-            raise BatchError(f"output {out_path} cannot be read ({error.strerror or error}); pick another --out") from None
-        return handle, None if empty else _read_made_by(out_path)
-    except BaseException:
-        handle.close()
-        raise
-
-
 def _plan(pairs_path: Path, out_path: Path, lock: int | None) -> BatchPlan:
-    out_handle, made_by = _open_output_to_read(out_path)
+    out_handle, made_by = open_output_to_read(out_path)
     try:
         return _plan_lines(pairs_path, out_path, out_handle, made_by, lock)
     finally:
@@ -396,20 +296,25 @@ def _plan_lines(pairs_path: Path, out_path: Path, out_handle: BinaryIO | None, m
                              "pass a JSON-lines file") from None
     line_no, offset, head, video = columns.arrays()
     done = np.zeros(len(line_no), dtype=bool)
-
-    def mark(input_line: int, sha256_hex: str) -> None:
-        at = int(np.searchsorted(line_no, input_line))
-        if at < len(line_no) and line_no[at] == input_line and head[at] == np.uint64(_head(sha256_hex)):
-            done[at] = True
-
     if out_handle is not None:
+        answered_line, answered_head = array("q"), array("Q")  # 16 bytes an answer
+
+        def mark(input_line: int, sha256_hex: str) -> None:
+            answered_line.append(input_line)
+            answered_head.append(_head(sha256_hex))
+
         try:
-            cut_at = _read_answer_keys(out_handle, out_path, mark)
+            cut_at = read_answer_keys(out_handle, out_path, mark)
             size = os.fstat(out_handle.fileno()).st_size
         except OSError as error:
             raise BatchError(f"output {out_path} cannot be read ({error.strerror or error}); pick another --out") from None
         if cut_at < size:  # a line cut by a kill: drop it (we hold the lock, and the file is ours)
             os.truncate(out_path, cut_at)
+        answered_line = np.frombuffer(answered_line, dtype=np.int64)
+        at = np.minimum(np.searchsorted(line_no, answered_line), max(len(line_no) - 1, 0))
+        if len(line_no):  # an answer counts when the line of its number still has its text
+            same = (line_no[at] == answered_line) & (head[at] == np.frombuffer(answered_head, dtype=np.uint64))
+            done[at[same]] = True
     todo = ~done
     order = np.argsort(video[todo], kind="stable")  # grouped by video, in file order within a group
     line_no, offset, head, video = line_no[todo][order], offset[todo][order], head[todo][order], video[todo][order]
@@ -439,71 +344,6 @@ class _Columns:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         table = np.concatenate([*self._blocks, self._current[: self._filled]])
         return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].view(np.uint64).copy(), table[:, 3].copy()
-
-
-# What wrote the output -------------------------------------------------------------------------
-
-_OPTION_NAMES = {"top_k": "--top-k", "window_s": "--window", "explain": "--explain",
-                 "explain_target": "--explain-target", "seed": "--seed", "precision": "the precision"}
-_MODEL_NAMES = {"weights_sha256": "other model weights", "config_sha256": "another model config",
-                "frame_encoder": "another frame encoder"}
-
-
-def made_by(grounder: Grounder, *, top_k: int, window_s: float | None, explain: bool, explain_target: str,
-            seed: int) -> dict:
-    """The record kept beside an output (``made_by_path``): what its answers depend on. The model by
-    its content (a SHA-256 of every weight, names, dtypes and shapes included, and of its config), so
-    that a checkpoint file and the folder ``g2l-export`` made of it are the same model; the frame
-    encoder; and the options that change answers (the explanation's target and seed only with
-    ``explain``, the precision as resolved on this machine)."""
-    import torch
-
-    from g2l.engine.precision import autocast_dtype
-
-    weights = hashlib.sha256()
-    for name, tensor in sorted(grounder.model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous().reshape(-1)
-        weights.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
-        weights.update(tensor.view(torch.uint8).numpy())
-    config = strict_json.dumps(dataclasses.asdict(grounder.cfg), sort_keys=True, default=str)
-    spec = grounder.frame_encoder_spec
-    encoder = getattr(grounder, "_frame_encoder_name", None) or (frame_encoder_name(spec) if spec else None)
-    precision = "bf16" if autocast_dtype(grounder.precision, grounder.device) == torch.bfloat16 else "fp32"
-    return {
-        "format": MADE_BY_FORMAT,
-        "model": {"weights_sha256": weights.hexdigest(), "config_sha256": hashlib.sha256(config.encode()).hexdigest(),
-                  "frame_encoder": {"name": encoder, "spec": spec}},
-        "options": {"top_k": top_k, "window_s": window_s, "explain": explain,
-                    "explain_target": explain_target if explain else None, "seed": seed if explain else None,
-                    "precision": precision},
-    }
-
-
-def _check_made_by(plan: BatchPlan, record: dict) -> None:
-    """Refuse to add ``record``'s answers to an output that other settings made; record them beside
-    a new (or empty) output, before its first line."""
-    record = strict_json.loads(strict_json.dumps(record))  # as it reads back
-    if plan.made_by is None:
-        try:
-            with atomic_path(made_by_path(plan.out_path)) as tmp:
-                tmp.write_text(strict_json.dumps(record, indent=2) + "\n")
-        except OSError as error:
-            raise BatchError(f"{made_by_path(plan.out_path)} cannot be written ({error.strerror or error}); "
-                             "pick another --out") from None
-        return
-    old_model, old_options = plan.made_by.get("model") or {}, plan.made_by.get("options") or {}
-    differs = [what for key, what in _MODEL_NAMES.items() if old_model.get(key) != record["model"][key]]
-    differs += [f"{flag} {_shown(old_options.get(key))} (now {_shown(record['options'][key])})"
-                for key, flag in _OPTION_NAMES.items() if old_options.get(key) != record["options"][key]
-                and not (key in ("explain_target", "seed") and old_options.get("explain") != record["options"]["explain"])]
-    if differs:
-        raise BatchError(f"output {plan.out_path} was made with other settings ({'; '.join(differs)}; see "
-                         f"{made_by_path(plan.out_path).name}); resume it with the same checkpoint and options, or "
-                         "pick another --out")
-
-
-def _shown(value) -> str:
-    return "off" if value is False else "on" if value is True else "none" if value is None else str(value)
 
 
 # Answering -------------------------------------------------------------------------------------
@@ -540,19 +380,6 @@ def _reread(handle: BinaryIO, line_no: int, offset: int, sha256_head: int, base:
     return line
 
 
-def _open_output(out_path: Path):
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(out_path, flags, 0o666)
-    except OSError as error:
-        raise BatchError(f"output {out_path} cannot be opened ({error.strerror or error}); pick another --out") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a device put there since the plan
-        os.close(fd)
-        raise BatchError(f"output {out_path} is not a regular file; pick another --out")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "a", encoding="utf-8")
-
-
 def ground_batch(grounder: Grounder, pairs_path: str | Path, out_path: str | Path, *, top_k: int = 5,
                  window_s: float | None = None, explain: bool = False, explain_target: str = "runner_up", seed: int = 0,
                  cache_dir: str | Path | None = None, on_video: Callable[[int, int, str], None] | None = None,
@@ -574,7 +401,7 @@ def _answer_plan(grounder: Grounder, plan: BatchPlan, *, top_k, window_s, explai
                  on_video, on_failure) -> BatchSummary:
     started = time.perf_counter()
     cache = Path(cache_dir) if cache_dir is not None else None
-    _check_made_by(plan, made_by(grounder, top_k=top_k, window_s=window_s, explain=explain,
+    check_made_by(plan.out_path, plan.made_by, made_by(grounder, top_k=top_k, window_s=window_s, explain=explain,
                                  explain_target=explain_target, seed=seed))
     summary = BatchSummary(lines=plan.lines, already_done=plan.already_done, failures=list(plan.failures))
     for line_no, reason in plan.failures:
@@ -587,7 +414,7 @@ def _answer_plan(grounder: Grounder, plan: BatchPlan, *, top_k, window_s, explai
             on_failure(line_no, reason)
 
     base = os.path.dirname(os.path.abspath(plan.pairs_path))
-    with _open_pairs(plan.pairs_path) as pairs, _open_output(plan.out_path) as out:
+    with _open_pairs(plan.pairs_path) as pairs, open_output_to_append(plan.out_path) as out:
         for index, (video_path, line_nos, offsets, heads) in enumerate(plan.by_video(), start=1):
             video, video_error = None, None
             try:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from g2l.assets import demo_checkpoint
-from g2l.batch import BatchError, ground_batch, made_by_path, plan_batch
+from g2l.batch import ground_batch, plan_batch
+from g2l.batch_output import BatchError, made_by_path
 from g2l.inference import Grounder
 from tests.video_utils import write_test_video
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from g2l import batch
-from g2l.batch import MADE_BY_FORMAT, BatchError, lock_path, made_by_path, plan_batch
+from g2l.batch import plan_batch
+from g2l.batch_output import MADE_BY_FORMAT, BatchError, lock_path, made_by_path
 from g2l.errors import path_problem
 
 LINE = json.dumps({"video": "clip.mp4", "query": "a square grows"})
