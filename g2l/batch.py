@@ -18,7 +18,8 @@ for this). Output: one line per input line, ``input_line`` (its line number) and
   answered again. ``PREDS.jsonl.made-by.json`` beside the output records what wrote it (the model's
   weights and config, the frame encoder, the precision, and the options that change answers); a
   resume with another model or other options is refused, as is an output without that record (a
-  file g2l did not write). Only a last line without its newline (cut by a kill) is dropped.
+  file g2l did not write). Only a last line without its newline (cut by a kill) is dropped. (The
+  output's lock, record and keys: g2l/batch_output.py.)
 * One writer at a time: a run holds an exclusive lock (``.PREDS.jsonl.lock``) from its plan to its
   end; a second run on the same output is refused.
 * Bounded: a pairs line of more than ``MAX_LINE_BYTES`` or ``MAX_QUERIES_PER_LINE`` queries is that
@@ -255,7 +256,10 @@ def plan_batch(pairs_path: str | Path, out_path: str | Path) -> BatchPlan:
         handle.close()
     lock = hold_lock(out_path)
     try:
-        remove_stale_temporaries(out_path.parent)
+        try:
+            remove_stale_temporaries(out_path.parent)  # of runs killed while writing the made-by record
+        except OSError:  # best effort: a folder we may write to but not list
+            pass
         return _plan(pairs_path, out_path, lock)
     except BaseException:
         if lock is not None:
