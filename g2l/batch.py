@@ -174,7 +174,8 @@ def _open_pairs(path: Path) -> BinaryIO:
     try:
         return open_regular_file(path, what=f"pairs file {path}", max_bytes=UNBOUNDED_BYTES)
     except OSError as error:
-        raise BatchError(f"pairs file {path} cannot be opened ({error.strerror or error}); pass a JSON-lines file") from None
+        raise BatchError(f"pairs file {path} cannot be opened ({error.strerror or error}); "
+                         "pass a JSON-lines file") from None
 
 
 # The plan --------------------------------------------------------------------------------------
@@ -249,8 +250,8 @@ def plan_batch(pairs_path: str | Path, out_path: str | Path) -> BatchPlan:
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as error:
-        raise BatchError(f"output {out_path}: its folder cannot be created ({getattr(error, 'strerror', None) or error}); "
-                         "pick another --out") from None
+        why = getattr(error, "strerror", None) or error
+        raise BatchError(f"output {out_path}: its folder cannot be created ({why}); pick another --out") from None
     handle, _ = open_output_to_read(out_path)  # a file that is not g2l's is refused before a lock is made beside it
     if handle is not None:
         handle.close()
@@ -311,7 +312,8 @@ def _plan_lines(pairs_path: Path, out_path: Path, out_handle: BinaryIO | None, m
             cut_at = read_answer_keys(out_handle, out_path, mark)
             size = os.fstat(out_handle.fileno()).st_size
         except OSError as error:
-            raise BatchError(f"output {out_path} cannot be read ({error.strerror or error}); pick another --out") from None
+            raise BatchError(f"output {out_path} cannot be read ({error.strerror or error}); "
+                             "pick another --out") from None
         if cut_at < size:  # a line cut by a kill: drop it (we hold the lock, and the file is ours)
             os.truncate(out_path, cut_at)
         answered_line = np.frombuffer(answered_line, dtype=np.int64)

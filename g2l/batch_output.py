@@ -57,8 +57,9 @@ def hold_lock(out_path: Path) -> int | None:
                          "wait for that run to end, or pick another --out") from None
     except OSError as error:
         why = {errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
-        raise BatchError(f"the lock file {path} of output {out_path} cannot be used ({why or error.strerror or error}); "
-                         "remove it if it is a stray, or pick another --out") from None
+        why = why or error.strerror or error
+        raise BatchError(f"the lock file {path} of output {out_path} cannot be used ({why}); remove it if it is a "
+                         "stray, or pick another --out") from None
 
 
 def read_answer_keys(handle: BinaryIO, out_path: Path, mark: Callable[[int, str], None]) -> int:
@@ -116,7 +117,8 @@ def open_output_to_read(out_path: Path) -> tuple[BinaryIO | None, dict | None]:
             empty = handle.read(1) == b""  # not st_size: /proc files say 0 and are not empty
             handle.seek(0)
         except OSError as error:
-            raise BatchError(f"output {out_path} cannot be read ({error.strerror or error}); pick another --out") from None
+            raise BatchError(f"output {out_path} cannot be read ({error.strerror or error}); "
+                             "pick another --out") from None
         return handle, None if empty else read_made_by(out_path)
     except BaseException:
         handle.close()
@@ -192,7 +194,8 @@ def open_output_to_append(out_path: Path):
     try:
         fd = os.open(out_path, flags, 0o666)
     except OSError as error:
-        raise BatchError(f"output {out_path} cannot be opened ({error.strerror or error}); pick another --out") from None
+        raise BatchError(f"output {out_path} cannot be opened ({error.strerror or error}); "
+                         "pick another --out") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # a device put there since the plan
         os.close(fd)
         raise BatchError(f"output {out_path} is not a regular file; pick another --out")

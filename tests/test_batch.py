@@ -169,7 +169,7 @@ def test_a_resume_with_another_model_or_options_is_refused(grounder, tmp_path):
     for options, says in [({"top_k": 2}, "--top-k 1 \\(now 2\\)"),
                           ({"top_k": 1, "explain": True}, "--explain off \\(now on\\)"),
                           ({"top_k": 1, "window_s": 2.0}, "--window none \\(now 2.0\\)")]:
-        with pytest.raises(BatchError, match=f"preds.jsonl was made with other settings \\({says}; see preds.jsonl.made-by"):
+        with pytest.raises(BatchError, match=f"preds.jsonl was made with other settings \\({says}; see preds.jsonl.made"):
             ground_batch(grounder, pairs, out, **options)
     assert out.read_text() == before  # nothing added
 

@@ -110,7 +110,8 @@ def test_a_planted_lock_file_is_refused_not_followed(tmp_path, planted):
         if planted == "link to a file":
             target.write_text("keep")
         lock_path(out).symlink_to(target)
-    with pytest.raises(BatchError, match="the lock file .* cannot be used \\((it is a link|it is not a regular file)\\); remove it"):
+    refused = "the lock file .* cannot be used \\((it is a link|it is not a regular file)\\); remove it"
+    with pytest.raises(BatchError, match=refused):
         plan_batch(pairs, out)  # and no hang on the FIFO
     assert (target.read_text() == "keep") if planted == "link to a file" else not target.exists()
 
@@ -140,7 +141,8 @@ def test_each_bad_line_is_that_lines_failure(tmp_path):
         '{"video": "clip.mp4", "query": "a square", "input_line": 3}',  # 11: a reserved field
         LINE,  # 12: fine
     )
-    expected = {1: "lone surrogate", 2: "nested too deep to write", 3: "NUL character", 4: "home folder of an unknown user",
+    expected = {1: "lone surrogate", 2: "nested too deep to write", 3: "NUL character",
+                4: "home folder of an unknown user",
                 5: "NaN, which is not a JSON number", 6: "too large for a float", 7: 'the key "query" appears twice',
                 8: "1,001 queries on one line, more than 1,000", 9: "over 1,000,000 bytes", 10: "not UTF-8",
                 11: 'output field "input_line"'}
