@@ -12,9 +12,11 @@ with a function that kills the process at the point they name. Library code look
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +91,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def lock_file(path: str | Path) -> int | None:
+    """Take an exclusive lock (``flock``) on the lock file ``path``, creating it if missing; the lock
+    is held until the returned descriptor is closed (or the process ends, however it ends). The file
+    is opened without following a link (``O_NOFOLLOW``: a link planted at its name is refused, its
+    target never created) and without waiting (``O_NONBLOCK``: a FIFO there does not hang), and
+    must be a regular file. Raises ``BlockingIOError`` when another process holds the lock and
+    ``OSError`` when the file cannot be used (``ELOOP`` for a link, ``EINVAL`` for a FIFO, a device
+    or a folder). Returns None where the platform has no ``flock`` (no lock is taken)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(path, _LOCK_FLAGS, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
@@ -125,17 +153,22 @@ def unwritable_reason(path: str | Path, *, folder: bool = False) -> str | None:
     sentence that begins with the path, or None when it can. Checked before long work, so that the
     result is not lost at the end."""
     path = Path(path)
-    if path.exists():
-        if folder and not path.is_dir():
-            return "is a file, not a folder"
-        if not folder and path.is_dir():
-            return "is a folder, not a file"
-        return None if os.access(path, os.W_OK) else "is not writable"
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"cannot be created: {parent} is a file, not a folder"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot be created: {parent} is not writable"
+    try:
+        if path.exists():
+            if folder and not path.is_dir():
+                return "is a file, not a folder"
+            if not folder and path.is_dir():
+                return "is a folder, not a file"
+            return None if os.access(path, os.W_OK) else "is not writable"
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"cannot be created: {parent} is a file, not a folder"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"cannot be created: {parent} is not writable"
+    except OSError as error:  # a name too long, no permission to look
+        return f"cannot be reached ({error.strerror or error})"
+    except ValueError:  # a NUL character
+        return "cannot be a file name (it holds a NUL character)"
     return None

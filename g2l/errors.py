@@ -24,14 +24,16 @@ def path_problem(path) -> str | None:
     import stat
     from pathlib import Path
 
-    path = Path(path)
-    link = f"is a link to {os.readlink(path)}, which " if path.is_symlink() else ""
+    path, link = Path(path), ""
     try:
+        link = f"is a link to {os.readlink(path)}, which " if path.is_symlink() else ""
         mode = path.stat().st_mode
     except FileNotFoundError:
         return f"{link}does not exist"
     except OSError as error:  # a loop of links, a name too long, no permission to look
         return f"cannot be reached ({error.strerror or error})"
+    except ValueError:  # a NUL character, which no file name can hold
+        return "cannot be a file name (it holds a NUL character)"
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):

@@ -1,14 +1,17 @@
 """Batch grounding (g2l/batch.py): every line answered as a single ``Grounder.ground`` call answers
 it, each video encoded once, the feature cache, resuming, and bad lines counted with their numbers."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from g2l.assets import demo_checkpoint
-from g2l.batch import BatchError, ground_batch, read_done
+from g2l.batch import ground_batch, plan_batch
+from g2l.batch_output import BatchError, made_by_path
 from g2l.inference import Grounder
 from tests.video_utils import write_test_video
 
@@ -111,8 +114,72 @@ def test_cache_and_resume(grounder, pairs, tmp_path, monkeypatch):
 
 
 def test_output_damaged_before_its_end_is_refused(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"video": "a.mp4", "query": "a square"}\n')
     out = tmp_path / "preds.jsonl"
-    out.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
-    with pytest.raises(BatchError, match="not JSON"):
-        read_done(out)
-    assert out.read_text() == '{"id": "a"}\nnot json\n{"id": "b"}\n'  # left as it was
+    made_by_path(out).write_text('{"format": "g2l-ground --batch output, version 1"}')
+    key = '{"input_line": 1, "input_sha256": "' + "0" * 64 + '"}\n'
+    out.write_text(key + "not json\n" + key)
+    with pytest.raises(BatchError, match=r"has a line \(2\) that g2l-ground --batch did not write"):
+        plan_batch(pairs, out)
+    assert out.read_text() == key + "not json\n" + key  # left as it was
+
+
+def test_resume_keys_are_line_number_and_text(grounder, tmp_path):
+    """Equal lines and lines whose keys come in another order are answered once each; an edited line
+    is answered again; a video name too long for the file system is that line's failure."""
+    write_test_video(tmp_path / "clip.mp4", duration_s=4.0, fps=10.0, size=(64, 48))
+    same = json.dumps({"video": "clip.mp4", "query": "a square moves"})
+    reordered = json.dumps({"query": "a square moves", "video": "clip.mp4"})
+    rows = [same, same, same, reordered, json.dumps({"video": "v" * 300 + ".mp4", "query": "a square moves"})]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "preds.jsonl"
+    summary = ground_batch(grounder, pairs, out, top_k=1)
+    assert (summary.answered, summary.already_done, summary.lines) == (4, 0, 5)
+    assert [n for n, _ in summary.failures] == [5] and "File name too long" in summary.failures[0][1]
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["input_line"] for w in written] == [1, 2, 3, 4]
+    assert [list(w)[:2] for w in written] == [["input_line", "input_sha256"]] * 4  # first, so resuming reads only them
+    assert written[0]["input_sha256"] == hashlib.sha256(same.encode()).hexdigest()
+    assert written[0]["moments"] == written[1]["moments"] == written[3]["moments"]
+
+    summary = ground_batch(grounder, pairs, out, top_k=1)
+    assert (summary.answered, summary.already_done) == (0, 4)
+    rows[1] = json.dumps({"video": "clip.mp4", "query": "a square grows"})
+    pairs.write_text("\n".join(rows) + "\n")
+    summary = ground_batch(grounder, pairs, out, top_k=1)
+    assert (summary.answered, summary.already_done) == (1, 3)
+    assert json.loads(out.read_text().splitlines()[-1])["query"] == "a square grows"
+
+
+def test_a_resume_with_another_model_or_options_is_refused(grounder, tmp_path):
+    write_test_video(tmp_path / "clip.mp4", duration_s=4.0, fps=10.0, size=(64, 48))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"video": "clip.mp4", "query": "a square moves"}) + "\n"
+                     + json.dumps({"video": "clip.mp4", "query": "a circle"}) + "\n")
+    out = tmp_path / "preds.jsonl"
+    pairs_of_one = tmp_path / "one_pair.jsonl"
+    pairs_of_one.write_text(pairs.read_text().splitlines()[0] + "\n")
+    ground_batch(grounder, pairs_of_one, out, top_k=1)
+    record = json.loads(made_by_path(out).read_text())
+    assert record["options"] == {"top_k": 1, "window_s": None, "explain": False, "explain_target": None, "seed": None,
+                                 "precision": record["options"]["precision"]}
+    before = out.read_text()
+    for options, says in [({"top_k": 2}, "--top-k 1 \\(now 2\\)"),
+                          ({"top_k": 1, "explain": True}, "--explain off \\(now on\\)"),
+                          ({"top_k": 1, "window_s": 2.0}, "--window none \\(now 2.0\\)")]:
+        with pytest.raises(BatchError, match=f"preds.jsonl was made with other settings \\({says}; see preds.jsonl.made"):
+            ground_batch(grounder, pairs, out, **options)
+    assert out.read_text() == before  # nothing added
+
+    # The same weights from the exported folder are the same model; other weights are not.
+    exported = Grounder.from_pretrained(str(REPO / "checkpoints" / "demo-hf"), device="cpu")
+    summary = ground_batch(exported, pairs, out, top_k=1)
+    assert (summary.answered, summary.already_done) == (1, 1)
+    with torch.no_grad():
+        next(exported.model.parameters()).add_(1e-3)
+    pairs.write_text(pairs.read_text() + json.dumps({"video": "clip.mp4", "query": "a dot"}) + "\n")
+    with pytest.raises(BatchError, match="other settings \\(other model weights; see"):
+        ground_batch(exported, pairs, out, top_k=1)
+    assert len(out.read_text().splitlines()) == 2

@@ -114,3 +114,29 @@ def test_extract_progress_only_on_a_terminal(tmp_path):
     piped = subprocess.run([*extract, str(video), "--out", str(tmp_path / "b.hdf5")], capture_output=True, text=True,
                            cwd=REPO)
     assert piped.returncode == 0 and "extracting" not in piped.stderr and "%" not in piped.stderr
+
+
+def test_batch_refusals_are_one_sentence_and_touch_nothing(tmp_path, capsys):
+    """In-process (no interpreter start per case): names too long for the file system, an output that
+    is a note or the pairs file, each one line with exit status 2, the files left as they were."""
+    from g2l.cli.ground import ground_main
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"video": "x.mp4", "query": "a square"}) + "\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important note\n")
+    long = str(tmp_path / ("n" * 300))
+    for args, expected in [
+        (["--batch", long, "--out", str(tmp_path / "o.jsonl")], f"pairs file {long} cannot be reached (File name too long)"),
+        (["--batch", str(pairs), "--out", long + ".jsonl"], "cannot be reached (File name too long)"),
+        (["--batch", str(pairs), "--out", str(tmp_path / "o.jsonl"), "--checkpoint", long + ".pt"],
+         "cannot be reached (File name too long)"),
+        (["--batch", str(pairs), "--out", str(notes)], "notes.txt was not written by g2l-ground --batch"),
+        (["--batch", str(pairs), "--out", str(pairs)], "is the pairs file itself"),
+    ]:
+        assert ground_main(args) == 2
+        err = capsys.readouterr().err
+        assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+    assert notes.read_text() == "important note\n"
+    assert pairs.read_text() == json.dumps({"video": "x.mp4", "query": "a square"}) + "\n"
+    assert not (tmp_path / "o.jsonl").exists()

@@ -41,3 +41,28 @@ def test_loads_turns_every_failure_into_a_value_error():
                        ('{"a": ', "Expecting value")]:
         with pytest.raises(ValueError, match=says):
             strict_json.loads(text)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("NaN", "NaN, which is not a JSON number"), ('{"a": -Infinity}', "-Infinity, which is not a JSON number"),
+    ("1e400", "a number too large for a float \\(1e400\\)"), ("[-1E999]", "too large for a float"),
+    ('{"id": 1, "x": {"k": 1, "k": 2}}', 'the key "k" appears twice in one object'),
+])
+def test_loads_refuses_what_json_does_not_mean(text, says):
+    """Python's json reads these as inf, nan or the last of two values; loads refuses them."""
+    with pytest.raises(ValueError, match=says):
+        strict_json.loads(text)
+    assert strict_json.loads("[1e308, -2.5e-308, 0.0]") == [1e308, -2.5e-308, 0.0]
+    assert strict_json.loads('{"a": {"k": 1}, "b": {"k": 2}}') == {"a": {"k": 1}, "b": {"k": 2}}  # one key per object
+
+
+def test_dumps_turns_nesting_too_deep_to_write_into_a_value_error():
+    deep = strict_json.loads("[" * 900 + "]" * 900)  # read, but finite() cannot walk it
+    with pytest.raises(ValueError, match="nested too deep to write"):
+        strict_json.dumps(deep)
+
+
+def test_readers_that_drop_bad_numbers_themselves_may_read_them():
+    assert strict_json.loads('[1e400, NaN]', allow_non_finite=True)[0] == math.inf
+    with pytest.raises(ValueError, match="appears twice"):
+        strict_json.loads('{"a": 1, "a": 2}', allow_non_finite=True)

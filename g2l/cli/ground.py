@@ -145,6 +145,10 @@ def _load_grounder(args):
     from g2l.inference import Grounder
 
     checkpoint = args.checkpoint or str(demo_checkpoint())
+    problem = path_problem(checkpoint)  # "does not exist" may still be a hub repo id; these never are
+    if problem and problem.startswith("cannot be"):
+        raise CliError(f"--checkpoint {checkpoint} {problem}; pass a checkpoint file, a folder written by g2l-export "
+                       "or a Hugging Face repo id")
     resolve_device(args.device, setting="--device")
     return Grounder.from_pretrained(checkpoint, device=args.device, frame_encoder=args.frame_encoder,
                                     precision=args.precision)
@@ -166,19 +170,20 @@ def _ground_batch(args) -> int:
         from g2l.feature_cache import usable_folder
 
         args.cache = usable_folder(args.cache)
-    plan = plan_batch(args.batch, args.out)  # a bad pairs file or output stops here, before the model loads
-    grounder = _load_grounder(args)
-    if args.window is not None:
-        grounder.check_window(args.window, grounder.fps, what="--window")
 
     def failed(line_no: int, reason: str) -> None:
         print(f"{args.batch}:{line_no}: {reason}", file=sys.stderr)
 
-    with terminal_progress("videos", quiet=args.quiet, total=len(plan.by_video), unit="video") as update:
-        summary = ground_batch(grounder, args.batch, args.out, top_k=args.top_k, window_s=args.window,
-                               explain=args.explain, explain_target=args.explain_target, seed=args.seed,
-                               cache_dir=args.cache, plan=plan,
-                               on_video=lambda done, total, name: update(done), on_failure=failed)
+    # The output stays locked from here to the end; a bad pairs file or output stops here, before the model loads.
+    with plan_batch(args.batch, args.out) as plan:
+        grounder = _load_grounder(args)
+        if args.window is not None:
+            grounder.check_window(args.window, grounder.fps, what="--window")
+        with terminal_progress("videos", quiet=args.quiet, total=len(plan.videos), unit="video") as update:
+            summary = ground_batch(grounder, args.batch, args.out, top_k=args.top_k, window_s=args.window,
+                                   explain=args.explain, explain_target=args.explain_target, seed=args.seed,
+                                   cache_dir=args.cache, plan=plan,
+                                   on_video=lambda done, total, name: update(done), on_failure=failed)
     print(f"g2l-ground --batch: {summary.report()}", file=sys.stderr)
     return 1 if summary.failures else 0
 

@@ -141,7 +141,7 @@ def guess_format(path: str | Path) -> str:
     if suffix == ".jsonl":
         for _, line in _read_lines(path):
             try:
-                record = strict_json.loads(line)
+                record = strict_json.loads(line, allow_non_finite=True)  # NaN times are dropped below
             except ValueError:
                 continue
             if isinstance(record, dict) and {"qid", "query", "vid"} <= record.keys():
@@ -405,7 +405,7 @@ def _parse_query_lines(
     for line_number, line in _read_lines(path):
         num_lines += 1
         try:
-            record = strict_json.loads(line)
+            record = strict_json.loads(line, allow_non_finite=True)  # NaN times are dropped below
         except ValueError as error:
             report.drop("malformed line", f"line {line_number}: not JSON ({str(error)[:60]}): {line[:80]!r}")
             continue
@@ -523,7 +523,7 @@ def _read_json(path: Path) -> Any:
     _check_file(path)
     try:
         with open(path, encoding="utf-8") as file:
-            return strict_json.loads(file.read())
+            return strict_json.loads(file.read(), allow_non_finite=True)  # NaN times are dropped later
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, and strict_json.loads's own
         raise AnnotationError(
             f"{path} is not valid JSON ({error}); re-download it, or set data.annotation_format if it is a "
