@@ -167,18 +167,22 @@ def test_highlight_hand_made():
     assert m["HL-min-VeryGood-Hit1"] == 0 and m["HL-min-VeryGood-mAP"] == pytest.approx(2 / 9)
 
 
-def test_highlight_curve_is_the_best_covering_moment():
-    # 8 s, a 4-cell map: cell (i, j) spans [2i, 2j + 2]; clip midpoints 1, 3, 5, 7 s.
+def test_highlight_curve_is_the_mean_of_the_covering_moments():
+    # 8 s, a 4-cell map: cell (i, j) spans [2i, 2j + 2]; clip midpoints 1, 3, 5, 7 s. Valid cells
+    # (non-zero) (0, 0) = 0.2, (1, 2) = 0.9, (0, 3) = 0.5: clip 0 is covered by (0, 0) and (0, 3),
+    # clips 1 and 2 by (1, 2) and (0, 3), clip 3 by (0, 3) alone.
     score_map = np.zeros((4, 4), np.float32)
     score_map[0, 0], score_map[1, 2], score_map[0, 3] = 0.2, 0.9, 0.5
-    np.testing.assert_array_equal(qvh.highlight_curve(score_map, 8.0), np.float32([0.5, 0.9, 0.9, 0.5]))
-    # 7 s has 3 whole clips (the script's int(duration / 2)); a mask marks a 0-scored cell valid.
+    np.testing.assert_allclose(qvh.highlight_curve(score_map, 8.0), [0.35, 0.7, 0.7, 0.5], rtol=1e-6)
+    # With a mask, a valid cell scoring 0 counts: clip 3 is also covered by (3, 3) = 0 -> 0.25.
     mask = score_map != 0
-    np.testing.assert_array_equal(qvh.highlight_curve(np.where(mask, score_map, 0), 7.0, mask=mask).shape, (3,))
-    # A clip no valid cell covers gets 0.
+    mask[3, 3] = True
+    np.testing.assert_allclose(qvh.highlight_curve(score_map, 8.0, mask=mask), [0.35, 0.7, 0.7, 0.25], rtol=1e-6)
+    # 7 s holds 3 whole clips (the script's int(duration / 2)); a clip no valid cell covers gets 0.
     only = np.zeros((4, 4), np.float32)
     only[3, 3] = 0.7
-    np.testing.assert_array_equal(qvh.highlight_curve(only, 8.0), np.float32([0, 0, 0, 0.7]))
+    assert qvh.highlight_curve(only, 7.0).shape == (3,)
+    np.testing.assert_allclose(qvh.highlight_curve(only, 8.0), [0, 0, 0, 0.7], rtol=1e-6)
 
 
 def write_lines(path, records):
@@ -220,3 +224,54 @@ def test_g2l_eval_scores_a_submission_file(tmp_path, capsys):
     assert "R1@0.5" in metrics and f"mAP {100 * metrics['MR-full-mAP']:.2f}" in printed and "HIT@1" in printed
     assert eval_main(["--predictions", str(sub_path)]) == 2  # a submission needs its annotations
     assert "pass --annotations" in capsys.readouterr().err
+
+
+def test_g2l_eval_checkpoint_on_a_qvhighlights_split(tmp_path, tiny_text_encoder_dir, capsys):
+    # The tiny benchmark's test split rewritten in QVHighlights' layout (with saliency), scored by
+    # g2l-eval --checkpoint: the metrics it prints and saves equal the script's on the submission
+    # file it writes, whose curves come from the maps (which the predictions file then leaves out).
+    from g2l.cli import eval_main
+    from tests.fixtures import tiny_checkpoint_with_text, write_tiny_benchmark
+
+    folder = write_tiny_benchmark(tmp_path / "bench")
+    checkpoint = tiny_checkpoint_with_text(folder, tiny_text_encoder_dir)
+    rng = np.random.default_rng(0)
+    gt = []
+    for vid, entry in json.loads((folder / "test.json").read_text()).items():
+        for (s, e), sentence in zip(entry["timestamps"], entry["sentences"]):
+            clips = list(range(int(s // 2), min(int(-(-e // 2)), int(entry["duration"] / 2))))
+            gt.append({"qid": 100 + len(gt), "query": sentence, "duration": entry["duration"], "vid": vid,
+                       "relevant_windows": [[s, e]], "relevant_clip_ids": clips,
+                       "saliency_scores": rng.integers(0, 5, size=(len(clips), 3)).tolist()})
+    gt_path = write_lines(tmp_path / "qvh_test.jsonl", gt)
+    out = tmp_path / "preds.jsonl"
+    assert eval_main(["--checkpoint", str(checkpoint), "--out", str(out), "--json", str(tmp_path / "m.json"),
+                      "--device", "cpu", "data.annotation_format=qvhighlights", f"data.test_annotations={gt_path}"]) == 0
+    captured = capsys.readouterr()
+    submission_path = tmp_path / "preds_qvhighlights.jsonl"
+    assert f"QVHighlights submission written to {submission_path}" in captured.err
+    submission = [json.loads(line) for line in submission_path.read_text().splitlines()]
+    assert {d["qid"] for d in submission} == {d["qid"] for d in gt}
+    for d in submission:
+        truth = next(g for g in gt if g["qid"] == d["qid"])
+        assert len(d["pred_saliency_scores"]) == int(truth["duration"] / 2)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert percent(metrics) == script_brief(gt, submission)
+    assert metrics["qvhighlights_queries"] == metrics["qvhighlights_split_queries"] == len(gt)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all("saliency" in p and "score_map" not in p for p in lines)
+    # Re-scoring the g2l predictions file against the annotations gives the same QVHighlights numbers.
+    assert eval_main(["--predictions", str(out), "--annotations", str(gt_path), "--json", str(tmp_path / "r.json")]) == 0
+    rescored = json.loads((tmp_path / "r.json").read_text())
+    assert {k: v for k, v in rescored.items() if k.startswith(("MR-", "HL-"))} == \
+        {k: v for k, v in metrics.items() if k.startswith(("MR-", "HL-"))}
+
+
+@pytest.mark.parametrize("saliency, message", [(["x"], "list of numbers"), ([1.0, 1e999], "non-finite")])
+def test_a_predictions_file_with_bad_saliency_is_one_sentence(tmp_path, saliency, message):
+    from g2l.eval.predictions import PredictionsError, read_predictions
+
+    line = {"video": "v", "query": "q", "duration": 8.0, "gt": [0, 2], "candidates": [[0, 2, 0.5]], "saliency": saliency}
+    (tmp_path / "p.jsonl").write_text(json.dumps(line).replace("Infinity", "1e999") + "\n")
+    with pytest.raises(PredictionsError, match=message):
+        read_predictions(tmp_path / "p.jsonl")
