@@ -32,8 +32,9 @@ def _eval(argv: Sequence[str] | None) -> int:
     parser.add_argument("--recall-at", type=rank_list, default=None, help="e.g. 1,5")
     parser.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON here")
     parser.add_argument("--annotations", default=None,
-                        help="with --predictions: a QVHighlights annotation file (highlight_val_release.jsonl) to score "
-                             "against as Moment-DETR's standalone_eval does; the predictions may be a QVHighlights submission")
+                        help="with --predictions: a QVHighlights annotation file (highlight_val_release.jsonl) to "
+                             "score against as Moment-DETR's standalone_eval does; the predictions may be a QVHighlights "
+                             "submission")
     parser.add_argument("--out", default=None, help="with --checkpoint: where to write the predictions file")
     parser.add_argument("--dump-maps", action="store_true", help="with --checkpoint: add score maps to the predictions")
     parser.add_argument("--device", default="auto", help="with --checkpoint: cpu, cuda, or auto")

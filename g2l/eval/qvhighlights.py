@@ -329,14 +329,16 @@ def read_ground_truth(path: str | Path) -> list[QueryTruth]:
     for where, record in _lines(path, "QVHighlights annotation file"):
         missing = [key for key in ("qid", "vid", "query", "duration", "relevant_windows") if key not in record]
         if missing:
-            hint = " (the test split's release holds no ground truth; score on val)" if missing == ["relevant_windows"] else ""
+            no_truth = missing == ["relevant_windows"]
+            hint = " (the test split's release holds no ground truth; score on val)" if no_truth else ""
             raise QVHighlightsError(f"{where}: no {', '.join(missing)}; a QVHighlights annotation line with ground "
                                     f"truth has qid, vid, query, duration and relevant_windows{hint}")
         qid, duration = record["qid"], record["duration"]
         if isinstance(qid, bool) or not isinstance(qid, int) or qid in seen:
             raise QVHighlightsError(f"{where}: 'qid' must be an integer not used on an earlier line, got {qid!r}")
         if not _number(duration) or duration < CLIP_LENGTH_S:
-            raise QVHighlightsError(f"{where}: 'duration' must be a number of seconds >= {CLIP_LENGTH_S:g}, got {duration!r}")
+            raise QVHighlightsError(f"{where}: 'duration' must be a number of seconds >= {CLIP_LENGTH_S:g}, "
+                                    f"got {duration!r}")
         windows = _windows(record["relevant_windows"], where, "relevant_windows", 2)
         if not len(windows):
             raise QVHighlightsError(f"{where}: 'relevant_windows' is empty; every scored query needs a window")
@@ -460,30 +462,36 @@ def format_qvhighlights_table(metrics: dict[str, float]) -> str:
     def pct(key: str) -> str:
         return f"{100 * metrics[key]:.2f}" if key in metrics else "-"
 
-    rows = [f"QVHighlights ({metrics.get('qvhighlights_queries', 0)} queries; Moment-DETR's standalone_eval):",
+    scored, split = metrics.get("qvhighlights_queries", 0), metrics.get("qvhighlights_split_queries", 0)
+    of_split = f" of the split's {split}" if split and split != scored else ""
+    rows = [f"QVHighlights ({scored} queries{of_split}; Moment-DETR's standalone_eval):",
             f"  moments     mAP {pct('MR-full-mAP')}  mAP@0.5 {pct('MR-full-mAP@0.5')}  mAP@0.75 {pct('MR-full-mAP@0.75')}"
             f"  R1@0.5 {pct('MR-full-R1@0.5')}  R1@0.7 {pct('MR-full-R1@0.7')}",
-            f"              mAP by length: short {pct('MR-short-mAP')}  middle {pct('MR-middle-mAP')}  long {pct('MR-long-mAP')}"]
+            "              mAP by length: " + "  ".join(f"{name} {pct(f'MR-{name}-mAP')}" for name in LENGTH_RANGES)]
     if "HL-min-VeryGood-mAP" in metrics:
-        rows.append("  highlights  " + "  ".join(
-            f"{name}: mAP {pct(f'HL-min-{name}-mAP')} HIT@1 {pct(f'HL-min-{name}-Hit1')}" for name in reversed(SALIENCY_LEVELS)))
+        rows.append("  highlights  " + "  ".join(f"{name}: mAP {pct(f'HL-min-{name}-mAP')} HIT@1 {pct(f'HL-min-{name}-Hit1')}"
+                                                 for name in reversed(SALIENCY_LEVELS)))
     return "\n".join(rows)
 
 
-def reads_qvhighlights(data_cfg) -> bool:
-    """Whether the data config reads QVHighlights annotations (its format, or guessed from a split's file)."""
+def reads_qvhighlights(data_cfg, split: str | None = None) -> bool:
+    """Whether the data config reads QVHighlights annotations: its ``annotation_format``, or when that
+    is empty (guessed), the format of the first annotation file there is (``split``'s first)."""
     if data_cfg.annotation_format:
         return data_cfg.annotation_format == "qvhighlights"
     from g2l.data.annotations import guess_format
 
-    path = next((p for p in (data_cfg.train_annotations, data_cfg.val_annotations, data_cfg.test_annotations) if p), "")
-    return bool(path) and guess_format(path) == "qvhighlights"
+    names = [split] if split else []
+    names += [data_cfg.eval_split, "train", "val", "test"]
+    paths = [getattr(data_cfg, f"{name}_annotations", "") for name in names]
+    path = next((p for p in paths if p and Path(p).is_file()), None)
+    return path is not None and guess_format(path) == "qvhighlights"
 
 
 def qvhighlights_annotations(data_cfg, split: str) -> Path | None:
     """The annotation file of ``split`` when the data config reads QVHighlights, else None."""
     path = getattr(data_cfg, f"{split}_annotations", "")
-    return Path(path) if path and reads_qvhighlights(data_cfg) else None
+    return Path(path) if path and reads_qvhighlights(data_cfg, split) else None
 
 
 def score_split(predictions, annotations: str | Path, nms_thresh: float, submission_path: str | Path) -> dict[str, float]:

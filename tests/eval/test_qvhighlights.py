@@ -275,3 +275,14 @@ def test_a_predictions_file_with_bad_saliency_is_one_sentence(tmp_path, saliency
     (tmp_path / "p.jsonl").write_text(json.dumps(line).replace("Infinity", "1e999") + "\n")
     with pytest.raises(PredictionsError, match=message):
         read_predictions(tmp_path / "p.jsonl")
+
+
+def test_which_configs_read_qvhighlights(tmp_path, shared_data):
+    from g2l.config import DataConfig
+
+    val = shared_data / "annotations/qvhighlights/highlight_val_release.jsonl"
+    assert qvh.qvhighlights_annotations(DataConfig(annotation_format="qvhighlights", val_annotations=str(val)), "val") == val
+    assert qvh.qvhighlights_annotations(DataConfig(annotation_format="", val_annotations=str(val),
+                                                   train_annotations=str(tmp_path / "gone.jsonl")), "val") == val
+    assert qvh.qvhighlights_annotations(DataConfig(annotation_format="jsonl", val_annotations=str(val)), "val") is None
+    assert not qvh.reads_qvhighlights(DataConfig(annotation_format="", train_annotations=str(tmp_path / "gone.jsonl")))
