@@ -267,12 +267,13 @@ def test_g2l_eval_checkpoint_on_a_qvhighlights_split(tmp_path, tiny_text_encoder
         {k: v for k, v in metrics.items() if k.startswith(("MR-", "HL-"))}
 
 
-@pytest.mark.parametrize("saliency, message", [(["x"], "list of numbers"), ([1.0, 1e999], "non-finite")])
+@pytest.mark.parametrize("saliency, message", [(["x"], "list of numbers"), ([[1.0]], "list of numbers"),
+                                               (3.0, "list of numbers")])
 def test_a_predictions_file_with_bad_saliency_is_one_sentence(tmp_path, saliency, message):
     from g2l.eval.predictions import PredictionsError, read_predictions
 
     line = {"video": "v", "query": "q", "duration": 8.0, "gt": [0, 2], "candidates": [[0, 2, 0.5]], "saliency": saliency}
-    (tmp_path / "p.jsonl").write_text(json.dumps(line).replace("Infinity", "1e999") + "\n")
+    (tmp_path / "p.jsonl").write_text(json.dumps(line) + "\n")
     with pytest.raises(PredictionsError, match=message):
         read_predictions(tmp_path / "p.jsonl")
 
