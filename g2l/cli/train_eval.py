@@ -31,6 +31,10 @@ def _eval(argv: Sequence[str] | None) -> int:
     parser.add_argument("--iou-thresholds", type=iou_list, default=None, help="e.g. 0.3,0.5,0.7")
     parser.add_argument("--recall-at", type=rank_list, default=None, help="e.g. 1,5")
     parser.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON here")
+    parser.add_argument("--annotations", default=None,
+                        help="with --predictions: a QVHighlights annotation file (highlight_val_release.jsonl) to "
+                             "score against as Moment-DETR's standalone_eval does; the predictions may be a QVHighlights "
+                             "submission")
     parser.add_argument("--out", default=None, help="with --checkpoint: where to write the predictions file")
     parser.add_argument("--dump-maps", action="store_true", help="with --checkpoint: add score maps to the predictions")
     parser.add_argument("--device", default="auto", help="with --checkpoint: cpu, cuda, or auto")
@@ -42,18 +46,19 @@ def _eval(argv: Sequence[str] | None) -> int:
     from g2l.eval.metrics import format_metrics_table
 
     if args.predictions:
-        from g2l.eval.predictions import read_predictions, rescore_predictions
-
         if args.overrides:
             raise CliError("config overrides only apply with --checkpoint")
         iou_thresholds = args.iou_thresholds or [0.3, 0.5, 0.7]
         recall_at = args.recall_at or [1, 5]
-        predictions = read_predictions(args.predictions)
-        metrics = rescore_predictions(predictions, 0.5 if args.nms is None else args.nms, recall_at, iou_thresholds)
+        metrics = _rescore(args.predictions, args.annotations, 0.5 if args.nms is None else args.nms, recall_at,
+                           iou_thresholds)
     else:
         from g2l.engine.distributed import resolve_device
         from g2l.eval.evaluator import evaluate_checkpoint
 
+        if args.annotations:
+            raise CliError("--annotations goes with --predictions; with --checkpoint a QVHighlights split is scored "
+                           "against its own annotation file")
         resolve_device(args.device, setting="--device")
         result = evaluate_checkpoint(
             args.checkpoint,
@@ -68,10 +73,42 @@ def _eval(argv: Sequence[str] | None) -> int:
         )
         metrics, iou_thresholds, recall_at = result.metrics, result.iou_thresholds, result.recall_at
         print(f"predictions written to {result.predictions_path}", file=sys.stderr)
+        if result.submission_path:
+            print(f"QVHighlights submission written to {result.submission_path}", file=sys.stderr)
     print(format_metrics_table(metrics, recall_at, iou_thresholds))
+    if "MR-full-mAP" in metrics:
+        from g2l.eval.qvhighlights import format_qvhighlights_table
+
+        print(format_qvhighlights_table(metrics))
     if args.json_out:
         write_json_atomic(args.json_out, metrics)
     return 0
+
+
+def _rescore(path: str, annotations: str | None, nms_thresh: float, recall_at, iou_thresholds) -> dict:
+    """Metrics of a predictions file; with ``annotations``, QVHighlights' too (a submission file needs them)."""
+    from g2l.eval import qvhighlights as qvh
+    from g2l.eval.metrics import grounding_metrics
+    from g2l.eval.predictions import read_predictions, rescore_predictions
+
+    if not qvh.is_submission(path):
+        predictions = read_predictions(path)
+        metrics = rescore_predictions(predictions, nms_thresh, recall_at, iou_thresholds)
+        if annotations:
+            truths = qvh.read_ground_truth(annotations)
+            metrics.update(qvh.qvhighlights_metrics(qvh.submission_from_predictions(predictions, truths, nms_thresh),
+                                                    truths, require_all=False))
+            metrics["qvhighlights_split_queries"] = len(truths)
+        return metrics
+    if not annotations:
+        raise CliError(f"{path} is a QVHighlights submission; pass --annotations with the split's annotation file "
+                       "(highlight_val_release.jsonl) to score it")
+    entries, truths = qvh.read_submission(path), qvh.read_ground_truth(annotations)
+    metrics = qvh.qvhighlights_metrics(entries, truths)  # checks the qids first
+    by_qid = {t.qid: t for t in truths}
+    metrics.update(grounding_metrics([e.windows[:, :2] for e in entries], [by_qid[e.qid].windows_s for e in entries],
+                                     recall_at, iou_thresholds))
+    return metrics
 
 
 def eval_main(argv: Sequence[str] | None = None) -> int:

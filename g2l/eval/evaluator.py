@@ -19,6 +19,7 @@ from g2l.atomic import unwritable_reason
 from g2l.data.dataset import Collate, GroundingDataset, loader_workers
 from g2l.eval.metrics import grounding_metrics
 from g2l.eval.predictions import Prediction, PredictionsError, write_predictions
+from g2l.eval.qvhighlights import highlight_curve, qvhighlights_annotations, reads_qvhighlights, score_split
 from g2l.models.grounding import score_cells
 from g2l.ops.spans import ranked_candidates
 
@@ -30,6 +31,7 @@ class EvalResult:
     iou_thresholds: list[float]
     recall_at: list[int]
     predictions_path: Path | None = None
+    submission_path: Path | None = None  # QVHighlights: the predictions in its submission layout
 
 
 def _batches_for_rank(num_items: int, batch_size: int, rank: int, world_size: int) -> list[list[int]]:
@@ -48,6 +50,7 @@ def predict(
     nms_thresh: float,
     num_candidates: int,
     keep_maps: int | bool = False,
+    highlights: bool = False,
     iou_min: float = 0.5,
     iou_max: float = 1.0,
     max_tokens: int = 64,
@@ -58,6 +61,7 @@ def predict(
     """Predictions for every query of ``dataset`` in dataset order (all ranks get the full list).
 
     ``keep_maps``: True keeps every query's score map; an int keeps the first that many.
+    ``highlights``: give every query a highlight curve from its map (``Prediction.saliency``).
     """
     from g2l.engine.distributed import gather_objects, rank_and_world
 
@@ -91,6 +95,7 @@ def predict(
                 Prediction(
                     video=batch.video_ids[b], query=batch.sentences[q], duration=duration, gt=batch.gt_windows[q],
                     candidates=np.concatenate([spans, cand_scores[:, None]], axis=1), score_map=scores[q],
+                    saliency=highlight_curve(scores[q], duration) if highlights else None,
                 )
             )
         for b in range(batch.num_videos):
@@ -118,6 +123,7 @@ def evaluate(model, dataset, cfg, device, *, keep_maps: int | bool = False, auto
     predictions = predict(
         model, dataset, device=device, batch_size=e.batch_size, score_gamma=e.score_gamma, nms_thresh=e.nms_thresh,
         num_candidates=max(e.num_candidates, max(e.recall_at)), keep_maps=keep_maps, iou_min=cfg.loss.iou_min,
+        highlights=reads_qvhighlights(cfg.data),
         iou_max=cfg.loss.iou_max, max_tokens=cfg.model.text_max_tokens,
         num_workers=loader_workers(cfg.data.num_workers, torch.device(device)),
         autocast_dtype=autocast_dtype, progress=progress,
@@ -165,6 +171,11 @@ def evaluate_checkpoint(
     problem = unwritable_reason(out)
     if problem:  # found before the evaluation, not after it
         raise PredictionsError(f"predictions file {out} {problem}; pass --out with a path you can write to")
+    qvhighlights = qvhighlights_annotations(cfg.data, split)  # also scored as its users score it
+    submission = out.with_name(f"{out.stem}_qvhighlights.jsonl") if qvhighlights else None
+    if submission and unwritable_reason(submission):
+        raise PredictionsError(f"QVHighlights submission file {submission} {unwritable_reason(submission)}; "
+                               "pass --out in a folder you can write to")
     dataset, report = build_dataset(cfg.data, split, cfg.model.num_clips)
     import sys
 
@@ -175,5 +186,8 @@ def evaluate_checkpoint(
     result = evaluate(model, dataset, cfg, torch_device, keep_maps=dump_maps, progress=True,
                       autocast_dtype=autocast_dtype(cfg.train.precision, torch_device))
     write_predictions(out, result.predictions)
+    if submission:
+        result.metrics.update(score_split(result.predictions, qvhighlights, cfg.eval.nms_thresh, submission))
+        result.submission_path = submission
     result.predictions_path = out
     return result

@@ -4,12 +4,14 @@ A predictions file is JSON lines, one query per line::
 
     {"video": str, "query": str, "duration": float, "gt": [s, e],
      "candidates": [[s, e, score], ...],          # ranked after NMS, at least 10 kept when available
-     "score_map": [[...], ...]}                   # optional: t x t, 0 on invalid cells
+     "score_map": [[...], ...],                   # optional: t x t, 0 on invalid cells
+     "saliency": [...]}                           # optional (QVHighlights): one score per 2-second clip
 
 Times are seconds. ``gt`` may also be a list of windows ``[[s, e], ...]`` (QVHighlights); a
 candidate's IoU is then its best over them. When a line has ``score_map``, re-scoring derives the
 candidates from the map (valid cells are the non-zero ones), ranks them and applies NMS;
-otherwise it takes ``candidates`` as ranked. Floats are written from float32 values, so the
+otherwise it takes ``candidates`` as ranked. ``saliency`` is the highlight curve derived from the
+map (g2l/eval/qvhighlights.py). Floats are written from float32 values, so the
 file reproduces the metrics of the run that wrote it exactly.
 """
 
@@ -42,6 +44,7 @@ class Prediction:
     gt: np.ndarray  # (2,) or (g, 2) seconds
     candidates: np.ndarray  # (k, 3): start_s, end_s, score, ranked
     score_map: np.ndarray | None = None  # (t, t), 0 on invalid cells
+    saliency: np.ndarray | None = None  # (c,) one score per 2-second clip (QVHighlights)
 
     def to_json(self) -> str:
         record = {
@@ -53,6 +56,8 @@ class Prediction:
         }
         if self.score_map is not None:
             record["score_map"] = np.asarray(self.score_map, dtype=F32).astype(float).tolist()
+        if self.saliency is not None:
+            record["saliency"] = np.asarray(self.saliency, dtype=F32).astype(float).tolist()
         return strict_json.dumps(record)
 
 
@@ -116,7 +121,14 @@ def _parse_line(line: str, where: str) -> Prediction:
             raise PredictionsError(f"{where}: 'score_map' must be a square nested list of numbers") from None
         if score_map.ndim != 2 or score_map.shape[0] != score_map.shape[1]:
             raise PredictionsError(f"{where}: 'score_map' must be square, got shape {score_map.shape}")
-    return Prediction(str(record["video"]), str(record["query"]), float(duration), gt, candidates, score_map)
+    saliency = record.get("saliency")
+    if saliency is not None:
+        if not isinstance(saliency, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in saliency):
+            raise PredictionsError(f"{where}: 'saliency' must be a list of numbers, one per 2-second clip")
+        saliency = np.asarray(saliency, dtype=F32)
+        if not np.all(np.isfinite(saliency)):
+            raise PredictionsError(f"{where}: 'saliency' holds a non-finite number")
+    return Prediction(str(record["video"]), str(record["query"]), float(duration), gt, candidates, score_map, saliency)
 
 
 def read_predictions(path: str | Path) -> list[Prediction]:
