@@ -1,0 +1,67 @@
+"""Evaluation's precision: a checkpoint is scored in fp32 whatever train.precision it was trained
+with and whatever the CPU (G2L_CPU_BF16 forced either way), and eval.batch_size moves its scores
+by float32 rounding only; bf16 only on request."""
+
+import numpy as np
+import pytest
+
+from g2l.config import load_config
+from g2l.engine.checkpoint import save_checkpoint
+from g2l.eval.evaluator import evaluate_checkpoint
+from g2l.models.grounding import build_model
+from tests.fixtures import tiny_overrides, write_tiny_benchmark
+
+TOLERANCE = 1e-5  # absolute, on scores in [0, 1]: the README's bound across CPUs and batches in fp32
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, tiny_text_encoder_dir):
+    """An untrained tiny model, saved with train.precision auto (the default) and bf16."""
+    import torch
+
+    folder = write_tiny_benchmark(tmp_path_factory.mktemp("tiny_bench"), num_train=2, num_test=6)
+    out = tmp_path_factory.mktemp("eval_ckpt")
+    paths = {}
+    for precision in ("auto", "bf16"):
+        cfg = load_config(None, tiny_overrides(folder, tiny_text_encoder_dir, out, **{"train.precision": precision}))
+        torch.manual_seed(0)
+        paths[precision] = out / f"{precision}.pt"
+        save_checkpoint(paths[precision], model=build_model(cfg), cfg=cfg)
+    return paths
+
+
+def _evaluate(path, tmp_path, name, **kwargs):
+    return evaluate_checkpoint(str(path), predictions_out=str(tmp_path / f"{name}.jsonl"), device="cpu",
+                               dump_maps=True, **kwargs)
+
+
+@pytest.mark.parametrize("trained_in", ["auto", "bf16"])
+def test_evaluation_is_fp32_on_any_cpu_and_with_any_batch_size(checkpoints, tmp_path, monkeypatch, trained_in):
+    runs = {}
+    for forced in ("0", "1"):  # as on a CPU without and with bf16 dot products
+        monkeypatch.setenv("G2L_CPU_BF16", forced)
+        runs[forced] = _evaluate(checkpoints[trained_in], tmp_path, forced)
+    first, second = runs["0"], runs["1"]
+    assert first.metrics == second.metrics
+    for a, b in zip(first.predictions, second.predictions, strict=True):
+        np.testing.assert_array_equal(a.candidates, b.candidates)  # fp32 both times: to the last bit
+    compared = 0
+    # eval.batch_size 1 against the config's 4: the text encoder and the map meet other kernel
+    # shapes, so the scores may move by float32 rounding, never more than the tolerance; the top
+    # moment stays wherever it leads its runner-up by more than that.
+    single = _evaluate(checkpoints[trained_in], tmp_path, "single", overrides=["eval.batch_size=1"])
+    for a, b in zip(first.predictions, single.predictions, strict=True):
+        assert (a.video, a.query) == (b.video, b.query)
+        assert np.abs(a.score_map - b.score_map).max() <= TOLERANCE
+        if a.candidates[0, 2] - a.candidates[1, 2] > TOLERANCE:
+            np.testing.assert_array_equal(a.candidates[0, :2], b.candidates[0, :2])
+            assert abs(a.candidates[0, 2] - b.candidates[0, 2]) <= TOLERANCE
+            compared += 1
+    assert compared >= len(first.predictions) // 2
+
+
+def test_evaluation_in_bf16_on_request(checkpoints, tmp_path):
+    fp32 = _evaluate(checkpoints["auto"], tmp_path, "fp32")
+    bf16 = _evaluate(checkpoints["auto"], tmp_path, "bf16", precision="bf16")
+    difference = max(np.abs(a.score_map - b.score_map).max() for a, b in zip(fp32.predictions, bf16.predictions))
+    assert TOLERANCE < difference < 0.05  # bf16 ran: scores within bf16's rounding, not fp32's
