@@ -30,6 +30,19 @@ def checkpoints(tmp_path_factory, tiny_text_encoder_dir):
     return paths
 
 
+def assert_same_answers(first, second):
+    """Two evaluations' predictions, query by query: scores within the tolerance, and the same top
+    moment wherever it leads its runner-up by more than that (else float32 rounding may swap them)."""
+    compared = 0
+    for a, b in zip(first, second, strict=True):
+        assert (a.video, a.query) == (b.video, b.query)
+        assert np.abs(a.candidates[:, 2] - b.candidates[:, 2]).max() <= TOLERANCE
+        if a.candidates[0, 2] - a.candidates[1, 2] > TOLERANCE:
+            np.testing.assert_array_equal(a.candidates[0, :2], b.candidates[0, :2])
+            compared += 1
+    assert compared >= len(first) // 2
+
+
 def _evaluate(path, tmp_path, name, **kwargs):
     return evaluate_checkpoint(str(path), predictions_out=str(tmp_path / f"{name}.jsonl"), device="cpu",
                                dump_maps=True, **kwargs)
@@ -45,19 +58,12 @@ def test_evaluation_is_fp32_on_any_cpu_and_with_any_batch_size(checkpoints, tmp_
     assert first.metrics == second.metrics
     for a, b in zip(first.predictions, second.predictions, strict=True):
         np.testing.assert_array_equal(a.candidates, b.candidates)  # fp32 both times: to the last bit
-    compared = 0
     # eval.batch_size 1 against the config's 4: the text encoder and the map meet other kernel
-    # shapes, so the scores may move by float32 rounding, never more than the tolerance; the top
-    # moment stays wherever it leads its runner-up by more than that.
+    # shapes, so the scores may move by float32 rounding, never more than the tolerance.
     single = _evaluate(checkpoints[trained_in], tmp_path, "single", overrides=["eval.batch_size=1"])
-    for a, b in zip(first.predictions, single.predictions, strict=True):
-        assert (a.video, a.query) == (b.video, b.query)
+    assert_same_answers(first.predictions, single.predictions)
+    for a, b in zip(first.predictions, single.predictions):
         assert np.abs(a.score_map - b.score_map).max() <= TOLERANCE
-        if a.candidates[0, 2] - a.candidates[1, 2] > TOLERANCE:
-            np.testing.assert_array_equal(a.candidates[0, :2], b.candidates[0, :2])
-            assert abs(a.candidates[0, 2] - b.candidates[0, 2]) <= TOLERANCE
-            compared += 1
-    assert compared >= len(first.predictions) // 2
 
 
 def test_evaluation_in_bf16_on_request(checkpoints, tmp_path):
@@ -65,3 +71,23 @@ def test_evaluation_in_bf16_on_request(checkpoints, tmp_path):
     bf16 = _evaluate(checkpoints["auto"], tmp_path, "bf16", precision="bf16")
     difference = max(np.abs(a.score_map - b.score_map).max() for a, b in zip(fp32.predictions, bf16.predictions))
     assert TOLERANCE < difference < 0.05  # bf16 ran: scores within bf16's rounding, not fp32's
+
+
+@pytest.mark.parametrize("forced", ["0", "1"])
+def test_training_trains_in_what_auto_picks_and_evaluates_in_fp32(tmp_path, tiny_text_encoder_dir, monkeypatch,
+                                                                   capsys, forced):
+    """One epoch with train.precision auto on a CPU forced without and with bf16: the forward pass
+    of training follows auto, the epoch's evaluation is fp32, the predictions g2l-eval writes
+    (within float32 rounding: the reloaded checkpoint runs g2l's own BERT, training transformers')."""
+    from g2l.eval.predictions import read_predictions
+    from g2l.train import train
+
+    monkeypatch.setenv("G2L_CPU_BF16", forced)
+    folder = write_tiny_benchmark(tmp_path / "bench", num_train=4, num_test=3)
+    cfg = load_config(None, tiny_overrides(folder, tiny_text_encoder_dir, tmp_path / "runs",
+                                           **{"train.epochs": 1, "log.run_name": "r"}))
+    result = train(cfg)
+    assert f"precision auto: forward pass in {'bf16' if forced == '1' else 'fp32'} on cpu" in capsys.readouterr().err
+    logged = read_predictions(result.run_dir / "predictions" / "test_epoch001.jsonl")
+    evaluated = _evaluate(result.run_dir / "checkpoints" / "last.pt", tmp_path, "eval", precision="fp32")
+    assert_same_answers(logged, evaluated.predictions)
