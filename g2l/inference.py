@@ -121,7 +121,9 @@ class Grounder:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None,
                         precision: str | None = None) -> "Grounder":
-        """A checkpoint file, a folder written by ``g2l-export``, or a Hugging Face repo id of one."""
+        """A checkpoint file, a folder written by ``g2l-export``, or a Hugging Face repo id of one.
+        ``precision``: the forward pass's, ``"fp32"`` when None (not the checkpoint's train.precision);
+        ``"bf16"`` or ``"auto"`` is faster where the hardware has bf16, with answers that may differ from fp32."""
         from g2l.engine.checkpoint import model_from_checkpoint
         from g2l.engine.distributed import resolve_device
         from g2l.engine.pretrained import load_model_source
