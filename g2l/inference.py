@@ -18,8 +18,10 @@ text encoder and the score on its own (a batch of one, no padding), so it meets 
 alone as among others, and its moments and scores are the same to the last bit on one machine.
 The forward pass runs in float32 whatever precision the checkpoint was trained in
 (g2l/engine/precision.py): on another CPU the scores differ by float32 rounding only, within
-1e-5. ``precision="bf16"`` is faster on CPUs with bf16 dot products and on GPUs; its scores
-differ from float32 by about 1e-2, and moments whose scores tie in bf16 may come in another order.
+1e-5 (other kernels on one CPU move them by about 1e-7: bench/precision_agreement.py), so the
+moments are the same unless two of them score within that of each other. ``precision="bf16"``
+is faster on CPUs with bf16 dot products and on GPUs; its scores differ from float32 by up to
+about 1e-3, and moments whose scores tie in bf16 may come in another order.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def _ground(argv: Sequence[str] | None) -> int:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                         help="forward pass precision (default fp32, whatever the checkpoint was trained in: a query "
                              "gets the same moments on every CPU and in any batch); bf16 is faster where the hardware "
-                             "has it, and its answers may differ from fp32 and with the batch")
+                             "has it, and its answers may differ from fp32 and between CPUs")
     parser.add_argument("--explain", action="store_true",
                         help="for each query's top moment, each word's Shapley value for how far that moment leads "
                              "(table, --json, --plot)")

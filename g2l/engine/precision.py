@@ -19,9 +19,12 @@ Where each is used:
   ``GROUNDING_PRECISION``, float32, whatever the checkpoint's ``train.precision`` says: bf16 keeps
   8 bits of mantissa, so the scores of a barely trained or flat map tie in bf16 and which tied
   moment comes first turns on last-bit differences between kernels (a query alone or in a batch,
-  one CPU or another). In float32 a query gets the same moments on any CPU, scores within 1e-5.
-  ``precision="bf16"`` (``--precision bf16``) remains for speed; its answers may differ from
-  float32 and with the batch.
+  one CPU or another). In float32 a query's scores agree within 1e-5 on any CPU (other kernels
+  move them by about 1e-7), so it gets the same moments unless two score within that of each
+  other; and Grounder grounds each query on its own, so on one machine its answer does not change
+  with the batch at all. ``precision="bf16"`` (``--precision bf16``) remains for speed; its
+  answers may differ from float32 (scores by up to about 1e-3), between CPUs and, in evaluation,
+  with eval.batch_size.
 """
 
 from __future__ import annotations
