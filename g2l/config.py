@@ -179,8 +179,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     # Forward pass in "fp32", "bf16" (autocast), or "auto": bf16 on CUDA and on CPUs with bf16 dot products
-    # (AVX512-BF16, AMX-BF16), fp32 elsewhere. Used by training, evaluation and Grounder. The former
-    # `train.bf16: true|false` is read as precision auto|fp32.
+    # (AVX512-BF16, AMX-BF16; G2L_CPU_BF16=0|1 forces it), fp32 elsewhere. Training only: evaluation and
+    # Grounder run in fp32 (g2l/engine/precision.py). The former `train.bf16: true|false` is read as auto|fp32.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
 

@@ -12,6 +12,16 @@ checkpoint's frame rate) are resampled to P pre-clips and pooled to N clips, so 
 much longer than the training videos spreads each clip over more time than the model ever saw;
 ``window_s`` grounds it in overlapping windows of that length (stride half a window), each a map
 of its own, and merges the windows' candidates by score with NMS.
+
+A query's answer does not depend on the other queries of the call: each query goes through the
+text encoder and the score on its own (a batch of one, no padding), so it meets the same kernels
+alone as among others, and its moments and scores are the same to the last bit on one machine.
+The forward pass runs in float32 whatever precision the checkpoint was trained in
+(g2l/engine/precision.py): on another CPU the scores differ by float32 rounding only, within
+1e-5 (other kernels on one CPU move them by about 1e-7: bench/precision_agreement.py), so the
+moments are the same unless two of them score within that of each other. ``precision="bf16"``
+is faster on CPUs with bf16 dot products and on GPUs; its scores differ from float32 by up to
+about 1e-3, and moments whose scores tie in bf16 may come in another order.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import numpy as np
 import torch
 
 from g2l.data.features import l2_normalize, resample_features
-from g2l.engine.precision import autocast
+from g2l.engine.precision import GROUNDING_PRECISION, autocast
 from g2l.errors import G2LError
 from g2l.models.grounding import score_cells
 from g2l.ops.spans import cells_to_spans, rank_candidates
@@ -100,8 +110,9 @@ class Grounder:
         self.model = model.eval()
         self.cfg = cfg
         self.device = device
-        # The forward pass's precision: ``precision`` or the checkpoint's train.precision (fp32|bf16|auto).
-        self.precision = precision or cfg.train.precision
+        # The forward pass's precision: fp32 unless asked (fp32|bf16|auto), never the checkpoint's
+        # train.precision, so that answers do not change with the CPU (g2l/engine/precision.py).
+        self.precision = precision or GROUNDING_PRECISION
         self._forward_dtype = autocast_dtype(self.precision, device)
         self.frame_encoder_spec = frame_encoder_spec
         self._frame_encoder = frame_encoder
@@ -112,7 +123,9 @@ class Grounder:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None,
                         precision: str | None = None) -> "Grounder":
-        """A checkpoint file, a folder written by ``g2l-export``, or a Hugging Face repo id of one."""
+        """A checkpoint file, a folder written by ``g2l-export``, or a Hugging Face repo id of one.
+        ``precision``: the forward pass's, ``"fp32"`` when None (not the checkpoint's train.precision);
+        ``"bf16"`` or ``"auto"`` is faster where the hardware has bf16, with answers that may differ from fp32."""
         from g2l.engine.checkpoint import model_from_checkpoint
         from g2l.engine.distributed import resolve_device
         from g2l.engine.pretrained import load_model_source
@@ -238,9 +251,20 @@ class Grounder:
                                           None if position_ids is None else position_ids.to(self.device))
 
     @torch.inference_mode()
+    def query_scores(self, query: str, cells_c: torch.Tensor, cells_u: torch.Tensor) -> torch.Tensor:
+        """One query's float32 scores ``(w C)`` of the cells ``(w C d)``: the query on its own
+        (a batch of one, no padding), so its scores are the same whatever else is grounded with it."""
+        tokens = self.model.tokenizer([query], truncation=True, max_length=self.cfg.model.text_max_tokens,
+                                      return_tensors="pt")
+        s_c, s_u = self.encode_tokens(tokens["input_ids"], tokens["attention_mask"])  # (1 d)
+        return score_cells(torch.einsum("d,wcd->wc", s_c[0], cells_c), torch.einsum("d,wcd->wc", s_u[0], cells_u),
+                           self.cfg.eval.score_gamma).float()  # (w C)
+
+    @torch.inference_mode()
     def ground(self, video: EncodedVideo, queries: list[str], *, top_k: int = 5, window_s: float | None = None,
                keep_maps: bool = False) -> list[QueryResult]:
-        """The top-k moments (seconds, after NMS) of every query, in one batch."""
+        """The top-k moments (seconds, after NMS) of every query; each query's answer is the one
+        it gets alone (see ``query_scores``)."""
         if isinstance(queries, str):
             queries = [queries]
         cleaned = check_queries(queries)
@@ -250,11 +274,7 @@ class Grounder:
             if len(ids) > limit:
                 warnings.warn(f"the query '{query[:40]}...' is longer than the model's {limit} tokens "
                               f"(model.text_max_tokens) and only its beginning is grounded", stacklevel=2)
-        tokens = self.model.tokenizer(cleaned, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-        s_c, s_u = self.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
-        contrast = torch.einsum("qd,wcd->qwc", s_c, cells_c)  # (q w C)
-        iou = torch.einsum("qd,wcd->qwc", s_u, cells_u)
-        scores = score_cells(contrast, iou, self.cfg.eval.score_gamma).float().cpu().numpy()  # (q w C)
+        scores = np.stack([self.query_scores(query, cells_c, cells_u).cpu().numpy() for query in cleaned])  # (q w C)
         start_idx = self.model.cell_start_idx.cpu().numpy()
         end_idx = self.model.cell_end_idx.cpu().numpy()
         t = self.model.num_clips

@@ -240,8 +240,7 @@ def end_epoch(run: Run, epoch: int, train_record: dict[str, float]) -> None:
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):  # the last step's update overflowed
         raise _diverged(run, epoch, run.global_step, {})
     result = evaluate(model, run.eval_set, cfg, run.device,
-                      keep_maps=True if e.dump_score_maps else cfg.log.num_example_maps,
-                      autocast_dtype=run.forward_dtype)
+                      keep_maps=True if e.dump_score_maps else cfg.log.num_example_maps)  # fp32, as g2l-eval
     run.last_metrics = result.metrics
     improved = not run.best or result.metrics[e.best_metric] > run.best.get(e.best_metric, -1.0)
     if improved:

@@ -15,6 +15,20 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.enviro
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+def pytest_report_header(config):
+    """Which precision ``auto`` (training's default) resolves to on this CPU: the suite passes
+    either way; run it as on the other kind of CPU with G2L_CPU_BF16=1 or G2L_CPU_BF16=0."""
+    from g2l.engine.precision import CPU_BF16_VARIABLE, PrecisionError, cpu_runs_bf16_fast
+
+    try:
+        fast = cpu_runs_bf16_fast()
+    except PrecisionError as error:
+        raise pytest.UsageError(str(error)) from None
+    forced = os.environ.get(CPU_BF16_VARIABLE, "").strip()
+    how = f"forced by {CPU_BF16_VARIABLE}={forced}" if forced else f"this CPU's flags; force with {CPU_BF16_VARIABLE}=0|1"
+    return f"train.precision auto on the CPU: {'bf16' if fast else 'fp32'} ({how}); grounding and evaluation: fp32"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real benchmark annotation files; missing, the tests that read them skip, or fail under CI."""

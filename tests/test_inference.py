@@ -180,3 +180,107 @@ def test_a_query_without_letters_is_refused_with_a_sentence(query):
     with pytest.raises(GroundingError, match=r"query 2 .* (has no letters|non-empty)|every query must be a non-empty"):
         check_queries(["the red circle grows", query])
     assert check_queries(["  the red circle grows ", "un café"]) == ["the red circle grows", "un café"]
+
+
+# Precision and batches: a query's answer does not depend on the other queries or on the CPU.
+MIXED_QUERIES = ["the green square is moving down.", "a yellow circle slides up.", "circle",
+                 "the small yellow triangle slowly turns green while a white square shrinks and the red circle grows "
+                 "bigger and bigger until it fills the frame", "a square", "the green triangle fades in.",
+                 "two shapes meet in the middle and then the blue one leaves"]
+
+
+def _answer(result):
+    return [(m.start_s, m.end_s, m.score) for m in result.moments]
+
+
+@pytest.fixture(scope="module")
+def bf16_trained(rendered_run, tmp_path_factory):
+    """The rendered checkpoint, its config saying train.precision=bf16, and a video's features."""
+    from g2l.engine.checkpoint import model_from_checkpoint
+
+    data, ckpt = rendered_run
+    payload = load_checkpoint(ckpt)
+    model, cfg = model_from_checkpoint(payload, "x")
+    cfg.train.precision = "bf16"
+    path = tmp_path_factory.mktemp("bf16_ckpt") / "bf16.pt"
+    save_checkpoint(path, model=model, cfg=cfg, frame_encoder=payload["frame_encoder"])
+    video = Grounder.from_checkpoint(ckpt, device="cpu").encode_video(data / "videos" / "test_00000.mp4")
+    return path, video
+
+
+@pytest.mark.parametrize("precision", [None, "bf16"])
+def test_a_query_gets_the_same_answer_alone_and_in_any_batch(bf16_trained, precision):
+    """Seven queries, long and short, grounded together, in threes and one by one: each query's
+    moments, scores and score map are identical (each query goes through the model on its own),
+    in the default fp32 and in bf16 alike. With bf16 the former padded batch tied the moments of
+    this barely trained map and ranked them by last-bit differences (issue 23)."""
+    ckpt, features = bf16_trained
+    grounder = Grounder.from_checkpoint(ckpt, device="cpu", precision=precision)
+    video = grounder.encode_features(features.features, features.duration_s, fps=features.fps)
+    together = grounder.ground(video, MIXED_QUERIES, top_k=5, keep_maps=True)
+    threes = [r for start in range(0, 7, 3) for r in grounder.ground(video, MIXED_QUERIES[start:start + 3], top_k=5,
+                                                                      keep_maps=True)]
+    for query, in_seven, in_three in zip(MIXED_QUERIES, together, threes):
+        alone = grounder.ground(video, [query], top_k=5, keep_maps=True)[0]
+        assert _answer(in_seven) == _answer(alone) == _answer(in_three), query
+        np.testing.assert_array_equal(in_seven.score_map, alone.score_map)
+    windowed = [grounder.ground(video, [q], top_k=3, window_s=20.0)[0] for q in MIXED_QUERIES[:3]]
+    assert [_answer(r) for r in windowed] == [_answer(r) for r in grounder.ground(video, MIXED_QUERIES[:3], top_k=3,
+                                                                                window_s=20.0)]
+
+
+def test_grounding_is_fp32_whatever_the_checkpoint_or_the_cpu_says(bf16_trained, monkeypatch):
+    """A checkpoint trained with train.precision=bf16 grounds in fp32 on a CPU with and without
+    bf16 (G2L_CPU_BF16 forced either way), with the same answers to the last bit; the scores agree
+    within 1e-5 with an independent fp32 computation through other kernels (all queries in one
+    padded batch, two threads), the tolerance the README states across CPUs; bf16 only on request."""
+    from g2l.models.grounding import score_cells
+
+    ckpt, features = bf16_trained
+    answers = {}
+    for forced in ("0", "1"):
+        monkeypatch.setenv("G2L_CPU_BF16", forced)
+        grounder = Grounder.from_checkpoint(ckpt, device="cpu")
+        assert grounder.cfg.train.precision == "bf16" and grounder.precision == "fp32" and grounder._forward_dtype is None
+        assert Grounder.from_checkpoint(ckpt, device="cpu", precision="auto")._forward_dtype is (
+            torch.bfloat16 if forced == "1" else None)
+        video = grounder.encode_features(features.features, features.duration_s, fps=features.fps)
+        answers[forced] = grounder.ground(video, MIXED_QUERIES, top_k=5, keep_maps=True)
+    assert [_answer(r) for r in answers["0"]] == [_answer(r) for r in answers["1"]]
+    # The independent computation: the whole batch padded, on two threads.
+    _, cells_c, cells_u = grounder._cells(video, None)
+    tokens = grounder.model.tokenizer(MIXED_QUERIES, padding=True, return_tensors="pt")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            s_c, s_u = grounder.model.encode_text(tokens["input_ids"], tokens["attention_mask"])
+    finally:
+        torch.set_num_threads(threads)
+    reference = score_cells(s_c @ cells_c[0].T, s_u @ cells_u[0].T, grounder.cfg.eval.score_gamma).numpy()  # (q C)
+    start_idx, end_idx = grounder.model.cell_start_idx.numpy(), grounder.model.cell_end_idx.numpy()
+    ours = np.stack([r.score_map[start_idx, end_idx] for r in answers["0"]])
+    assert np.abs(ours - reference).max() <= 1e-5
+
+
+def test_the_ground_and_eval_tools_default_to_fp32(monkeypatch, tmp_path):
+    """g2l-ground and g2l-eval ask for fp32 unless --precision says otherwise (caught before any
+    model loads)."""
+    import g2l.cli
+    import g2l.eval.evaluator
+    from g2l.errors import G2LError
+
+    asked = []
+
+    def record(*args, precision=None, **kwargs):
+        asked.append(precision)
+        raise G2LError("stop here")
+
+    monkeypatch.setattr(Grounder, "from_pretrained", record)
+    monkeypatch.setattr(g2l.eval.evaluator, "evaluate_checkpoint", record)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\0" * 16)
+    for extra in ([], ["--precision", "bf16"]):
+        assert g2l.cli.ground_main([str(video), "a query", *extra]) == 2
+        assert g2l.cli.eval_main(["--checkpoint", "x.pt", "--device", "cpu", *extra]) == 2
+    assert asked == ["fp32", "fp32", "bf16", "bf16"]

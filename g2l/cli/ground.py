@@ -56,8 +56,10 @@ def _ground(argv: Sequence[str] | None) -> int:
     parser.add_argument("--device", default="auto",
                         help='"auto" (default: the first CUDA GPU if there is one, else the CPU), "cpu", "cuda", "cuda:1"')
     parser.add_argument("--frame-encoder", default=None, help="override the frame encoder to build (e.g. clip:<folder>)")
-    parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "auto"],
-                        help="forward pass precision (default: the checkpoint's train.precision)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                        help="forward pass precision (default fp32, whatever the checkpoint was trained in: a query "
+                             "gets the same moments on every CPU and in any batch); bf16 is faster where the hardware "
+                             "has it, and its answers may differ from fp32 and between CPUs")
     parser.add_argument("--explain", action="store_true",
                         help="for each query's top moment, each word's Shapley value for how far that moment leads "
                              "(table, --json, --plot)")

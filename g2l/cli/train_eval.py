@@ -38,6 +38,10 @@ def _eval(argv: Sequence[str] | None) -> int:
     parser.add_argument("--out", default=None, help="with --checkpoint: where to write the predictions file")
     parser.add_argument("--dump-maps", action="store_true", help="with --checkpoint: add score maps to the predictions")
     parser.add_argument("--device", default="auto", help="with --checkpoint: cpu, cuda, or auto")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                        help="with --checkpoint: the forward pass's precision (default fp32, whatever the checkpoint was "
+                             "trained in: the same metrics on every CPU); bf16 is faster where the hardware has it, and "
+                             "its scores may differ from fp32 and with eval.batch_size")
     parser.add_argument("overrides", nargs="*", help="with --checkpoint: dotted config overrides (data.features=...)")
     args = parser.parse_args(argv)
     check_writable(args.json_out, "--json")
@@ -70,6 +74,7 @@ def _eval(argv: Sequence[str] | None) -> int:
             nms_thresh=args.nms,
             iou_thresholds=args.iou_thresholds,
             recall_at=args.recall_at,
+            precision=args.precision,
         )
         metrics, iou_thresholds, recall_at = result.metrics, result.iou_thresholds, result.recall_at
         print(f"predictions written to {result.predictions_path}", file=sys.stderr)

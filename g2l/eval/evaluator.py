@@ -3,6 +3,11 @@
 In a multi-process run each rank takes whole batches (batch n goes to rank n % world), so every
 batch is exactly the batch a single process would form; the per-query results are gathered and
 put back in dataset order, and the metrics equal the single-process metrics exactly.
+
+Evaluation runs in float32 unless a caller passes another ``autocast_dtype`` (``evaluate_checkpoint``'s
+``precision``; g2l/engine/precision.py says why): a checkpoint trained in bf16 is still scored in
+float32, so its metrics do not depend on the CPU, and a query's scores move with
+``eval.batch_size`` by float32 rounding only (within 1e-5).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from g2l.atomic import unwritable_reason
 from g2l.data.dataset import Collate, GroundingDataset, loader_workers
+from g2l.engine.precision import GROUNDING_PRECISION
 from g2l.eval.metrics import grounding_metrics
 from g2l.eval.predictions import Prediction, PredictionsError, write_predictions
 from g2l.eval.qvhighlights import highlight_curve, qvhighlights_annotations, reads_qvhighlights, score_split
@@ -143,14 +149,18 @@ def evaluate_checkpoint(
     nms_thresh: float | None = None,
     iou_thresholds: list[float] | None = None,
     recall_at: list[int] | None = None,
+    precision: str = GROUNDING_PRECISION,
 ) -> EvalResult:
-    """``tools/eval.py --checkpoint``: load, evaluate a split, write its predictions file."""
+    """``tools/eval.py --checkpoint``: load, evaluate a split, write its predictions file.
+    ``precision`` is the forward pass's (fp32, bf16 or auto), not the checkpoint's train.precision."""
     from g2l.data.dataset import build_dataset
     from g2l.engine.checkpoint import model_from_checkpoint
     from g2l.engine.distributed import resolve_device
+    from g2l.engine.precision import autocast_dtype
     from g2l.engine.pretrained import load_model_source
 
     torch_device = resolve_device(device, setting="device")  # before the slow part
+    forward_dtype = autocast_dtype(precision, torch_device)
     payload, _ = load_model_source(checkpoint)  # a file, an exported folder or a hub repo id
     extra = list(overrides or [])
     if nms_thresh is not None:
@@ -181,10 +191,7 @@ def evaluate_checkpoint(
 
     print(report, file=sys.stderr)
     model.to(torch_device)
-    from g2l.engine.precision import autocast_dtype
-
-    result = evaluate(model, dataset, cfg, torch_device, keep_maps=dump_maps, progress=True,
-                      autocast_dtype=autocast_dtype(cfg.train.precision, torch_device))
+    result = evaluate(model, dataset, cfg, torch_device, keep_maps=dump_maps, progress=True, autocast_dtype=forward_dtype)
     write_predictions(out, result.predictions)
     if submission:
         result.metrics.update(score_split(result.predictions, qvhighlights, cfg.eval.nms_thresh, submission))

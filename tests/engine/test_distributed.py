@@ -7,7 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from g2l.eval.evaluator import evaluate_checkpoint
+import torch
+
+from g2l.data.dataset import build_dataset
+from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from g2l.eval.evaluator import evaluate, evaluate_checkpoint
+from g2l.eval.predictions import write_predictions
+from g2l.models.grounding import build_model
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,5 +38,13 @@ def test_two_process_training_and_evaluation(tmp_path, tiny_text_encoder_dir):
                                  predictions_out=str(tmp_path / "single.jsonl"), overrides=["eval.batch_size=2"])
     for key, value in single.metrics.items():
         assert record[f"eval/{key}"] == value, key
+    # Predictions to the last bit, against one process running the same code: training's text
+    # backbone is transformers' BERT; evaluate_checkpoint's is g2l's own, equal to float32 rounding.
+    payload = load_checkpoint(run / "checkpoints" / "last.pt")
+    _, cfg = model_from_checkpoint(payload, "last.pt")
+    model = build_model(cfg, text_spec=payload["text_backbone"])
+    model.load_state_dict(payload["model"])
+    write_predictions(tmp_path / "same_code.jsonl", evaluate(model, build_dataset(cfg.data, "test", cfg.model.num_clips)[0],
+                                                             cfg, torch.device("cpu")).predictions)
     distributed = (run / "predictions" / "test_epoch002.jsonl").read_text().splitlines()
-    assert distributed == (tmp_path / "single.jsonl").read_text().splitlines()
+    assert distributed == (tmp_path / "same_code.jsonl").read_text().splitlines()

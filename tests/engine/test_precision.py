@@ -84,15 +84,47 @@ def test_cpu_bf16_detection_reads_the_flags(monkeypatch, tmp_path):
 
     from g2l.engine import precision
 
+    monkeypatch.delenv("G2L_CPU_BF16", raising=False)  # the flags decide, even in a run forced either way
     real_open = builtins.open
     for flags, expected in [("fpu avx512f avx512_bf16 sse", True), ("fpu amx_tile amx_bf16", True),
                             ("fpu avx512f avx512bw avx2", False), ("", False)]:
         info = tmp_path / "cpuinfo"
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k))
-        precision.cpu_runs_bf16_fast.cache_clear()
+        precision.cpu_has_bf16_flags.cache_clear()
         assert precision.cpu_runs_bf16_fast() is expected
         assert (autocast_dtype("auto", "cpu") is torch.bfloat16) is expected
         assert autocast_dtype("fp32", "cpu") is None
+        for forced in (False, True):  # G2L_CPU_BF16 overrides the flags either way
+            monkeypatch.setenv("G2L_CPU_BF16", str(int(forced)))
+            assert precision.cpu_runs_bf16_fast() is forced
+            assert autocast_dtype("auto", "cpu") is (torch.bfloat16 if forced else None)
+            assert autocast_dtype("bf16", "cpu") is torch.bfloat16 and autocast_dtype("fp32", "cpu") is None
+            assert autocast_dtype("auto", "cuda") is torch.bfloat16  # the variable speaks for the CPU only
+        monkeypatch.setenv("G2L_CPU_BF16", "")  # empty: as unset
+        assert precision.cpu_runs_bf16_fast() is expected
+        monkeypatch.delenv("G2L_CPU_BF16")
     monkeypatch.setattr(builtins, "open", real_open)
-    precision.cpu_runs_bf16_fast.cache_clear()
+    precision.cpu_has_bf16_flags.cache_clear()
+
+
+@pytest.mark.parametrize("value", ["yes", "2", "true", "bf16"])
+def test_a_cpu_bf16_variable_that_is_not_0_or_1_is_refused_with_a_sentence(monkeypatch, value):
+    from g2l.engine.precision import PrecisionError
+
+    monkeypatch.setenv("G2L_CPU_BF16", value)
+    with pytest.raises(PrecisionError, match=f"G2L_CPU_BF16 is '{value}'; set it to 1 .* 0 .* unset"):
+        autocast_dtype("auto", "cpu")
+    assert autocast_dtype("fp32", "cpu") is None  # only auto asks
+
+
+@pytest.mark.parametrize("forced", ["0", "1"])
+def test_training_follows_auto_and_grounding_stays_fp32(monkeypatch, forced):
+    """Where bf16 is allowed: training's default ``auto`` resolves by the CPU (here forced either
+    way); grounding and evaluation default to fp32 (tests/test_inference.py, tests/eval)."""
+    from g2l.engine.precision import GROUNDING_PRECISION
+
+    monkeypatch.setenv("G2L_CPU_BF16", forced)
+    assert load_config().train.precision == "auto"
+    assert autocast_dtype(load_config().train.precision, "cpu") is (torch.bfloat16 if forced == "1" else None)
+    assert autocast_dtype(GROUNDING_PRECISION, "cpu") is None
