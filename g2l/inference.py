@@ -236,7 +236,7 @@ class Grounder:
                     f"features of width {pre_clips.shape[-1]} do not fit this checkpoint, which expects "
                     f"{self.cfg.data.feature_dim}; use features from the encoder it was trained with"
                 )
-            with autocast(self._forward_dtype, self.device):
+            with autocast(self._forward_dtype, self.device, exact=True):
                 cells_c, cells_u = self.model.encode_video(torch.from_numpy(pre_clips).to(self.device))  # (w C d)
             cached[window_s] = ([(s, d) for s, d, _ in windows], cells_c, cells_u)
         return cached[window_s]
@@ -246,7 +246,7 @@ class Grounder:
                       position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids ``(q l)`` -> sentence features ``s^c, s^u`` ``(q d)``, on the Grounder's device
         and in its precision: every score of a query (``ground``, the word explanation) goes through here."""
-        with autocast(self._forward_dtype, self.device):
+        with autocast(self._forward_dtype, self.device, exact=True):
             return self.model.encode_text(input_ids.to(self.device), attention_mask.to(self.device),
                                           None if position_ids is None else position_ids.to(self.device))
 
