@@ -15,6 +15,12 @@ renamed when complete, and the file is flushed after each video; a leftover temp
 (from a run killed while writing) is removed on the next run. Unreadable videos are counted,
 reported and skipped.
 
+A ``clip_release`` encoder (``g2l.video.frame_encoders.ClipReleaseEncoder``) reads its frames the
+way the public CLIP features were made (``g2l.video.release_frames``: one per ``clip_len_s``, short
+side resized and centre-cropped), so ``fps`` is ``1 / clip_len_s``. ``declare_release`` writes the
+spec of a public release into a folder of downloaded features (``g2l_encoder_spec.json``), so that
+models trained on it record the encoder and can ground video files.
+
 Decoding runs in a background thread that keeps up to ``prefetch_chunks`` decoded chunks ready
 in a bounded queue, so decoding overlaps with encoding and memory stays bounded.
 """

@@ -154,3 +154,20 @@ def test_the_model_card_of_a_model_without_frame_encoder_offers_features_not_vid
     usage = card.split("## How to use it")[1].split("## Files")[0]
     assert "my_video.mp4" not in usage and "encode_video" not in usage
     assert "encode_features" in usage and "(T, 16)" in usage and "no frame encoder recorded" in usage
+
+
+def test_the_shipped_qvhighlights_configs_fit_the_release(release):
+    from pathlib import Path
+
+    from g2l.models.moment_map import SparseMaxPool
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    clip = load_config(str(configs / "qvhighlights_clip.yaml"))
+    spec = RELEASE_SPECS["qvhighlights_clip"]
+    assert clip.data.feature_dim == spec["output_dim"] == FeatureStore(release / "clip_features").shape(VID)[1]
+    assert clip.data.num_pre_clips * spec["clip_len_s"] == 150  # one pre-clip per released row
+    mask = SparseMaxPool(num_clips=clip.model.num_clips, pooling_counts=clip.model.pooling_counts).mask2d.numpy()
+    lengths = {int(e - s + 1) for s, e in zip(*np.nonzero(mask))}
+    assert {1, 16, 64} <= lengths and max(lengths) * 150 / clip.model.num_clips == 128  # 2 s to 128 s
+    both = load_config(str(configs / "qvhighlights_clip_slowfast.yaml"))
+    assert both.data.feature_dim == 512 + 2304 and both.data.features.split(",")[0] == clip.data.features

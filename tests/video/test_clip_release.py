@@ -161,3 +161,29 @@ def test_unreadable_videos_are_one_sentence(tmp_path):
     with pytest.raises(VideoReadError, match="does not exist"):
         ReleaseVideo(tmp_path / "missing.mp4", clip_len_s=2.0, size=224)
     torch.manual_seed(0)
+
+
+def test_g2l_extract_with_the_release_recipe(tmp_path, clip_folder, capsys):
+    import h5py
+
+    from g2l.cli.data import extract_main
+
+    path = write_pyav_video(tmp_path / "b.mp4", width=80, height=60, fps=10, seconds=6.0)
+    out = tmp_path / "f.hdf5"
+    assert extract_main([str(path), "--out", str(out), "--encoder", f"clip_release:{clip_folder}", "--quiet"]) == 0
+    with h5py.File(out, "r") as handle:
+        assert handle["b"].shape == (3, 512) and handle.attrs["fps"] == 0.5
+    assert extract_main([str(path), "--out", str(tmp_path / "g.hdf5"), "--encoder", f"clip_release:{clip_folder}",
+                         "--clip-len", "1", "--quiet"]) == 0
+    with h5py.File(tmp_path / "g.hdf5", "r") as handle:
+        assert handle["b"].shape == (6, 512) and handle.attrs["fps"] == 1.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        extract_main([str(path), "--out", str(tmp_path / "h.hdf5"), "--encoder", f"clip_release:{clip_folder}",
+                      "--fps", "1"])
+    assert stopped.value.code == 2
+    assert "--fps does not apply" in capsys.readouterr().err and not (tmp_path / "h.hdf5").exists()
+    # The same file cannot be resumed with another clip length.
+    assert extract_main([str(path), "--out", str(out), "--encoder", f"clip_release:{clip_folder}",
+                         "--clip-len", "1", "--quiet"]) == 2
+    assert "clip_len_s" in capsys.readouterr().err
