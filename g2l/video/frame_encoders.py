@@ -408,7 +408,8 @@ def video_unreadable_reason(spec: dict | None) -> str | None:
                "as configs/qvhighlights_clip.yaml)")
     if spec is None:
         return ("this checkpoint was trained on precomputed features with no frame encoder recorded, so it cannot "
-                f"read video files; {instead}")
+                f"read video files; {instead} (features of a public release, such as QVHighlights' CLIP, are declared "
+                "with g2l-extract --declare before training)")
     name = str(spec.get("name", ""))
     if name == "joined":
         parts = [json.loads(part) if part.startswith("{") else {"name": part} for part in spec.get("parts", [])]
