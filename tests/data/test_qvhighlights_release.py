@@ -109,6 +109,18 @@ def test_the_trained_model_grounds_a_video_file_through_the_declared_clip(clip_r
     assert json.loads(out)
 
 
+def test_another_recipe_than_the_recorded_one_is_refused(clip_run, tmp_path):
+    from g2l.video.frame_encoders import EncoderMismatchError
+
+    clip = write_clip_folder(tmp_path / "clip", projection_dim=512)
+    best = clip_run.run_dir / "checkpoints" / "best.pt"
+    with pytest.raises(EncoderMismatchError, match="name: expected 'clip_release', found 'clip'"):
+        Grounder.from_checkpoint(best, device="cpu", frame_encoder=f"clip:{clip}").frame_encoder  # noqa: B018
+    narrow = write_clip_folder(tmp_path / "narrow", projection_dim=256)
+    with pytest.raises(EncoderMismatchError, match="output_dim: expected 512, found 256"):
+        Grounder.from_checkpoint(best, device="cpu", frame_encoder=f"clip_release:{narrow}").frame_encoder  # noqa: B018
+
+
 def test_without_the_named_clip_the_checkpoint_asks_for_openai_weights(clip_run, monkeypatch, tmp_path):
     # Offline with no cache, the hub name the checkpoint records cannot load: one sentence naming it.
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_cache"))

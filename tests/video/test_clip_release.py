@@ -187,3 +187,25 @@ def test_g2l_extract_with_the_release_recipe(tmp_path, clip_folder, capsys):
     assert extract_main([str(path), "--out", str(out), "--encoder", f"clip_release:{clip_folder}",
                          "--clip-len", "1", "--quiet"]) == 2
     assert "clip_len_s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec, expected", [
+    (None, "no frame encoder recorded"),
+    ({"name": "joined", "parts": [json.dumps(RELEASE_SPECS["qvhighlights_clip"]), json.dumps(RELEASE_SPECS["qvhighlights_slowfast"])]},
+     r"joined from several encoders \(clip_release \+ slowfast\).*ships no slowfast model"),
+    ({"name": "joined", "parts": [json.dumps(RELEASE_SPECS["qvhighlights_clip"]), "undeclared: vgg.hdf5"]},
+     r"\(clip_release \+ undeclared: vgg.hdf5\).*ships no undeclared: vgg.hdf5 model"),
+    (RELEASE_SPECS["qvhighlights_slowfast"], r"trained on 'slowfast' features .* ships no slowfast model"),
+    (RELEASE_SPECS["qvhighlights_clip"], None),
+    ({"name": "mobilenet_v2_grid2"}, None),
+])
+def test_which_models_can_read_video_files(spec, expected):
+    from g2l.video.frame_encoders import video_unreadable_reason
+
+    reason = video_unreadable_reason(spec)
+    if expected is None:
+        assert reason is None
+    else:
+        import re
+
+        assert re.search(expected, reason) and "Grounder.encode_features" in reason
