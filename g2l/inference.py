@@ -84,12 +84,23 @@ def check_queries(queries: list[str]) -> list[str]:
     return cleaned
 
 
+def check_video_readable(spec: dict | None) -> None:
+    """Refuse a model whose features g2l cannot make from a video file, with the sentence of
+    ``g2l.video.frame_encoders.video_unreadable_reason`` (no encoder recorded, CLIP + SlowFast, ...)."""
+    from g2l.video.frame_encoders import video_unreadable_reason
+
+    reason = video_unreadable_reason(spec)
+    if reason is not None:
+        raise GroundingError(reason)
+
+
 def frame_encoder_name(spec: dict) -> str:
     """The ``build_frame_encoder`` name that rebuilds the encoder a spec describes."""
+    check_video_readable(spec)
     if str(spec.get("name", "")).startswith("mobilenet_v2"):
         return spec["name"]
-    if spec.get("name") == "clip" and str(spec.get("weights", "")).startswith("hub:"):
-        return "clip:" + spec["weights"][len("hub:"):]
+    if spec.get("name") in ("clip", "clip_release") and str(spec.get("weights", "")).startswith("hub:"):
+        return f"{spec['name']}:" + spec["weights"][len("hub:"):]
     raise GroundingError(
         f"cannot rebuild the frame encoder {spec.get('name')!r} ({spec.get('weights')}) recorded in the checkpoint; "
         "pass frame_encoder='clip:<folder>' (tools/ground.py --frame-encoder) pointing at the same weights"
@@ -152,15 +163,16 @@ class Grounder:
             from g2l.video.frame_encoders import build_frame_encoder, check_encoder_compatible
 
             spec = self.frame_encoder_spec
-            if spec is None:
-                raise GroundingError(
-                    "this checkpoint was trained on precomputed features with no frame encoder recorded, so it "
-                    "cannot read video files; ground features of the same kind with Grounder.encode_features"
-                )
-            name = getattr(self, "_frame_encoder_name", None) or frame_encoder_name(spec)
-            encoder = build_frame_encoder(name, device=self.device)
-            expected = {k: v for k, v in spec.items() if k != "fps"}
-            check_encoder_compatible(expected, encoder.spec, what="the checkpoint's frame encoder")
+            check_video_readable(spec)
+            named = getattr(self, "_frame_encoder_name", None)
+            name = named or frame_encoder_name(spec)
+            options = {"clip_len_s": spec.get("clip_len_s", 2.0)} if name.startswith("clip_release:") else {}
+            encoder = build_frame_encoder(name, device=self.device, **options)
+            # A named encoder (a local copy of the weights) is taken on the caller's word for the weights.
+            ignored = {"fps"} | ({"weights"} if named else set())
+            expected = {k: v for k, v in spec.items() if k not in ignored}
+            actual = {k: v for k, v in encoder.spec.items() if k not in ignored}
+            check_encoder_compatible(expected, actual, what="the checkpoint's frame encoder")
             self._frame_encoder = encoder
         return self._frame_encoder
 
