@@ -19,7 +19,9 @@ Metrics (``corpus_metrics``), fractions in [0, 1]:
 Only the first ``max(k)`` videos by best score can place a moment in the merged top ``max(k)``
 (each of them holds a better or equal first candidate), so NMS runs on those and the own video.
 Per query the leave-one-video-out scores are kept for g2l/eval/match.py: ``present`` (the best
-score over all videos) and ``absent`` (over all videos but its own).
+score over all videos) and ``absent`` (over all videos but its own, and but every other video
+annotated with the same sentence, case and surrounding spaces aside: a library that truly lacks
+the answer as far as the annotations know; a sentence in every video has no ``absent``, -inf).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class SplitEmbeddings:
 class CorpusResult:
     metrics: dict  # corpus_R*, video_R*, R*@*, mIoU, num_queries, num_videos
     present: np.ndarray  # (q,) best score over all videos
-    absent: np.ndarray  # (q,) best score over all videos but the query's own (-inf with one video)
+    absent: np.ndarray  # (q,) best score over the videos not annotated with the query's sentence, or -inf
 
 
 @torch.inference_mode()
@@ -149,6 +151,9 @@ def corpus_metrics(
     own_candidates: list[np.ndarray] = []
     present = np.zeros(num_queries, dtype=np.float64)
     absent = np.full(num_queries, -np.inf, dtype=np.float64)
+    annotated_in: dict[str, set[int]] = {}
+    for q, sentence in enumerate(e.queries):
+        annotated_in.setdefault(sentence.strip().lower(), set()).add(int(e.query_video[q]))
     chunk = max(1, chunk_scores // max(num_videos * num_cells, 1))
     for first in range(0, num_queries, chunk):
         rows = slice(first, min(first + chunk, num_queries))
@@ -160,8 +165,9 @@ def corpus_metrics(
             own = int(e.query_video[q])
             best = video_best[offset]
             present[q] = best.max()
-            if num_videos > 1:
-                absent[q] = np.delete(best, own).max()
+            elsewhere = np.delete(best, sorted(annotated_in[e.queries[q].strip().lower()]))
+            if elsewhere.size:
+                absent[q] = elsewhere.max()
             rank = _video_rank(best, own)
             video_hits += np.asarray([rank < k for k in video_recall_at])
             # Merged list: (score, video, rank in video) of the candidates of the top videos and the own one.

@@ -2,7 +2,8 @@
 
 Fitted leave-one-video-out on a split (g2l/eval/corpus.py): each query gives one positive, its best
 score over all the split's videos (``present``: its own video is in the library), and one negative,
-its best score over all videos but its own (``absent``: a library without it). A query is a match
+its best score over all videos but its own and any other annotated with the same sentence
+(``absent``: a library without it; none when every video is). A query is a match
 when its best score is ``>= threshold``; the threshold is the one that maximises F1 of "match"
 against "present" over these ``2 q`` cases (ties: the highest such threshold). AUROC is the
 probability that a random ``present`` score exceeds a random ``absent`` one (ties count one half).

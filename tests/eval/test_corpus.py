@@ -13,13 +13,13 @@ from g2l.eval.match import auroc, fit_threshold, precision_recall
 from g2l.ops.spans import pooling_mask, ranked_candidates
 
 
-def _embeddings(cells_c, cells_u, sent_c, sent_u, query_video, gts, durations, num_clips, pooling_counts):
+def _embeddings(cells_c, cells_u, sent_c, sent_u, query_video, gts, durations, num_clips, pooling_counts, queries=None):
     start_idx, end_idx = np.nonzero(pooling_mask(num_clips, pooling_counts))
     normal = lambda x: torch.nn.functional.normalize(torch.as_tensor(np.asarray(x, np.float32)), dim=-1)  # noqa: E731
     return SplitEmbeddings(
         video_ids=[f"v{i}" for i in range(len(durations))], durations_s=np.asarray(durations, np.float32),
         cells_contrast=normal(cells_c), cells_iou=normal(cells_u), cell_start_idx=start_idx, cell_end_idx=end_idx,
-        num_clips=num_clips, queries=[f"q{i}" for i in range(len(query_video))], sentence_contrast=normal(sent_c),
+        num_clips=num_clips, queries=queries or [f"q{i}" for i in range(len(query_video))], sentence_contrast=normal(sent_c),
         sentence_iou=normal(sent_u), query_video=np.asarray(query_video), gt_windows=[np.asarray(g, np.float32) for g in gts],
     )
 
@@ -36,7 +36,7 @@ def random_embeddings(seed, num_videos=7, num_queries=15, num_clips=8, dim=6):
         gts.append([a, b])
     return _embeddings(rng.normal(size=(num_videos, cells, dim)), rng.normal(size=(num_videos, cells, dim)),
                        rng.normal(size=(num_queries, dim)), rng.normal(size=(num_queries, dim)), query_video, gts,
-                       durations, num_clips, pooling), pooling
+                       durations, num_clips, pooling, [f"Query {i % 9}" for i in range(num_queries)]), pooling
 
 
 def iou(a, b):
@@ -51,6 +51,7 @@ def brute_force(e, pooling, gamma, nms, recall_at, thresholds, video_recall_at):
     mask = pooling_mask(e.num_clips, pooling)
     t = e.num_clips
     hits = {(k, m): 0 for k in recall_at for m in thresholds}
+    present, absent = [], []
     video_hits = {k: 0 for k in video_recall_at}
     for q in range(len(e.queries)):
         merged, bests = [], []
@@ -65,6 +66,9 @@ def brute_force(e, pooling, gamma, nms, recall_at, thresholds, video_recall_at):
             merged += [(-float(s), v, r, span) for r, (span, s) in enumerate(zip(spans, scores))]
         merged.sort(key=lambda item: item[:3])
         own = int(e.query_video[q])
+        same = {int(e.query_video[r]) for r in range(len(e.queries)) if e.queries[r].lower() == e.queries[q].lower()}
+        present.append(max(bests))
+        absent.append(max([b for v, b in enumerate(bests) if v not in same], default=-np.inf))
         video_order = sorted(range(len(bests)), key=lambda v: (-bests[v], v))
         for k in video_recall_at:
             video_hits[k] += own in video_order[:k]
@@ -75,7 +79,7 @@ def brute_force(e, pooling, gamma, nms, recall_at, thresholds, video_recall_at):
     n = len(e.queries)
     out = {f"corpus_R{k}@{m:g}": hits[k, m] / n for k in recall_at for m in thresholds}
     out.update({f"video_R{k}": video_hits[k] / n for k in video_recall_at})
-    return out
+    return out, np.asarray(present), np.asarray(absent)
 
 
 @pytest.mark.parametrize("seed, recall_at, video_recall_at, chunk", [
@@ -86,10 +90,14 @@ def brute_force(e, pooling, gamma, nms, recall_at, thresholds, video_recall_at):
 def test_corpus_metrics_equal_a_brute_force_reference(seed, recall_at, video_recall_at, chunk):
     e, pooling = random_embeddings(seed)
     thresholds = (0.1, 0.3, 0.5)
-    got = corpus_metrics(e, gamma=2.0, nms_thresh=0.5, recall_at=recall_at, iou_thresholds=thresholds,
-                         video_recall_at=video_recall_at, chunk_scores=chunk).metrics
-    want = brute_force(e, pooling, 2.0, 0.5, recall_at, thresholds, video_recall_at)
+    result = corpus_metrics(e, gamma=2.0, nms_thresh=0.5, recall_at=recall_at, iou_thresholds=thresholds,
+                            video_recall_at=video_recall_at, chunk_scores=chunk)
+    got = result.metrics
+    want, present, absent = brute_force(e, pooling, 2.0, 0.5, recall_at, thresholds, video_recall_at)
     assert {k: got[k] for k in want} == pytest.approx(want, abs=1e-12)
+    # "absent" leaves out the own video and every other one annotated with the same sentence
+    assert result.present == pytest.approx(present, rel=1e-5) and result.absent == pytest.approx(absent, rel=1e-5)
+    assert (absent < present).any() and (present >= absent).all()
     assert any(0 < v < 1 for v in want.values())  # the case discriminates
     assert got["num_queries"] == 15 and got["num_videos"] == 7
 
