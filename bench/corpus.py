@@ -87,7 +87,8 @@ def main() -> int:
         print(f"threshold stored in the checkpoint: {match['threshold']:.4f} ({match.get('fitted_on')})")
     precision, recall = precision_recall(result.present, result.absent, match["threshold"])
     print(f"match at that threshold on {args.split}: precision {100 * precision:.2f}, recall {100 * recall:.2f} "
-          f"(positives: best over the whole library; negatives: best over the library without the query's video)")
+          "(positives: best over the whole library; negatives: best over the library without the query's video and "
+          "any other annotated with its sentence)")
 
     with torch.inference_mode():
         tokens = model.tokenizer(NONSENSE, padding=True, truncation=True, max_length=cfg.model.text_max_tokens,
