@@ -58,6 +58,7 @@ class QueryResult:
     query: str
     moments: list[Moment]
     score_map: np.ndarray | None = None  # (t t) of the whole video (or the best window), 0 off the mask
+    match: bool | None = None  # the best score >= the model's match threshold; None: the model has none
 
 
 @dataclass(eq=False)  # compared and hashed by identity: a Grounder caches its map features per video
@@ -130,6 +131,13 @@ class Grounder:
         # This model's map-cell features of each video it has grounded, per window setting; an
         # entry goes when its video does. (Kept here, not on the video: another model's cells differ.)
         self._cells_of: weakref.WeakKeyDictionary[EncodedVideo, dict] = weakref.WeakKeyDictionary()
+        self.match: dict | None = None  # the checkpoint's fitted match decision (g2l/eval/match.py), if any
+
+    @property
+    def match_threshold(self) -> float | None:
+        """The score at or above which a query's best moment counts as "its answer is here" (fitted
+        leave-one-video-out on a validation split, g2l/eval/match.py); None for a model without one."""
+        return None if self.match is None else float(self.match["threshold"])
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None,
@@ -147,6 +155,7 @@ class Grounder:
         grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device,
                        precision=precision, source=str(source))
         grounder._frame_encoder_name = frame_encoder
+        grounder.match = payload.get("match")
         return grounder
 
     @classmethod
@@ -303,5 +312,7 @@ class Grounder:
                 best_window = int(chosen[0] // len(start_idx)) if len(chosen) else 0
                 score_map = np.zeros((t, t), np.float32)
                 score_map[start_idx, end_idx] = scores[q, best_window]
-            results.append(QueryResult(query, moments, score_map))
+            threshold = self.match_threshold
+            match = None if threshold is None else bool(moments and moments[0].score >= threshold)
+            results.append(QueryResult(query, moments, score_map, match))
         return results

