@@ -40,8 +40,8 @@ are dummies and get exactly 0 without being players.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import unicodedata
+from dataclasses import dataclass
 
 import numpy as np
 import torch
