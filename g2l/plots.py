@@ -99,9 +99,11 @@ def _fit_lines(text: str, width_px: float, fontsize: float, renderer, max_lines:
         line = ""
         for word in paragraph.split():
             while not fits(word) and len(word) > 1:  # a word wider than the panel: cut it
-                cut = len(word) - 1
-                while cut > 1 and not fits(word[:cut] + "-"):
-                    cut -= 1
+                low, high = 1, len(word) - 1  # the longest head that fits with its hyphen (at least one letter)
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    low, high = (middle, high) if fits(word[:middle] + "-") else (low, middle - 1)
+                cut = low
                 if line:
                     lines.append(line)
                     line = ""

@@ -170,3 +170,20 @@ def test_a_long_title_wraps_to_its_panel_and_ends_in_an_ellipsis_past_two_lines(
         assert fig.axes[0].get_title(loc="left") == QUERIES["medium"]  # fits on one line: as written
     finally:
         plt.close(fig)
+
+
+def test_a_word_wider_than_the_panel_is_cut_with_a_hyphen_and_stays_inside():
+    import matplotlib.pyplot as plt
+
+    fig = laid_out("see " + "x" * 300, explained=True, truth=True, width_in=12.0)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for axis in (fig.axes[0], fig.axes[2]):  # the timeline's title, the word panel's
+            title = axis._left_title
+            lines = title.get_text().split("\n")
+            assert lines[0] == "see" or axis is fig.axes[2]
+            assert title.get_window_extent(renderer).x1 <= axis.get_window_extent(renderer).x1 + 1
+        assert fig.axes[0]._left_title.get_text().split("\n")[1].endswith(" …")
+    finally:
+        plt.close(fig)
