@@ -90,7 +90,7 @@ def _make_synthetic(argv: Sequence[str] | None) -> int:
                     "DIR/{train,val,test}.json, DIR/features.hdf5 and DIR/meta.json. "
                     "Example: g2l-make-synthetic --out data/synthetic_charades --preset charades --seed 0",
     )
-    from g2l.synthetic.benchmark import PRESETS, SIZES, generate_synthetic
+    from g2l.synthetic.benchmark import PRESETS, SIZES, format_bytes, generate_synthetic
 
     parser.add_argument("--out", required=True, help="output folder (created if missing; files are replaced)")
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS), help="which benchmark to imitate")
@@ -117,11 +117,14 @@ def _make_synthetic(argv: Sequence[str] | None) -> int:
 
     import time
 
+    def announce(estimate: int) -> None:  # before anything is written
+        print(f"writing {args.preset} (seed {args.seed}) to {args.out}: about {format_bytes(estimate)}", flush=True)
+
     began = time.perf_counter()
     try:
         out = generate_synthetic(args.out, args.preset, args.seed, args.size, args.num_train, args.num_val,
                                  args.num_test, feature_key=args.feature_key, sparse_annotation=args.sparse_annotation,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, on_estimate=announce)
     except OSError as error:
         raise CliError(f"cannot write the benchmark to {args.out} ({error})") from None
     print(f"wrote {args.preset} (seed {args.seed}) to {out} in {time.perf_counter() - began:.1f} s")
