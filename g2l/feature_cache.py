@@ -83,7 +83,7 @@ class FeatureCacheError(G2LError):
     """A cache folder that cannot be used: not a folder, not writable, or writable by others."""
 
 
-class BadEntry(Exception):
+class BadEntry(G2LError):
     """An entry that failed a check; its message ends a sentence that begins with the entry's path."""
 
 
@@ -249,6 +249,8 @@ class FeatureCache:
                     if abs(stored_s - duration_s) > 1e-6 * max(1.0, duration_s):
                         raise BadEntry(f"has a duration of {stored_s:.6g} s, the video file {duration_s:.6g} s")
                     features = _read_member(archive, "features.npy", (rows, self.feature_dim))
+            except BadEntry:
+                raise
             except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, SyntaxError,
                     NotImplementedError, KeyError, TypeError, OverflowError, RuntimeError, struct.error) as error:
                 raise BadEntry(f"is damaged ({type(error).__name__}: {str(error)[:100]})") from None

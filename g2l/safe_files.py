@@ -56,7 +56,7 @@ def _megabytes(size: int) -> str:
     return f"{size / 2**20:,.1f} MB"
 
 
-class _Outside(Exception):
+class _Outside(G2LError):
     """A link on the way to a folder's file leads out of the folder."""
 
 
