@@ -218,6 +218,17 @@ def _weight_table(weights: torch.Tensor) -> torch.Tensor:
     return table
 
 
+def _sum_without_slot(columns: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """``columns (r q e)``, ``removed (r 1 e)`` in ``0 .. q`` -> ``(r e)``: the sum over the slots
+    other than ``removed`` (all of them where it is q), as the slots before plus the slots after it."""
+    slots = columns.shape[1]
+    before = columns.cumsum(1).gather(1, (removed - 1).clamp_min(0))[:, 0]  # (r e): slots <= c - 1
+    before.masked_fill_(removed[:, 0] == 0, 0.0)
+    after = columns.flip(1).cumsum(1).flip(1).gather(1, (removed + 1).clamp_max(slots - 1))[:, 0]  # slots >= c + 1
+    after.masked_fill_(removed[:, 0] >= slots - 1, 0.0)
+    return before + after
+
+
 def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_s, sizes_m, generator):
     """``(r w)`` brackets of the chunk's rows for every moment i (0 where i is padded).
 
@@ -268,27 +279,28 @@ def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_
     row_sum = (before_sum + after_sum).gather(2, index).add_(extra)  # (r a e): two non-negative parts
     row_top = torch.maximum(before_max, after_max).gather(2, index)
     torch.maximum(row_top, extra, out=row_top)
-    inverse = row_sum.clamp_min_(1e-300).reciprocal_()  # 0-sum rows (absent) have 0 weights anyway
+    # 0-sum rows (absent sentence slots) have 0 weights: their shares are 0, not 0 / 0.
+    inverse = torch.where(row_sum > 0, row_sum, 1.0).reciprocal_().masked_fill_(row_sum == 0, 0.0)
     row_share = row_top.mul_(inverse)
     row_without = row_share[:, :others].sum(1)  # (r e)
     row_with = row_without + row_share[:, others]
     extra_share = extra.mul_(inverse)  # (r a e)
-    # Column maxima over the present sentences of every slot of V_i: the one (r T q e) tensor
-    # (entries innermost: the longest axis, contiguous in ``inverse``); then the removed slot's
-    # column is taken back out of the sums.
-    out_slot = removed.clamp_max(slots - 1)[:, None, :]  # (r 1 e); Q's entry removes nothing
-    taken = (removed < slots).to(f64)
+    # Column maxima over the present sentences of every slot of Q: the one (r T q e) tensor
+    # (entries innermost: the longest axis, contiguous in ``inverse``); each entry's column sum
+    # over V_i then adds the slots before and after its removed slot (prefix and suffix sums: no
+    # subtraction, so a removed column that dominates the others cancels nothing away).
     column_with = local[:, others, :, None] * inverse[:, others, None, :]  # (r q e): j's column
     extra_with = extra_share[:, others]  # (r e)
+    gather_at = removed[:, None, :]  # (r 1 e): slot c (q: none removed)
     if others:
         column_without = (local[:, :others, :, None] * inverse[:, :others, None, :]).amax(1)  # (r q e)
         extra_without = extra_share[:, :others].amax(1)  # (r e)
-        col_without = column_without.sum(1) - column_without.gather(1, out_slot)[:, 0] * taken + extra_without
+        col_without = _sum_without_slot(column_without, gather_at) + extra_without
         torch.maximum(column_with, column_without, out=column_with)
         extra_with = torch.maximum(extra_without, extra_with)
     else:  # no other sentence in C: v(C) = 0 whatever its columns
         col_without = torch.zeros_like(extra_with)
-    col_with = column_with.sum(1) - column_with.gather(1, out_slot)[:, 0] * taken + extra_with  # (r e)
+    col_with = _sum_without_slot(column_with, gather_at) + extra_with  # (r e)
     num_others = t[:, None].to(f64)
     nonempty = size > 0
     safe_size = size.clamp_min(1)
