@@ -219,9 +219,10 @@ def closeness_torch(features: torch.Tensor, valid: torch.Tensor, video_idx: torc
         rounds: None: relax to the fixed point, checking every few rounds (host syncs); a number:
             :func:`relax_rounds` (no host read), and the result is ``(G, settled)``.
     """
-    knn_idx, knn_cost = knn_graph_torch(features, k, valid)  # (b p k) each
     if rounds is None:
+        knn_idx, knn_cost = knn_graph_torch(features, k, valid)  # (b p k) each
         dist = bounded_shortest_paths(knn_idx, knn_cost, video_idx, sources, cutoff)  # (q p)
         return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float()
+    knn_idx, knn_cost = knn_graph_torch(features, k, valid, max_chunk_elements=1 << 26)  # few chunks: few launches
     dist, settled = relax_rounds(knn_idx, knn_cost, video_idx, sources, cutoff, rounds)
     return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float(), settled

@@ -26,7 +26,8 @@ into chunks of strata of similar sizes, so each chunk's tensors are sized by the
 can hold; the grouping minimises the padded elements plus a per-chunk overhead (a chunk costs
 about 60 operations, so on a GPU fewer, larger chunks win), and a chunk holds at most
 ``max_elements`` elements of its ``(r a q e)`` tensor. The per-game plans are cached by shape;
-the whole row plan goes to the device in one copy (pinned and non-blocking on CUDA), every draw's
+the whole row plan goes to the device in two copies (floats and integers, pinned and
+non-blocking on CUDA), every draw's
 players are drawn at once, and the loop over the few chunks then runs without host syncs. Random
 draws come from one ``torch.Generator`` on the input's device seeded with ``seed``: reproducible
 on one device, not bit-equal to the Numba kernel's SplitMix64 streams (the same law, other draws).
@@ -214,14 +215,13 @@ def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_element
                    cat(group_sentence, np.int64))
 
 
-def _to_device(parts: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
-    """Host arrays -> float64 tensors on ``device`` in one copy (pinned and non-blocking on CUDA:
-    no sync; the caching host allocator keeps the buffer until the copy has run)."""
+def _to_device(parts: list[np.ndarray], dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+    """Host arrays -> tensors of ``dtype`` on ``device`` in one copy (pinned and non-blocking on
+    CUDA: no sync; the caching host allocator keeps the buffer until the copy has run)."""
     sizes = [p.size for p in parts]
-    host = torch.empty(sum(sizes), dtype=torch.float64, pin_memory=device.type == "cuda")
-    np.concatenate([np.asarray(p, np.float64).ravel() for p in parts], out=host.numpy())
-    flat = host.to(device, non_blocking=True)
-    return list(flat.split(sizes))
+    host = torch.empty(sum(sizes), dtype=dtype, pin_memory=device.type == "cuda")
+    np.concatenate([np.asarray(p).ravel() for p in parts], out=host.numpy(), casting="unsafe")
+    return list(host.to(device, non_blocking=True).split(sizes))
 
 
 @dataclass
@@ -346,12 +346,11 @@ def interaction_padded(sims: torch.Tensor, shapes: Sequence[tuple[int, int]], nu
     plan = plan_chunks(shapes, int(num_samples), int(max_elements), overhead)
     sizes = np.array([list(shape) for shape in shapes], dtype=np.int64).reshape(-1, 2)
     chunk_slots = np.repeat([c.slots for c in plan.chunks], [c.stop - c.start for c in plan.chunks])  # (rows,)
-    (row_game, row_j, row_stratum, row_group, chunk_slots, cumulative, cell_t, cell_k, group_row, count, weight,
-     sizes_s, sizes_m) = _to_device([plan.game, plan.j, plan.stratum, plan.group, chunk_slots, plan.cumulative,
-                                     plan.cell_t, plan.cell_k, plan.group_game * num_slots_s + plan.group_sentence,
-                                     plan.group_draws, plan.group_probability, sizes[:, 0], sizes[:, 1]], device)
-    row_game, row_j, row_group, chunk_slots = (x.long() for x in (row_game, row_j, row_group, chunk_slots))
-    cell_t, cell_k, group_row, sizes_s, sizes_m = (x.long() for x in (cell_t, cell_k, group_row, sizes_s, sizes_m))
+    row_stratum, cumulative, count, weight = _to_device(
+        [plan.stratum, plan.cumulative, plan.group_draws, plan.group_probability], torch.float64, device)
+    row_game, row_j, row_group, chunk_slots, cell_t, cell_k, group_row, sizes_s, sizes_m = _to_device(
+        [plan.game, plan.j, plan.group, chunk_slots, plan.cell_t, plan.cell_k,
+         plan.group_game * num_slots_s + plan.group_sentence, sizes[:, 0], sizes[:, 1]], torch.long, device)
     # Softmax weights exp((sim - row max) / tau), 0 where padded, in a table with a zero row and column.
     present = ((torch.arange(num_slots_s, device=device) < sizes_s[:, None])[:, :, None]
                & (torch.arange(big_m, device=device) < sizes_m[:, None])[:, None, :])  # (b s m)
