@@ -10,8 +10,8 @@ tensor); non-blocking copies from pinned memory are listed (``h2d_async``) but a
 Steps are counted after warm-up steps (the geodesic relaxation learns its rounds in the first
 steps); training reads its logged values once every ``READ_EVERY_STEPS`` steps, shown apart.
 
-    python bench/loss_syncs.py --device cuda [--json syncs.json]
-    python bench/loss_syncs.py --device cpu --kernels torch     # dry run: what CUDA would see
+    python bench/loss_syncs.py --device cuda --steps [--json syncs.json]
+    python bench/loss_syncs.py --device cpu --kernels torch --steps   # dry run: what CUDA would see
 """
 
 import argparse
@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("--videos", type=int, default=None, help="videos per batch (default: the public 48)")
     parser.add_argument("--kernels", default="numba,torch")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--no-steps", dest="steps", action="store_false", help="count the loss only")
+    parser.add_argument("--steps", action="store_true", help="also count one whole training step (after 2 warm-up steps)")
     args = parser.parse_args()
     from g2l.config import load_config
     from g2l.losses.combine import build_loss

@@ -17,6 +17,11 @@ are in :mod:`g2l.ops.geodesic`, which checks the input and dispatches here for `
   host sync of the loop), and the fixed point is the Dijkstra's: both take, per cell, the least
   float64 left-to-right sum of edge costs over paths from the source that stay within the
   cut-off, so the values agree exactly, not just up to round-off.
+* :func:`relax_rounds`: the same fixed point with no host read at all, for the training step: a
+  given number of rounds, each relaxing every walk of up to 3 edges (costs added left to right,
+  so the values are the same), and a device flag saying whether the last round changed anything
+  within the cut-off; the loss reads that flag with its one read of the step and learns the rounds
+  it needs (g2l/losses/combine.py).
 
 Shapes: ``b`` videos, ``p`` cells per video, ``d`` channels, ``q`` sources across the batch, ``k``
 neighbours.
