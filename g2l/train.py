@@ -41,7 +41,7 @@ from g2l.engine.distributed import (
     init_distributed,
     sync_buffers,
 )
-from g2l.engine.logging import RunLogger, say
+from g2l.engine.logging import READ_EVERY_STEPS, RunLogger, StepValues, say
 from g2l.engine.optim import build_optimizer, lr_factor, set_learning_rates, set_text_trainable
 from g2l.engine.precision import autocast, autocast_dtype
 from g2l.engine.resume import best_on_disk, load_resume_state, truncate_metrics
@@ -190,6 +190,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     run.sampler.set_epoch(epoch)
     steps_per_epoch = len(run.loader)
     sums: dict[str, float] = {}
+    pending = StepValues()
     started, videos, data_wait_s = time.perf_counter(), 0, 0.0
     bar = run.loader
     if run.main and cfg.log.progress:
@@ -209,24 +210,21 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
                                                               warmup_epochs=t.warmup_epochs,
                                                               milestones=t.milestones, decay=t.lr_decay))
         with autocast(run.forward_dtype, run.device):
-            output = run.net(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
+            output = run.net(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video,
+                             batch.sentence_mask.shape[1])
         terms = run.loss_fn(output, batch, model.cell_start_idx, model.cell_end_idx, epoch, run.global_step)
-        # every term in one copy to the host (one sync on CUDA, not one per term)
-        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
-        if not all(math.isfinite(v) for v in values.values()):  # before the step: the weights stay as they were
-            raise _diverged(run, epoch, run.global_step + 1, values)
         run.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], t.clip_grad_norm)
         run.optimizer.step()
         run.global_step += 1
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + v
         videos += batch.num_videos
-        run.logger.log_step(run.global_step, {**values, "grad_norm": float(grad_norm)}, run.lrs)
-        if bar is not run.loader:
-            rate = videos * run.world_size / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{values['total']:.4f}", videos_per_s=f"{rate:.1f}")
+        # The terms stay on the device and are read every READ_EVERY_STEPS steps (one sync, not one
+        # per step); a loss that stopped being finite is found there, before anything is saved.
+        pending.add(run.global_step, terms, grad_norm, run.lrs)
+        if len(pending) >= READ_EVERY_STEPS:
+            _report_steps(run, epoch, pending, sums, bar, videos, started)
+    _report_steps(run, epoch, pending, sums, bar, videos, started)
     if bar is not run.loader:
         bar.close()
     sync_buffers(model)  # BatchNorm statistics: every rank evaluates and saves rank 0's
@@ -235,6 +233,22 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     record["train_epoch/seconds"] = time.perf_counter() - started
     record["train_epoch/data_wait_share"] = min(data_wait_s / max(record["train_epoch/seconds"], 1e-9), 1.0)
     return record
+
+
+def _report_steps(run: Run, epoch: int, pending: StepValues, sums: dict[str, float], bar, videos: int,
+                  started: float) -> None:
+    """Read the pending steps' terms (one sync), stop on a loss that is not finite, add them to the
+    epoch's sums and log each step."""
+    for step, values, lrs in pending.read():
+        losses = {k: v for k, v in values.items() if k != "grad_norm"}
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise _diverged(run, epoch, step, losses)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v
+        run.logger.log_step(step, values, lrs)
+        if bar is not run.loader:
+            rate = videos * run.world_size / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(loss=f"{values['total']:.4f}", videos_per_s=f"{rate:.1f}")
 
 
 def end_epoch(run: Run, epoch: int, train_record: dict[str, float]) -> None:

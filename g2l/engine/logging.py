@@ -15,9 +15,39 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from g2l import strict_json
 from g2l.engine.run_dir import append_jsonl
+
+
+READ_EVERY_STEPS = 50  # training reads its steps' loss terms from the device this often (and at the epoch's end)
+
+
+class StepValues:
+    """The loss terms and gradient norms of the steps since the last read, kept on the device, so
+    that a training step never waits for the device to report them; :meth:`read` copies them all
+    to the host at once (one sync per ``READ_EVERY_STEPS`` steps on CUDA)."""
+
+    def __init__(self):
+        self._steps: list[tuple[int, dict, list[str], torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def add(self, step: int, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, lrs: dict[str, float]) -> None:
+        names = [*terms, "grad_norm"]
+        values = torch.stack([v.detach().float().reshape(()) for v in [*terms.values(), torch.as_tensor(grad_norm)]])
+        self._steps.append((step, dict(lrs), names, values))
+
+    def read(self) -> list[tuple[int, dict[str, float], dict[str, float]]]:
+        """``(step, values by name, learning rates)`` of every step since the last read, in order."""
+        if not self._steps:
+            return []
+        rows = torch.stack([values for *_, values in self._steps]).tolist()  # the one read
+        out = [(step, dict(zip(names, row)), lrs) for (step, lrs, names, _), row in zip(self._steps, rows)]
+        self._steps = []
+        return out
 
 
 def say(message: str, enabled: bool = True) -> None:

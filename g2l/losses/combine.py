@@ -23,6 +23,7 @@ from g2l.losses.positives import positive_cells
 from g2l.losses.term import LossInputs, LossTerm
 
 IOU_TERM = "bce"  # the one term the late scale leaves alone
+INITIAL_GEODESIC_ROUNDS = 4  # rounds of walks of up to 3 edges (geodesic_torch.relax_rounds) to try first
 
 
 class GroundingLoss(nn.Module):
@@ -50,29 +51,60 @@ class GroundingLoss(nn.Module):
         self.only_iou_epoch, self.only_iou_scale = only_iou_epoch, only_iou_scale
         self.geodesic_k, self.geodesic_cutoff = geodesic_k, geodesic_cutoff
         self.kernels = kernels
+        self.geodesic_rounds = INITIAL_GEODESIC_ROUNDS  # torch kernels: relaxation rounds, learned (grows only)
 
-    def inputs(self, output, batch, cell_start_idx: torch.Tensor, cell_end_idx: torch.Tensor, step: int) -> LossInputs:
+    def inputs(self, output, batch, cell_start_idx: torch.Tensor, cell_end_idx: torch.Tensor, step: int,
+               rounds: int | None = None) -> LossInputs:
         """What the terms share, computed once: the cells' IoU, the positives and, if a term needs
-        it, the geodesic closeness G to g_j."""
+        it, the geodesic closeness G to g_j (torch kernels: ``rounds`` relaxation rounds, default
+        the learned ``geodesic_rounds``, and a device flag saying whether G is exact)."""
         iou_cells = batch.iou_maps[:, cell_start_idx, cell_end_idx]  # (q C)
         positives = positive_cells(iou_cells, self.num_positives)  # (q k)
-        closeness = None
+        closeness = settled = None
         if any(term.needs_closeness for term in self.terms.values()):
             from g2l.losses.kernels import resolve_kernels
             from g2l.ops.geodesic import geodesic_closeness_rows
 
             features = output.cell_contrast.detach()  # (b C d)
             kernels = resolve_kernels(self.kernels, features.device, "geodesic")
-            closeness = geodesic_closeness_rows(features, batch.sentence_video, positives[:, 0], k=self.geodesic_k,
-                                                cutoff=self.geodesic_cutoff, kernels=kernels)  # (q C), no gradient
+            if kernels == "torch" and features.shape[1] > self.geodesic_k:  # no host read: settled says if exact
+                from g2l.ops.geodesic_torch import closeness_torch
+
+                valid = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+                closeness, settled = closeness_torch(features, valid, batch.sentence_video, positives[:, 0],
+                                                     self.geodesic_k, float(self.geodesic_cutoff),
+                                                     rounds=rounds or self.geodesic_rounds)
+            else:
+                closeness = geodesic_closeness_rows(features, batch.sentence_video, positives[:, 0], k=self.geodesic_k,
+                                                    cutoff=self.geodesic_cutoff, kernels=kernels)  # (q C), no gradient
         return LossInputs(output=output, batch=batch, cell_start_idx=cell_start_idx, cell_end_idx=cell_end_idx,
-                          iou_cells=iou_cells, positives=positives, closeness=closeness, step=step)
+                          iou_cells=iou_cells, positives=positives, closeness=closeness, step=step,
+                          closeness_settled=settled)
 
     def forward(self, output, batch, cell_start_idx: torch.Tensor, cell_end_idx: torch.Tensor, epoch: int,
                 step: int = 0) -> dict:
         """``output``: GroundingOutput; ``batch``: Batch on the same device; ``epoch``: 1-based;
-        ``step``: the global step (seeds the Shapley sampler)."""
-        inputs = self.inputs(output, batch, cell_start_idx, cell_end_idx, step)
+        ``step``: the global step (seeds the Shapley sampler).
+
+        With the torch geodesic kernel, G comes from a fixed number of relaxation rounds (no host
+        read); whether that reached the fixed point is read with L_SSI's one read of the device (or
+        on its own without L_SSI). When it did not, the rounds grow by a quarter and the terms are
+        computed again: the rounds needed are learned in the first steps, then every step reads
+        the device once."""
+        rounds = self.geodesic_rounds
+        while True:
+            inputs = self.inputs(output, batch, cell_start_idx, cell_end_idx, step, rounds)
+            result = self._terms(inputs, epoch)
+            if inputs.closeness_settled is None:
+                return result
+            settled = inputs.settled_read if inputs.settled_read is not None else bool(inputs.closeness_settled)
+            if settled:
+                self.geodesic_rounds = max(self.geodesic_rounds, rounds)
+                return result
+            rounds = rounds + rounds // 4 + 1
+
+    def _terms(self, inputs: LossInputs, epoch: int) -> dict:
+        """The weighted terms, their sum (``total``) and their diagnostics."""
         late_scale = self.only_iou_scale if epoch > self.only_iou_epoch else 1.0
         losses: dict[str, torch.Tensor] = {}
         stats: dict[str, torch.Tensor] = {}

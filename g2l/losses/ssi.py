@@ -29,6 +29,8 @@ by ``(seed, step)``, so a run and its resumption see the same targets.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -64,16 +66,28 @@ def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, 
     return torch.softmax(interactions / scale, dim=1)
 
 
-def moment_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, sentence_video: torch.Tensor,
-                 closeness: torch.Tensor, num_players: int, max_sentences: int | None = None) -> list[torch.Tensor]:
+@dataclass
+class PaddedGames:
+    """Every video's game, padded into one tensor: video v's is ``cos[v, :s_v, :m_v]``."""
+
+    cos: torch.Tensor  # (b s m) cosines with gradient; 0 where padded
+    present: torch.Tensor  # (b s m) bool
+    shapes: list[tuple[int, int]]  # (s_v, m_v) per video, on the host
+    finite: bool  # every present cosine is finite
+    also_read: bool | None = None  # the flag read with the sizes
+
+
+def padded_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, sentence_video: torch.Tensor,
+                 closeness: torch.Tensor, num_players: int, max_sentences: int | None = None,
+                 also_read: torch.Tensor | None = None) -> PaddedGames:
     """Each video's game: ``(s_v m_v)`` cosines, with gradient, of its sentences with its moment
-    players (:func:`select_moment_players`'s union, in increasing cell order), video by video.
+    players (:func:`select_moment_players`'s union, in increasing cell order), for all videos at once.
 
     ``cell_contrast (b C d)``, ``sentence_contrast (q d)``, ``sentence_video (q,)`` (a video's
     sentences contiguous), ``closeness (q C)``; ``max_sentences``: the most sentences of a video
-    (the batch's ``sentence_mask.shape[1]``; None: read from the device). Everything is batched on
-    the device; the host reads one small ``(2 b)`` tensor, the games' sizes, which shape the result.
-    """
+    (the batch's ``sentence_mask.shape[1]``; None: the largest count). Everything is batched on the
+    device; the host reads one small ``(2 b + 1)`` tensor, the games' sizes and whether the cosines
+    are finite: the one read of the step (a sync on CUDA), with ``also_read`` (a bool scalar) if given."""
     num_videos, num_cells, _ = cell_contrast.shape
     num_sentences = sentence_video.shape[0]
     device = sentence_video.device
@@ -81,19 +95,45 @@ def moment_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, s
         0, sentence_video, torch.ones_like(sentence_video))  # (b,)
     first = torch.cumsum(counts, 0) - counts  # (b,) the first sentence of each video
     position = torch.arange(num_sentences, device=device) - first[sentence_video]  # (q,) within its video
-    if max_sentences is None:
-        max_sentences = int(counts.max()) if num_sentences else 0
-    padded = sentence_contrast.new_zeros(num_videos, max_sentences, sentence_contrast.shape[1])
+    slots = num_sentences if max_sentences is None else max_sentences  # sentence slots per video, padded
+    padded = sentence_contrast.new_zeros(num_videos, slots, sentence_contrast.shape[1])
     padded = padded.index_put((sentence_video, position), sentence_contrast)  # (b s d)
     cos_padded = torch.bmm(padded, cell_contrast.transpose(1, 2).to(padded.dtype))  # (b s C)
-    cos_own = cos_padded[sentence_video, position]  # (q C), with gradient
+    cos_own = cos_padded[sentence_video, position]  # (q C)
     k = min(num_players, num_cells)
     picks = torch.cat([torch.topk(closeness, k, dim=1).indices, torch.topk(cos_own.detach(), k, dim=1).indices], 1)
     chosen = torch.zeros(num_videos, num_cells, dtype=torch.bool, device=device)
     chosen[sentence_video[:, None].expand_as(picks), picks] = True  # (b C)
     order = torch.argsort((~chosen).to(torch.int8), dim=1, stable=True)  # (b C) chosen cells first, in cell order
-    sizes = torch.stack([first, counts, chosen.sum(dim=1)]).tolist()  # the one read of the device
-    return [cos_own[f : f + s, order[v, :m]] for v, (f, s, m) in enumerate(zip(*sizes)) if s > 0]
+    widths = chosen.sum(dim=1)  # (b,)
+    flags = [torch.isfinite(cos_own).all()] + ([also_read] if also_read is not None else [])
+    read = torch.cat([counts, widths, torch.stack(flags).long()]).tolist()  # the one read of the device
+    shapes = [(s, m) for s, m in zip(read[:num_videos], read[num_videos : 2 * num_videos])]
+    big_s, big_m = max([s for s, _ in shapes] + [1]), max([m for _, m in shapes] + [1])
+    cos = cos_padded[:, :big_s].gather(2, order[:, None, :big_m].expand(num_videos, big_s, big_m))  # (b s m)
+    present = ((torch.arange(big_s, device=device) < counts[:, None])[:, :, None]
+               & (torch.arange(big_m, device=device) < widths[:, None])[:, None, :])
+    return PaddedGames(cos, present, shapes, bool(read[2 * num_videos]),
+                       bool(read[-1]) if also_read is not None else None)
+
+
+def moment_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, sentence_video: torch.Tensor,
+                 closeness: torch.Tensor, num_players: int, max_sentences: int | None = None) -> list[torch.Tensor]:
+    """:func:`padded_games` as a list of each video's ``(s_v m_v)`` game (videos with sentences)."""
+    games = padded_games(cell_contrast, sentence_contrast, sentence_video, closeness, num_players, max_sentences)
+    return [games.cos[v, :s, :m] for v, (s, m) in enumerate(games.shapes) if s > 0]
+
+
+def padded_reliability(interactions: torch.Tensor, stderr: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """:func:`estimate_reliability` of every sentence of padded games at once: ``(b s m)``
+    estimates, standard errors and the present mask -> ``(b s 1)`` rho (1e-6 where a sentence has
+    fewer than 2 moments). The same formula, so the two agree (tests/losses/test_g2l_losses.py)."""
+    count = present.sum(2, keepdim=True)  # (b s 1)
+    mean = interactions.where(present, 0.0).sum(2, keepdim=True) / count.clamp_min(1)
+    spread = (interactions - mean).where(present, 0.0).pow(2).sum(2, keepdim=True) / (count - 1).clamp_min(1)
+    noise = stderr.pow(2).where(present, 0.0).sum(2, keepdim=True) / count.clamp_min(1)
+    rho = (1 - noise / spread.clamp(min=1e-30)).clamp(min=1e-6, max=1.0)
+    return torch.where(count >= 2, rho, 1e-6)
 
 
 class ShapleyInteractionLoss(LossTerm):
@@ -114,27 +154,47 @@ class ShapleyInteractionLoss(LossTerm):
         step: int = 0,
         max_sentences: int | None = None,  # the most sentences of a video, if known on the host
     ) -> torch.Tensor:
-        games = moment_games(cell_contrast, sentence_contrast, sentence_video, closeness, self.num_players,
-                             max_sentences)  # (s_v m_v) each, with gradient
-        kernels = resolve_kernels(self.kernels, cell_contrast.device, "shapley")
-        if kernels == "torch":
-            players = [sims.detach() for sims in games]
-        else:  # one copy to the host for every game
-            flat = torch.cat([sims.detach().float().flatten() for sims in games]).cpu().numpy()
-            ends = np.cumsum([sims.numel() for sims in games])
-            players = [part.reshape(sims.shape) for part, sims in zip(np.split(flat, ends[:-1]), games)]
-        interactions, errors = interaction_estimator(kernels)(
-            players, self.num_samples, seed=self.seed * 1_000_003 + step, tau=self.tau, return_stderr=True)
-        losses = []
-        for sims, inter, err in zip(games, interactions, errors):
-            inter = torch.as_tensor(inter, device=sims.device).to(sims.dtype)  # (s m)
-            err = torch.as_tensor(err, device=sims.device).to(sims.dtype)
-            target = interaction_target(inter, err, self.tau)
-            log_alignment = torch.log_softmax(sims / self.tau, dim=1)
-            losses.append(-(target * log_alignment).sum(dim=1))
-        return torch.cat(losses).mean()
+        games = padded_games(cell_contrast, sentence_contrast, sentence_video, closeness, self.num_players,
+                             max_sentences)  # (b s m), with gradient
+        return self.loss(games, step)
+
+    def loss(self, games: PaddedGames, step: int) -> torch.Tensor:
+        """L_SSI of the games (:func:`padded_games`), with gradient through their cosines."""
+        if not games.finite:  # a loss that is not finite: training reports it as diverged
+            return games.cos.sum() * torch.nan
+        kernels = resolve_kernels(self.kernels, games.cos.device, "shapley")
+        seed = self.seed * 1_000_003 + step
+        if kernels == "torch":  # cosines / tau span at most 2 / tau: within the kernel's range if tau allows
+            from g2l.ops.shapley_torch import MAX_LOGIT_RANGE, interaction_padded
+
+            interactions, errors = interaction_padded(games.cos.detach(), games.shapes, self.num_samples, seed, self.tau,
+                                                      checked=2 / self.tau <= MAX_LOGIT_RANGE)
+        else:  # one copy to the host for every game, one back
+            host = games.cos.detach().float().cpu().numpy()
+            videos = [v for v, (s, m) in enumerate(games.shapes) if s * m > 0]
+            inter, err = interaction_estimator(kernels)(
+                [host[v, : games.shapes[v][0], : games.shapes[v][1]] for v in videos], self.num_samples, seed=seed,
+                tau=self.tau, return_stderr=True)
+            both = np.zeros((2, *host.shape))
+            for v, i, e in zip(videos, inter, err):
+                both[0, v, : i.shape[0], : i.shape[1]], both[1, v, : e.shape[0], : e.shape[1]] = i, e
+            interactions, errors = torch.from_numpy(both).to(games.cos.device)
+        present, dtype = games.present, games.cos.dtype
+        interactions, errors = interactions.to(dtype), errors.to(dtype)  # (b s m)
+        scale = self.tau * (interactions.abs().where(present, 0.0).amax(2, keepdim=True) + 1e-8)
+        scale = scale / padded_reliability(interactions, errors, present)  # (b s 1)
+        lowest = torch.finfo(dtype).min  # not -inf: a padded sentence's row stays finite (no NaN gradient)
+        target = torch.softmax((interactions / scale).masked_fill(~present, lowest), dim=2)
+        log_alignment = torch.log_softmax((games.cos / self.tau).masked_fill(~present, lowest), dim=2)
+        per_sentence = -(target * log_alignment).where(present, 0.0).sum(2)  # (b s)
+        sentences = present.any(2)
+        return per_sentence.where(sentences, 0.0).sum() / sentences.sum().clamp_min(1)
 
     def term(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = inputs.output
-        return self(out.cell_contrast, out.sentence_contrast, inputs.batch.sentence_video, inputs.closeness,
-                    inputs.step, inputs.batch.sentence_mask.shape[1]), {}
+        games = padded_games(out.cell_contrast, out.sentence_contrast, inputs.batch.sentence_video, inputs.closeness,
+                             self.num_players, inputs.batch.sentence_mask.shape[1], also_read=inputs.closeness_settled)
+        inputs.settled_read = games.also_read
+        if games.also_read is False:  # G is not final: the combiner computes the terms again
+            return games.cos.sum() * 0.0, {}
+        return self.loss(games, inputs.step), {}

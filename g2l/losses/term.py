@@ -26,6 +26,8 @@ class LossInputs:
     positives: torch.Tensor  # (q k) the k cells of highest IoU; column 0 is g_j
     closeness: torch.Tensor | None  # (q C) geodesic closeness G to g_j, no gradient; None if no term needs it
     step: int  # the global step (seeds L_SSI's sampler)
+    closeness_settled: torch.Tensor | None = None  # () bool on the device: the closeness is exact (torch kernels)
+    settled_read: bool | None = None  # closeness_settled as read by a term with its own host read, if one did
 
 
 class LossTerm(nn.Module):

@@ -31,18 +31,19 @@ class GroundingOutput:
     iou_cos: torch.Tensor  # (q C) u: cos(s^u_q, m^u of its own video's cells)
 
 
-def per_video_cosine(sentences: torch.Tensor, cells: torch.Tensor, sentence_video: torch.Tensor) -> torch.Tensor:
+def per_video_cosine(sentences: torch.Tensor, cells: torch.Tensor, sentence_video: torch.Tensor,
+                     max_sentences: int | None = None) -> torch.Tensor:
     """``(q d)`` sentences against the ``(b C d)`` cells of their own video -> ``(q C)``.
 
     One batched matmul over videos with sentences padded per video, so the ``(q d t t)`` gather of
-    whole maps is never formed.
+    whole maps is never formed. ``max_sentences``: the most sentences of a video when the host knows
+    it (the batch's ``sentence_mask.shape[1]``), else read from the device (a sync on CUDA).
     """
     b = cells.shape[0]
     counts = torch.bincount(sentence_video, minlength=b)
-    s_max = int(counts.max())
-    position = torch.arange(sentence_video.shape[0], device=sentences.device) - torch.repeat_interleave(
-        torch.cumsum(counts, 0) - counts, counts
-    )
+    s_max = int(counts.max()) if max_sentences is None else max_sentences
+    position = torch.arange(sentence_video.shape[0], device=sentences.device) - (
+        torch.cumsum(counts, 0) - counts)[sentence_video]  # (q,) within its video
     padded = sentences.new_zeros(b, s_max, sentences.shape[1])
     padded[sentence_video, position] = sentences
     cos = torch.bmm(padded, rearrange(cells, "b c d -> b d c"))  # (b s_max C)
@@ -97,6 +98,7 @@ class GroundingModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         sentence_video: torch.Tensor,
+        max_sentences: int | None = None,  # the most sentences of a video, if known on the host
     ) -> GroundingOutput:
         cell_c, cell_u = self.encode_video(features)
         s_c, s_u = self.encode_text(input_ids, attention_mask)
@@ -105,8 +107,8 @@ class GroundingModel(nn.Module):
             cell_iou=cell_u,
             sentence_contrast=s_c,
             sentence_iou=s_u,
-            contrast_cos=per_video_cosine(s_c, cell_c, sentence_video),
-            iou_cos=per_video_cosine(s_u, cell_u, sentence_video),
+            contrast_cos=per_video_cosine(s_c, cell_c, sentence_video, max_sentences),
+            iou_cos=per_video_cosine(s_u, cell_u, sentence_video, max_sentences),
         )
 
     def to_map(self, cell_values: torch.Tensor) -> torch.Tensor:

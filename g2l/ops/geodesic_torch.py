@@ -17,6 +17,11 @@ are in :mod:`g2l.ops.geodesic`, which checks the input and dispatches here for `
   host sync of the loop), and the fixed point is the Dijkstra's: both take, per cell, the least
   float64 left-to-right sum of edge costs over paths from the source that stay within the
   cut-off, so the values agree exactly, not just up to round-off.
+* :func:`relax_rounds`: the same fixed point with no host read at all, for the training step: a
+  given number of rounds, each relaxing every walk of up to 3 edges (costs added left to right,
+  so the values are the same), and a device flag saying whether the last round changed anything
+  within the cut-off; the loss reads that flag with its one read of the step and learns the rounds
+  it needs (g2l/losses/combine.py).
 
 Shapes: ``b`` videos, ``p`` cells per video, ``d`` channels, ``q`` sources across the batch, ``k``
 neighbours.
@@ -28,7 +33,7 @@ import contextlib
 
 import torch
 
-__all__ = ["bounded_shortest_paths", "closeness_torch", "knn_graph_torch", "ieee_float32_matmul"]
+__all__ = ["bounded_shortest_paths", "closeness_torch", "hop_edges", "knn_graph_torch", "ieee_float32_matmul", "relax_rounds"]
 
 
 @contextlib.contextmanager
@@ -149,14 +154,80 @@ def _relax_rows(nbr: torch.Tensor, cost: torch.Tensor, sources: torch.Tensor, cu
     return out
 
 
+def hop_edges(knn_idx: torch.Tensor, knn_cost: torch.Tensor, hops: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(b p k)`` edges -> the heads ``(b p E)`` of every walk of 1 .. ``hops`` edges from each
+    cell (``E = k + k^2 + ... + k^hops``, walks of 1 edge first) and the edge costs along each walk
+    (a list: ``(b p k)``, ``(b p k k)``, ...), so that a round can add them left to right."""
+    num_videos, p, k = knn_idx.shape
+    batch = torch.arange(num_videos, device=knn_idx.device)[:, None]
+    heads, costs = [knn_idx], [knn_cost]
+    for _ in range(hops - 1):  # a walk of h + 1 edges: one of h edges, then an edge from its head
+        last = heads[-1].reshape(num_videos, -1)  # (b p*k^h)
+        shape = (*heads[-1].shape, k)
+        heads.append(knn_idx[batch, last].reshape(shape))
+        costs.append(knn_cost[batch, last].reshape(shape))
+    return torch.cat([h.reshape(num_videos, p, -1) for h in heads], 2), costs
+
+
+def relax_rounds(knn_idx: torch.Tensor, knn_cost: torch.Tensor, video_idx: torch.Tensor, sources: torch.Tensor,
+                 cutoff: float, rounds: int, hops: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`bounded_shortest_paths` in a fixed number of rounds and no host read at all.
+
+    Each round relaxes every walk of 1 .. ``hops`` edges at once, adding the costs left to right
+    (``(dist + c1) + c2``: float addition is monotone, so this is the same as ``hops`` rounds of one
+    edge), so after ``rounds`` rounds every shortest path of up to ``rounds * hops`` edges has its
+    exact length. Values above the cut-off are left to travel (a path within the cut-off has every
+    prefix within it) and set to ``inf`` at the end.
+
+    Returns ``dist (q p)`` float64 and ``settled``, a device bool: True when the last round changed
+    no value within the cut-off (the fixed point: the result is exact), or when ``rounds * hops``
+    reaches ``p - 1``. The caller reads ``settled`` with whatever else it reads from the device, and
+    runs more rounds when it is False.
+    """
+    _, p, k = knn_idx.shape
+    num_rows = sources.shape[0]
+    device = knn_cost.device
+    heads, costs = hop_edges(knn_idx, knn_cost, hops)  # (b p E), [(b p k), (b p k k), ...]
+    costs = [c[video_idx] for c in costs]  # each row its own graph: (r p k), (r p k k), ...
+    sizes = [c.numel() for c in costs]
+    rows = torch.arange(num_rows, device=device)
+    # Flat targets (row * p + head), walks of 1 edge for every row first, then of 2 edges, ...: each
+    # block of candidates is contiguous, so a round is one add per walk length and one scatter.
+    targets = (rows[:, None, None] * p + heads[video_idx])  # (r p E)
+    targets = torch.cat([t.reshape(-1) for t in targets.split([c[0, 0].numel() for c in costs], 2)])
+    dist = torch.full((num_rows, p), torch.inf, dtype=torch.float64, device=device)
+    dist[rows, sources] = 0.0
+    candidates = torch.empty(sum(sizes), dtype=torch.float64, device=device)
+    views = [part.view(c.shape) for part, c in zip(candidates.split(sizes), costs)]  # (r p k), (r p k k), ...
+    previous = dist
+    for step in range(max(1, rounds)):
+        walk = torch.add(dist[:, :, None], costs[0], out=views[0])
+        for cost, view in zip(costs[1:], views[1:]):
+            walk = torch.add(walk[..., None], cost, out=view)  # one more edge, added last
+        if step == max(1, rounds) - 1:
+            previous = dist.clone()
+        dist.view(-1).scatter_reduce_(0, targets, candidates, reduce="amin", include_self=True)
+    within = dist <= cutoff
+    settled = torch.where(within, dist == previous, previous > cutoff).all()
+    if rounds * hops >= p - 1:
+        settled = torch.ones((), dtype=torch.bool, device=device)
+    return dist.masked_fill(~within, torch.inf), settled
+
+
 def closeness_torch(features: torch.Tensor, valid: torch.Tensor, video_idx: torch.Tensor, sources: torch.Tensor,
-                    k: int, cutoff: float) -> torch.Tensor:
+                    k: int, cutoff: float, rounds: int | None = None):
     """``G (q p)`` float32 on the features' device: ``1 - dist`` within the cut-off, 0 beyond.
 
     Args:
         features: ``(b p d)``; valid: ``(b p)`` bool; video_idx, sources: ``(q,)`` int64, the
             video and the cell of each source, all on one device and checked by the caller.
+        rounds: None: relax to the fixed point, checking every few rounds (host syncs); a number:
+            :func:`relax_rounds` (no host read), and the result is ``(G, settled)``.
     """
-    knn_idx, knn_cost = knn_graph_torch(features, k, valid)  # (b p k) each
-    dist = bounded_shortest_paths(knn_idx, knn_cost, video_idx, sources, cutoff)  # (q p)
-    return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float()
+    if rounds is None:
+        knn_idx, knn_cost = knn_graph_torch(features, k, valid)  # (b p k) each
+        dist = bounded_shortest_paths(knn_idx, knn_cost, video_idx, sources, cutoff)  # (q p)
+        return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float()
+    knn_idx, knn_cost = knn_graph_torch(features, k, valid, max_chunk_elements=1 << 26)  # few chunks: few launches
+    dist, settled = relax_rounds(knn_idx, knn_cost, video_idx, sources, cutoff, rounds)
+    return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float(), settled

@@ -13,46 +13,55 @@ a batch is one row of a tensor computation, so a GPU evaluates them all at once:
   ``Q - {i}`` when i is in Q, else P, so the varying coalition ``V_i`` (``C u {i}`` or C) is Q
   with one slot ``c_i`` removed (``c_i`` = i's slot in Q, or slot k when i is outside Q) plus,
   when i is outside Q, the extra column i. Each sentence's softmax sum and largest weight over
-  ``V_i`` come from prefix and suffix sums / maxima over Q's slots (no subtraction, so no
-  cancellation), and only the column maxima over the present sentences need an ``(r T q e)``
-  tensor: ``T`` other-sentence slots and ``q`` slots of Q, sized by the rows' strata, not by the
-  game;
+  ``V_i``, and each column sum over ``V_i``, come from prefix and suffix sums / maxima over Q's
+  slots: nothing is subtracted, so a removed moment that dominates its sentence (a logit gap of
+  hundreds) cancels nothing away. Only the column maxima over the present sentences need an
+  ``(r a q e)`` tensor: ``a`` sentence slots and ``q`` slots of Q, sized by the rows' strata;
 * two more entries per row give the fixed coalitions P and Q; the per-stratum sums and sums of
   squares of the brackets give the stratified mean and its variance, exactly as in the Numba
   kernel.
 
-Rows are grouped on the host (:func:`plan_chunks`, from the plans alone, before any draw) into
-chunks of neighbouring strata (sorted by largest t, largest k, m) padded by at most 1.5 times, so
-each chunk's tensors are sized by the players its strata can hold; a chunk holds at most
-``max_elements`` elements of its ``(r T+1 q e)`` tensor (one row at least). The row plan goes to
-the device once; the loop over chunks then runs without host syncs. Random draws come from one
-``torch.Generator`` on the input's device seeded with ``seed``: reproducible on one device, not
-bit-equal to the Numba kernel's SplitMix64 streams (the same law, other draws). Computation is
-float64 (brackets are small differences of values near 0.5). Host syncs: one for the input checks
-(finite, logit range), and the copy to numpy when the input is numpy; tensor results stay on the
-device.
+Rows are grouped on the host (:func:`plan_chunks`, from the games' shapes alone, before any draw)
+into chunks of strata of similar sizes, so each chunk's tensors are sized by the players its strata
+can hold; the grouping minimises the padded elements plus a per-chunk overhead (a chunk costs
+about 60 operations, so on a GPU fewer, larger chunks win), and a chunk holds at most
+``max_elements`` elements of its ``(r a q e)`` tensor. The per-game plans are cached by shape;
+the whole row plan goes to the device in two copies (floats and integers, pinned and
+non-blocking on CUDA), every draw's
+players are drawn at once, and the loop over the few chunks then runs without host syncs. Random
+draws come from one ``torch.Generator`` on the input's device seeded with ``seed``: reproducible
+on one device, not bit-equal to the Numba kernel's SplitMix64 streams (the same law, other draws).
+Computation is float64 (brackets are small differences of values near 0.5).
 
-Axes: ``r`` rows (draws) of a chunk, ``a`` sentence slots (``T`` others, then j), ``q`` slots of
-Q, ``e`` entries (the chunk's ``w`` moments, then P and Q).
+Host syncs: none in :func:`interaction_padded` with ``checked=True`` (the caller vouches for
+finite input within the logit range); otherwise one, for the input check, read after all the work
+is enqueued; and the copy to numpy when the input is numpy.
+
+Axes: ``b`` games, ``s`` sentences, ``m`` moments (padded); ``r`` rows (draws) of a chunk, ``a``
+sentence slots (j, then the T others), ``q`` slots of Q, ``e`` entries (P, Q, then the chunk's
+``w`` moments).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from g2l.ops.shapley_plan import stratified_plan
 
-__all__ = ["pairwise_interaction_batch", "plan_chunks"]
+__all__ = ["interaction_padded", "pairwise_interaction_batch", "plan_chunks"]
 
-_MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
-DEFAULT_MAX_ELEMENTS = 1 << 24  # elements of one (r T+1 q e) float64 chunk on a GPU: 128 MiB
+MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
+DEFAULT_MAX_ELEMENTS = 1 << 26  # elements of one (r a q+3 e) float64 chunk on a GPU: 512 MiB (4 at the peak)
 CPU_MAX_ELEMENTS = 1 << 20  # on the CPU: 8 MiB, about cache-sized (faster than larger chunks)
-_PADDING_SLACK = 1.5  # a chunk's padded elements stay within 1.5 times its blocks' own sizes ...
-_SMALL_CHUNK = 1 << 16  # ... unless it is small: then fewer, larger chunks save per-operation overhead
+# A chunk (about 40 operations) is worth this many padded elements: on a GPU, where each operation
+# is a launch (~40 x 5 us), about what 40 passes over 16M float64 elements cost; on the CPU less.
+CHUNK_OVERHEAD = {"cpu": 1 << 16, "other": 1 << 24}
 
 
 @dataclass
@@ -69,14 +78,14 @@ class Chunk:
     sentences: int  # sentences (padded), for the draw of T
 
     def elements(self) -> int:
-        """Elements of the chunk's largest tensor, ``(r T+1 q e)`` with ``e = w + 2``."""
+        """Elements of the chunk's largest tensor, ``(r a q e)`` with ``a = T + 1``, ``e = w + 2``."""
         return (self.stop - self.start) * chunk_row_elements(self.others, self.slots, self.width)
 
 
 def chunk_row_elements(others: int, slots: int, width: int) -> int:
-    """Elements of one row's ``(T+1 q e)`` block: T other-sentence slots and j, q slots of Q,
-    e = w + 2 entries (every moment, then P and Q)."""
-    return (others + 1) * (width + 2) * slots
+    """Elements of one row's ``(a q+3 e)`` block: j and T other-sentence slots, q slots of Q
+    padded by one zero before and two after, e = w + 2 entries (P, Q, then every moment)."""
+    return (others + 1) * (width + 2) * (slots + 3)
 
 
 @dataclass
@@ -94,211 +103,286 @@ class RowPlan:
     cumulative: np.ndarray  # (cells,) within-stratum cumulative + global stratum index
     cell_t: np.ndarray  # (cells,)
     cell_k: np.ndarray  # (cells,)
+    group_game: np.ndarray  # (groups,) the task's game ...
+    group_sentence: np.ndarray  # (groups,) ... and sentence
 
 
-def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_elements: int = DEFAULT_MAX_ELEMENTS) -> RowPlan:
+@functools.lru_cache(maxsize=4096)
+def _shape_plan(num_sentences: int, num_moments: int, num_samples: int):
+    """A game shape's strata (cached: every game of one shape shares them), and per stratum with
+    draws its block ``(largest t, largest k + 1, stratum, draws)``."""
+    plan = stratified_plan(num_sentences, num_moments, num_samples)
+    blocks = []
+    for h in range(plan.probability.size):
+        cells = slice(plan.cell_offsets[h], plan.cell_offsets[h + 1])
+        if plan.draws[h] > 0:
+            blocks.append((int(plan.cell_t[cells].max()), int(plan.cell_k[cells].max()) + 1, h, int(plan.draws[h])))
+    stratum_of_cell = np.repeat(np.arange(plan.probability.size), np.diff(plan.cell_offsets))
+    return plan, blocks, stratum_of_cell
+
+
+def _group_bins(bins: list[tuple], max_elements: int, overhead: float) -> list[tuple[int, int]]:
+    """Consecutive bins ``(T, q, rows, width, sentences)`` -> segments ``[lo, hi)`` minimising the
+    padded elements plus ``overhead`` per chunk (a segment of more than ``max_elements`` elements
+    is several chunks): a dynamic programme over the bins' order."""
+    n = len(bins)
+    arr = np.array([b[:4] for b in bins], dtype=np.float64).reshape(-1, 4)  # T, q, rows, width
+    best = np.zeros(n + 1)
+    choice = np.zeros(n + 1, dtype=np.int64)
+    for hi in range(1, n + 1):
+        part = arr[:hi][::-1]  # segments [lo, hi) for lo = hi-1 .. 0
+        others = np.maximum.accumulate(part[:, 0])
+        slots = np.maximum.accumulate(part[:, 1])
+        width = np.maximum.accumulate(part[:, 3])
+        rows = np.cumsum(part[:, 2])
+        per_row = (others + 1) * (width + 2) * (slots + 3)
+        chunks = np.ceil(rows / np.maximum(1, np.floor(max_elements / per_row)))
+        cost = best[:hi][::-1] + rows * per_row + overhead * chunks
+        pick = int(np.argmin(cost))
+        best[hi], choice[hi] = cost[pick], hi - 1 - pick
+    segments, hi = [], n
+    while hi > 0:
+        segments.append((int(choice[hi]), hi))
+        hi = int(choice[hi])
+    return segments[::-1]
+
+
+def plan_chunks(shapes: Sequence[tuple[int, int]], num_samples: int, max_elements: int = DEFAULT_MAX_ELEMENTS,
+                overhead: float | None = None) -> RowPlan:
     """The draws of games of ``shapes`` ((s, m) each), grouped into chunks (host only, no draws).
 
-    Blocks (game, stratum) of ``s * draws`` rows are sorted by (largest t, largest k, m); a chunk
-    takes consecutive blocks while its padded elements stay within ``_PADDING_SLACK`` times the
-    blocks' own (or below ``_SMALL_CHUNK``), and at most ``max_elements // chunk_row_elements``
-    rows (a block is split when it does not fit; a chunk has one row at least)."""
-    blocks, cumulative, cell_t, cell_k = [], [], [], []
-    group_task, group_probability, group_draws = [], [], []
-    num_strata = num_groups = num_tasks = 0
-    plans = {}  # games of one shape share their plan
+    Blocks (game, stratum) of ``s * draws`` rows are binned by (largest t, largest k + 1) and the
+    bins, in that order, grouped into segments by :func:`_group_bins` (``overhead``: padded elements
+    a chunk is worth; default a GPU's ``CHUNK_OVERHEAD["other"]``); a segment of more than
+    ``max_elements`` elements is split into chunks of equal rows (one row at least)."""
+    overhead = CHUNK_OVERHEAD["other"] if overhead is None else overhead
+    cumulative, cell_t, cell_k = [], [], []
+    group_game, group_sentence, group_probability, group_draws = [], [], [], []
+    bins: dict[tuple[int, int], list] = {}  # (T, q) -> blocks (game, stratum, group base, h_g, draws, s, m)
+    num_strata = num_groups = 0
     for g, (s_g, m_g) in enumerate(shapes):
         if s_g * m_g == 0:
             continue
-        if (s_g, m_g) not in plans:
-            plans[s_g, m_g] = stratified_plan(s_g, m_g, int(num_samples))
-        plan = plans[s_g, m_g]
+        plan, blocks, stratum_of_cell = _shape_plan(int(s_g), int(m_g), int(num_samples))
         h_g = plan.probability.size
-        stratum_of_cell = np.repeat(np.arange(h_g), np.diff(plan.cell_offsets))
         cumulative.append(plan.cell_cumulative + (num_strata + stratum_of_cell))
         cell_t.append(plan.cell_t)
         cell_k.append(plan.cell_k)
-        for h in range(h_g):
-            cells = slice(plan.cell_offsets[h], plan.cell_offsets[h + 1])
-            if plan.draws[h] > 0:  # block: (largest t, largest k + 1, m, s, game, stratum, group base, draws)
-                blocks.append((int(plan.cell_t[cells].max()), int(plan.cell_k[cells].max()) + 1, m_g, s_g,
-                               g, num_strata + h, num_groups + h, h_g, int(plan.draws[h])))
-        group_task.append(np.repeat(num_tasks + np.arange(s_g), h_g))
+        for others, slots, h, draws in blocks:
+            bins.setdefault((others, slots), []).append((g, num_strata + h, num_groups + h, h_g, draws, s_g, m_g))
+        group_game.append(np.full(s_g * h_g, g))
+        group_sentence.append(np.repeat(np.arange(s_g), h_g))
         group_probability.append(np.tile(plan.probability, s_g))
         group_draws.append(np.tile(plan.draws, s_g))
         num_strata += h_g
         num_groups += s_g * h_g
-        num_tasks += s_g
-    blocks.sort(key=lambda block: block[:3])
+    keys = sorted(bins)
+    summary = [(t, q, sum(b[5] * b[4] for b in bins[t, q]), max(b[6] for b in bins[t, q]),
+                max(b[5] for b in bins[t, q])) for t, q in keys]
     chunks: list[Chunk] = []
-    pieces = []  # (block, first row of the block in the piece, rows)
-    row = work = 0  # work: the current chunk's elements were each block sized by its own strata
-    for b, (others, slots, m_g, s_g, *_, draws) in enumerate(blocks):
-        own = chunk_row_elements(others, slots, m_g)
-        size, done = s_g * draws, 0  # the block's rows: draws of sentence 0, then of sentence 1, ...
-        while done < size:
-            last = chunks[-1] if chunks else None
-            take = 0
-            if last is not None:
-                grown = Chunk(last.start, last.stop, max(last.others, others), max(last.slots, slots),
-                              max(last.width, m_g), max(last.sentences, s_g))
-                per_row = chunk_row_elements(grown.others, grown.slots, grown.width)
-                take = min(max_elements // per_row - (last.stop - last.start), size - done)
-                padded = (grown.stop - grown.start + take) * per_row
-                if take > 0 and (padded <= _PADDING_SLACK * (work + take * own) or padded <= _SMALL_CHUNK):
-                    chunks[-1] = last = grown
-                else:
-                    take = 0
-            if take == 0:
-                last = Chunk(row, row, others, slots, m_g, s_g)
-                chunks.append(last)
-                work = 0
-                take = min(max(1, max_elements // own), size - done)
-            last.stop += take
-            work += take * own
-            pieces.append((b, done, take))
-            done += take
-            row += take
-    # Row arrays, vectorised over the pieces.
-    piece_block, piece_first, piece_rows = (np.array([p[a] for p in pieces], dtype=np.int64).reshape(-1)
-                                            for a in range(3))
-    table = np.array([block[4:] for block in blocks], dtype=np.int64).reshape(-1, 5)  # game, stratum, base, h, draws
-    block = np.repeat(piece_block, piece_rows)  # (rows,)
-    starts = np.cumsum(piece_rows) - piece_rows
-    in_block = np.arange(block.size) - np.repeat(starts - piece_first, piece_rows)
+    ordered = []  # blocks in chunk order
+    row = 0
+    for lo, hi in _group_bins(summary, max_elements, overhead):
+        others, slots = max(b[0] for b in summary[lo:hi]), max(b[1] for b in summary[lo:hi])
+        width, sentences = max(b[3] for b in summary[lo:hi]), max(b[4] for b in summary[lo:hi])
+        rows = sum(b[2] for b in summary[lo:hi])
+        per_chunk = max(1, max_elements // chunk_row_elements(others, slots, width))  # rows
+        parts = -(-rows // per_chunk)
+        edges = np.linspace(0, rows, parts + 1).round().astype(np.int64)  # at most per_chunk rows each
+        chunks += [Chunk(row + int(a), row + int(z), others, slots, width, sentences) for a, z in zip(edges, edges[1:])]
+        row += rows
+        for key in keys[lo:hi]:
+            ordered += bins[key]
+    # Row arrays, vectorised over the blocks: a block's rows are draws of sentence 0, then 1, ...
+    table = np.array([b[:5] for b in ordered], dtype=np.int64).reshape(-1, 5)  # game, stratum, base, h, draws
+    sizes = np.array([b[5] for b in ordered], dtype=np.int64) * table[:, 4]
+    block = np.repeat(np.arange(len(ordered)), sizes)  # (rows,)
+    in_block = np.arange(block.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     game, stratum, base, h_g, draws = table[block].T
     j = in_block // np.maximum(draws, 1)
-    games, js, strata, groups = [game], [j], [stratum], [base + j * h_g]
 
     def cat(parts, dtype):
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-    return RowPlan(cat(games, np.int64), cat(js, np.int64), cat(strata, np.int64), cat(groups, np.int64), chunks,
-                   cat(group_task, np.int64), cat(group_probability, np.float64), cat(group_draws, np.float64),
-                   cat(cumulative, np.float64), cat(cell_t, np.int64), cat(cell_k, np.int64))
+    group_game_all = cat(group_game, np.int64)
+    task = np.zeros(0, np.int64)
+    if group_game_all.size:  # tasks ordered by game then sentence
+        first = np.r_[True, (np.diff(group_game_all) != 0) | (np.diff(cat(group_sentence, np.int64)) != 0)]
+        task = np.cumsum(first) - 1
+    return RowPlan(game.astype(np.int64), j.astype(np.int64), stratum.astype(np.int64), (base + j * h_g).astype(np.int64),
+                   chunks, task, cat(group_probability, np.float64), cat(group_draws, np.float64),
+                   cat(cumulative, np.float64), cat(cell_t, np.int64), cat(cell_k, np.int64), group_game_all,
+                   cat(group_sentence, np.int64))
 
 
-def _padded_weights(sims: Sequence, tau: float, device: torch.device):
-    """``(b s m)`` softmax weights ``exp((sim - row max) / tau)``, 0 where padded, after checking
-    every game (one host sync); and the games' shapes."""
-    mats = []
-    for g, sim in enumerate(sims):
-        sim = torch.as_tensor(sim).detach().to(device=device, dtype=torch.float64)
-        if sim.ndim != 2:
-            raise ValueError(f"Shapley interaction: sims[{g}] must be a (sentences, moments) matrix, got shape {tuple(sim.shape)}.")
-        mats.append(sim)
-    shapes = [tuple(m.shape) for m in mats]
-    big_s = max([s for s, _ in shapes] + [1])
-    big_m = max([m for _, m in shapes] + [1])
-    logits = torch.zeros(len(mats), big_s, big_m, dtype=torch.float64, device=device)  # (b s m)
-    present = torch.zeros(len(mats), big_s, big_m, dtype=torch.bool, device=device)
-    for g, sim in enumerate(mats):
-        logits[g, : sim.shape[0], : sim.shape[1]] = sim / tau
-        present[g, : sim.shape[0], : sim.shape[1]] = True
-    top = logits.masked_fill(~present, -torch.inf).amax(2, keepdim=True)  # (b s 1)
-    bottom = logits.masked_fill(~present, torch.inf).amin(2, keepdim=True)
-    spread = torch.where(present.any(2, keepdim=True), top - bottom, 0.0).flatten(1).amax(1)  # (b,)
-    if len(mats) and not bool(torch.isfinite(spread).all() & (spread <= _MAX_LOGIT_RANGE).all()):  # the one sync
-        for g, sim in enumerate(mats):
-            if sim.numel() and not bool(torch.isfinite(sim).all()):
-                raise ValueError(f"Shapley interaction: sims[{g}] contains NaN or infinite values.")
-        worst = float(spread.max())
-        raise ValueError(
-            f"Shapley interaction: (max - min) similarity / tau = {worst:.0f} per sentence is too "
-            f"large for float64 softmax weights (limit {_MAX_LOGIT_RANGE:.0f}); raise tau.")
-    weights = torch.exp(logits - torch.where(present.any(2, keepdim=True), top, 0.0)).where(present, 0.0)
-    return weights, shapes
+def _to_device(parts: list[np.ndarray], dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+    """Host arrays -> tensors of ``dtype`` on ``device`` in one copy (pinned and non-blocking on
+    CUDA: no sync; the caching host allocator keeps the buffer until the copy has run)."""
+    sizes = [p.size for p in parts]
+    host = torch.empty(sum(sizes), dtype=dtype, pin_memory=device.type == "cuda")
+    np.concatenate([np.asarray(p).ravel() for p in parts], out=host.numpy(), casting="unsafe")
+    return list(host.to(device, non_blocking=True).split(sizes))
 
 
-def _weight_table(weights: torch.Tensor) -> torch.Tensor:
-    """``(b*s+1 m+1)``: a zero row and column, then the rows and columns of ``weights (b s m)``."""
-    b, s, m = weights.shape
-    table = weights.new_zeros(b * s + 1, m + 1)
-    table[1:, 1:] = weights.reshape(b * s, m)
-    return table
+@dataclass
+class _Rows:
+    """Per-row draws of the whole batch (every chunk's rows are a slice), drawn at once."""
+
+    table_row: torch.Tensor  # (R T+1) rows of the weight table: j, then the others (0: absent)
+    slot_col: torch.Tensor  # (R Q+3) columns of Q's slots, padded by a 0 before and two after (0 beyond k)
+    entry_col: torch.Tensor  # (R W+2) the extra column of each entry (0: none)
+    before: torch.Tensor  # (R W+2) the removed slot c of each entry (Q's: the chunk's q, none) ...
+    after: torch.Tensor  # (R W+2) ... and q - c, where the flipped prefix sums hold the slots after c
+    outside: torch.Tensor  # (R W) moment i is not in Q
+    coefficients: torch.Tensor  # (4 R W+2) of the column sums with j and without, the row sums with and without
 
 
-def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_s, sizes_m, generator):
-    """``(r w)`` brackets of the chunk's rows for every moment i (0 where i is padded).
+def _draw_rows(gen, num_rows: int, game, j, stratum, cumulative, cell_t, cell_k, sizes_s, sizes_m, chunk_slots,
+               num_slots_s: int, width: int, others: int, slots: int) -> _Rows:
+    """Every row's cell, sentences and moment ordering (one set of draws for the whole batch)."""
+    device, f64 = game.device, torch.float64
+    unit = torch.rand(num_rows, generator=gen, device=device, dtype=f64)
+    cell = torch.searchsorted(cumulative, stratum + unit, right=True).clamp_max(cumulative.numel() - 1)
+    t, k = cell_t[cell], cell_k[cell]  # (R,)
+    base = 1 + game * num_slots_s  # (R,)
+    columns = [(base + j)[:, None]]
+    if others:  # the t other sentences with the smallest keys
+        keys = torch.rand(num_rows, num_slots_s, generator=gen, device=device, dtype=f64)
+        arange_s = torch.arange(num_slots_s, device=device)
+        keys.masked_fill_((arange_s >= sizes_s[game, None]) | (arange_s == j[:, None]), 2.0)
+        chosen = keys.topk(others, dim=1, largest=False).indices  # (R T), in key order
+        columns.append(torch.where(torch.arange(others, device=device) < t[:, None], base[:, None] + chosen, 0))
+    table_row = torch.cat(columns, 1)  # (R T+1)
+    keys = torch.rand(num_rows, width, generator=gen, device=device, dtype=f64)
+    arange_w = torch.arange(width, device=device)
+    keys.masked_fill_(arange_w >= sizes_m[game, None], 2.0)  # padded moments never come first
+    in_slots = keys.topk(slots, dim=1, largest=False).indices  # (R Q)
+    arange_q = torch.arange(slots, device=device)
+    position = torch.full((num_rows, width), slots, dtype=torch.long, device=device)
+    position.scatter_(1, in_slots, arange_q.expand(num_rows, slots))  # (R W): slot in Q's order, else Q
+    outside = position > k[:, None]
+    zeros = torch.zeros(num_rows, 1, dtype=torch.long, device=device)
+    removed = torch.cat([k[:, None], chunk_slots[:, None], torch.minimum(position, k[:, None])], 1)  # (R e): P, Q, i
+    entry_col = torch.cat([zeros, zeros, torch.where(outside, arange_w + 1, 0)], 1)
+    size = torch.cat([k[:, None], k[:, None] + 1, k[:, None] + outside], 1).to(f64)
+    nonempty = size > 0
+    num_others = t[:, None].to(f64)
+    col_scale = torch.where(nonempty, 0.5 / size.clamp_min(1), 0.0)
+    row_with = torch.where(nonempty, 0.5 / (num_others + 1), 0.0)
+    row_without = torch.where(nonempty & (num_others > 0), 0.5 / num_others.clamp_min(1), 0.0)
+    slot_col = torch.cat([zeros, torch.where(arange_q <= k[:, None], in_slots + 1, 0), zeros, zeros], 1)  # (R Q+3)
+    coefficients = torch.stack([col_scale, -col_scale, row_with, -row_without])  # (4 R e)
+    return _Rows(table_row, slot_col, entry_col, removed, chunk_slots[:, None] - removed, outside, coefficients)
+
+
+def _chunk_brackets(table: torch.Tensor, rows: _Rows, chunk: Chunk) -> torch.Tensor:
+    """``(r w)`` brackets of the chunk's rows for every moment i (padded moments: values never read).
 
     ``table (b*s+1 m+1)``: the softmax weights of sentence a of game g and moment i in row
-    ``1 + g * num_slots_s + a``, column ``1 + i``; row and column 0 are zero (absent sentence slots
-    and moment slots point there)."""
-    device = table.device
-    rows, others, slots, width = game.numel(), chunk.others, chunk.slots, chunk.width
-    f64 = torch.float64
-    # Sentence slots: the t other sentences with the smallest keys (slots 0..T-1), then j.
-    base = 1 + game * num_slots_s  # (r,)
-    if others:
-        keys = torch.rand(rows, chunk.sentences, generator=generator, device=device, dtype=f64)
-        arange_s = torch.arange(chunk.sentences, device=device)
-        keys.masked_fill_((arange_s >= sizes_s[game, None]) | (arange_s == j[:, None]), 2.0)
-        chosen = keys.topk(others, dim=1, largest=False).indices  # (r T), in key order
-        chosen = torch.where(torch.arange(others, device=device) < t[:, None], base[:, None] + chosen, 0)
-        table_row = torch.cat([chosen, (base + j)[:, None]], 1)  # (r a)
-    else:
-        table_row = (base + j)[:, None]
-    # Moment ordering: Q's slots are the k + 1 smallest keys; padded moments never come first.
-    keys = torch.rand(rows, width, generator=generator, device=device, dtype=f64)
-    arange_w = torch.arange(width, device=device)
-    padded = arange_w >= sizes_m[game, None]  # (r w)
-    keys.masked_fill_(padded, 2.0)
-    in_slots = keys.topk(slots, dim=1, largest=False).indices  # (r q)
-    arange_q = torch.arange(slots, device=device)
-    position = torch.full((rows, width), slots, dtype=torch.long, device=device)
-    position.scatter_(1, in_slots, arange_q.expand(rows, slots))  # (r w): slot in Q's order, else q
-    outside = position > k[:, None]  # (r w): i is not in Q
-    # Entries: moment i (V_i = Q minus slot c_i, plus column i when i is outside Q), then P, Q.
-    removed = torch.cat([torch.minimum(position, k[:, None]), k[:, None], torch.full_like(k[:, None], slots)], 1)  # (r e)
-    entry_col = torch.cat([torch.where(outside, arange_w + 1, 0), torch.zeros(rows, 2, dtype=torch.long, device=device)], 1)
-    size = torch.cat([k[:, None] + outside, k[:, None], k[:, None] + 1], 1).to(f64)  # (r e)
-    num_entries = width + 2
-    weights = table[:, : width + 1].index_select(0, table_row.flatten()).view(rows, others + 1, width + 1)  # (r a w+1)
-    slot_col = torch.where(arange_q <= k[:, None], in_slots + 1, 0)  # (r q)
-    local = weights.gather(2, slot_col[:, None, :].expand(rows, others + 1, slots))  # (r a q): Q's slots
-    extra = weights.gather(2, entry_col[:, None, :].expand(rows, others + 1, num_entries))  # (r a e)
-    # Each sentence's sum and largest weight over V_i, from prefix / suffix sums and maxima over
-    # Q's slots (index c: the slots before c and after c; c = q: all of them), plus the extra.
-    zero = local.new_zeros(rows, others + 1, 1)
-    before_sum = torch.cat([zero, local.cumsum(2)], 2)  # (r a q+1)
-    after_sum = torch.cat([local.flip(2).cumsum(2).flip(2)[:, :, 1:], zero, zero], 2)
-    before_max = torch.cat([zero, local.cummax(2).values], 2)
-    after_max = torch.cat([local.flip(2).cummax(2).values.flip(2)[:, :, 1:], zero, zero], 2)
-    index = removed[:, None, :].expand(rows, others + 1, num_entries)  # (r a e)
-    row_sum = (before_sum + after_sum).gather(2, index).add_(extra)  # (r a e): two non-negative parts
-    row_top = torch.maximum(before_max, after_max).gather(2, index)
-    torch.maximum(row_top, extra, out=row_top)
-    inverse = row_sum.clamp_min_(1e-300).reciprocal_()  # 0-sum rows (absent) have 0 weights anyway
-    row_share = row_top.mul_(inverse)
-    row_without = row_share[:, :others].sum(1)  # (r e)
-    row_with = row_without + row_share[:, others]
-    extra_share = extra.mul_(inverse)  # (r a e)
-    # Column maxima over the present sentences of every slot of V_i: the one (r T q e) tensor
-    # (entries innermost: the longest axis, contiguous in ``inverse``); then the removed slot's
-    # column is taken back out of the sums.
-    out_slot = removed.clamp_max(slots - 1)[:, None, :]  # (r 1 e); Q's entry removes nothing
-    taken = (removed < slots).to(f64)
-    column_with = local[:, others, :, None] * inverse[:, others, None, :]  # (r q e): j's column
-    extra_with = extra_share[:, others]  # (r e)
-    if others:
-        column_without = (local[:, :others, :, None] * inverse[:, :others, None, :]).amax(1)  # (r q e)
-        extra_without = extra_share[:, :others].amax(1)  # (r e)
-        col_without = column_without.sum(1) - column_without.gather(1, out_slot)[:, 0] * taken + extra_without
-        torch.maximum(column_with, column_without, out=column_with)
-        extra_with = torch.maximum(extra_without, extra_with)
-    else:  # no other sentence in C: v(C) = 0 whatever its columns
-        col_without = torch.zeros_like(extra_with)
-    col_with = column_with.sum(1) - column_with.gather(1, out_slot)[:, 0] * taken + extra_with  # (r e)
-    num_others = t[:, None].to(f64)
-    nonempty = size > 0
-    safe_size = size.clamp_min(1)
-    v_without = torch.where(nonempty & (num_others > 0),
-                            0.5 * (col_without / safe_size + row_without / num_others.clamp_min(1)), 0.0)
-    v_with = torch.where(nonempty, 0.5 * (col_with / safe_size + row_with / (num_others + 1)), 0.0)
-    gain = v_with - v_without  # (r e)
-    gain_i, gain_p, gain_q = gain[:, :width], gain[:, width : width + 1], gain[:, width + 1 :]
-    bracket = torch.where(outside, gain_i - gain_p, gain_q - gain_i)  # (r w)
-    return bracket.masked_fill_(padded, 0.0)
+    ``1 + g * s + a``, column ``1 + i``; row and column 0 are zero (absent sentence slots and
+    moment slots point there)."""
+    span = slice(chunk.start, chunk.stop)
+    num_rows, others, slots, width = chunk.stop - chunk.start, chunk.others, chunk.slots, chunk.width
+    num_sentences, num_entries = others + 1, width + 2
+    weights = table[:, : width + 1][rows.table_row[span, :num_sentences]]  # (r a w+1)
+    shape = (num_rows, num_sentences, num_entries)
+    local = weights.gather(2, rows.slot_col[span, None, : slots + 3].expand(num_rows, num_sentences, slots + 3))
+    extra = weights.gather(2, rows.entry_col[span, None, :num_entries].expand(shape))  # (r a e)
+    at = torch.stack([rows.before[span, None, :num_entries].expand(shape),
+                      rows.after[span, None, :num_entries].expand(shape)])  # (2 r a e)
+    # Each sentence's sum and largest weight over V_i: the slots before c (prefix sums of the
+    # padded slots at c), the slots after c (prefix sums of the flipped ones at q - c), the extra.
+    both = torch.stack([local, local.flip(2)])  # (2 r a q+3)
+    sums = both.cumsum(3).gather(3, at)  # (2 r a e)
+    tops = both.cummax(3).values.gather(3, at)
+    row_sum = sums[0] + sums[1] + extra  # (r a e)
+    row_top = torch.maximum(torch.maximum(tops[0], tops[1]), extra)
+    inverse = torch.where(row_sum > 0, row_sum.reciprocal(), 0.0)  # absent sentence slots: 0, not 0 / 0
+    row_share = row_top * inverse
+    extra_share = extra * inverse  # (r a e)
+    # Column maxima over the present sentences of every slot of Q (the one (r a q+3 e) tensor),
+    # with j and without; each entry's column sum over V_i leaves its removed slot out the same way.
+    shares = local[:, :, :, None] * inverse[:, :, None, :]  # (r a q+3 e)
+    columns = torch.stack([shares.amax(1), shares[:, 1:].amax(1) if others else torch.zeros_like(shares[:, 0])])
+    extras = torch.stack([extra_share.amax(1), extra_share[:, 1:].amax(1) if others else torch.zeros_like(extra_share[:, 0])])
+    flipped = torch.stack([columns, columns.flip(2)])  # (2 2 r q+3 e): prefix / suffix, with / without j
+    col = flipped.cumsum(3).gather(3, at[:, None, :, :1].expand(2, 2, num_rows, 1, num_entries)).sum(0)[:, :, 0]
+    values = torch.cat([col + extras, torch.stack([row_share.sum(1), row_share[:, 1:].sum(1)])])  # (4 r e)
+    gain = (values * rows.coefficients[:, span, :num_entries]).sum(0)  # (r e): v(C u {i}) - v(C) per entry
+    gain_p, gain_q, gain_i = gain[:, :1], gain[:, 1:2], gain[:, 2:]
+    return torch.where(rows.outside[span, :width], gain_i - gain_p, gain_q - gain_i)  # (r w)
+
+
+def _check_input(weights_spread: torch.Tensor, sims: Sequence | None) -> None:
+    """The one host read of an unchecked call: every game finite, logit ranges within the limit."""
+    if bool(torch.isfinite(weights_spread).all() & (weights_spread <= MAX_LOGIT_RANGE).all()):
+        return
+    for g, sim in enumerate(sims or []):
+        if torch.is_tensor(sim) and sim.numel() and not bool(torch.isfinite(sim).all()):
+            raise ValueError(f"Shapley interaction: sims[{g}] contains NaN or infinite values.")
+    if not bool(torch.isfinite(weights_spread).all()):
+        raise ValueError("Shapley interaction: the similarities contain NaN or infinite values.")
+    raise ValueError(
+        f"Shapley interaction: (max - min) similarity / tau = {float(weights_spread.max()):.0f} per sentence is "
+        f"too large for float64 softmax weights (limit {MAX_LOGIT_RANGE:.0f}); raise tau.")
+
+
+def interaction_padded(sims: torch.Tensor, shapes: Sequence[tuple[int, int]], num_samples: int, seed: int = 0,
+                       tau: float = 0.1, *, max_elements: int | None = None, checked: bool = False,
+                       _games: Sequence | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified estimates and standard errors ``(b s m)`` float64 (0 where padded) of the games
+    ``sims (b s m)`` (game g is ``sims[g, :s_g, :m_g]`` with ``shapes[g] = (s_g, m_g)``, known on the
+    host; the rest is padding and never read), on ``sims``'s device.
+
+    ``checked=True``: the caller vouches that the games are finite with per-sentence logit ranges
+    ``(max - min) / tau <= MAX_LOGIT_RANGE`` (no host read at all); otherwise this is checked with
+    one host read, after all the work is enqueued. ``max_elements``: as
+    :func:`pairwise_interaction_batch`."""
+    device = sims.device
+    num_games, num_slots_s, big_m = sims.shape
+    if max_elements is None:
+        max_elements = CPU_MAX_ELEMENTS if device.type == "cpu" else DEFAULT_MAX_ELEMENTS
+    overhead = CHUNK_OVERHEAD["cpu" if device.type == "cpu" else "other"]
+    plan = plan_chunks(shapes, int(num_samples), int(max_elements), overhead)
+    sizes = np.array([list(shape) for shape in shapes], dtype=np.int64).reshape(-1, 2)
+    chunk_slots = np.repeat([c.slots for c in plan.chunks], [c.stop - c.start for c in plan.chunks])  # (rows,)
+    row_stratum, cumulative, count, weight = _to_device(
+        [plan.stratum, plan.cumulative, plan.group_draws, plan.group_probability], torch.float64, device)
+    row_game, row_j, row_group, chunk_slots, cell_t, cell_k, group_row, sizes_s, sizes_m = _to_device(
+        [plan.game, plan.j, plan.group, chunk_slots, plan.cell_t, plan.cell_k,
+         plan.group_game * num_slots_s + plan.group_sentence, sizes[:, 0], sizes[:, 1]], torch.long, device)
+    # Softmax weights exp((sim - row max) / tau), 0 where padded, in a table with a zero row and column.
+    present = ((torch.arange(num_slots_s, device=device) < sizes_s[:, None])[:, :, None]
+               & (torch.arange(big_m, device=device) < sizes_m[:, None])[:, None, :])  # (b s m)
+    logits = sims.detach().to(torch.float64) / tau
+    top = logits.masked_fill(~present, -torch.inf).amax(2, keepdim=True)  # (b s 1)
+    bottom = logits.masked_fill(~present, torch.inf).amin(2, keepdim=True)
+    spread = torch.where(present.any(2, keepdim=True), top - bottom, 0.0)  # (b s 1)
+    bad = torch.where(present, ~torch.isfinite(logits), False).any()
+    table = torch.zeros(num_games * num_slots_s + 1, big_m + 1, dtype=torch.float64, device=device)
+    table[1:, 1:] = torch.exp(logits - top.nan_to_num(0.0, 0.0, 0.0)).where(present, 0.0).view(-1, big_m)
+    mean = torch.zeros(num_games * num_slots_s, big_m, dtype=torch.float64, device=device)
+    var = torch.zeros_like(mean)
+    if plan.chunks:
+        gen = torch.Generator(device=device).manual_seed(int(seed))
+        rows = _draw_rows(gen, plan.game.size, row_game, row_j, row_stratum, cumulative, cell_t, cell_k,
+                          sizes_s, sizes_m, chunk_slots, num_slots_s, max(c.width for c in plan.chunks),
+                          max(c.others for c in plan.chunks), max(c.slots for c in plan.chunks))
+        moments = torch.zeros(2, plan.group_task.size, big_m, dtype=torch.float64, device=device)  # (2 groups m)
+        for chunk in plan.chunks:
+            bracket = _chunk_brackets(table, rows, chunk)  # (r w)
+            moments[:, :, : chunk.width].index_add_(1, row_group[chunk.start : chunk.stop],
+                                                    torch.stack([bracket, bracket * bracket]))
+        # Stratified mean and variance: per group (task, stratum), then summed per task.
+        count, weight = count[:, None], weight[:, None]  # (groups 1)
+        mean_h = moments[0] / count.clamp_min(1)
+        var_h = ((moments[1] - count * mean_h * mean_h).clamp_min(0) / (count - 1).clamp_min(1)).where(count > 1, 0.0)
+        mean.index_add_(0, group_row, weight * mean_h)
+        var.index_add_(0, group_row, weight * weight * var_h / count.clamp_min(1))
+    if not checked:
+        _check_input(torch.where(bad, torch.inf, spread.amax()) if spread.numel() else spread.new_zeros(1), _games)
+    shape = (num_games, num_slots_s, big_m)
+    return mean.view(shape), var.sqrt().view(shape)
 
 
 def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, tau: float = 0.1,
@@ -309,8 +393,9 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     Arguments and returns as :func:`g2l.ops.shapley.pairwise_interaction_batch` (only
     ``method="stratified"``): a list of ``(s_v m_v)`` estimates ``I[j, i]`` (and of standard
     errors), float32 tensors on the input's device for tensor input, float64 numpy for numpy input.
-    ``max_elements`` bounds the size of one chunk's ``(r T+1 q e)`` tensor (:func:`plan_chunks`);
+    ``max_elements`` bounds the size of one chunk's ``(r a q e)`` tensor (:func:`plan_chunks`);
     by default ``CPU_MAX_ELEMENTS`` on the CPU, ``DEFAULT_MAX_ELEMENTS`` on other devices.
+    Games are padded into one ``(b s m)`` tensor (one small copy per game) for :func:`interaction_padded`.
     """
     if int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(f"Shapley interaction: num_samples must be a positive integer, got {num_samples!r}.")
@@ -319,50 +404,20 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     if not tau > 0:
         raise ValueError(f"Shapley interaction: tau must be > 0, got {tau!r}.")
     device = next((s.device for s in sims if isinstance(s, torch.Tensor)), torch.device("cpu"))
-    weights, shapes = _padded_weights(sims, tau, device)  # (b s m)
-    big_m = weights.shape[2]
-    results = [torch.zeros(s, m, dtype=torch.float64, device=device) for s, m in shapes]
-    errors = [torch.zeros(s, m, dtype=torch.float64, device=device) for s, m in shapes]
-    if max_elements is None:
-        max_elements = CPU_MAX_ELEMENTS if device.type == "cpu" else DEFAULT_MAX_ELEMENTS
-    plan = plan_chunks(shapes, int(num_samples), int(max_elements))
-    if plan.chunks:
-        def to_dev(array, dtype):
-            return torch.as_tensor(array, dtype=dtype, device=device)
-
-        row_game, row_j = to_dev(plan.game, torch.long), to_dev(plan.j, torch.long)
-        row_stratum, row_group = to_dev(plan.stratum, torch.float64), to_dev(plan.group, torch.long)
-        cumulative = to_dev(plan.cumulative, torch.float64)
-        cell_t, cell_k = to_dev(plan.cell_t, torch.long), to_dev(plan.cell_k, torch.long)
-        sizes_s = to_dev([s for s, _ in shapes], torch.long)
-        sizes_m = to_dev([m for _, m in shapes], torch.long)
-        sums = torch.zeros(plan.group_task.size, big_m, dtype=torch.float64, device=device)  # (groups m)
-        squares = torch.zeros_like(sums)
-        generator = torch.Generator(device=device).manual_seed(int(seed))
-        table = _weight_table(weights)
-        for chunk in plan.chunks:
-            rows = slice(chunk.start, chunk.stop)
-            unit = torch.rand(chunk.stop - chunk.start, generator=generator, device=device, dtype=torch.float64)
-            cell = torch.searchsorted(cumulative, row_stratum[rows] + unit, right=True).clamp_max(cumulative.numel() - 1)
-            bracket = _chunk_brackets(table, weights.shape[1], chunk, row_game[rows], row_j[rows], cell_t[cell],
-                                      cell_k[cell], sizes_s, sizes_m, generator)  # (r w)
-            sums[:, : chunk.width].index_add_(0, row_group[rows], bracket)
-            squares[:, : chunk.width].index_add_(0, row_group[rows], bracket * bracket)
-        # Stratified mean and variance: per group (task, stratum), then summed per task.
-        group_task = to_dev(plan.group_task, torch.long)
-        count = to_dev(plan.group_draws, torch.float64)[:, None]  # (groups 1)
-        weight = to_dev(plan.group_probability, torch.float64)[:, None]
-        mean_h = sums / count.clamp_min(1)
-        var_h = ((squares - count * mean_h * mean_h).clamp_min(0) / (count - 1).clamp_min(1)).where(count > 1, 0.0)
-        num_tasks = sum(s * (m > 0) for s, m in shapes)
-        mean = torch.zeros(num_tasks, big_m, dtype=torch.float64, device=device).index_add_(0, group_task, weight * mean_h)
-        var = torch.zeros_like(mean).index_add_(0, group_task, weight * weight * var_h / count.clamp_min(1))
-        task = 0
-        for g, (s_g, m_g) in enumerate(shapes):
-            if s_g * m_g:
-                results[g] = mean[task : task + s_g, :m_g]
-                errors[g] = var[task : task + s_g, :m_g].sqrt()
-                task += s_g
+    mats = []
+    for g, sim in enumerate(sims):
+        sim = torch.as_tensor(sim).detach().to(device=device, dtype=torch.float64)
+        if sim.ndim != 2:
+            raise ValueError(f"Shapley interaction: sims[{g}] must be a (sentences, moments) matrix, got shape {tuple(sim.shape)}.")
+        mats.append(sim)
+    shapes = [tuple(m.shape) for m in mats]
+    padded = torch.zeros(len(mats), max([s for s, _ in shapes] + [1]), max([m for _, m in shapes] + [1]),
+                         dtype=torch.float64, device=device)  # (b s m)
+    for g, sim in enumerate(mats):
+        padded[g, : sim.shape[0], : sim.shape[1]] = sim
+    mean, stderr = interaction_padded(padded, shapes, num_samples, seed, tau, max_elements=max_elements, _games=mats)
+    results = [mean[g, :s, :m] for g, (s, m) in enumerate(shapes)]
+    errors = [stderr[g, :s, :m] for g, (s, m) in enumerate(shapes)]
     if isinstance(sims[0] if len(sims) else None, torch.Tensor):
         results = [r.float() for r in results]
         errors = [e.float() for e in errors]

@@ -205,3 +205,24 @@ def test_tensor_sources_equal_array_sources():
         geodesic_closeness_batch(features, [torch.tensor([0.0]), torch.tensor([1]), torch.tensor([2])])
     with pytest.raises(ValueError, match="source index 40 of video 2"):
         geodesic_closeness_batch(features, [torch.tensor([0]), torch.tensor([1]), torch.tensor([40])], kernels="torch")
+
+
+@pytest.mark.parametrize("zero_share,dyadic,cutoff", [(0.0, False, 0.5), (0.2, False, 0.3), (0.1, True, 0.5)])
+def test_fixed_rounds_are_exact_once_settled_and_say_so(zero_share, dyadic, cutoff):
+    """relax_rounds: walks of up to 3 edges per round with costs added left to right, no host read;
+    its flag is True only when the values are the fixed point (Dijkstra's exactly), and then stays."""
+    from g2l.ops.geodesic_torch import relax_rounds
+
+    rng = np.random.default_rng(int(zero_share * 100) + 7 * dyadic)
+    idx, cost = random_graph(3, 60, 4, rng, zero_share, dyadic)
+    video_of = np.array([0, 0, 1, 2, 2, 2, 1, 0, 2, 1, 1])
+    sources = rng.integers(0, 60, size=video_of.size)
+    expected = scipy_distances(idx, cost, video_of, sources, cutoff)
+    flags = []
+    for rounds in range(1, 25):
+        dist, settled = relax_rounds(torch.from_numpy(idx), torch.from_numpy(cost), torch.from_numpy(video_of),
+                                     torch.from_numpy(sources), cutoff, rounds)
+        flags.append(bool(settled))
+        if flags[-1]:
+            np.testing.assert_array_equal(dist.numpy(), expected)
+    assert not flags[0] and flags[-1] and flags == sorted(flags)  # False, ..., False, True, ... True
