@@ -89,6 +89,9 @@ def _index(argv: Sequence[str] | None) -> int:
         _model_options(sub)
         sub.add_argument("--cache", default=None, metavar="DIR",
                          help="the frame-feature cache of g2l-ground --batch: cached videos are not decoded again")
+        sub.add_argument("--commit-every", type=int, default=256, metavar="N",
+                         help="write the index every N videos (one shard each; default 256): a stopped run loses at "
+                              "most N, and running the same command again resumes")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     remove = commands.add_parser("remove", help="drop videos from an index")
     remove.add_argument("index")
@@ -140,6 +143,8 @@ def _build_or_add(args) -> int:
             raise CliError("--config --split indexes the split's videos; pass no video arguments with them")
     elif not args.inputs:
         raise CliError("pass videos, folders or @list.txt to index")
+    if args.commit_every < 1:
+        raise CliError("--commit-every must be at least 1")
     videos = [] if from_split else expand_inputs(args.inputs)
     if args.cache is not None:
         from g2l.feature_cache import usable_folder
@@ -159,6 +164,7 @@ def _build_or_add(args) -> int:
 
         with terminal_progress("videos", quiet=args.quiet, total=len(videos), unit="video") as update:
             summary = index.add(videos, grounder, cache_dir=args.cache, on_failure=failed,
+                                videos_per_shard=args.commit_every,
                                 on_video=lambda done, total: update(done))
         print(f"g2l-index {args.command}: {len(summary.added)} videos added ({summary.from_cache} from the cache), "
               f"{len(summary.skipped)} already indexed, {len(summary.failed)} failed; {len(index.videos)} in "
@@ -186,7 +192,7 @@ def _index_split(args, index, grounder) -> int:
             yield video_id, features.load(video_id), records[0].duration_s
 
     with terminal_progress("videos", quiet=args.quiet, total=len(groups), unit="video") as update:
-        count = index.add_features(items(), grounder, on_video=update)
+        count = index.add_features(items(), grounder, on_video=update, videos_per_shard=args.commit_every)
     features.close()
     print(f"g2l-index build: {count} videos of the {args.split} split indexed; {len(index.videos)} in {args.index}",
           file=sys.stderr)
