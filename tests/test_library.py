@@ -144,11 +144,13 @@ def test_cli_build_search_json_verify_fix(grounder, videos, tmp_path, capsys):
     shutil.copytree(videos, work)
     listing = tmp_path / "list.txt"
     listing.write_text(f"# one video\n{work / 'b.mp4'}\n")
+    (tmp_path / "garbage.mp4").write_bytes(b"not a video at all" * 100)
     index = tmp_path / "index"
     assert index_main(["build", str(index), str(work / "a.mp4"), str(work / "sub"), f"@{listing}",
-                       str(work / "missing.mp4"), "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+                       str(work / "missing.mp4"), str(tmp_path / "garbage.mp4"), "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert "skipped" in err and "missing.mp4" in err and "3 videos added" in err
+    assert f"skipped {work / 'missing.mp4'}: " in err and f"skipped {tmp_path / 'garbage.mp4'}: " in err
+    assert "3 videos added" in err and "2 failed" in err
     assert search_main([str(index), *QUERIES[:2], "--top-k", "4", "--per-video", "1", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["query"] for line in lines] == QUERIES[:2]

@@ -47,6 +47,7 @@ import os
 import re
 import shutil
 import stat
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,10 +131,17 @@ class VerifyReport:
 
 def model_identity(grounder: Grounder) -> dict:
     """What an index's scores depend on: the model's weights, config and frame encoder, as
-    ``g2l-ground --batch`` records them (g2l/batch_output.py ``made_by``)."""
+    ``g2l-ground --batch`` records them (g2l/batch_output.py ``made_by``); hashed once per grounder
+    (a grounder's model is not changed in place)."""
     from g2l.batch_output import made_by
 
-    return made_by(grounder, top_k=1, window_s=None, explain=False, explain_target="runner_up", seed=0)["model"]
+    if grounder not in _IDENTITIES:
+        _IDENTITIES[grounder] = made_by(grounder, top_k=1, window_s=None, explain=False, explain_target="runner_up",
+                                        seed=0)["model"]
+    return _IDENTITIES[grounder]
+
+
+_IDENTITIES: "weakref.WeakKeyDictionary[Grounder, dict]" = weakref.WeakKeyDictionary()
 
 
 def file_identity(path: str | Path) -> tuple[str, list]:
@@ -604,8 +612,7 @@ def _clean_up(folder: Path) -> None:
 
 
 def _damaged(folder: Path, what: str) -> VideoIndexError:
-    return VideoIndexError(f"index {folder} is damaged: {what}; rebuild it with g2l-index build (or "
-                           "g2l-index verify --fix for a damaged shard)")
+    return VideoIndexError(f"index {folder} is damaged: {what}; rebuild it with g2l-index build")
 
 
 def _read_manifest(folder: Path) -> dict:
