@@ -12,6 +12,10 @@ Rows (each a count of the split's queries):
   own video top-5       the video's own ranking (g2l-ground on the query's own video only)
   exhaustive top-10     every moment of every video scored by Grounder.ground (top_k=136, so no
                         cut), merged: what the index must equal
+  diagnostics           the same merge ranked by the contrast cosine alone (the term trained
+                        against other videos' moments) and by the IoU term alone, and video R@1
+                        by each video's best score and by its best contrast cosine: where the
+                        cross-video ranking is lost
 """
 
 import argparse
@@ -84,6 +88,31 @@ def main() -> int:
         every.sort(key=lambda m: -m[0])
         naive += hit([m[1:] for m in merged], paths[video_id], window, 10)
         exhaustive += hit([m[1:] for m in every], paths[video_id], window, 10)
+    from g2l.models.grounding import score_cells
+    from g2l.ops.spans import rank_candidates
+
+    embeddings = {v: grounder.moment_embeddings(video) for v, video in encoded.items()}
+    s_c, s_u = grounder.query_embeddings([q for _, q, _ in queries])
+    diagnostics = {"contrast": 0, "iou": 0, "video_by_score": 0, "video_by_contrast": 0}
+    for q, (video_id, _, window) in enumerate(queries):
+        merged = {"contrast": [], "iou": []}
+        best_score, best_contrast = {}, {}
+        for other, (spans, cells_c, cells_u) in embeddings.items():
+            c, u = cells_c @ s_c[q], cells_u @ s_u[q]
+            best_score[other] = float(score_cells(torch.from_numpy(c), torch.from_numpy(u),
+                                                  grounder.cfg.eval.score_gamma).max())
+            best_contrast[other] = float(c.max())
+            for name, key in (("contrast", c), ("iou", u)):
+                merged[name] += [(key[k], paths[other], *spans[k]) for k in rank_candidates(spans, key, 0.5, 10)]
+        for name in merged:
+            ranked = sorted(merged[name], key=lambda m: -m[0])
+            diagnostics[name] += hit([m[1:] for m in ranked], paths[video_id], window, 10)
+        diagnostics["video_by_score"] += max(best_score, key=best_score.get) == video_id
+        diagnostics["video_by_contrast"] += max(best_contrast, key=best_contrast.get) == video_id
+    rows["diagnostic: top-10 ranked by the contrast cosine alone"] = (diagnostics["contrast"], None)
+    rows["diagnostic: top-10 ranked by the IoU cosine alone"] = (diagnostics["iou"], None)
+    rows["diagnostic: video R@1 by each video's best score"] = (diagnostics["video_by_score"], None)
+    rows["diagnostic: video R@1 by each video's best contrast cosine"] = (diagnostics["video_by_contrast"], None)
     rows["naive merge top-10 (each video's top 5 by raw score)"] = (naive, None)
     rows["exhaustive top-10 (Grounder.ground on every video, merged)"] = (exhaustive, None)
     rows["own video top-5 (the video's own ranking)"] = (own, None)

@@ -52,18 +52,21 @@ class ExactSearch:
     @torch.inference_mode()
     def scores(self, s_c: np.ndarray, s_u: np.ndarray) -> np.ndarray:
         """One query's ``(d)`` sentence features -> float32 scores ``(k)`` of every stored moment
-        (non-finite ones, from a damaged shard, become -inf: never ranked above a real one)."""
-        parts = []
+        (non-finite ones, from a crafted shard, become -inf: never ranked above a real one)."""
+        contrast = torch.empty(len(self.video), dtype=torch.float32)  # (k)
+        iou = torch.empty(len(self.video), dtype=torch.float32)  # (k)
+        start = 0
         for block in self.blocks:
-            if block.cells_c.dtype == np.float16:  # torch has float16 kernels, numpy only converts
-                c = torch.from_numpy(block.cells_c) @ torch.from_numpy(s_c.astype(np.float16))
-                u = torch.from_numpy(block.cells_u) @ torch.from_numpy(s_u.astype(np.float16))
+            end = start + len(block.video)
+            if block.cells_c.dtype == np.float16:  # torch has float16 kernels; numpy only converts
+                contrast[start:end] = torch.from_numpy(block.cells_c) @ torch.from_numpy(s_c.astype(np.float16))
+                iou[start:end] = torch.from_numpy(block.cells_u) @ torch.from_numpy(s_u.astype(np.float16))
             else:
-                c = torch.from_numpy(np.asarray(block.cells_c) @ s_c)
-                u = torch.from_numpy(np.asarray(block.cells_u) @ s_u)
-            parts.append(score_cells(c.float(), u.float(), self.gamma).numpy())
-        scores = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        return np.where(np.isfinite(scores), scores, -np.inf).astype(np.float32)
+                contrast[start:end] = torch.from_numpy(np.asarray(block.cells_c) @ s_c.astype(np.float32))
+                iou[start:end] = torch.from_numpy(np.asarray(block.cells_u) @ s_u.astype(np.float32))
+            start = end
+        scores = score_cells(contrast, iou, self.gamma)
+        return torch.nan_to_num_(scores, nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf).numpy()
 
     def rank(self, scores: np.ndarray, *, top_k: int, per_video: int | None, nms_thresh: float) -> list[int]:
         """Indices of the best ``top_k`` moments, best first: greedy NMS within each video (IoU >
