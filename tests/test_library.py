@@ -323,3 +323,23 @@ def test_kill_during_add_leaves_an_index_that_opens_and_resumes(grounder, videos
     assert "2 videos added" in resumed.stderr and "1 already indexed" in resumed.stderr
     assert not any(p.name.endswith(".tmp") for p in (index / "shards").iterdir())
     assert len(VideoIndex.open(index, grounder).videos) == 3
+
+
+def test_a_failed_write_leaves_the_index_as_it_was(grounder, tmp_path, monkeypatch):
+    folder = _tiny_index(grounder, tmp_path / "index")
+    entries = embedded(grounder, [7])
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with VideoIndex.open(folder, grounder, write=True) as index:
+        with monkeypatch.context() as patch:
+            patch.setattr(np, "save", disk_full)
+            with pytest.raises(VideoIndexError, match="could not be written .No space left on device.; it is as it was"):
+                index.add_embeddings(entries)
+    assert any(p.name.endswith(".tmp") for p in (folder / "shards").iterdir())
+    assert sorted(v.path for v in VideoIndex.open(folder, grounder).videos) == ["v1.mp4", "v2.mp4"]
+    with VideoIndex.open(folder, grounder, write=True) as index:  # the next writer clears the temporary
+        index.add_embeddings(entries)
+    assert not any(p.name.endswith(".tmp") for p in (folder / "shards").iterdir())
+    assert len(VideoIndex.open(folder, grounder).videos) == 3

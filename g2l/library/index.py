@@ -513,7 +513,15 @@ class VideoIndex:
 
     def _commit(self, pending: list, drop: set[str]) -> None:
         """Write ``pending`` as a new shard, rewrite the shards holding videos of ``drop`` (resolved
-        paths) without them, swap the manifest, then delete the shards it no longer lists."""
+        paths) without them, swap the manifest, then delete the shards it no longer lists. A failed
+        write (disk full, no permission) leaves the index as it was, with one sentence."""
+        try:
+            self._write(pending, drop)
+        except OSError as error:
+            raise VideoIndexError(f"index {self.folder} could not be written ({error.strerror or error}); it is as it "
+                                  "was before this change: free space or fix permissions and run the command again") from None
+
+    def _write(self, pending: list, drop: set[str]) -> None:
         dropped_from = {v.shard for v in self.videos if v.resolved in drop}
         keep_shards = [s for s in self.manifest["shards"] if s["name"] not in dropped_from]
         rewritten = []
@@ -587,12 +595,12 @@ def _take_lock(folder: Path) -> int | None:
 
 
 def _refuse_links(folder: Path) -> None:
-    for place in (folder, folder / SHARDS):
-        if (folder / SHARDS).is_symlink():
-            raise VideoIndexError(f"index {folder}: {SHARDS} is a link; an index holds no links, rebuild it with "
-                                  "g2l-index build")
-        if not place.is_dir():
-            raise VideoIndexError(f"index {folder} is damaged: it has no {SHARDS} folder; rebuild it with g2l-index build")
+    """An index holds no links: one in the folder or its shards folder (a planted temporary, a shard
+    pointed elsewhere) is refused, never followed."""
+    shards = folder / SHARDS
+    if shards.is_symlink() or not shards.is_dir():
+        raise _damaged(folder, f"its {SHARDS} folder is {'a link' if shards.is_symlink() else 'missing'}")
+    for place in (folder, shards):
         for entry in os.scandir(place):
             if entry.is_symlink():
                 raise VideoIndexError(f"index {folder} holds a link at {Path(entry.path).relative_to(folder)}; an index "
