@@ -343,3 +343,18 @@ def test_a_failed_write_leaves_the_index_as_it_was(grounder, tmp_path, monkeypat
         index.add_embeddings(entries)
     assert not any(p.name.endswith(".tmp") for p in (folder / "shards").iterdir())
     assert len(VideoIndex.open(folder, grounder).videos) == 3
+
+
+def test_planted_temporaries_are_ignored_by_readers_and_removed_by_writers(grounder, tmp_path):
+    folder = _tiny_index(grounder, tmp_path / "index")
+    planted = [folder / ".index.json.999999999.tmp", folder / "shards" / ".00000005.999999999.tmp"]
+    planted[0].write_text('{"format": "g2l video index", "version": 1}')
+    planted[1].mkdir()
+    np.save(planted[1] / "cells_c.npy", np.ones((3, 128), np.float32))
+    orphan = folder / "shards" / "00000042"  # a shard no manifest lists, as a killed writer leaves one
+    orphan.mkdir()
+    assert sorted(v.path for v in VideoIndex.open(folder, grounder).videos) == ["v1.mp4", "v2.mp4"]
+    with VideoIndex.open(folder, grounder, write=True):
+        pass
+    assert not any(p.exists() for p in [*planted, orphan])
+    assert sorted(v.path for v in VideoIndex.open(folder, grounder).videos) == ["v1.mp4", "v2.mp4"]
