@@ -40,6 +40,7 @@ are dummies and get exactly 0 without being players.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +57,16 @@ BATCH_SIZE = 32  # coalitions per text-encoder call (packed by length: short bat
 TARGETS = ("runner_up", "mean", "raw")
 
 
+def display_word(word: str) -> str:
+    """A query word as tables, JSON and plots show it: without the punctuation around it
+    ("coffee." -> "coffee", "(red)" -> "red"; "don't" is kept); a word that is all punctuation stays."""
+    shown = word.strip("".join(c for c in set(word) if unicodedata.category(c).startswith("P")))
+    return shown or word
+
+
 @dataclass
 class WordValue:
-    word: str
+    word: str  # as shown (display_word): the query's own word is game.words[i]
     value: float
     stderr: float = 0.0
 
@@ -252,7 +260,7 @@ def explain_top_moment(grounder: Grounder, video: EncodedVideo, query: str, *, t
                               seed=seed)
     values, stderr = np.zeros(len(game.words)), np.zeros(len(game.words))
     values[players], stderr[players] = estimate.values, estimate.stderr
-    words = [WordValue(w, float(v), float(e)) for w, v, e in zip(game.words, values, stderr)]
+    words = [WordValue(display_word(w), float(v), float(e)) for w, v, e in zip(game.words, values, stderr)]
     relative_to = describe_target(target, estimate.value_all, estimate.value_none, len(top.rivals))
     return Explanation(query, top.moment, words, estimate.value_all, estimate.value_none, estimate.exact,
                        estimate.num_evaluations, target, relative_to)

@@ -58,6 +58,7 @@ class QueryResult:
     query: str
     moments: list[Moment]
     score_map: np.ndarray | None = None  # (t t) of the whole video (or the best window), 0 off the mask
+    match: bool | None = None  # the best score >= the model's match threshold; None: the model has none
 
 
 @dataclass(eq=False)  # compared and hashed by identity: a Grounder caches its map features per video
@@ -84,12 +85,23 @@ def check_queries(queries: list[str]) -> list[str]:
     return cleaned
 
 
+def check_video_readable(spec: dict | None) -> None:
+    """Refuse a model whose features g2l cannot make from a video file, with the sentence of
+    ``g2l.video.frame_encoders.video_unreadable_reason`` (no encoder recorded, CLIP + SlowFast, ...)."""
+    from g2l.video.frame_encoders import video_unreadable_reason
+
+    reason = video_unreadable_reason(spec)
+    if reason is not None:
+        raise GroundingError(reason)
+
+
 def frame_encoder_name(spec: dict) -> str:
     """The ``build_frame_encoder`` name that rebuilds the encoder a spec describes."""
+    check_video_readable(spec)
     if str(spec.get("name", "")).startswith("mobilenet_v2"):
         return spec["name"]
-    if spec.get("name") == "clip" and str(spec.get("weights", "")).startswith("hub:"):
-        return "clip:" + spec["weights"][len("hub:"):]
+    if spec.get("name") in ("clip", "clip_release") and str(spec.get("weights", "")).startswith("hub:"):
+        return f"{spec['name']}:" + spec["weights"][len("hub:"):]
     raise GroundingError(
         f"cannot rebuild the frame encoder {spec.get('name')!r} ({spec.get('weights')}) recorded in the checkpoint; "
         "pass frame_encoder='clip:<folder>' (tools/ground.py --frame-encoder) pointing at the same weights"
@@ -119,6 +131,13 @@ class Grounder:
         # This model's map-cell features of each video it has grounded, per window setting; an
         # entry goes when its video does. (Kept here, not on the video: another model's cells differ.)
         self._cells_of: weakref.WeakKeyDictionary[EncodedVideo, dict] = weakref.WeakKeyDictionary()
+        self.match: dict | None = None  # the checkpoint's fitted match decision (g2l/eval/match.py), if any
+
+    @property
+    def match_threshold(self) -> float | None:
+        """The score at or above which a query's best moment counts as "its answer is here" (fitted
+        leave-one-video-out on a validation split, g2l/eval/match.py); None for a model without one."""
+        return None if self.match is None else float(self.match["threshold"])
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None,
@@ -136,6 +155,7 @@ class Grounder:
         grounder = cls(model.to(torch_device), cfg, frame_encoder_spec=payload.get("frame_encoder"), device=torch_device,
                        precision=precision, source=str(source))
         grounder._frame_encoder_name = frame_encoder
+        grounder.match = payload.get("match")
         return grounder
 
     @classmethod
@@ -152,15 +172,16 @@ class Grounder:
             from g2l.video.frame_encoders import build_frame_encoder, check_encoder_compatible
 
             spec = self.frame_encoder_spec
-            if spec is None:
-                raise GroundingError(
-                    "this checkpoint was trained on precomputed features with no frame encoder recorded, so it "
-                    "cannot read video files; ground features of the same kind with Grounder.encode_features"
-                )
-            name = getattr(self, "_frame_encoder_name", None) or frame_encoder_name(spec)
-            encoder = build_frame_encoder(name, device=self.device)
-            expected = {k: v for k, v in spec.items() if k != "fps"}
-            check_encoder_compatible(expected, encoder.spec, what="the checkpoint's frame encoder")
+            check_video_readable(spec)
+            named = getattr(self, "_frame_encoder_name", None)
+            name = named or frame_encoder_name(spec)
+            options = {"clip_len_s": spec.get("clip_len_s", 2.0)} if name.startswith("clip_release:") else {}
+            encoder = build_frame_encoder(name, device=self.device, **options)
+            # A named encoder (a local copy of the weights) is taken on the caller's word for the weights.
+            ignored = {"fps"} | ({"weights"} if named else set())
+            expected = {k: v for k, v in spec.items() if k not in ignored}
+            actual = {k: v for k, v in encoder.spec.items() if k not in ignored}
+            check_encoder_compatible(expected, actual, what="the checkpoint's frame encoder")
             self._frame_encoder = encoder
         return self._frame_encoder
 
@@ -236,7 +257,7 @@ class Grounder:
                     f"features of width {pre_clips.shape[-1]} do not fit this checkpoint, which expects "
                     f"{self.cfg.data.feature_dim}; use features from the encoder it was trained with"
                 )
-            with autocast(self._forward_dtype, self.device):
+            with autocast(self._forward_dtype, self.device, exact=True):
                 cells_c, cells_u = self.model.encode_video(torch.from_numpy(pre_clips).to(self.device))  # (w C d)
             cached[window_s] = ([(s, d) for s, d, _ in windows], cells_c, cells_u)
         return cached[window_s]
@@ -246,7 +267,7 @@ class Grounder:
                       position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids ``(q l)`` -> sentence features ``s^c, s^u`` ``(q d)``, on the Grounder's device
         and in its precision: every score of a query (``ground``, the word explanation) goes through here."""
-        with autocast(self._forward_dtype, self.device):
+        with autocast(self._forward_dtype, self.device, exact=True):
             return self.model.encode_text(input_ids.to(self.device), attention_mask.to(self.device),
                                           None if position_ids is None else position_ids.to(self.device))
 
@@ -295,7 +316,9 @@ class Grounder:
                 best_window = int(chosen[0] // len(start_idx)) if len(chosen) else 0
                 score_map = np.zeros((t, t), np.float32)
                 score_map[start_idx, end_idx] = scores[q, best_window]
-            results.append(QueryResult(query, moments, score_map))
+            threshold = self.match_threshold
+            match = None if threshold is None else bool(moments and moments[0].score >= threshold)
+            results.append(QueryResult(query, moments, score_map, match))
         return results
 
     # Library side: the two halves of a score, kept apart (g2l/library) --------------------------

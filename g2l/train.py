@@ -3,7 +3,8 @@
 Epochs are counted from 1. The text backbone is frozen while ``epoch <= train.freeze_text_epochs``;
 the contrastive terms are scaled down once ``epoch > loss.only_iou_epoch``. After every epoch the
 model is evaluated on ``data.eval_split``; ``checkpoints/last.pt`` is written every epoch and
-``checkpoints/best.pt`` when ``eval.best_metric`` improves. ``resume_dir`` continues a run exactly
+``checkpoints/best.pt`` when ``eval.best_metric`` improves; at the end, best.pt gets its match
+threshold (``fit_match``, g2l/eval/match.py). ``resume_dir`` continues a run exactly
 where its last checkpoint left it (same data order, dropout draws, optimiser state and schedule;
 the resume helpers are ``g2l.engine.resume``).
 
@@ -112,6 +113,8 @@ def train(cfg: Config | None = None, *, resume_dir: str | Path | None = None, ov
             for epoch in range(run.start_epoch, cfg.train.epochs + 1):
                 train_record = train_epoch(run, epoch)
                 end_epoch(run, epoch, train_record)
+            if epoch >= run.start_epoch:
+                fit_match(run)
             run.logger.finish()
             return TrainResult(run_dir=run.run_dir, best=run.best, last_metrics=run.last_metrics,
                                epochs_run=max(epoch - run.start_epoch + 1, 0))
@@ -266,6 +269,19 @@ def end_epoch(run: Run, epoch: int, train_record: dict[str, float]) -> None:
             ckpt.save_checkpoint(run.run_dir / "checkpoints" / "best.pt", include_rng=False, **shared)
             atomic.kill_point("between-checkpoints")
         ckpt.save_checkpoint(run.run_dir / "checkpoints" / "last.pt", optimizer=run.optimizer, **shared)
+    barrier()
+
+
+def fit_match(run: Run) -> None:
+    """(rank 0) Fit best.pt's match threshold on the eval split, leave-one-video-out (g2l/eval/match.py)."""
+    best = run.run_dir / "checkpoints" / "best.pt"
+    if run.main and best.is_file():
+        from g2l.eval.match import fit_match_into_checkpoint
+
+        split = run.cfg.data.eval_split
+        fit = fit_match_into_checkpoint(best, run.eval_set, run.device, fitted_on=f"{split} split (leave-one-video-out)")
+        say(f"match threshold {fit.threshold:.4f} fitted on the {split} split: AUROC {100 * fit.auroc:.1f}, "
+            f"precision {100 * fit.precision:.1f}, recall {100 * fit.recall:.1f} (written into {best})")
     barrier()
 
 

@@ -13,7 +13,7 @@ import torch
 from g2l.assets import demo_checkpoint, demo_example
 from g2l.cli import ground_main
 import g2l.explain as explain_module
-from g2l.explain import WordGame, coalition_scores, explain_top_moment, top_cell, word_game
+from g2l.explain import WordGame, coalition_scores, display_word, explain_top_moment, top_cell, word_game
 from g2l.inference import Grounder, GroundingError
 from g2l.ops.shapley_values import exact_shapley_from_value_table, shapley_values
 from tests.support.shapley_reference import mask_permutation_shapley
@@ -34,7 +34,7 @@ def test_the_explained_moment_is_the_top_moment_and_the_values_sum_to_its_score_
         for target, expected_all in (("raw", top.score), ("runner_up", top.score - second.score)):
             explanation = explain_top_moment(grounder, video, query, target=target)
             assert explanation.exact and explanation.num_evaluations == 2 ** len(query.split())
-            assert [w.word for w in explanation.words] == query.split()
+            assert [w.word for w in explanation.words] == query.rstrip(".").split()  # "smaller." shows as "smaller"
             assert (explanation.moment.start_s, explanation.moment.end_s) == (top.start_s, top.end_s)
             # The runner-up is the second moment ground returns: the best one NMS keeps beside the top one.
             assert explanation.value_all == pytest.approx(expected_all, abs=1e-5)
@@ -42,6 +42,27 @@ def test_the_explained_moment_is_the_top_moment_and_the_values_sum_to_its_score_
             assert total == pytest.approx(explanation.value_all - explanation.value_none, abs=1e-9)  # efficiency
             assert f"{explanation.value_all:+.3f}" in explanation.relative_to
     assert explain_top_moment(grounder, video, queries[0]).target == "runner_up"  # the default
+
+
+@pytest.mark.parametrize("word, shown", [("coffee.", "coffee"), ("(red)", "red"), ('"stop!"', "stop"),
+                                         ("«vite»,", "vite"), ("don't", "don't"), ("e-mail", "e-mail"),
+                                         ("...", "..."), ("green", "green")])
+def test_a_word_is_shown_without_the_punctuation_around_it(word, shown):
+    assert display_word(word) == shown
+
+
+def test_the_explanation_table_shows_words_without_punctuation_and_values_as_before(demo):
+    grounder, video, _ = demo
+    query = "a white square gets smaller."
+    plain = explain_top_moment(grounder, video, query.rstrip("."))
+    dotted = explain_top_moment(grounder, video, query)
+    assert [w.word for w in dotted.words] == ["a", "white", "square", "gets", "smaller"]
+    # The game is unchanged: the period stays in the text encoder's input, so the values are those of
+    # the query as written (the same tokens per word), not those of the query without the period.
+    game = word_game(grounder.model.tokenizer, query, grounder.cfg.model.text_max_tokens)
+    assert game.words[-1] == "smaller." and dotted.value_all != pytest.approx(plain.value_all, abs=1e-9)
+    total = sum(w.value for w in dotted.words)
+    assert total == pytest.approx(dotted.value_all - dotted.value_none, abs=1e-9)
 
 
 def controlled_game(monkeypatch, effects: np.ndarray, base: np.ndarray):
@@ -200,5 +221,5 @@ def test_ground_explain_json(capsys):
     assert ground_main([str(video_path), *queries, "--explain", "--json", "--top-k", "2"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     for query, result in zip(queries, results):
-        assert [entry["word"] for entry in result["explanation"]] == query.split()
+        assert [entry["word"] for entry in result["explanation"]] == query.rstrip(".").split()
         assert all(isinstance(entry["value"], float) for entry in result["explanation"])

@@ -52,6 +52,20 @@ def test_training_steps_give_finite_losses_and_a_run_folder(two_epoch_run):
     assert len((run / "predictions" / "test_epoch002.jsonl").read_text().splitlines()) == 16
 
 
+def test_training_ends_by_fitting_best_pt_s_match_threshold(two_epoch_run, bench):
+    from g2l.data.dataset import build_dataset
+    from g2l.eval.match import fit_match
+    from g2l.inference import Grounder
+
+    best = two_epoch_run.run_dir / "checkpoints" / "best.pt"
+    stored = load_checkpoint(best)["match"]
+    model, cfg = model_from_checkpoint(load_checkpoint(best), str(best))
+    dataset, _ = build_dataset(cfg.data, "test", cfg.model.num_clips)
+    refit, _ = fit_match(model, dataset, cfg, torch.device("cpu"), fitted_on="test split (leave-one-video-out)")
+    assert stored == refit.as_dict() and stored["num_queries"] == 16 and 0 <= stored["auroc"] <= 1
+    assert Grounder.from_checkpoint(best, device="cpu").match_threshold == stored["threshold"]
+
+
 def test_resume_equals_uninterrupted_training(bench, two_epoch_run, tmp_path):
     first = train(load_config(None, overrides(bench, tmp_path, **{"log.run_name": "split", "train.epochs": 1})))
     assert first.epochs_run == 1

@@ -42,10 +42,24 @@ def _eval(argv: Sequence[str] | None) -> int:
                         help="with --checkpoint: the forward pass's precision (default fp32, whatever the checkpoint was "
                              "trained in: the same metrics on every CPU); bf16 is faster where the hardware has it, and "
                              "its scores may differ from fp32 and with eval.batch_size")
+    parser.add_argument("--corpus", action="store_true",
+                        help="with --checkpoint: every query against every moment of every video of the split (corpus "
+                             "R@k at IoU 0.5/0.7, video retrieval R@1/10, single-video metrics beside them, and the "
+                             "match decision's AUROC, precision and recall)")
+    parser.add_argument("--fit-match", default=None, metavar="OUT.pt",
+                        help="with --checkpoint: fit the match threshold on the split (leave-one-video-out) and write "
+                             "a copy of the checkpoint holding it to OUT.pt (a new file); implies --corpus")
     parser.add_argument("overrides", nargs="*", help="with --checkpoint: dotted config overrides (data.features=...)")
     args = parser.parse_args(argv)
     check_writable(args.json_out, "--json")
     check_writable(args.out, "--out")
+    if args.corpus or args.fit_match:
+        if not args.checkpoint:
+            raise CliError("--corpus and --fit-match evaluate a model: pass --checkpoint")
+        if args.out or args.dump_maps or args.annotations or args.iou_thresholds or args.recall_at:
+            raise CliError("--corpus writes no predictions file and uses the corpus ranks and thresholds; drop --out, "
+                           "--dump-maps, --annotations, --iou-thresholds and --recall-at")
+        return _eval_corpus(args)
 
     from g2l.eval.metrics import format_metrics_table
 
@@ -85,6 +99,48 @@ def _eval(argv: Sequence[str] | None) -> int:
         from g2l.eval.qvhighlights import format_qvhighlights_table
 
         print(format_qvhighlights_table(metrics))
+    if args.json_out:
+        write_json_atomic(args.json_out, metrics)
+    return 0
+
+
+def _eval_corpus(args) -> int:
+    """``g2l-eval --checkpoint C --corpus`` (and ``--fit-match OUT.pt``): g2l/eval/corpus.py, g2l/eval/match.py."""
+    from pathlib import Path
+
+    from g2l.engine.checkpoint import save_payload
+    from g2l.engine.distributed import resolve_device
+    from g2l.eval.corpus import corpus_checkpoint, format_corpus_table
+    from g2l.eval.match import auroc, fit_threshold, precision_recall
+
+    if args.fit_match:
+        check_writable(args.fit_match, "--fit-match")
+        if Path(args.fit_match).exists() or Path(args.fit_match).is_symlink():
+            raise CliError(f"--fit-match {args.fit_match} exists; pass a new file for the checkpoint copy")
+    resolve_device(args.device, setting="--device")
+    result, split, payload = corpus_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides,
+                                               device=args.device, nms_thresh=args.nms)
+    metrics = dict(result.metrics)
+    metrics["match_auroc"] = auroc(result.present, result.absent[result.absent > float("-inf")])
+    match = payload.get("match")
+    if args.fit_match:
+        match = fit_threshold(result.present, result.absent, fitted_on=f"{split} split (leave-one-video-out)").as_dict()
+        save_payload(args.fit_match, {**payload, "match": match})
+        print(f"checkpoint with its match threshold written to {args.fit_match}", file=sys.stderr)
+        if match["auroc"] < 0.6:
+            print(f"note: on this split the best score hardly tells a library holding the answer from one without it "
+                  f"(AUROC {100 * match['auroc']:.1f}), so this threshold says 'match' for most queries",
+                  file=sys.stderr)
+    print(format_corpus_table(metrics))
+    print(f"match: AUROC {100 * metrics['match_auroc']:.2f} of the best score with the query's own video in the "
+          "library against without it")
+    if match:
+        precision, recall = precision_recall(result.present, result.absent, match["threshold"])
+        metrics.update(match_threshold=match["threshold"], match_precision=precision, match_recall=recall)
+        print(f"       threshold {match['threshold']:.4f} ({match.get('fitted_on', 'fitted')}): precision "
+              f"{100 * precision:.2f}, recall {100 * recall:.2f} on this split")
+    else:
+        print("       this model has no match threshold (fit one with --fit-match OUT.pt)")
     if args.json_out:
         write_json_atomic(args.json_out, metrics)
     return 0

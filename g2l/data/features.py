@@ -9,6 +9,11 @@ Layouts read:
   Moment-DETR releases them. A file ``<anything>__<video_id>.npz`` (the flattened release names,
   e.g. ``clip_video_features__qtyBzFV9yTs_60.0_210.0.npz``) counts as ``video_id``.
 
+A folder may declare the frame encoder that made its files in ``g2l_encoder_spec.json`` (the spec
+that g2l's own HDF5 files carry in their ``g2l_encoder_spec`` attribute; ``g2l-extract --declare
+qvhighlights_clip FOLDER`` writes it for the public CLIP features); a model trained on it records
+the spec in its checkpoint and can then ground video files.
+
 Several stores can be joined with commas (``"clip_dir,slowfast_dir"``): each is L2-normalised
 separately, truncated to the shortest, and concatenated along channels, as Moment-DETR does.
 
@@ -32,6 +37,38 @@ from g2l.errors import G2LError
 
 class FeatureError(G2LError):
     """Missing or unusable video features; the message says which and what to do."""
+
+
+SPEC_FILE = "g2l_encoder_spec.json"  # a folder's declared frame encoder (the HDF5 attribute's name + .json)
+MAX_SPEC_BYTES = 64 << 10
+
+
+def check_spec(spec, source: str) -> dict:
+    """A frame-encoder spec is a small flat mapping of names to short plain values (or short lists
+    of them), as checkpoints require; anything else is a FeatureError naming ``source``."""
+
+    def plain(value) -> bool:
+        return value is None or isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) <= 4096)
+
+    if not (isinstance(spec, dict) and 0 < len(spec) <= 64 and isinstance(spec.get("name"), str) and all(
+            isinstance(k, str) and len(k) <= 256 and (plain(v) or (isinstance(v, list) and len(v) <= 64
+                                                                   and all(plain(item) for item in v)))
+            for k, v in spec.items())):
+        raise FeatureError(f"{source} is not a frame-encoder declaration (a JSON object with a 'name' and short "
+                           "plain values); write it again with g2l-extract --declare")
+    return spec
+
+
+def joined_spec(specs: list[dict | None], paths: list[str]) -> dict | None:
+    """The spec of stores joined along channels: None when no store declares an encoder, else
+    ``{"name": "joined", "parts": [the JSON of each store's spec, or "undeclared: <path>"]}``."""
+    import json
+
+    if all(spec is None for spec in specs):
+        return None
+    parts = [json.dumps(spec, sort_keys=True) if spec is not None else f"undeclared: {Path(path).name}"
+             for spec, path in zip(specs, paths)]
+    return {"name": "joined", "parts": parts}
 
 
 # What numpy, zipfile and h5py raise for a file that is truncated or corrupt.
@@ -122,11 +159,24 @@ class FeatureStore:
         return state
 
     def encoder_spec(self) -> dict | None:
-        """The frame-encoder spec g2l's extraction tool stores in the file's attributes, if any."""
-        if self._is_folder:
-            return None
+        """The frame-encoder spec g2l's extraction tool stores in the file's attributes, or that a
+        folder declares in ``g2l_encoder_spec.json``; None if there is none."""
         import json
 
+        from g2l.safe_files import UnsafeFileError, read_text_file
+
+        if self._is_folder:
+            declared = self.path / SPEC_FILE
+            if not declared.exists():
+                return None
+            source = f"the frame-encoder declaration {declared}"
+            try:
+                return check_spec(json.loads(read_text_file(declared, what=source, max_bytes=MAX_SPEC_BYTES)), source)
+            except UnsafeFileError:
+                raise
+            except (OSError, ValueError) as error:
+                raise FeatureError(f"{source} cannot be read as JSON ({type(error).__name__}); write it again with "
+                                   "g2l-extract --declare") from None
         raw = self._file().attrs.get("g2l_encoder_spec")
         return json.loads(raw) if raw is not None else None
 
@@ -214,9 +264,10 @@ class VideoFeatures:
         return all(video_id in store for store in self.stores)
 
     def encoder_spec(self) -> dict | None:
-        """The frame encoder the features came from (one store with a recorded spec), else None."""
+        """The frame encoder the features came from: the store's spec, or for joined stores a
+        ``joined`` spec listing each (``joined_spec``); None when nothing is declared."""
         specs = [store.encoder_spec() for store in self.stores]
-        return specs[0] if len(specs) == 1 else None
+        return specs[0] if len(specs) == 1 else joined_spec(specs, [str(store.path) for store in self.stores])
 
     def shape(self, video_id: str) -> tuple[int, ...]:
         """``(T, F)`` of the joined stores (T of the shortest) without reading the values; a store

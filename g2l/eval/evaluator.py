@@ -12,7 +12,6 @@ float32, so its metrics do not depend on the CPU, and a query's scores move with
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from torch.utils.data import DataLoader, Subset
 
 from g2l.atomic import unwritable_reason
 from g2l.data.dataset import Collate, GroundingDataset, loader_workers
-from g2l.engine.precision import GROUNDING_PRECISION
+from g2l.engine.precision import GROUNDING_PRECISION, autocast
 from g2l.eval.metrics import grounding_metrics
 from g2l.eval.predictions import Prediction, PredictionsError, write_predictions
 from g2l.eval.qvhighlights import highlight_curve, qvhighlights_annotations, reads_qvhighlights, score_split
@@ -86,7 +85,7 @@ def predict(
     position = 0
     for batch in loader:
         batch = batch.to(device, non_blocking=True)
-        context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+        context = autocast(autocast_dtype, device, exact=True)
         with context:
             output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
         scores = model.to_map(score_cells(output.contrast_cos, output.iou_cos, score_gamma)).float().cpu().numpy()

@@ -66,6 +66,8 @@ world), :mod:`g2l.synthetic.plan` (one video's events, windows and sentences),
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -113,6 +115,12 @@ from g2l.synthetic.world import (
 )
 
 RENDER_BATCH = 64  # videos per projection product
+# features.hdf5 beyond its float32 rows, measured with h5py 3 (tests/synthetic: the estimate against
+# what a small benchmark writes): a few kB for the file, and per video its dataset's header and
+# link (f[video_id]), or a group and a dataset (f[video_id][feature_key]).
+HDF5_FILE_BYTES = 8 * 1024
+HDF5_VIDEO_BYTES, HDF5_GROUPED_VIDEO_BYTES = 400, 1450
+SPACE_MARGIN_BYTES = 64 * 2**20  # left free beyond the estimate
 
 def split_sizes(preset: str, size: str = "default", num_train: int | None = None, num_val: int | None = None,
                 num_test: int | None = None) -> dict[str, int]:
@@ -131,7 +139,8 @@ def split_sizes(preset: str, size: str = "default", num_train: int | None = None
 
 def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = "default", num_train: int | None = None,
                        num_val: int | None = None, num_test: int | None = None, *, feature_key: str | None = None,
-                       sparse_annotation: float = 0.0, progress: bool = True) -> Path:
+                       sparse_annotation: float = 0.0, progress: bool = True,
+                       on_estimate: Callable[[int], None] | None = None) -> Path:
     """Write the synthetic benchmark ``preset`` at ``seed`` into ``out_dir``; return ``out_dir``.
 
     ``feature_key``: ``None`` stores ``f[video_id] -> (T, F)``; a name such as ``"c3d_features"``
@@ -140,6 +149,8 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
     ``sparse_annotation`` P in [0, 1]: in the training split a fraction P of the queried events
     happen twice and only one occurrence is annotated (G2L's premise); val and test are unchanged,
     each queried event happening once, so scoring stays unambiguous.
+    Before writing anything it estimates the bytes it will write (``on_estimate`` hears it) and
+    refuses, with a ``G2LError``, when the disk of ``out_dir`` has less free.
     """
     config = get_preset(preset)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -150,10 +161,23 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise G2LError(f"output {out_dir} exists and is not a folder; pass a folder path")
+
+    plans = {split: [plan_video(preset, seed, split, i, sparse_annotation) for i in range(counts[split])] for split in SPLITS}
+    texts = {f"{split}.json": _annotations_text(plans[split]) for split in SPLITS}
+    texts["meta.json"] = json.dumps(_describe(config, seed, size, counts, plans, feature_key, sparse_annotation),
+                                    indent=2) + "\n"
+    estimate = features_bytes(config.feature_dim, plans, feature_key) + sum(len(t.encode()) for t in texts.values())
+    if on_estimate is not None:
+        on_estimate(estimate)
+    existing = next(folder for folder in (out_dir, *out_dir.absolute().parents) if folder.exists())
+    free = shutil.disk_usage(existing).free
+    if free < estimate + SPACE_MARGIN_BYTES:
+        raise G2LError(f"the {preset} benchmark needs about {format_bytes(estimate)} and the disk of {out_dir} has "
+                       f"{format_bytes(free)} free; free some space, write it elsewhere (--out), or ask for fewer "
+                       "videos (--num-train, --num-val, --num-test)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     world = build_world(preset, seed)
-    plans = {split: [plan_video(preset, seed, split, i, sparse_annotation) for i in range(counts[split])] for split in SPLITS}
     total = sum(counts.values())
     features_path = out_dir / "features.hdf5"
     with atomic_path(features_path) as temporary:
@@ -172,22 +196,37 @@ def generate_synthetic(out_dir: str | Path, preset: str, seed: int, size: str = 
                             store.create_group(video.video_id).create_dataset(feature_key, data=rows)
                     bar.update(len(batch))
             bar.close()
-
-    for split in SPLITS:
-        entries = {
-            video.video_id: {
-                "duration": video.duration_s,
-                "timestamps": [[video.events[q.event_idx].start_s, video.events[q.event_idx].end_s]
-                               for q in video.queries],
-                "sentences": [q.sentence for q in video.queries],
-            }
-            for video in plans[split]
-        }
-        write_text_atomic(out_dir / f"{split}.json", json.dumps(entries, indent=None, separators=(", ", ": ")) + "\n")
-
-    meta = _describe(config, seed, size, counts, plans, feature_key, sparse_annotation)
-    write_text_atomic(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
+    for name, text in texts.items():  # meta.json last
+        write_text_atomic(out_dir / name, text)
     return out_dir
+
+
+def features_bytes(feature_dim: int, plans: dict[str, list[SyntheticVideo]], feature_key: str | None) -> int:
+    """The size of features.hdf5 for ``plans``: its float32 rows and HDF5's own bytes."""
+    videos = sum(len(videos) for videos in plans.values())
+    rows = sum(v.num_rows for videos in plans.values() for v in videos)
+    per_video = HDF5_GROUPED_VIDEO_BYTES if feature_key else HDF5_VIDEO_BYTES
+    return 4 * feature_dim * rows + per_video * videos + HDF5_FILE_BYTES
+
+
+def format_bytes(count: int) -> str:
+    """``1234567890`` -> ``"1.2 GB"`` (decimal units, as ``df -H`` and file managers show them)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def _annotations_text(videos: list[SyntheticVideo]) -> str:
+    entries = {
+        video.video_id: {
+            "duration": video.duration_s,
+            "timestamps": [[video.events[q.event_idx].start_s, video.events[q.event_idx].end_s] for q in video.queries],
+            "sentences": [q.sentence for q in video.queries],
+        }
+        for video in videos
+    }
+    return json.dumps(entries, indent=None, separators=(", ", ": ")) + "\n"
 
 
 def _describe(config: Preset, seed: int, size: str, counts: dict[str, int], plans: dict[str, list[SyntheticVideo]],

@@ -15,6 +15,12 @@ renamed when complete, and the file is flushed after each video; a leftover temp
 (from a run killed while writing) is removed on the next run. Unreadable videos are counted,
 reported and skipped.
 
+A ``clip_release`` encoder (``g2l.video.frame_encoders.ClipReleaseEncoder``) reads its frames the
+way the public CLIP features were made (``g2l.video.release_frames``: one per ``clip_len_s``, short
+side resized and centre-cropped), so ``fps`` is ``1 / clip_len_s``. ``declare_release`` writes the
+spec of a public release into a folder of downloaded features (``g2l_encoder_spec.json``), so that
+models trained on it record the encoder and can ground video files.
+
 Decoding runs in a background thread that keeps up to ``prefetch_chunks`` decoded chunks ready
 in a bounded queue, so decoding overlaps with encoding and memory stays bounded.
 """
@@ -22,6 +28,7 @@ in a bounded queue, so decoding overlaps with encoding and memory stays bounded.
 from __future__ import annotations
 
 import json
+import math
 import queue
 import sys
 import threading
@@ -36,12 +43,14 @@ from tqdm import tqdm
 from g2l.errors import G2LError
 from g2l.video.decoding import (
     VIDEO_EXTENSIONS,
+    SamplingRateError,
     VideoReadError,
     check_sampling_fps,
     is_video_file,
     read_video_frames,
 )
-from g2l.video.frame_encoders import FrameEncoder, check_encoder_compatible
+from g2l.video.frame_encoders import RELEASE_SPECS, ClipReleaseEncoder, FrameEncoder, check_encoder_compatible
+from g2l.video.release_frames import ReleaseVideo
 
 SPEC_ATTR = "g2l_encoder_spec"
 PARTIAL_PREFIX = ".partial-"
@@ -69,16 +78,63 @@ def extract_video_features(
     """Features ``(T, d)`` float32 of one video sampled at ``fps``, and its duration in seconds.
 
     Frames are read at the encoder's input size; raises ``VideoReadError`` for an unreadable file.
-    ``progress(fraction of the frames encoded)`` is called after each chunk.
+    ``progress(fraction of the frames encoded)`` is called after each chunk. A ``ClipReleaseEncoder``
+    reads its frames the release's way (``g2l.video.release_frames``: one per ``clip_len_s``, whatever
+    ``fps`` says, which callers set to ``1 / clip_len_s``).
     """
-    video = read_video_frames(path, fps=fps, size=encoder.input_size, chunk_frames=max(chunk_frames, batch_size))
+    chunk_frames = max(chunk_frames, batch_size)
+    if isinstance(encoder, ClipReleaseEncoder):
+        video = ReleaseVideo(path, clip_len_s=encoder.clip_len_s, size=encoder.input_size, chunk_frames=chunk_frames)
+        chunks = prefetch(video, prefetch_chunks)  # (f, s, s, 3) each
+    else:
+        video = read_video_frames(path, fps=fps, size=encoder.input_size, chunk_frames=chunk_frames)
+        chunks = (chunk.frames for chunk in prefetch(video, prefetch_chunks))
     features, done = [], 0
-    for chunk in prefetch(video, prefetch_chunks):
-        features.append(encoder.encode(chunk.frames, batch_size=batch_size))
-        done += len(chunk.frames)
+    for frames in chunks:
+        features.append(encoder.encode(frames, batch_size=batch_size))
+        done += len(frames)
         if progress is not None:
             progress(min(1.0, done / max(1, len(video))))
     return np.concatenate(features).astype(np.float32, copy=False), video.duration_s  # (T, d)
+
+
+def encoder_fps(encoder: FrameEncoder, fps: float | None) -> float:
+    """The sampling rate to use: ``fps`` (1 when None), or a release encoder's ``1 / clip_len_s``,
+    which a different ``fps`` may not override (``SamplingRateError``)."""
+    if isinstance(encoder, ClipReleaseEncoder):
+        own = 1.0 / encoder.clip_len_s
+        if fps is not None and not math.isclose(fps, own, rel_tol=1e-9):
+            raise SamplingRateError(
+                f"the {encoder.name} encoder samples one frame per {encoder.clip_len_s:g} s clip ({own:g} frames/s), "
+                f"not {fps:g}; leave the frame rate out (g2l-extract: drop --fps, set --clip-len instead)"
+            )
+        return own
+    return 1.0 if fps is None else fps
+
+
+def declare_release(folder: str | Path, release: str) -> Path:
+    """Write ``folder/g2l_encoder_spec.json``: the spec of the public release ``release`` (a key of
+    ``RELEASE_SPECS``) that made the folder's features. An existing declaration is kept when it says
+    the same and refused when it differs; the folder must hold ``.npy``/``.npz`` features."""
+    from g2l import strict_json
+    from g2l.atomic import write_text_atomic
+    from g2l.data.features import SPEC_FILE, FeatureStore
+
+    if release not in RELEASE_SPECS:
+        raise FeatureFileError(f"unknown release {release!r}; declare one of {', '.join(sorted(RELEASE_SPECS))}")
+    folder = Path(folder)
+    if not folder.is_dir() or not any(p.suffix in (".npy", ".npz") for p in folder.iterdir()):
+        raise FeatureFileError(f"{str(folder)!r} is not a folder of .npy/.npz feature files; pass the folder the "
+                               "release's features were unpacked into (e.g. features/clip_features)")
+    spec = RELEASE_SPECS[release]
+    target = folder / SPEC_FILE
+    if target.exists():
+        current = FeatureStore(folder).encoder_spec()
+        if current != json.loads(json.dumps(spec)):
+            raise FeatureFileError(f"{str(target)!r} already declares another frame encoder "
+                                   f"({(current or {}).get('name')!r}); remove it first if it is wrong")
+        return target
+    return write_text_atomic(target, strict_json.dumps(spec, indent=2, sort_keys=True) + "\n")
 
 
 def prefetch(items: Iterable, depth: int = 2) -> Iterator:
@@ -179,7 +235,7 @@ def extract_features_to_hdf5(
     out_path: str | Path,
     encoder: FrameEncoder,
     *,
-    fps: float = 1.0,
+    fps: float | None = None,
     batch_size: int = 32,
     progress: bool | Callable[[float], None] = True,
 ) -> ExtractionReport:
@@ -191,7 +247,8 @@ def extract_features_to_hdf5(
     and ``FeatureFileError`` when it is not a feature file this function wrote; an ``fps`` outside
     ``(0, MAX_SAMPLING_FPS]`` is a ``SamplingRateError`` before anything is written.
     """
-    fps = check_sampling_fps(fps, fix="features are usually sampled at 1 to 5 frames per second (g2l-extract --fps)")
+    fps = check_sampling_fps(encoder_fps(encoder, fps),
+                             fix="features are usually sampled at 1 to 5 frames per second (g2l-extract --fps)")
     spec = {**encoder.spec, "fps": fps}
     report = ExtractionReport()
     out_path = Path(out_path)

