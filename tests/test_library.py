@@ -358,3 +358,11 @@ def test_planted_temporaries_are_ignored_by_readers_and_removed_by_writers(groun
         pass
     assert not any(p.exists() for p in [*planted, orphan])
     assert sorted(v.path for v in VideoIndex.open(folder, grounder).videos) == ["v1.mp4", "v2.mp4"]
+
+
+def test_match_is_the_best_score_against_the_models_threshold(grounder, tmp_path, monkeypatch, capsys):
+    folder = _tiny_index(grounder, tmp_path / "index")
+    best = VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].moments[0].score
+    for threshold, expected in ((best, True), (best + 1e-3, False)):
+        monkeypatch.setattr(grounder, "match", {"threshold": threshold})
+        assert VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].match is expected
