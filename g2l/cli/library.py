@@ -66,6 +66,10 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return unique
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _index(argv: Sequence[str] | None) -> int:
     parser = OneLineParser(
         description="Build and keep an index of videos for g2l-search. Example: g2l-index build lib/ videos/ "
@@ -125,7 +129,7 @@ def _index(argv: Sequence[str] | None) -> int:
             removed, not_found = index.remove(args.videos)
         for path in not_found:
             print(f"warning: {path} is not in the index", file=sys.stderr)
-        print(f"removed {len(removed)} videos; {len(index.videos)} left")
+        print(f"removed {_count(len(removed), 'video')}; {len(index.videos)} left")
         return 0 if removed or not not_found else 1
     if args.command == "verify":
         return _verify(args)
@@ -166,7 +170,7 @@ def _build_or_add(args) -> int:
             summary = index.add(videos, grounder, cache_dir=args.cache, on_failure=failed,
                                 videos_per_shard=args.commit_every,
                                 on_video=lambda done, total: update(done))
-        print(f"g2l-index {args.command}: {len(summary.added)} videos added ({summary.from_cache} from the cache), "
+        print(f"g2l-index {args.command}: {_count(len(summary.added), 'video')} added ({summary.from_cache} from the cache), "
               f"{len(summary.skipped)} already indexed, {len(summary.failed)} failed; {len(index.videos)} in "
               f"{args.index}", file=sys.stderr)
     return 1 if summary.failed and not summary.added and not summary.skipped else 0
