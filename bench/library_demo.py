@@ -11,7 +11,8 @@ Rows (each a count of the split's queries):
                         default), merged across videos by raw score
   own video top-5       the video's own ranking (g2l-ground on the query's own video only)
   exhaustive top-10     every moment of every video scored by Grounder.ground (top_k=136, so no
-                        cut), merged: what the index must equal
+                        cut; the map features cached), merged: what the index must equal; its
+                        time per query is that of grounding the query in every video
   diagnostics           the same merge ranked by the contrast cosine alone (the term trained
                         against other videos' moments) and by the IoU term alone, and video R@1
                         by each video's best score and by its best contrast cosine: where the
@@ -76,6 +77,9 @@ def main() -> int:
                             for r, (v, _, w) in zip(results, queries))
                 rows[f"index top-10, {dtype}, per-video {per_video or 'any'}"] = (found, took)
     own, naive, exhaustive = 0, 0, 0
+    for video in encoded.values():
+        grounder.ground(video, ["warm up."])  # the map features of every video cached, as the index has them
+    started = time.perf_counter()
     for video_id, sentence, window in queries:
         merged, every = [], []
         for other, video in encoded.items():
@@ -113,8 +117,9 @@ def main() -> int:
     rows["diagnostic: top-10 ranked by the IoU cosine alone"] = (diagnostics["iou"], None)
     rows["diagnostic: video R@1 by each video's best score"] = (diagnostics["video_by_score"], None)
     rows["diagnostic: video R@1 by each video's best contrast cosine"] = (diagnostics["video_by_contrast"], None)
+    exhaustive_took = time.perf_counter() - started
     rows["naive merge top-10 (each video's top 5 by raw score)"] = (naive, None)
-    rows["exhaustive top-10 (Grounder.ground on every video, merged)"] = (exhaustive, None)
+    rows["exhaustive top-10 (Grounder.ground on every video, merged)"] = (exhaustive, exhaustive_took)
     rows["own video top-5 (the video's own ranking)"] = (own, None)
     print(f"{len(encoded)} videos, {len(queries)} queries, {args.checkpoint}")
     for name, (found, took) in rows.items():
