@@ -57,7 +57,7 @@ from g2l import strict_json
 from g2l import atomic
 from g2l.atomic import atomic_path, lock_file, remove_stale_temporaries, sync_folder
 from g2l.errors import G2LError, path_problem
-from g2l.inference import EncodedVideo, Grounder, GroundingError
+from g2l.inference import Grounder, GroundingError
 from g2l.library.exact import Block, ExactSearch
 
 FORMAT = "g2l video index"
