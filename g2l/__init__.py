@@ -5,6 +5,7 @@
 The public API is re-exported here and imported on first use, so ``import g2l`` stays cheap:
 
     Grounder, EncodedVideo, QueryResult, Moment   g2l.inference: ground sentences in a video
+    VideoIndex                                    g2l.library: search moments across many videos
     load_config, Config                           g2l.config: the configuration
     G2LError                                      g2l.errors: the base of every bad-input error
 
@@ -25,6 +26,7 @@ _EXPORTS = {
     "EncodedVideo": "g2l.inference",
     "QueryResult": "g2l.inference",
     "Moment": "g2l.inference",
+    "VideoIndex": "g2l.library",
     "load_config": "g2l.config",
     "Config": "g2l.config",
     "G2LError": "g2l.errors",

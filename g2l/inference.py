@@ -271,13 +271,17 @@ class Grounder:
             return self.model.encode_text(input_ids.to(self.device), attention_mask.to(self.device),
                                           None if position_ids is None else position_ids.to(self.device))
 
+    def _query_features(self, query: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One query's ``s^c, s^u`` ``(1 d)``: the query on its own (a batch of one, no padding)."""
+        tokens = self.model.tokenizer([query], truncation=True, max_length=self.cfg.model.text_max_tokens,
+                                      return_tensors="pt")
+        return self.encode_tokens(tokens["input_ids"], tokens["attention_mask"])  # (1 d)
+
     @torch.inference_mode()
     def query_scores(self, query: str, cells_c: torch.Tensor, cells_u: torch.Tensor) -> torch.Tensor:
         """One query's float32 scores ``(w C)`` of the cells ``(w C d)``: the query on its own
         (a batch of one, no padding), so its scores are the same whatever else is grounded with it."""
-        tokens = self.model.tokenizer([query], truncation=True, max_length=self.cfg.model.text_max_tokens,
-                                      return_tensors="pt")
-        s_c, s_u = self.encode_tokens(tokens["input_ids"], tokens["attention_mask"])  # (1 d)
+        s_c, s_u = self._query_features(query)  # (1 d)
         return score_cells(torch.einsum("d,wcd->wc", s_c[0], cells_c), torch.einsum("d,wcd->wc", s_u[0], cells_u),
                            self.cfg.eval.score_gamma).float()  # (w C)
 
@@ -316,3 +320,31 @@ class Grounder:
             match = None if threshold is None else bool(moments and moments[0].score >= threshold)
             results.append(QueryResult(query, moments, score_map, match))
         return results
+
+    # Library side: the two halves of a score, kept apart (g2l/library) --------------------------
+    @torch.inference_mode()
+    def moment_embeddings(self, video: EncodedVideo, window_s: float | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every candidate moment of ``video`` as ``ground`` sees it, without a query:
+        ``spans_s (k 2)`` float32 seconds (window offsets added, ends not yet cut at the duration)
+        and the normalised cell features ``cells_c, cells_u (k d)`` float32, window by window in
+        ``ground``'s candidate order. A query's scores are ``score_cells(cells_c @ s_c, cells_u @ s_u,
+        cfg.eval.score_gamma)`` with ``s_c, s_u`` from ``query_embeddings``."""
+        windows, cells_c, cells_u = self._cells(video, window_s)
+        start_idx = self.model.cell_start_idx.cpu().numpy()
+        end_idx = self.model.cell_end_idx.cpu().numpy()
+        spans = np.concatenate([cells_to_spans(start_idx, end_idx, length, self.model.num_clips) + np.float32(offset)
+                                for offset, length in windows])  # (w*C 2)
+        d = cells_c.shape[-1]
+        return (spans, cells_c.float().reshape(-1, d).cpu().numpy(),  # (w*C d)
+                cells_u.float().reshape(-1, d).cpu().numpy())
+
+    @torch.inference_mode()
+    def query_embeddings(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The sentence features ``s_c, s_u (q d)`` float32 of ``queries`` (checked as ``ground``
+        checks them), each query encoded on its own as ``ground`` encodes it."""
+        if isinstance(queries, str):
+            queries = [queries]
+        pairs = [self._query_features(query) for query in check_queries(queries)]
+        return (torch.cat([s_c for s_c, _ in pairs]).float().cpu().numpy(),
+                torch.cat([s_u for _, s_u in pairs]).float().cpu().numpy())

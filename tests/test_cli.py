@@ -27,7 +27,7 @@ def shim_target(path: Path) -> str:
 def test_every_tool_is_a_thin_shim_and_a_console_script():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     targets = {shim_target(path) for path in sorted((REPO / "tools").glob("*.py"))}
-    assert len(targets) == len(list((REPO / "tools").glob("*.py"))) == 11
+    assert len(targets) == len(list((REPO / "tools").glob("*.py"))) == 13
     assert sorted(targets) == sorted(value.removeprefix("g2l.cli:") for value in scripts.values())
     assert all(value.startswith("g2l.cli:") and callable(getattr(g2l.cli, value[len("g2l.cli:"):]))
                for value in scripts.values())

@@ -14,7 +14,7 @@ LAYERS = [
     ["g2l.cli.common"],                                       # the parser, run_cli and exit codes every command shares
     ["g2l.app"],                                              # the web app (Gradio)
     ["g2l.demo"],                                             # the demo build pipeline: render, extract, train, ground
-    ["g2l.batch", "g2l.batch_output", "g2l.feature_cache"],  # many videos and queries: Grounder + explain over a JSONL
+    ["g2l.batch", "g2l.batch_output", "g2l.feature_cache", "g2l.library"],  # many videos: batch JSONL, cache, index
     ["g2l.train", "g2l.inference", "g2l.explain", "g2l.plots"],  # training loop; Grounder; why; the picture
     ["g2l.eval"],                                             # evaluation, written without the training loop
     ["g2l.engine"],                                           # checkpoint, logging, distributed, optimiser, run folder

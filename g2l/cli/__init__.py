@@ -14,6 +14,7 @@ Where things are:
   ground.py      g2l-ground, g2l-app, g2l-export (and what g2l-ground prints)
   data.py        g2l-extract, g2l-make-synthetic, g2l-real-stats
   demo.py        g2l-render-demo, g2l-build-demo
+  library.py     g2l-index, g2l-search
 A new command is a ``_<name>(argv)`` parser in the module of its family, a ``<name>_main`` that
 wraps it in ``run_cli``, a line below, a console script in pyproject.toml and a shim in tools/.
 """
@@ -22,6 +23,7 @@ from g2l.cli.common import CliError, OneLineParser, run_cli
 from g2l.cli.data import extract_main, make_synthetic_main, real_stats_main
 from g2l.cli.demo import build_demo_main, render_demo_main
 from g2l.cli.ground import app_main, export_main, ground_main
+from g2l.cli.library import index_main, search_main
 from g2l.cli.train_eval import baselines_main, eval_main, train_main
 
 __all__ = [
@@ -30,4 +32,5 @@ __all__ = [
     "ground_main", "app_main", "export_main",
     "extract_main", "make_synthetic_main", "real_stats_main",
     "render_demo_main", "build_demo_main",
+    "index_main", "search_main",
 ]

@@ -1,0 +1,743 @@
+"""``VideoIndex``: the moments of many videos, encoded once, searched by sentence across all of them.
+
+    grounder = Grounder.from_checkpoint("checkpoints/demo.pt")
+    with VideoIndex.create("lib/", grounder) as index:        # or VideoIndex.open("lib/", grounder, write=True)
+        index.add(["a.mp4", "b.mp4"], grounder)
+    results = VideoIndex.open("lib/", grounder).search(grounder, ["the red circle grows"], top_k=10)
+
+A score is ``score_cells(c, u)`` of the cosines between the sentence's and a moment's contrast and
+IoU features (docs/method.md section 1); the moment side does not depend on the sentence, so the
+index keeps, per video, its candidate moments (spans in seconds) and their two normalised feature
+matrices, and a search is two matrix products over all of them (g2l/library/exact.py).
+
+**The folder** (one folder, no server; its contents are untrusted data, checked before believed):
+
+    INDEX/index.json          the manifest: format and version, the model (weights and config
+                              SHA-256, frame encoder: as g2l/batch_output.py made_by), the settings
+                              (window, storage dtype, width) and the shards with their sizes and hashes
+    INDEX/shards/NNNNNNNN/    one shard: videos.json (per video: the path as indexed, the file's
+                              identity as the feature cache keys it, duration, number of moments),
+                              spans.npy (k 2) float32, cells_c.npy and cells_u.npy (k d) float16|float32
+    INDEX/.lock               held by the one writer
+
+**Writes.** A writer holds the lock (``g2l.atomic.lock_file``); a second is refused with a sentence.
+It writes a new shard into a temporary folder, renames it into place, then replaces index.json
+atomically, then deletes the shards the new manifest no longer lists: a reader sees the old index or
+the new one, never half of one. ``add`` commits every ``videos_per_shard`` videos, so adding 100
+videos writes those 100 only, and a kill -9 loses at most the videos since the last commit: the next
+writer removes the orphan shard and the temporaries, and ``add`` of the same videos resumes (videos
+already indexed, unchanged, are skipped). ``remove`` rewrites the shards that held the removed videos.
+
+**Checks on open**: index.json a regular file (no link) of our format and a version we know (a newer
+one says so), of the same model as the grounder (another model is refused: its scores mean nothing
+here); no links in the folder; each listed shard a real folder whose files are regular, whose
+videos.json agrees with the manifest, and whose npy headers have the dtype and shapes that the
+manifest and videos.json imply (sizes included) before any array is mapped. ``verify`` also
+re-hashes every shard file. Non-finite scores from a crafted shard rank last.
+
+Storage: float16 (default) halves the size and the memory traffic of a search; its scores differ
+from float32 by about 1e-3 (bench/search.py measures what that does to the ranking).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import stat
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from g2l import strict_json
+from g2l import atomic
+from g2l.atomic import atomic_path, lock_file, remove_stale_temporaries, sync_folder
+from g2l.errors import G2LError, path_problem
+from g2l.inference import Grounder, GroundingError
+from g2l.library.exact import Block, ExactSearch
+
+FORMAT = "g2l video index"
+VERSION = 1
+MANIFEST = "index.json"
+SHARDS = "shards"
+LOCK = ".lock"
+DTYPES = ("float16", "float32")
+VIDEOS_PER_SHARD = 256
+_SHARD_NAME = re.compile(r"^[0-9]{8}$")
+_TEMPORARY = re.compile(r"^\..+\.[0-9]+(\.[0-9a-f]{8})?\.tmp$")
+_MAX_MANIFEST_BYTES = 64 << 20
+_MAX_VIDEOS_JSON_BYTES = 256 << 20
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class VideoIndexError(G2LError):
+    """An index folder that cannot be used: damaged, of another model or version, or being written."""
+
+
+@dataclass
+class IndexedVideo:
+    """One video of the index. ``identity``: ``[device, inode, size, mtime_ns, ctime_ns]`` of the
+    file when it was indexed (None for a video indexed from precomputed features)."""
+
+    path: str
+    resolved: str
+    identity: list | None
+    duration_s: float
+    cells: int
+    shard: str = ""
+
+    def entry(self) -> dict:
+        return {"path": self.path, "resolved": self.resolved, "identity": self.identity,
+                "duration_s": self.duration_s, "cells": self.cells}
+
+
+@dataclass
+class LibraryMoment:
+    video: str
+    start_s: float
+    end_s: float
+    score: float
+
+
+@dataclass
+class LibraryResult:
+    query: str
+    match: bool | None  # None: the model has no match threshold
+    moments: list[LibraryMoment]
+
+
+@dataclass
+class AddSummary:
+    added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already indexed, unchanged
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    from_cache: int = 0
+
+
+@dataclass
+class VerifyReport:
+    ok: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (indexed path, where it is now)
+    missing: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # shard files whose bytes changed
+    unchecked: int = 0  # videos indexed from precomputed features
+    fixed: list[str] = field(default_factory=list)
+
+
+def model_identity(grounder: Grounder) -> dict:
+    """What an index's scores depend on: the model's weights, config and frame encoder, as
+    ``g2l-ground --batch`` records them (g2l/batch_output.py ``made_by``); hashed once per grounder
+    (a grounder's model is not changed in place)."""
+    from g2l.batch_output import made_by
+
+    if grounder not in _IDENTITIES:
+        _IDENTITIES[grounder] = made_by(grounder, top_k=1, window_s=None, explain=False, explain_target="runner_up",
+                                        seed=0)["model"]
+    return _IDENTITIES[grounder]
+
+
+_IDENTITIES: "weakref.WeakKeyDictionary[Grounder, dict]" = weakref.WeakKeyDictionary()
+
+
+def file_identity(path: str | Path) -> tuple[str, list]:
+    """``(resolved path, [device, inode, size, mtime_ns, ctime_ns])``, as the feature cache keys a file."""
+    info = os.stat(path)
+    return str(Path(path).resolve()), [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class VideoIndex:
+    """An index folder (module docstring). ``create`` or ``open(write=True)`` for a writer (holds the
+    lock until ``close``); ``open`` for a reader."""
+
+    def __init__(self, folder: Path, manifest: dict, videos: list[IndexedVideo], lock_fd: int | None, *,
+                 writer: bool = False):
+        self.folder = folder
+        self.writer = writer
+        self.manifest = manifest
+        self.videos = videos
+        self._lock_fd = lock_fd
+        self._search: ExactSearch | None = None
+
+    # Opening ---------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, folder: str | Path, grounder: Grounder, *, window_s: float | None = None,
+               dtype: str = "float16") -> "VideoIndex":
+        """A new, empty index in ``folder`` (created if missing; it must be empty or hold an index
+        of the same model, which is opened instead), held for writing."""
+        folder = Path(folder)
+        if dtype not in DTYPES:
+            raise VideoIndexError(f"storage dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        grounder.check_window(window_s, grounder.fps, what="--window")
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise VideoIndexError(f"index {folder} is not a folder; pass a new folder for the index")
+        if os.path.lexists(folder / MANIFEST):
+            index = cls.open(folder, grounder, write=True)
+            settings = index.manifest["settings"]
+            if settings["window_s"] != window_s or settings["dtype"] != dtype:
+                index.close()
+                raise VideoIndexError(f"index {folder} exists with other settings (window {settings['window_s']}, "
+                                      f"{settings['dtype']}); add to it with the same ones, or pick a new folder")
+            return index
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / SHARDS).mkdir(exist_ok=True)
+        except OSError as error:
+            raise VideoIndexError(f"index {folder} cannot be created ({error.strerror or error}); "
+                                  "pass a folder you can write") from None
+        others = [p.name for p in folder.iterdir() if p.name not in (SHARDS, LOCK)]
+        if others or any((folder / SHARDS).iterdir()):
+            raise VideoIndexError(f"index {folder} is a folder that holds other files ({', '.join(sorted(others)[:3])}"
+                                  "); pass a new or empty folder for the index")
+        lock = _take_lock(folder)
+        manifest = {"format": FORMAT, "version": VERSION, "model": model_identity(grounder),
+                    "settings": {"window_s": window_s, "dtype": dtype, "dim": int(grounder.cfg.model.joint_dim)},
+                    "shards": [], "next_shard": 1}
+        index = cls(folder, manifest, [], lock, writer=True)
+        index._write_manifest()
+        return index
+
+    @classmethod
+    def open(cls, folder: str | Path, grounder: Grounder | None = None, *, write: bool = False) -> "VideoIndex":
+        """The index in ``folder``, checked (module docstring); refused when ``grounder`` is another
+        model than the one it was built with. ``write``: take the writer's lock and clean up what
+        a killed writer left."""
+        folder = Path(folder)
+        problem = path_problem(folder / MANIFEST)
+        if folder.is_symlink() or not folder.is_dir():
+            raise VideoIndexError(f"index {folder} is not a folder; pass the folder g2l-index build made")
+        if problem:
+            if problem.endswith("does not exist") and not (folder / MANIFEST).is_symlink():
+                raise VideoIndexError(f"{folder} is not a g2l index (it has no {MANIFEST}); build one with "
+                                      "g2l-index build")
+            raise VideoIndexError(f"index {folder}: {MANIFEST} {problem}; an index holds no links or special files, "
+                                  "rebuild it with g2l-index build")
+        lock = _take_lock(folder) if write else None
+        try:
+            _refuse_links(folder)
+            if write:
+                _clean_up(folder)
+            for attempt in range(3):  # a writer may swap the manifest and delete a shard while we read
+                manifest = _read_manifest(folder)
+                if grounder is not None:
+                    _check_model(folder, manifest, model_identity(grounder))
+                try:
+                    videos = _read_videos(folder, manifest)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise VideoIndexError(f"index {folder} is damaged: a shard listed in {MANIFEST} is missing; "
+                                              "rebuild it with g2l-index build") from None
+            return cls(folder, manifest, videos, lock, writer=write)
+        except BaseException:
+            if lock is not None:
+                os.close(lock)
+            raise
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self.writer = False
+
+    def __enter__(self) -> "VideoIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def check_model(self, grounder: Grounder) -> None:
+        _check_model(self.folder, self.manifest, model_identity(grounder))
+
+    # Reading ---------------------------------------------------------------------------------------
+    def info(self) -> dict:
+        settings = self.manifest["settings"]
+        size = sum(p.stat().st_size for p in (self.folder / SHARDS).rglob("*") if p.is_file())
+        return {"index": str(self.folder), "videos": len(self.videos), "moments": sum(v.cells for v in self.videos),
+                "hours": sum(v.duration_s for v in self.videos) / 3600, "shards": len(self.manifest["shards"]),
+                "bytes": size, "dtype": settings["dtype"], "dim": settings["dim"], "window_s": settings["window_s"],
+                "model": self.manifest["model"]}
+
+    def _blocks(self) -> list[Block]:
+        settings, blocks, number = self.manifest["settings"], [], 0
+        for shard in self.manifest["shards"]:
+            folder = self.folder / SHARDS / shard["name"]
+            k = shard["cells"]
+            counts = [v.cells for v in self.videos if v.shard == shard["name"]]
+            arrays = {name: _map_npy(folder / f"{name}.npy", dtype, (k, width), what=f"index {self.folder} shard "
+                                     f"{shard['name']}")
+                      for name, dtype, width in (("cells_c", settings["dtype"], settings["dim"]),
+                                                 ("cells_u", settings["dtype"], settings["dim"]),
+                                                 ("spans", "float32", 2))}
+            video = np.repeat(np.arange(number, number + len(counts)), counts)
+            number += len(counts)
+            blocks.append(Block(arrays["cells_c"], arrays["cells_u"], np.asarray(arrays["spans"]), video))
+        return blocks
+
+    def search(self, grounder: Grounder, queries: list[str], *, top_k: int = 10,
+               per_video: int | None = None) -> list[LibraryResult]:
+        """The best ``top_k`` moments of each query across the index, at most ``per_video`` per video
+        (after NMS within each video, as ``Grounder.ground``); ``match``: the best score reaches the
+        model's ``match_threshold`` (None when the model has none)."""
+        if top_k < 1 or (per_video is not None and per_video < 1):
+            raise VideoIndexError("top_k and per_video must be at least 1")
+        self.check_model(grounder)
+        s_c, s_u = grounder.query_embeddings(queries)  # (q d)
+        if self._search is None:
+            self._search = ExactSearch(self._blocks(), gamma=grounder.cfg.eval.score_gamma)
+        threshold = getattr(grounder, "match_threshold", None)
+        results = []
+        for query, c, u in zip([q.strip() for q in queries], s_c, s_u):
+            scores = self._search.scores(c, u)
+            kept = self._search.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
+            moments = []
+            for index in kept:
+                video = self.videos[int(self._search.video[index])]
+                start, end = self._search.spans_s[index]
+                moments.append(LibraryMoment(video.path, float(start), float(min(end, video.duration_s)),
+                                             float(scores[index])))
+            match = None if threshold is None else bool(moments and moments[0].score >= threshold)
+            results.append(LibraryResult(query, match, moments))
+        return results
+
+    # Writing ---------------------------------------------------------------------------------------
+    def _require_writer(self) -> None:
+        if not self.writer:
+            raise VideoIndexError(f"index {self.folder} was opened for reading; open it with write=True to change it")
+
+    def add(self, paths: list[str | Path], grounder: Grounder, *, cache_dir: str | Path | None = None,
+            videos_per_shard: int = VIDEOS_PER_SHARD, on_video=None, on_failure=None) -> AddSummary:
+        """Encode and add the video files ``paths`` (skipping those indexed and unchanged; a changed
+        one is encoded again and replaces its entry). A video that cannot be read is reported
+        (``on_failure(path, why)``) and skipped. ``on_video(done, total)`` after each."""
+        from g2l.feature_cache import FeatureCache
+        from g2l.video.decoding import VideoReadError
+
+        self._require_writer()
+        self.check_model(grounder)
+        store = FeatureCache.for_grounder(cache_dir, grounder) if cache_dir is not None else None
+        by_resolved = {v.resolved: v for v in self.videos}
+        summary, pending, replaced = AddSummary(), [], set()
+        window_s = self.manifest["settings"]["window_s"]
+        for done, path in enumerate(paths, start=1):
+            path = Path(path)
+            try:
+                problem = path_problem(path)
+                if problem:
+                    raise GroundingError(f"video {path} {problem}")
+                resolved, identity = file_identity(path)
+                old = by_resolved.get(resolved)
+                if old is not None and old.identity == identity:
+                    summary.skipped.append(str(path))
+                    continue
+                video = store.get(path) if store is not None else None
+                if video is None:
+                    video = grounder.encode_video(path)
+                    if store is not None:
+                        store.put(path, video)
+                else:
+                    summary.from_cache += 1
+                entry = IndexedVideo(str(path), resolved, identity, float(video.duration_s), 0)
+                pending.append((entry, *grounder.moment_embeddings(video, window_s)))
+                if old is not None:
+                    replaced.add(old.resolved)
+                by_resolved[resolved] = entry
+                summary.added.append(str(path))
+            except (G2LError, VideoReadError, OSError) as error:
+                why = str(error) if not isinstance(error, OSError) else (error.strerror or str(error))
+                summary.failed.append((str(path), why))
+                if on_failure is not None:
+                    on_failure(str(path), why)
+            finally:
+                if on_video is not None:
+                    on_video(done, len(paths))
+            if len(pending) >= videos_per_shard:
+                self._commit(pending, replaced)
+                pending, replaced = [], set()
+        if pending or replaced:
+            self._commit(pending, replaced)
+        return summary
+
+    def add_features(self, items, grounder: Grounder, *, videos_per_shard: int = VIDEOS_PER_SHARD,
+                     on_video=None) -> int:
+        """Add videos from precomputed features: ``items`` yields ``(name, features (T F), duration_s)``
+        (a split's feature rows); each is indexed under ``name`` with no file identity. Returns the count."""
+        self._require_writer()
+        self.check_model(grounder)
+        known = {v.resolved for v in self.videos}
+        pending, replaced, count = [], set(), 0
+        for done, (name, features, duration_s) in enumerate(items, start=1):
+            video = grounder.encode_features(features, duration_s, name=name)
+            entry = IndexedVideo(name, f"features:{name}", None, float(duration_s), 0)
+            if entry.resolved in known:
+                replaced.add(entry.resolved)
+            pending.append((entry, *grounder.moment_embeddings(video, self.manifest["settings"]["window_s"])))
+            count += 1
+            if on_video is not None:
+                on_video(done)
+            if len(pending) >= videos_per_shard:
+                self._commit(pending, replaced)
+                pending, replaced = [], set()
+        if pending or replaced:
+            self._commit(pending, replaced)
+        return count
+
+    def add_embeddings(self, entries: list[tuple[IndexedVideo, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Add videos whose moments are already embedded: ``(video, spans_s (k 2), cells_c (k d),
+        cells_u (k d))`` each (``moment_embeddings``'s output), in one shard."""
+        self._require_writer()
+        self._commit(list(entries), set())
+
+    def remove(self, paths: list[str | Path]) -> tuple[list[str], list[str]]:
+        """Drop the videos indexed under ``paths`` (as indexed, or the same file); returns
+        ``(removed, not_found)``."""
+        self._require_writer()
+        removed, not_found, drop = [], [], set()
+        for path in paths:
+            text = str(path)
+            try:
+                resolved = str(Path(path).resolve())
+            except (OSError, RuntimeError, ValueError):
+                resolved = text
+            hits = [v for v in self.videos if v.path == text or v.resolved in (resolved, f"features:{text}")]
+            if hits:
+                drop |= {v.resolved for v in hits}
+                removed.append(text)
+            else:
+                not_found.append(text)
+        if drop:
+            self._commit([], drop)
+        return removed, not_found
+
+    def verify(self, grounder: Grounder | None = None, *, fix: bool = False, cache_dir: str | Path | None = None,
+               on_failure=None) -> VerifyReport:
+        """Each video file against its indexed identity: unchanged, changed (other bytes or times),
+        moved (the same file, by device and inode, size and mtime, now in a folder of an indexed
+        video under another name) or missing; each shard file against its recorded hash. ``fix``
+        (a writer with ``grounder``): changed videos are encoded again, moved ones re-pointed,
+        missing ones dropped, and damaged shards dropped with their videos."""
+        report = VerifyReport()
+        for shard in self.manifest["shards"]:
+            for name, digest in shard["sha256"].items():
+                if _sha256(self.folder / SHARDS / shard["name"] / name) != digest:
+                    report.damaged.append(f"{SHARDS}/{shard['name']}/{name}")
+        damaged_shards = {p.split("/")[1] for p in report.damaged}
+        files_near: dict[tuple, str] | None = None
+        for video in self.videos:
+            if video.shard in damaged_shards:
+                continue
+            if video.identity is None:
+                report.unchecked += 1
+                continue
+            try:
+                resolved, identity = file_identity(video.resolved)
+            except OSError:
+                resolved, identity = None, None
+            if identity == video.identity:
+                report.ok.append(video.path)
+            elif identity is not None:
+                report.changed.append(video.path)
+            else:
+                if files_near is None:
+                    files_near = self._files_near()
+                now = files_near.get((video.identity[0], video.identity[1], video.identity[2], video.identity[3]))
+                if now is not None and now != video.resolved:
+                    report.moved.append((video.path, now))
+                else:
+                    report.missing.append(video.path)
+        if not fix:
+            return report
+        self._require_writer()
+        if grounder is None:
+            raise VideoIndexError("verify --fix needs the model to encode changed videos again")
+        moved = dict(report.moved)
+        drop = {v.resolved for v in self.videos if v.path in report.missing or v.path in moved
+                or v.shard in damaged_shards}
+        pending = []
+        for video in self.videos:
+            if video.path in moved:
+                resolved, identity = file_identity(moved[video.path])
+                entry = IndexedVideo(moved[video.path], resolved, identity, video.duration_s, 0)
+                arrays = self._arrays_of(video)
+                pending.append((entry, *arrays))
+        if drop or pending:
+            self._commit(pending, drop)
+        report.fixed += [f"dropped {p}" for p in report.missing] + [f"moved {a} -> {b}" for a, b in report.moved]
+        report.fixed += [f"dropped the videos of damaged shard {s}" for s in sorted(damaged_shards)]
+        if report.changed:
+            summary = self.add(report.changed, grounder, cache_dir=cache_dir, on_failure=on_failure)
+            report.fixed += [f"encoded {p} again" for p in summary.added]
+        return report
+
+    def _files_near(self) -> dict[tuple, str]:
+        """Files in the folders of the indexed videos, by (device, inode, size, mtime_ns)."""
+        found = {}
+        for parent in sorted({str(Path(v.resolved).parent) for v in self.videos if v.identity is not None}):
+            try:
+                entries = list(os.scandir(parent))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        found[(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)] = str(Path(entry.path).resolve())
+                except OSError:
+                    continue
+        return found
+
+    def _arrays_of(self, video: IndexedVideo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(spans (k 2), cells_c (k d), cells_u (k d))`` of one indexed video, from its shard."""
+        settings = self.manifest["settings"]
+        shard = next(s for s in self.manifest["shards"] if s["name"] == video.shard)
+        members = [v for v in self.videos if v.shard == video.shard]
+        start = sum(v.cells for v in members[:members.index(video)])
+        rows = slice(start, start + video.cells)
+        folder, k = self.folder / SHARDS / shard["name"], shard["cells"]
+        what = f"index {self.folder} shard {shard['name']}"
+        return (np.array(_map_npy(folder / "spans.npy", "float32", (k, 2), what=what)[rows]),
+                np.array(_map_npy(folder / "cells_c.npy", settings["dtype"], (k, settings["dim"]), what=what)[rows]),
+                np.array(_map_npy(folder / "cells_u.npy", settings["dtype"], (k, settings["dim"]), what=what)[rows]))
+
+    def _commit(self, pending: list, drop: set[str]) -> None:
+        """Write ``pending`` as a new shard, rewrite the shards holding videos of ``drop`` (resolved
+        paths) without them, swap the manifest, then delete the shards it no longer lists. A failed
+        write (disk full, no permission) leaves the index as it was, with one sentence."""
+        try:
+            self._write(pending, drop)
+        except OSError as error:
+            raise VideoIndexError(f"index {self.folder} could not be written ({error.strerror or error}); it is as it "
+                                  "was before this change: free space or fix permissions and run the command again") from None
+
+    def _write(self, pending: list, drop: set[str]) -> None:
+        dropped_from = {v.shard for v in self.videos if v.resolved in drop}
+        keep_shards = [s for s in self.manifest["shards"] if s["name"] not in dropped_from]
+        rewritten = []
+        for name in sorted(dropped_from):
+            rest = [v for v in self.videos if v.shard == name and v.resolved not in drop]
+            if rest:
+                rewritten.append([(v, *self._arrays_of(v)) for v in rest])
+        new_shards = []
+        for group in rewritten + ([pending] if pending else []):
+            new_shards.append(self._write_shard(group))
+        manifest = dict(self.manifest, shards=keep_shards + new_shards)
+        old = self.manifest
+        self.manifest = manifest
+        try:
+            self._write_manifest()
+        except BaseException:
+            self.manifest = old
+            raise
+        for name in sorted(dropped_from):
+            shutil.rmtree(self.folder / SHARDS / name, ignore_errors=True)
+        self.videos = _read_videos(self.folder, self.manifest)
+        self._search = None
+
+    def _write_shard(self, group: list) -> dict:
+        settings = self.manifest["settings"]
+        dtype, dim = settings["dtype"], settings["dim"]
+        name = f"{self.manifest['next_shard']:08d}"
+        self.manifest = dict(self.manifest, next_shard=self.manifest["next_shard"] + 1)
+        videos, spans, cells_c, cells_u = [], [], [], []
+        for video, video_spans, video_c, video_u in group:
+            if video_c.shape[-1] != dim or video_c.shape != video_u.shape or video_spans.shape != (len(video_c), 2):
+                raise VideoIndexError(f"moments of {video.path} have shapes {video_c.shape}, {video_spans.shape}; "
+                                      f"this index holds (k, {dim}) features")
+            videos.append(dict(video.entry(), cells=int(len(video_c))))
+            spans.append(np.asarray(video_spans, np.float32))
+            cells_c.append(np.asarray(video_c, dtype))
+            cells_u.append(np.asarray(video_u, dtype))
+        shards = self.folder / SHARDS
+        temporary = shards / f".{name}.{os.getpid()}.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        arrays = {"spans": np.concatenate(spans), "cells_c": np.concatenate(cells_c),
+                  "cells_u": np.concatenate(cells_u)}
+        for member, array in arrays.items():
+            np.save(temporary / f"{member}.npy", np.ascontiguousarray(array))
+        (temporary / "videos.json").write_text(strict_json.dumps(videos) + "\n")
+        sync_folder(temporary)
+        atomic.kill_point(f"shard-written:{name}")  # looked up at each call: the kill -9 tests replace it
+        os.rename(temporary, shards / name)
+        digests = {member: _sha256(shards / name / member)
+                   for member in ("videos.json", "spans.npy", "cells_c.npy", "cells_u.npy")}
+        return {"name": name, "videos": len(videos), "cells": int(len(arrays["spans"])), "sha256": digests}
+
+    def _write_manifest(self) -> None:
+        with atomic_path(self.folder / MANIFEST) as temporary:
+            temporary.write_text(strict_json.dumps(self.manifest, indent=1) + "\n")
+
+
+# Checks ------------------------------------------------------------------------------------------
+def _take_lock(folder: Path) -> int | None:
+    path = folder / LOCK
+    try:
+        return lock_file(path)
+    except BlockingIOError:
+        raise VideoIndexError(f"index {folder} is being changed by another g2l-index command (it holds {path}); "
+                              "wait for it to end") from None
+    except OSError as error:
+        why = {errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
+        raise VideoIndexError(f"the lock file {path} of index {folder} cannot be used ({why or error.strerror or error}"
+                              "); remove it if it is a stray") from None
+
+
+def _refuse_links(folder: Path) -> None:
+    """An index holds no links: one in the folder or its shards folder (a planted temporary, a shard
+    pointed elsewhere) is refused, never followed."""
+    shards = folder / SHARDS
+    if shards.is_symlink() or not shards.is_dir():
+        raise _damaged(folder, f"its {SHARDS} folder is {'a link' if shards.is_symlink() else 'missing'}")
+    for place in (folder, shards):
+        for entry in os.scandir(place):
+            if entry.is_symlink():
+                raise VideoIndexError(f"index {folder} holds a link at {Path(entry.path).relative_to(folder)}; an index "
+                                      "holds no links: remove it, or rebuild the index with g2l-index build")
+
+
+def _clean_up(folder: Path) -> None:
+    """Under the writer's lock: remove killed writers' temporaries and the shards no manifest lists."""
+    remove_stale_temporaries(folder)
+    listed = {s.get("name") for s in (_read_manifest(folder).get("shards") or []) if isinstance(s, dict)}
+    for entry in os.scandir(folder / SHARDS):
+        orphan = _SHARD_NAME.match(entry.name) and entry.name not in listed
+        if (orphan or _TEMPORARY.match(entry.name)) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        elif _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+
+
+def _damaged(folder: Path, what: str) -> VideoIndexError:
+    return VideoIndexError(f"index {folder} is damaged: {what}; rebuild it with g2l-index build")
+
+
+def _read_manifest(folder: Path) -> dict:
+    from g2l.safe_files import read_text_file
+
+    try:
+        manifest = strict_json.loads(read_text_file(folder / MANIFEST, what=f"index {folder} {MANIFEST}",
+                                                    max_bytes=_MAX_MANIFEST_BYTES))
+    except (OSError, ValueError) as error:
+        raise _damaged(folder, f"{MANIFEST} cannot be read ({str(error)[:120]})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise VideoIndexError(f"{folder} is not a g2l index ({MANIFEST} is not one); pass a folder g2l-index build made")
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _damaged(folder, f"{MANIFEST} has the version {version!r}")
+    if version > VERSION:
+        raise VideoIndexError(f"index {folder} was written by a newer g2l (index format {version}, this one reads "
+                              f"{VERSION}); upgrade g2l to read it")
+    settings, shards = manifest.get("settings"), manifest.get("shards")
+    good = (isinstance(manifest.get("model"), dict) and isinstance(settings, dict)
+            and settings.get("dtype") in DTYPES and _is_count(settings.get("dim")) and settings["dim"] > 0
+            and (settings.get("window_s") is None or isinstance(settings.get("window_s"), (int, float)))
+            and isinstance(shards, list) and _is_count(manifest.get("next_shard")))
+    names = set()
+    for shard in shards if good else []:
+        good = good and (isinstance(shard, dict) and isinstance(shard.get("name"), str)
+                         and bool(_SHARD_NAME.match(shard["name"])) and shard["name"] not in names
+                         and _is_count(shard.get("videos")) and _is_count(shard.get("cells"))
+                         and isinstance(shard.get("sha256"), dict))
+        if good:
+            names.add(shard["name"])
+    if not good:
+        raise _damaged(folder, f"{MANIFEST} is not laid out as g2l writes it")
+    return manifest
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**40
+
+
+def _is_stat_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+
+
+def _check_model(folder: Path, manifest: dict, identity: dict) -> None:
+    recorded = manifest["model"]
+    differs = [what for key, what in (("weights_sha256", "weights"), ("config_sha256", "config"),
+                                      ("frame_encoder", "frame encoder")) if recorded.get(key) != identity.get(key)]
+    if differs:
+        raise VideoIndexError(f"index {folder} was built with another model (its {', '.join(differs)} differ), whose "
+                              "scores mean nothing to this one; pass the --checkpoint it was built with, or build a "
+                              "new index")
+
+
+def _read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
+    """Every shard's videos.json, checked against the manifest."""
+    from g2l.safe_files import read_text_file
+
+    videos = []
+    for shard in manifest["shards"]:
+        place = folder / SHARDS / shard["name"]
+        if place.is_symlink() or (place.exists() and not place.is_dir()):
+            raise _damaged(folder, f"shard {shard['name']} is not a folder")
+        if not place.exists():
+            raise FileNotFoundError(place)
+        try:
+            entries = strict_json.loads(read_text_file(place / "videos.json", what=f"index {folder} shard "
+                                                       f"{shard['name']} videos.json", max_bytes=_MAX_VIDEOS_JSON_BYTES))
+        except FileNotFoundError:
+            raise _damaged(folder, f"shard {shard['name']} has no videos.json") from None
+        except (OSError, ValueError) as error:
+            raise _damaged(folder, f"shard {shard['name']} videos.json cannot be read ({str(error)[:120]})") from None
+        ok = isinstance(entries, list) and len(entries) == shard["videos"]
+        for entry in entries if ok else []:
+            ok = ok and (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                         and isinstance(entry.get("resolved"), str) and _is_count(entry.get("cells"))
+                         and entry["cells"] > 0 and isinstance(entry.get("duration_s"), (int, float))
+                         and not isinstance(entry.get("duration_s"), bool)
+                         and np.isfinite(entry["duration_s"]) and entry["duration_s"] > 0
+                         and (entry.get("identity") is None or (isinstance(entry["identity"], list)
+                              and len(entry["identity"]) == 5 and all(_is_stat_number(x) for x in entry["identity"]))))
+            if ok:
+                videos.append(IndexedVideo(entry["path"], entry["resolved"], entry["identity"],
+                                           float(entry["duration_s"]), entry["cells"], shard["name"]))
+        if not ok or sum(v.cells for v in videos if v.shard == shard["name"]) != shard["cells"]:
+            raise _damaged(folder, f"shard {shard['name']} videos.json does not agree with {MANIFEST}")
+    return videos
+
+
+def _map_npy(path: Path, dtype: str, shape: tuple[int, int], *, what: str) -> np.ndarray:
+    """The array of the npy file ``path``, memory-mapped, after its header says ``dtype`` (little-
+    endian) and ``shape`` and its size agrees; a link or special file is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        raise VideoIndexError(f"{what}: {path.name} cannot be opened ({error.strerror or error}); rebuild the index "
+                              "with g2l-index build") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise VideoIndexError(f"{what}: {path.name} is not a regular file; rebuild the index with g2l-index build")
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            found_shape, fortran, found_dtype = read_header(handle, max_header_size=1024)
+            offset = handle.tell()
+        except (ValueError, OSError, SyntaxError, EOFError) as error:
+            raise VideoIndexError(f"{what}: {path.name} is damaged ({str(error)[:100]}); rebuild the index with "
+                                  "g2l-index build") from None
+        expected = np.dtype(dtype).newbyteorder("<")
+        if found_dtype != expected or tuple(found_shape) != tuple(shape) or fortran:
+            raise VideoIndexError(f"{what}: {path.name} holds {found_dtype} {tuple(found_shape)}, not {expected} "
+                                  f"{tuple(shape)} as the index says; rebuild the index with g2l-index build")
+        if info.st_size != offset + int(np.prod(shape, dtype=np.int64)) * expected.itemsize:
+            raise VideoIndexError(f"{what}: {path.name} is {info.st_size:,} bytes, not what its shape needs; rebuild "
+                                  "the index with g2l-index build")
+    if shape[0] == 0:
+        return np.zeros(shape, expected)
+    return np.memmap(path, dtype=expected, mode="c", offset=offset, shape=shape)
