@@ -62,7 +62,7 @@ def main() -> int:
         for dtype in ("float16", "float32"):
             with VideoIndex.create(Path(tmp) / dtype, grounder, dtype=dtype) as index:
                 entries = []
-                from g2l.library.index import IndexedVideo, file_identity
+                from g2l.library.store import IndexedVideo, file_identity
                 for video_id, video in encoded.items():
                     resolved, identity = file_identity(paths[video_id])
                     entries.append((IndexedVideo(paths[video_id], resolved, identity, video.duration_s, 0),

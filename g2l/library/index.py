@@ -41,12 +41,8 @@ from float32 by about 1e-3 (bench/search.py measures what that does to the ranki
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
-import re
 import shutil
-import stat
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,45 +51,13 @@ import numpy as np
 
 from g2l import strict_json
 from g2l import atomic
-from g2l.atomic import atomic_path, lock_file, remove_stale_temporaries, sync_folder
+from g2l.atomic import atomic_path, sync_folder
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, GroundingError
 from g2l.library.exact import Block, ExactSearch
-
-FORMAT = "g2l video index"
-VERSION = 1
-MANIFEST = "index.json"
-SHARDS = "shards"
-LOCK = ".lock"
-DTYPES = ("float16", "float32")
-VIDEOS_PER_SHARD = 256
-_SHARD_NAME = re.compile(r"^[0-9]{8}$")
-_TEMPORARY = re.compile(r"^\..+\.[0-9]+(\.[0-9a-f]{8})?\.tmp$")
-_MAX_MANIFEST_BYTES = 64 << 20
-_MAX_VIDEOS_JSON_BYTES = 256 << 20
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-class VideoIndexError(G2LError):
-    """An index folder that cannot be used: damaged, of another model or version, or being written."""
-
-
-@dataclass
-class IndexedVideo:
-    """One video of the index. ``identity``: ``[device, inode, size, mtime_ns, ctime_ns]`` of the
-    file when it was indexed (None for a video indexed from precomputed features)."""
-
-    path: str
-    resolved: str
-    identity: list | None
-    duration_s: float
-    cells: int
-    shard: str = ""
-
-    def entry(self) -> dict:
-        return {"path": self.path, "resolved": self.resolved, "identity": self.identity,
-                "duration_s": self.duration_s, "cells": self.cells}
-
+from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
+                               VideoIndexError, check_manifest_model, clean_up, file_identity, map_npy,
+                               read_manifest, read_videos, refuse_links, sha256_file, take_lock)
 
 @dataclass
 class LibraryMoment:
@@ -144,20 +108,6 @@ def model_identity(grounder: Grounder) -> dict:
 _IDENTITIES: "weakref.WeakKeyDictionary[Grounder, dict]" = weakref.WeakKeyDictionary()
 
 
-def file_identity(path: str | Path) -> tuple[str, list]:
-    """``(resolved path, [device, inode, size, mtime_ns, ctime_ns])``, as the feature cache keys a file."""
-    info = os.stat(path)
-    return str(Path(path).resolve()), [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class VideoIndex:
     """An index folder (module docstring). ``create`` or ``open(write=True)`` for a writer (holds the
     lock until ``close``); ``open`` for a reader."""
@@ -201,7 +151,7 @@ class VideoIndex:
         if others or any((folder / SHARDS).iterdir()):
             raise VideoIndexError(f"index {folder} is a folder that holds other files ({', '.join(sorted(others)[:3])}"
                                   "); pass a new or empty folder for the index")
-        lock = _take_lock(folder)
+        lock = take_lock(folder)
         manifest = {"format": FORMAT, "version": VERSION, "model": model_identity(grounder),
                     "settings": {"window_s": window_s, "dtype": dtype, "dim": int(grounder.cfg.model.joint_dim)},
                     "shards": [], "next_shard": 1}
@@ -224,17 +174,17 @@ class VideoIndex:
                                       "g2l-index build")
             raise VideoIndexError(f"index {folder}: {MANIFEST} {problem}; an index holds no links or special files, "
                                   "rebuild it with g2l-index build")
-        lock = _take_lock(folder) if write else None
+        lock = take_lock(folder) if write else None
         try:
-            _refuse_links(folder)
+            refuse_links(folder)
             if write:
-                _clean_up(folder)
+                clean_up(folder)
             for attempt in range(3):  # a writer may swap the manifest and delete a shard while we read
-                manifest = _read_manifest(folder)
+                manifest = read_manifest(folder)
                 if grounder is not None:
-                    _check_model(folder, manifest, model_identity(grounder))
+                    check_manifest_model(folder, manifest, model_identity(grounder))
                 try:
-                    videos = _read_videos(folder, manifest)
+                    videos = read_videos(folder, manifest)
                     break
                 except FileNotFoundError:
                     if attempt == 2:
@@ -259,7 +209,7 @@ class VideoIndex:
         self.close()
 
     def check_model(self, grounder: Grounder) -> None:
-        _check_model(self.folder, self.manifest, model_identity(grounder))
+        check_manifest_model(self.folder, self.manifest, model_identity(grounder))
 
     # Reading ---------------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -276,7 +226,7 @@ class VideoIndex:
             folder = self.folder / SHARDS / shard["name"]
             k = shard["cells"]
             counts = [v.cells for v in self.videos if v.shard == shard["name"]]
-            arrays = {name: _map_npy(folder / f"{name}.npy", dtype, (k, width), what=f"index {self.folder} shard "
+            arrays = {name: map_npy(folder / f"{name}.npy", dtype, (k, width), what=f"index {self.folder} shard "
                                      f"{shard['name']}")
                       for name, dtype, width in (("cells_c", settings["dtype"], settings["dim"]),
                                                  ("cells_u", settings["dtype"], settings["dim"]),
@@ -431,7 +381,7 @@ class VideoIndex:
         report = VerifyReport()
         for shard in self.manifest["shards"]:
             for name, digest in shard["sha256"].items():
-                if _sha256(self.folder / SHARDS / shard["name"] / name) != digest:
+                if sha256_file(self.folder / SHARDS / shard["name"] / name) != digest:
                     report.damaged.append(f"{SHARDS}/{shard['name']}/{name}")
         damaged_shards = {p.split("/")[1] for p in report.damaged}
         files_near: dict[tuple, str] | None = None
@@ -507,9 +457,9 @@ class VideoIndex:
         rows = slice(start, start + video.cells)
         folder, k = self.folder / SHARDS / shard["name"], shard["cells"]
         what = f"index {self.folder} shard {shard['name']}"
-        return (np.array(_map_npy(folder / "spans.npy", "float32", (k, 2), what=what)[rows]),
-                np.array(_map_npy(folder / "cells_c.npy", settings["dtype"], (k, settings["dim"]), what=what)[rows]),
-                np.array(_map_npy(folder / "cells_u.npy", settings["dtype"], (k, settings["dim"]), what=what)[rows]))
+        return (np.array(map_npy(folder / "spans.npy", "float32", (k, 2), what=what)[rows]),
+                np.array(map_npy(folder / "cells_c.npy", settings["dtype"], (k, settings["dim"]), what=what)[rows]),
+                np.array(map_npy(folder / "cells_u.npy", settings["dtype"], (k, settings["dim"]), what=what)[rows]))
 
     def _commit(self, pending: list, drop: set[str]) -> None:
         """Write ``pending`` as a new shard, rewrite the shards holding videos of ``drop`` (resolved
@@ -542,7 +492,7 @@ class VideoIndex:
             raise
         for name in sorted(dropped_from):
             shutil.rmtree(self.folder / SHARDS / name, ignore_errors=True)
-        self.videos = _read_videos(self.folder, self.manifest)
+        self.videos = read_videos(self.folder, self.manifest)
         self._search = None
 
     def _write_shard(self, group: list) -> dict:
@@ -571,7 +521,7 @@ class VideoIndex:
         sync_folder(temporary)
         atomic.kill_point(f"shard-written:{name}")  # looked up at each call: the kill -9 tests replace it
         os.rename(temporary, shards / name)
-        digests = {member: _sha256(shards / name / member)
+        digests = {member: sha256_file(shards / name / member)
                    for member in ("videos.json", "spans.npy", "cells_c.npy", "cells_u.npy")}
         return {"name": name, "videos": len(videos), "cells": int(len(arrays["spans"])), "sha256": digests}
 
@@ -581,163 +531,3 @@ class VideoIndex:
 
 
 # Checks ------------------------------------------------------------------------------------------
-def _take_lock(folder: Path) -> int | None:
-    path = folder / LOCK
-    try:
-        return lock_file(path)
-    except BlockingIOError:
-        raise VideoIndexError(f"index {folder} is being changed by another g2l-index command (it holds {path}); "
-                              "wait for it to end") from None
-    except OSError as error:
-        why = {errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
-        raise VideoIndexError(f"the lock file {path} of index {folder} cannot be used ({why or error.strerror or error}"
-                              "); remove it if it is a stray") from None
-
-
-def _refuse_links(folder: Path) -> None:
-    """An index holds no links: one in the folder or its shards folder (a planted temporary, a shard
-    pointed elsewhere) is refused, never followed."""
-    shards = folder / SHARDS
-    if shards.is_symlink() or not shards.is_dir():
-        raise _damaged(folder, f"its {SHARDS} folder is {'a link' if shards.is_symlink() else 'missing'}")
-    for place in (folder, shards):
-        for entry in os.scandir(place):
-            if entry.is_symlink():
-                raise VideoIndexError(f"index {folder} holds a link at {Path(entry.path).relative_to(folder)}; an index "
-                                      "holds no links: remove it, or rebuild the index with g2l-index build")
-
-
-def _clean_up(folder: Path) -> None:
-    """Under the writer's lock: remove killed writers' temporaries and the shards no manifest lists."""
-    remove_stale_temporaries(folder)
-    listed = {s.get("name") for s in (_read_manifest(folder).get("shards") or []) if isinstance(s, dict)}
-    for entry in os.scandir(folder / SHARDS):
-        orphan = _SHARD_NAME.match(entry.name) and entry.name not in listed
-        if (orphan or _TEMPORARY.match(entry.name)) and entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path)
-        elif _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
-            os.unlink(entry.path)
-
-
-def _damaged(folder: Path, what: str) -> VideoIndexError:
-    return VideoIndexError(f"index {folder} is damaged: {what}; rebuild it with g2l-index build")
-
-
-def _read_manifest(folder: Path) -> dict:
-    from g2l.safe_files import read_text_file
-
-    try:
-        manifest = strict_json.loads(read_text_file(folder / MANIFEST, what=f"index {folder} {MANIFEST}",
-                                                    max_bytes=_MAX_MANIFEST_BYTES))
-    except (OSError, ValueError) as error:
-        raise _damaged(folder, f"{MANIFEST} cannot be read ({str(error)[:120]})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise VideoIndexError(f"{folder} is not a g2l index ({MANIFEST} is not one); pass a folder g2l-index build made")
-    version = manifest.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _damaged(folder, f"{MANIFEST} has the version {version!r}")
-    if version > VERSION:
-        raise VideoIndexError(f"index {folder} was written by a newer g2l (index format {version}, this one reads "
-                              f"{VERSION}); upgrade g2l to read it")
-    settings, shards = manifest.get("settings"), manifest.get("shards")
-    good = (isinstance(manifest.get("model"), dict) and isinstance(settings, dict)
-            and settings.get("dtype") in DTYPES and _is_count(settings.get("dim")) and settings["dim"] > 0
-            and (settings.get("window_s") is None or isinstance(settings.get("window_s"), (int, float)))
-            and isinstance(shards, list) and _is_count(manifest.get("next_shard")))
-    names = set()
-    for shard in shards if good else []:
-        good = good and (isinstance(shard, dict) and isinstance(shard.get("name"), str)
-                         and bool(_SHARD_NAME.match(shard["name"])) and shard["name"] not in names
-                         and _is_count(shard.get("videos")) and _is_count(shard.get("cells"))
-                         and isinstance(shard.get("sha256"), dict))
-        if good:
-            names.add(shard["name"])
-    if not good:
-        raise _damaged(folder, f"{MANIFEST} is not laid out as g2l writes it")
-    return manifest
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**40
-
-
-def _is_stat_number(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
-
-
-def _check_model(folder: Path, manifest: dict, identity: dict) -> None:
-    recorded = manifest["model"]
-    differs = [what for key, what in (("weights_sha256", "weights"), ("config_sha256", "config"),
-                                      ("frame_encoder", "frame encoder")) if recorded.get(key) != identity.get(key)]
-    if differs:
-        raise VideoIndexError(f"index {folder} was built with another model (its {', '.join(differs)} differ), whose "
-                              "scores mean nothing to this one; pass the --checkpoint it was built with, or build a "
-                              "new index")
-
-
-def _read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
-    """Every shard's videos.json, checked against the manifest."""
-    from g2l.safe_files import read_text_file
-
-    videos = []
-    for shard in manifest["shards"]:
-        place = folder / SHARDS / shard["name"]
-        if place.is_symlink() or (place.exists() and not place.is_dir()):
-            raise _damaged(folder, f"shard {shard['name']} is not a folder")
-        if not place.exists():
-            raise FileNotFoundError(place)
-        try:
-            entries = strict_json.loads(read_text_file(place / "videos.json", what=f"index {folder} shard "
-                                                       f"{shard['name']} videos.json", max_bytes=_MAX_VIDEOS_JSON_BYTES))
-        except FileNotFoundError:
-            raise _damaged(folder, f"shard {shard['name']} has no videos.json") from None
-        except (OSError, ValueError) as error:
-            raise _damaged(folder, f"shard {shard['name']} videos.json cannot be read ({str(error)[:120]})") from None
-        ok = isinstance(entries, list) and len(entries) == shard["videos"]
-        for entry in entries if ok else []:
-            ok = ok and (isinstance(entry, dict) and isinstance(entry.get("path"), str)
-                         and isinstance(entry.get("resolved"), str) and _is_count(entry.get("cells"))
-                         and entry["cells"] > 0 and isinstance(entry.get("duration_s"), (int, float))
-                         and not isinstance(entry.get("duration_s"), bool)
-                         and np.isfinite(entry["duration_s"]) and entry["duration_s"] > 0
-                         and (entry.get("identity") is None or (isinstance(entry["identity"], list)
-                              and len(entry["identity"]) == 5 and all(_is_stat_number(x) for x in entry["identity"]))))
-            if ok:
-                videos.append(IndexedVideo(entry["path"], entry["resolved"], entry["identity"],
-                                           float(entry["duration_s"]), entry["cells"], shard["name"]))
-        if not ok or sum(v.cells for v in videos if v.shard == shard["name"]) != shard["cells"]:
-            raise _damaged(folder, f"shard {shard['name']} videos.json does not agree with {MANIFEST}")
-    return videos
-
-
-def _map_npy(path: Path, dtype: str, shape: tuple[int, int], *, what: str) -> np.ndarray:
-    """The array of the npy file ``path``, memory-mapped, after its header says ``dtype`` (little-
-    endian) and ``shape`` and its size agrees; a link or special file is refused."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except OSError as error:
-        raise VideoIndexError(f"{what}: {path.name} cannot be opened ({error.strerror or error}); rebuild the index "
-                              "with g2l-index build") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise VideoIndexError(f"{what}: {path.name} is not a regular file; rebuild the index with g2l-index build")
-        try:
-            version = np.lib.format.read_magic(handle)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            found_shape, fortran, found_dtype = read_header(handle, max_header_size=1024)
-            offset = handle.tell()
-        except (ValueError, OSError, SyntaxError, EOFError) as error:
-            raise VideoIndexError(f"{what}: {path.name} is damaged ({str(error)[:100]}); rebuild the index with "
-                                  "g2l-index build") from None
-        expected = np.dtype(dtype).newbyteorder("<")
-        if found_dtype != expected or tuple(found_shape) != tuple(shape) or fortran:
-            raise VideoIndexError(f"{what}: {path.name} holds {found_dtype} {tuple(found_shape)}, not {expected} "
-                                  f"{tuple(shape)} as the index says; rebuild the index with g2l-index build")
-        if info.st_size != offset + int(np.prod(shape, dtype=np.int64)) * expected.itemsize:
-            raise VideoIndexError(f"{what}: {path.name} is {info.st_size:,} bytes, not what its shape needs; rebuild "
-                                  "the index with g2l-index build")
-    if shape[0] == 0:
-        return np.zeros(shape, expected)
-    return np.memmap(path, dtype=expected, mode="c", offset=offset, shape=shape)
