@@ -220,9 +220,21 @@ class TextEncoder(nn.Module):
         """``position_ids (q l)``, when given, place each token (the word explanation packs the
         attended tokens of a sentence to the front and keeps their original positions)."""
         extra = {} if position_ids is None else {"position_ids": position_ids}
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
+        out = self.backbone(input_ids=input_ids, attention_mask=_backbone_mask(self.backbone, attention_mask),
+                            output_hidden_states=True, **extra)
         layers = torch.stack(out.hidden_states[-self.num_layers:]).mean(dim=0)  # (q l hidden)
         weights = attention_mask.unsqueeze(-1).to(layers.dtype)
         pooled = (layers * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (q hidden)
         pooled = self.norm(pooled)
         return self.contrast_head(pooled), self.iou_head(pooled)
+
+
+def _backbone_mask(backbone: nn.Module, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mask to hand ``backbone``. A transformers model on SDPA gets the prepared 4D boolean mask
+    ``(q 1 1 l)`` (True: attend), which it uses as it is: given the 2D mask, it would first ask the
+    device whether any token is padded (``padding_mask.all()``), a host sync in every training step
+    (bench/loss_syncs.py --steps). The attention is the same either way; g2l's own BERT and other
+    attention implementations keep the 2D mask."""
+    if getattr(getattr(backbone, "config", None), "_attn_implementation", None) != "sdpa":
+        return attention_mask
+    return attention_mask.bool()[:, None, None, :]

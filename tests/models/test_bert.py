@@ -205,3 +205,26 @@ def test_demo_sentence_features_match_the_transformers_build():
             features.append(model.encode_text(t["input_ids"], t["attention_mask"]))
     for a, b in zip(*features):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lengths", [[12, 7, 1, 3, 12], [12, 12, 12, 12, 12]])
+def test_the_prepared_sdpa_mask_gives_the_2d_masks_hidden_states(lengths):
+    # TextEncoder hands a transformers SDPA backbone its 4D boolean mask, so that the backbone does not
+    # ask the device whether anything is padded (a host sync every step); the attended positions must
+    # come out as with the 2D mask, padded or not (unpadded, transformers would pass no mask at all).
+    from g2l.models.text_encoder import _backbone_mask
+
+    hf = _hf_model(32, 2, 4, "gelu", 0)
+    assert hf.config._attn_implementation == "sdpa"
+    ids = torch.randint(0, 60, (5, 12), generator=torch.Generator().manual_seed(3))
+    mask = (torch.arange(12)[None] < torch.tensor(lengths)[:, None]).long()
+    prepared = _backbone_mask(hf, mask)
+    assert prepared.shape == (5, 1, 1, 12) and prepared.dtype == torch.bool
+    with torch.no_grad():
+        want = hf(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        got = hf(input_ids=ids, attention_mask=prepared, output_hidden_states=True).hidden_states
+    attended = mask.bool()
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a[attended], b[attended], atol=1e-6, rtol=1e-6)
+    native = NativeBert(native_backbone_config({"config": hf.config.to_dict(), "tokenizer_files": {}}))
+    assert _backbone_mask(native, mask) is mask  # g2l's own BERT keeps the 2D mask
