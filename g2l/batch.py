@@ -358,12 +358,13 @@ class _Columns:
 def result_json(result: QueryResult, explanation=None) -> dict:
     """One query's answer as ``g2l-ground --json`` gives it (README, *File formats*): its moments,
     ``match`` when the model has a match threshold (g2l/eval/match.py), and, with an explanation,
-    each word's value and what the values are relative to."""
+    each word's value with its standard error (0 when computed exactly; the plot's error bars) and what
+    the values are relative to."""
     out = {"moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in result.moments]}
     if result.match is not None:
         out["match"] = result.match
     if explanation is not None:
-        out["explanation"] = [{"word": w.word, "value": w.value} for w in explanation.words]
+        out["explanation"] = [{"word": w.word, "value": w.value, "stderr": w.stderr} for w in explanation.words]
         out["explanation_target"] = explanation.target
         out["explanation_relative_to"] = explanation.relative_to
     return out

@@ -223,3 +223,17 @@ def test_ground_explain_json(capsys):
     for query, result in zip(queries, results):
         assert [entry["word"] for entry in result["explanation"]] == query.rstrip(".").split()
         assert all(isinstance(entry["value"], float) for entry in result["explanation"])
+        assert all(entry["stderr"] == 0.0 for entry in result["explanation"])  # short queries: exact values
+
+
+def test_the_json_carries_each_words_standard_error():
+    # A sampled explanation's error bars (the plot draws them) are in the JSON too, word by word.
+    from g2l.batch import result_json
+    from g2l.explain import Explanation, WordValue
+    from g2l.inference import Moment, QueryResult
+
+    words = [WordValue("red", 0.25, 0.01), WordValue("circle", -0.125, 0.03)]
+    explanation = Explanation("red circle", Moment(1.0, 2.0, 0.5), words, 0.5, 0.375, False, 64)
+    out = result_json(QueryResult("red circle", [Moment(1.0, 2.0, 0.5)]), explanation)
+    assert out["explanation"] == [{"word": "red", "value": 0.25, "stderr": 0.01},
+                                  {"word": "circle", "value": -0.125, "stderr": 0.03}]
