@@ -11,11 +11,15 @@ bench/shapley_accuracy.py) with its standard error
 ``se_ji``. Each sentence's interactions become a target distribution over the moment players,
 
     t_j = softmax_i( rho_j * I_ji / (tau * (max_i |I_ji| + 1e-8)) ),
-    rho_j = max(0, 1 - mean_i se_ji^2 / var_i I_ji)
+    rho_j = max(0, 1 - noise_j / var_i I_ji),
+    noise_j = m / (m - 1) * (mean_i se_ji^2 - se(mean_i I_ji)^2)
 
 (interactions rescaled to [-1, 1], sharpened by the contrastive temperature, and flattened by the
 reliability rho_j of the estimates: the share of their spread across moments that is not sampling
-noise; noise alone gives a uniform target, an exact estimate the full sharpness), and the model's
+noise; noise alone gives a uniform target, an exact estimate the full sharpness). One draw serves
+every moment of a sentence, so the errors of a row are correlated: noise_j is the variance ACROSS
+moments that sampling adds (the row's common error, ``se(mean_i I_ji)``, moves the row and not its
+spread; with independent errors noise_j is mean_i se_ji^2). The model's
 alignment distribution, with gradient, is
 
     A_j = softmax_i( cos(s^c_j, m^c_i) / tau )     over the same moment players,
@@ -44,23 +48,43 @@ def select_moment_players(closeness: torch.Tensor, similarity: torch.Tensor, num
     return torch.unique(chosen)
 
 
-def estimate_reliability(interactions: torch.Tensor, stderr: torch.Tensor) -> torch.Tensor:
-    """``(s m)`` estimates and standard errors -> ``(s 1)`` rho = max(0, 1 - mean se^2 / var I): the
-    share of each sentence's spread across moments that is not sampling noise, kept in [1e-6, 1]
-    so that it can divide (1e-6, a uniform target, for a single moment)."""
-    if interactions.shape[1] < 2:
+def estimate_reliability(interactions: torch.Tensor, stderr: torch.Tensor,
+                         mean_stderr: torch.Tensor | None = None) -> torch.Tensor:
+    """``(s m)`` estimates and standard errors, and ``(s,)`` standard errors of each sentence's mean
+    estimate over its moments -> ``(s 1)`` rho = max(0, 1 - noise / var_i I): the share of each
+    sentence's spread across moments that is not sampling noise, kept in [1e-6, 1] so that it can
+    divide (1e-6, a uniform target, for a single moment).
+
+    The noise is what sampling adds to the spread across moments, the expected ``var_i`` of the
+    estimates' errors e_i: ``(sum_i Var e_i - m Var(mean_i e_i)) / (m - 1)``, which is
+
+        noise = m / (m - 1) * (mean_i se_i^2 - se_mean^2).
+
+    One draw of the stratified estimator serves every moment of a sentence, so the errors are
+    correlated and move together: their common part (``se_mean^2`` above ``mean_i se_i^2 / m``)
+    shifts the row, not its spread. With independent errors (``mean_stderr=None``: assumed)
+    ``se_mean^2 = mean_i se_i^2 / m`` and the noise is ``mean_i se_i^2``.
+    tests/losses/test_ssi_reliability.py checks the noise against repeated seeds."""
+    num_moments = interactions.shape[1]
+    if num_moments < 2:
         return interactions.new_full((interactions.shape[0], 1), 1e-6)
     spread = interactions.var(dim=1, keepdim=True)  # (s 1)
-    noise = stderr.pow(2).mean(dim=1, keepdim=True)
+    squared = stderr.pow(2).mean(dim=1, keepdim=True)  # (s 1)
+    if mean_stderr is None:
+        noise = squared
+    else:
+        noise = (squared - mean_stderr.reshape(-1, 1).pow(2)).clamp(min=0) * (num_moments / (num_moments - 1))
     return (1 - noise / spread.clamp(min=1e-30)).clamp(min=1e-6, max=1.0)
 
 
-def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, tau: float) -> torch.Tensor:
-    """``(s m)`` interactions and standard errors -> ``(s m)`` t (``stderr=None``: rho = 1, the full
-    sharpness, which an exact estimate reaches)."""
+def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, tau: float,
+                       mean_stderr: torch.Tensor | None = None) -> torch.Tensor:
+    """``(s m)`` interactions and standard errors (and ``(s,)`` standard errors of the row means,
+    :func:`estimate_reliability`) -> ``(s m)`` t (``stderr=None``: rho = 1, the full sharpness,
+    which an exact estimate reaches)."""
     scale = tau * (interactions.abs().amax(dim=1, keepdim=True) + 1e-8)
     if stderr is not None:
-        scale = scale / estimate_reliability(interactions, stderr)
+        scale = scale / estimate_reliability(interactions, stderr, mean_stderr)
     return torch.softmax(interactions / scale, dim=1)
 
 
@@ -123,13 +147,14 @@ class ShapleyInteractionLoss(LossTerm):
             flat = torch.cat([sims.detach().float().flatten() for sims in games]).cpu().numpy()
             ends = np.cumsum([sims.numel() for sims in games])
             players = [part.reshape(sims.shape) for part, sims in zip(np.split(flat, ends[:-1]), games)]
-        interactions, errors = interaction_estimator(kernels)(
-            players, self.num_samples, seed=self.seed * 1_000_003 + step, tau=self.tau, return_stderr=True)
+        interactions, errors, mean_errors = interaction_estimator(kernels)(
+            players, self.num_samples, seed=self.seed * 1_000_003 + step, tau=self.tau, return_mean_stderr=True)
         losses = []
-        for sims, inter, err in zip(games, interactions, errors):
+        for sims, inter, err, mean_err in zip(games, interactions, errors, mean_errors):
             inter = torch.as_tensor(inter, device=sims.device).to(sims.dtype)  # (s m)
             err = torch.as_tensor(err, device=sims.device).to(sims.dtype)
-            target = interaction_target(inter, err, self.tau)
+            mean_err = torch.as_tensor(mean_err, device=sims.device).to(sims.dtype)  # (s,)
+            target = interaction_target(inter, err, self.tau, mean_err)
             log_alignment = torch.log_softmax(sims / self.tau, dim=1)
             losses.append(-(target * log_alignment).sum(dim=1))
         return torch.cat(losses).mean()

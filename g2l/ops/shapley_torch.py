@@ -303,12 +303,14 @@ def _chunk_brackets(table, num_slots_s: int, chunk: Chunk, game, j, t, k, sizes_
 
 def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, tau: float = 0.1,
                                return_stderr: bool = False, method: str = "stratified", *,
-                               max_elements: int | None = None):
+                               max_elements: int | None = None, return_mean_stderr: bool = False):
     """Stratified Monte Carlo pairwise interactions of several games (videos), in torch.
 
     Arguments and returns as :func:`g2l.ops.shapley.pairwise_interaction_batch` (only
     ``method="stratified"``): a list of ``(s_v m_v)`` estimates ``I[j, i]`` (and of standard
-    errors), float32 tensors on the input's device for tensor input, float64 numpy for numpy input.
+    errors, and with ``return_mean_stderr`` of the ``(s_v,)`` standard errors of each sentence's
+    mean over its moments), float32 tensors on the input's device for tensor input, float64 numpy
+    for numpy input.
     ``max_elements`` bounds the size of one chunk's ``(r T+1 q e)`` tensor (:func:`plan_chunks`);
     by default ``CPU_MAX_ELEMENTS`` on the CPU, ``DEFAULT_MAX_ELEMENTS`` on other devices.
     """
@@ -323,6 +325,7 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     big_m = weights.shape[2]
     results = [torch.zeros(s, m, dtype=torch.float64, device=device) for s, m in shapes]
     errors = [torch.zeros(s, m, dtype=torch.float64, device=device) for s, m in shapes]
+    mean_errors = [torch.zeros(s, dtype=torch.float64, device=device) for s, m in shapes]
     if max_elements is None:
         max_elements = CPU_MAX_ELEMENTS if device.type == "cpu" else DEFAULT_MAX_ELEMENTS
     plan = plan_chunks(shapes, int(num_samples), int(max_elements))
@@ -338,6 +341,7 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         sizes_m = to_dev([m for _, m in shapes], torch.long)
         sums = torch.zeros(plan.group_task.size, big_m, dtype=torch.float64, device=device)  # (groups m)
         squares = torch.zeros_like(sums)
+        row_sums = torch.zeros(plan.group_task.size, 2, dtype=torch.float64, device=device)  # mean over i, squared
         generator = torch.Generator(device=device).manual_seed(int(seed))
         table = _weight_table(weights)
         for chunk in plan.chunks:
@@ -348,6 +352,8 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
                                       cell_k[cell], sizes_s, sizes_m, generator)  # (r w)
             sums[:, : chunk.width].index_add_(0, row_group[rows], bracket)
             squares[:, : chunk.width].index_add_(0, row_group[rows], bracket * bracket)
+            row_mean = bracket.sum(1) / sizes_m[row_game[rows]]  # (r,) padded moments are 0
+            row_sums.index_add_(0, row_group[rows], torch.stack([row_mean, row_mean * row_mean], 1))
         # Stratified mean and variance: per group (task, stratum), then summed per task.
         group_task = to_dev(plan.group_task, torch.long)
         count = to_dev(plan.group_draws, torch.float64)[:, None]  # (groups 1)
@@ -357,16 +363,25 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         num_tasks = sum(s * (m > 0) for s, m in shapes)
         mean = torch.zeros(num_tasks, big_m, dtype=torch.float64, device=device).index_add_(0, group_task, weight * mean_h)
         var = torch.zeros_like(mean).index_add_(0, group_task, weight * weight * var_h / count.clamp_min(1))
+        row_mean_h = row_sums[:, :1] / count.clamp_min(1)  # the mean over i: its variance, as var_h's
+        row_var_h = ((row_sums[:, 1:] - count * row_mean_h * row_mean_h).clamp_min(0) / (count - 1).clamp_min(1)).where(count > 1, 0.0)
+        row_var = torch.zeros(num_tasks, 1, dtype=torch.float64, device=device).index_add_(
+            0, group_task, weight * weight * row_var_h / count.clamp_min(1))[:, 0]  # (tasks,)
         task = 0
         for g, (s_g, m_g) in enumerate(shapes):
             if s_g * m_g:
                 results[g] = mean[task : task + s_g, :m_g]
                 errors[g] = var[task : task + s_g, :m_g].sqrt()
+                mean_errors[g] = row_var[task : task + s_g].sqrt()
                 task += s_g
     if isinstance(sims[0] if len(sims) else None, torch.Tensor):
         results = [r.float() for r in results]
         errors = [e.float() for e in errors]
+        mean_errors = [e.float() for e in mean_errors]
     else:
         results = [r.cpu().numpy() for r in results]
         errors = [e.cpu().numpy() for e in errors]
+        mean_errors = [e.cpu().numpy() for e in mean_errors]
+    if return_mean_stderr:
+        return results, errors, mean_errors
     return (results, errors) if return_stderr else results
