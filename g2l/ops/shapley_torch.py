@@ -339,9 +339,10 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         cell_t, cell_k = to_dev(plan.cell_t, torch.long), to_dev(plan.cell_k, torch.long)
         sizes_s = to_dev([s for s, _ in shapes], torch.long)
         sizes_m = to_dev([m for _, m in shapes], torch.long)
-        sums = torch.zeros(plan.group_task.size, big_m, dtype=torch.float64, device=device)  # (groups m)
+        # (groups 1+m): column 0 a draw's total over its moments (its spread gives the row mean's
+        # standard error: one draw serves every moment), then each moment.
+        sums = torch.zeros(plan.group_task.size, 1 + big_m, dtype=torch.float64, device=device)
         squares = torch.zeros_like(sums)
-        row_sums = torch.zeros(plan.group_task.size, 2, dtype=torch.float64, device=device)  # mean over i, squared
         generator = torch.Generator(device=device).manual_seed(int(seed))
         table = _weight_table(weights)
         for chunk in plan.chunks:
@@ -350,10 +351,9 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
             cell = torch.searchsorted(cumulative, row_stratum[rows] + unit, right=True).clamp_max(cumulative.numel() - 1)
             bracket = _chunk_brackets(table, weights.shape[1], chunk, row_game[rows], row_j[rows], cell_t[cell],
                                       cell_k[cell], sizes_s, sizes_m, generator)  # (r w)
-            sums[:, : chunk.width].index_add_(0, row_group[rows], bracket)
-            squares[:, : chunk.width].index_add_(0, row_group[rows], bracket * bracket)
-            row_mean = bracket.sum(1) / sizes_m[row_game[rows]]  # (r,) padded moments are 0
-            row_sums.index_add_(0, row_group[rows], torch.stack([row_mean, row_mean * row_mean], 1))
+            bracket = torch.cat([bracket.sum(1, keepdim=True), bracket], 1)  # (r 1+w)
+            sums[:, : 1 + chunk.width].index_add_(0, row_group[rows], bracket)
+            squares[:, : 1 + chunk.width].index_add_(0, row_group[rows], bracket * bracket)
         # Stratified mean and variance: per group (task, stratum), then summed per task.
         group_task = to_dev(plan.group_task, torch.long)
         count = to_dev(plan.group_draws, torch.float64)[:, None]  # (groups 1)
@@ -361,18 +361,14 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         mean_h = sums / count.clamp_min(1)
         var_h = ((squares - count * mean_h * mean_h).clamp_min(0) / (count - 1).clamp_min(1)).where(count > 1, 0.0)
         num_tasks = sum(s * (m > 0) for s, m in shapes)
-        mean = torch.zeros(num_tasks, big_m, dtype=torch.float64, device=device).index_add_(0, group_task, weight * mean_h)
+        mean = torch.zeros(num_tasks, 1 + big_m, dtype=torch.float64, device=device).index_add_(0, group_task, weight * mean_h)
         var = torch.zeros_like(mean).index_add_(0, group_task, weight * weight * var_h / count.clamp_min(1))
-        row_mean_h = row_sums[:, :1] / count.clamp_min(1)  # the mean over i: its variance, as var_h's
-        row_var_h = ((row_sums[:, 1:] - count * row_mean_h * row_mean_h).clamp_min(0) / (count - 1).clamp_min(1)).where(count > 1, 0.0)
-        row_var = torch.zeros(num_tasks, 1, dtype=torch.float64, device=device).index_add_(
-            0, group_task, weight * weight * row_var_h / count.clamp_min(1))[:, 0]  # (tasks,)
         task = 0
         for g, (s_g, m_g) in enumerate(shapes):
             if s_g * m_g:
-                results[g] = mean[task : task + s_g, :m_g]
-                errors[g] = var[task : task + s_g, :m_g].sqrt()
-                mean_errors[g] = row_var[task : task + s_g].sqrt()
+                results[g] = mean[task : task + s_g, 1 : 1 + m_g]
+                errors[g] = var[task : task + s_g, 1 : 1 + m_g].sqrt()
+                mean_errors[g] = var[task : task + s_g, 0].sqrt() / m_g
                 task += s_g
     if isinstance(sims[0] if len(sims) else None, torch.Tensor):
         results = [r.float() for r in results]
