@@ -11,6 +11,7 @@
 #
 #     bash bench/gpu_check.sh [SUMMARY.json]     # from anywhere; PYTHON=... chooses the interpreter
 #     bash bench/gpu_check.sh --cpu-dry-run [SUMMARY.json]   # every section on the CPU at toy sizes
+#                                                            # (Charades-STA's setting only)
 #
 # The summary goes to SUMMARY.json (default: $GPU_CHECK_JSON, else gpu_check.json in the repository);
 # beside it a new folder SUMMARY.logs.XXXXXX keeps every section's log and JSON. Each section runs
@@ -91,23 +92,24 @@ section() {
     summarize
 }
 
-if [ "$DRY" = 1 ]; then
-    DEVICE=cpu; WIDTH=16; THREADS=1; VIDEOS=(--videos 2); PARITY=(--quick --compare-device cpu); SYNC_VIDEOS=(--videos 4)
+if [ "$DRY" = 1 ]; then  # the same code paths at toy sizes, one public setting (Charades-STA's)
+    DEVICE=cpu; WIDTH=16; THREADS=1; STEP_CONFIGS=charades; VIDEOS=(--videos 2); PARITY=(--quick --compare-device cpu)
+    SYNCS=(--configs charades --videos 4)
     TRAIN=(--videos 16 --epochs 2 --batch-size 8 --hidden-dim 16 --threads 1)
 else
-    DEVICE=cuda; WIDTH=512; THREADS=0; VIDEOS=(); PARITY=(); SYNC_VIDEOS=()
+    DEVICE=cuda; WIDTH=512; THREADS=0; STEP_CONFIGS=charades,activitynet; VIDEOS=(); PARITY=(); SYNCS=()
     TRAIN=(--videos 192 --epochs 3 --batch-size 48 --hidden-dim 512 --threads 0 --precision auto)
 fi
 "$PYTHON" -c "import torch; d = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'; print('gpu_check:', d, 'torch', torch.__version__)" | tee "$LOGS/device.txt"
 summarize
 
 section steps_mmn 90 "$PYTHON" bench/train_step.py --device "$DEVICE" --hidden-dim "$WIDTH" --variant mmn \
-    --configs charades,activitynet --columns fp32-cropped,bf16-cropped --steps 3 --warmup 1 --threads "$THREADS" \
+    --configs "$STEP_CONFIGS" --columns fp32-cropped,bf16-cropped --steps 3 --warmup 1 --threads "$THREADS" \
     "${VIDEOS[@]}" --json "$LOGS/steps_mmn.json"
 section steps_g2l 110 "$PYTHON" bench/train_step.py --device "$DEVICE" --hidden-dim "$WIDTH" --variant g2l \
-    --configs charades,activitynet --columns fp32-cropped,bf16-cropped --steps 3 --warmup 1 --threads "$THREADS" \
+    --configs "$STEP_CONFIGS" --columns fp32-cropped,bf16-cropped --steps 3 --warmup 1 --threads "$THREADS" \
     "${VIDEOS[@]}" --json "$LOGS/steps_g2l.json"
-section syncs 50 "$PYTHON" bench/loss_syncs.py --device "$DEVICE" "${SYNC_VIDEOS[@]}" --json "$LOGS/syncs.json"
+section syncs 50 "$PYTHON" bench/loss_syncs.py --device "$DEVICE" "${SYNCS[@]}" --json "$LOGS/syncs.json"
 section training 60 "$PYTHON" bench/epoch_cost.py --preset charades --device "$DEVICE" "${TRAIN[@]}" \
     --data "$SCRATCH/synthetic-charades" --out "$SCRATCH/runs" --json "$LOGS/training.json"
 section parity 170 "$PYTHON" bench/gpu_parity.py --device "$DEVICE" "${PARITY[@]}" --json "$LOGS/parity.json"

@@ -103,9 +103,9 @@ def test_gpu_check_total_budget_skips_what_cannot_fit_and_bad_budgets_are_refuse
         assert not (tmp_path / "x.json").exists()
 
 
-def test_epoch_cost_reads_each_epoch_while_the_run_trains(tmp_path):
+def test_epoch_cost_reads_each_epoch_while_the_run_trains(tmp_path, monkeypatch):
     # A stand-in child writes two epochs' records (and half a third) to metrics.jsonl, pausing between them.
-    sys.path.insert(0, str(REPO / "bench"))
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
     import epoch_cost
 
     metrics = tmp_path / "mmn" / "metrics.jsonl"
@@ -149,3 +149,33 @@ def test_gpu_parity_on_the_cpu_runs_the_torch_kernels_against_numba_and_agrees(t
     geodesic_same = [c for c in checks if c["section"] == "B" and "dense" in c["name"]]
     assert geodesic_same and all(c["value"] == 0.0 for c in geodesic_same)  # bit-equal on the same graph
     assert "every check agrees" in proc.stdout
+
+
+def test_summary_keeps_partial_sections_and_reads_sync_rows_from_the_log(tmp_path, capsys, monkeypatch):
+    # What a cut-short check leaves: a syncs log with one row and no JSON, a training JSON with one
+    # MMN epoch, a parity JSON with one check; the summary holds them all and says the check is incomplete.
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import gpu_check_summary
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "device.txt").write_text("gpu_check: cpu torch 2\n")
+    (logs / "status.tsv").write_text("syncs\ttimeout\t50\t50\ntraining\ttimeout\t60\t60\nparity\tok\t3\t170\n")
+    (logs / "syncs.log").write_text("charades      48 videos  loss.kernels=numba  CUDA syncs:   12 per loss  {'a': 12}\n"
+                                    "Terminated\n")
+    (logs / "training.json").write_text(json.dumps({"mmn": {"epoch_s": [3.0], "data_wait_share": [0.2], "loss": 1.0},
+                                                    "mmn_epoch_s": 3.0, "g2l_epoch_s": None, "ratio": None,
+                                                    "complete": False}))
+    (logs / "parity.json").write_text(json.dumps({"checks": [{"name": "x", "ok": True}], "complete": False}))
+    summary = tmp_path / "summary.json"
+    monkeypatch.setattr(sys, "argv", ["gpu_check_summary.py", str(logs), str(summary), "--sections",
+                                      "syncs,training,parity", "--print"])
+    assert gpu_check_summary.main() == 1
+    result = json.loads(summary.read_text())
+    assert result["syncs"] == {"rows": [{"config": "charades", "videos": 48, "kernels": "numba", "total": 12,
+                                         "what": "CUDA syncs", "from_log": True}], "complete": False}
+    assert result["complete"] is False and result["sections"]["syncs"]["log_tail"][-1] == "Terminated"
+    out = capsys.readouterr().out
+    assert "syncs charades     loss.kernels=numba    12 per loss (CUDA syncs)" in out
+    assert "training mmn: 3.00 s/epoch over 1 epoch(s), fed 80%" in out and "training g2l: no epoch finished" in out
+    assert "parity: 1/1 checks agree (cut short" in out
