@@ -16,8 +16,8 @@
 # The summary goes to SUMMARY.json (default: $GPU_CHECK_JSON, else gpu_check.json in the repository);
 # beside it a new folder SUMMARY.logs.XXXXXX keeps every section's log and JSON. Each section runs
 # under its own timeout, capped so that the whole check ends within GPU_CHECK_TOTAL_S (default 510 s;
-# a section with under 5 s left is skipped; the dry run doubles both, for a small loaded CPU: it
-# checks the code paths, not the budgets); one that fails or times out is recorded as such and the
+# a section with under 5 s left is skipped; the dry run multiplies both by 4, for a small shared
+# CPU: it checks the code paths, not the budgets); one that fails or times out is recorded as such and the
 # others still run. The benchmark scripts write their JSON as each check, cell or epoch ends, and the
 # summary is rewritten (atomically) after every section, so a timeout, or the whole check being
 # stopped, keeps every number measured so far (exit 1 if a section did not finish). Budgets can be
@@ -30,7 +30,8 @@ PYTHON="${PYTHON:-python}"
 DRY=0
 if [ "${1:-}" = "--cpu-dry-run" ]; then DRY=1; shift; fi
 SUMMARY="${1:-${GPU_CHECK_JSON:-gpu_check.json}}"
-TOTAL_S="${GPU_CHECK_TOTAL_S:-$((DRY ? 1020 : 510))}"  # a dry run on a small CPU gets twice the time
+SCALE=$((DRY ? 4 : 1))  # a dry run on a small shared CPU: four times the time (its processes start slowly)
+TOTAL_S="${GPU_CHECK_TOTAL_S:-$((510 * SCALE))}"
 RESERVE_S=15  # the last section's kill grace (10 s) and the final summary
 if ! [[ "$TOTAL_S" =~ ^[0-9]+$ ]] || ! [[ "${GPU_CHECK_BUDGETS:-}" =~ ^([a-z_0-9]+=[0-9]+(,[a-z_0-9]+=[0-9]+)*)?$ ]]; then
     echo "gpu_check: GPU_CHECK_TOTAL_S must be whole seconds and GPU_CHECK_BUDGETS name=seconds pairs separated by commas (e.g. parity=240,training=90); got '${GPU_CHECK_TOTAL_S:-}' and '${GPU_CHECK_BUDGETS:-}'" >&2
@@ -66,7 +67,7 @@ budget() {
     for pair in ${budgets//,/ }; do
         if [ "${pair%%=*}" = "$1" ]; then echo "${pair#*=}"; return; fi
     done
-    echo $(($2 * (DRY ? 2 : 1)))
+    echo $(($2 * SCALE))
 }
 
 # section NAME BUDGET_S COMMAND...: run it under its timeout (capped by the time left), keep its
