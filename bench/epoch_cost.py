@@ -12,6 +12,10 @@ BERT whose vocabulary is the data's words (no download; MMN and G2L share it). M
 config (configs/synthetic_<preset>.yaml); G2L adds L_GCL and L_SSI as configs/g2l_<dataset>.yaml
 do. Each variant trains in its own process; the first epoch includes Numba's and the allocator's
 warm-up, so with several epochs the later ones are the figure (``median of epochs 2..``).
+
+With ``--json`` the record is rewritten (atomically) after every epoch of either variant, read from
+the run's metrics.jsonl while it trains, with ``"complete": false`` until both have finished: a run
+cut short (bench/gpu_check.sh's section timeout) keeps the epochs it finished.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from g2l.atomic import write_text_atomic  # noqa: E402
 
 G2L = {"charades": ["loss.sentence_contrast=gcl", "loss.gcl_num_positives=1", "loss.ssi_weight=5e-4",
                     "loss.ssi_num_players=5"],
@@ -87,9 +94,67 @@ def train_variant(variant: str, preset: str, data: Path, encoder: Path, out: Pat
             "loss": records[-1]["train_epoch/total"]}
 
 
-def summary(epochs: list[float]) -> float:
-    """The figure of a run: the median of epochs 2.. (epoch 1 carries the warm-up), or epoch 1 alone."""
-    return statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
+def summary(epochs: list[float]) -> float | None:
+    """The figure of a run: the median of epochs 2.. (epoch 1 carries the warm-up), or epoch 1 alone
+    (None before its first epoch)."""
+    return statistics.median(epochs[1:]) if len(epochs) > 1 else (epochs[0] if epochs else None)
+
+
+def epochs_so_far(metrics: Path) -> dict:
+    """The figures of the epochs a run has finished, from its metrics.jsonl (a line being written is
+    left for the next read)."""
+    records = []
+    try:
+        lines = metrics.read_text().splitlines(keepends=True)
+    except OSError:
+        lines = []
+    for line in lines:
+        if not line.endswith("\n"):
+            break
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    records = [r for r in records if "train_epoch/seconds" in r]
+    return {"epoch_s": [r["train_epoch/seconds"] for r in records],
+            "data_wait_share": [r["train_epoch/data_wait_share"] for r in records],
+            "loss": records[-1]["train_epoch/total"] if records else None}
+
+
+def record(args, results: dict, complete: bool) -> dict:
+    """The JSON record of the variants so far."""
+    mmn_s = summary(results["mmn"]["epoch_s"]) if "mmn" in results else None
+    g2l_s = summary(results["g2l"]["epoch_s"]) if "g2l" in results else None
+    return {"preset": args.preset, "videos": args.videos, "device": args.device, "precision": args.precision,
+            "kernels": args.kernels, "hidden_dim": args.hidden_dim, "batch_size": args.batch_size,
+            "epochs": args.epochs, **results, "mmn_epoch_s": mmn_s, "g2l_epoch_s": g2l_s,
+            "ratio": g2l_s / mmn_s if mmn_s and g2l_s else None, "busy_share_proxy": "1 - data_wait_share",
+            "complete": complete}
+
+
+def run_variant(command: list[str], env: dict, metrics: Path, on_epoch, poll_s: float = 0.5):
+    """Run one variant's child process; call ``on_epoch(figures so far)`` whenever its metrics.jsonl
+    gains an epoch. -> (exit status, stdout, stderr)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+        seen = 0
+        try:
+            while True:
+                finished = proc.poll() is not None
+                figures = epochs_so_far(metrics)
+                if len(figures["epoch_s"]) > seen:
+                    seen = len(figures["epoch_s"])
+                    on_epoch(figures)
+                if finished:
+                    break
+                time.sleep(poll_s)
+        finally:
+            if proc.poll() is None:  # this process is being stopped: so is its child
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read()
 
 
 def main() -> int:
@@ -117,15 +182,29 @@ def main() -> int:
         return 0
     prepare(args.preset, args.videos, data)
     results = {}
+
+    def save(complete: bool = False) -> None:
+        if args.json:
+            write_text_atomic(args.json, json.dumps(record(args, results, complete), indent=1))
+
+    save()
     for variant in ("mmn", "g2l"):
         command = [sys.executable, __file__, *sys.argv[1:], "--variant", variant, "--data", str(data), "--out", str(out)]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or os.cpu_count())}
-        proc = subprocess.run(command, capture_output=True, text=True, env=env)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-        if proc.returncode != 0 or not lines:
-            print(f"epoch_cost: the {variant} run failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+
+        def on_epoch(figures, variant=variant):
+            results[variant] = figures
+            print(f"epoch_cost: {variant} epoch {len(figures['epoch_s'])}: {figures['epoch_s'][-1]:.2f} s", flush=True)
+            save()
+
+        returncode, stdout, stderr = run_variant(command, env, out / variant / "metrics.jsonl", on_epoch)
+        lines = [line for line in stdout.splitlines() if line.startswith("RESULT")]
+        if returncode != 0 or not lines:
+            print(f"epoch_cost: the {variant} run failed:\n{stderr[-3000:]}", file=sys.stderr)
             return 1
         results[variant] = json.loads(lines[-1][6:])
+        save()
+    save(complete=True)
     mmn_s, g2l_s = summary(results["mmn"]["epoch_s"]), summary(results["g2l"]["epoch_s"])
     print(f"synthetic {args.preset}: {args.videos} training videos, batch {args.batch_size}, width {args.hidden_dim}, "
           f"{args.device} {args.precision}, loss.kernels={args.kernels}, {args.threads or 'default'} thread(s)")
@@ -135,12 +214,6 @@ def main() -> int:
         epochs = " ".join(f"{s:.2f}" for s in r["epoch_s"])
         print(f"{variant:<8} {summary(r['epoch_s']):>9.2f} {epochs:<28} {100 * wait:>9.1f}% {100 * (1 - wait):>14.1f}%")
     print(f"G2L / MMN per training epoch: {g2l_s / mmn_s:.2f}x (target <= 1.3x)")
-    if args.json:
-        record = {"preset": args.preset, "videos": args.videos, "device": args.device, "precision": args.precision,
-                  "kernels": args.kernels, "hidden_dim": args.hidden_dim, "batch_size": args.batch_size,
-                  "mmn": results["mmn"], "g2l": results["g2l"], "mmn_epoch_s": mmn_s, "g2l_epoch_s": g2l_s,
-                  "ratio": g2l_s / mmn_s, "busy_share_proxy": "1 - data_wait_share"}
-        Path(args.json).write_text(json.dumps(record, indent=1))
     return 0
 
 

@@ -1,8 +1,10 @@
 """Do the device's kernels and losses agree with the CPU's? Four sections:
 
-(A) CPU against CUDA (``--device cuda`` only): the training losses of MMN and G2L for each public
-    setting, the full and the cropped map, fp32 and bf16 (within bf16's round-off), with
-    ``loss.kernels=numba`` on both sides (the same estimator draws: only the device differs).
+(A) CPU against CUDA (``--device cuda``, or ``--compare-device``): the training losses of MMN and
+    G2L for each public setting, the full and the cropped map, fp32 and bf16 (within bf16's
+    round-off), with ``loss.kernels=numba`` on both sides (the same estimator draws: only the device
+    differs). ``--compare-device cpu`` runs it CPU against CPU (bench/gpu_check.sh's dry run: the
+    code path, not a comparison).
 (B) geodesic closeness: the torch kernels on the device against the Numba kernels on the CPU, on
     map-like features (bench/common.py ``map_like_cells``): bit-equal on the same dense graph on a
     CPU, within 1e-4 on CUDA (its own matmul rounding), and the lazy Numba graph within 1e-4.
@@ -16,13 +18,18 @@
     python bench/gpu_parity.py --device cpu --quick # the torch kernels against Numba on the CPU (tests run this)
     python bench/gpu_parity.py --json parity.json   # also write every check as JSON
 
-Exit status 0 when every check agrees, 1 when one fails.
+The JSON is rewritten (atomically) after every check, with ``"complete": false`` until the last, so
+a run cut short (bench/gpu_check.sh's section timeout) keeps every check it finished. The sections
+run in two passes: first the smallest case of each (Charades-STA, the small maps and batch), then
+the larger ones, so that a short budget still sees every section once. Each check records the
+seconds since the start (``"at_s"``). Exit status 0 when every check agrees, 1 when one fails.
 """
 
 import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +38,25 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, REPO, build_bench_model, map_like_cells, random_batch  # noqa: E402
 
+from g2l.atomic import write_text_atomic  # noqa: E402
+
 CHECKS: list[dict] = []
+REPORT = {"path": None, "device": None, "start": time.perf_counter()}  # where and what write_report writes
+
+
+def write_report(complete: bool) -> None:
+    """Every check so far to ``--json`` (atomically), ``complete`` once the last has run."""
+    if REPORT["path"]:
+        failures = [c["name"] for c in CHECKS if not c["ok"]]
+        write_text_atomic(REPORT["path"], json.dumps({"device": REPORT["device"], "checks": CHECKS,
+                                                      "complete": complete, "ok": not failures and complete}, indent=1))
 
 
 def check(section: str, name: str, value: float, tolerance: float, ok: bool) -> None:
-    CHECKS.append({"section": section, "name": name, "value": float(value), "tolerance": tolerance, "ok": bool(ok)})
+    CHECKS.append({"section": section, "name": name, "value": float(value), "tolerance": tolerance, "ok": bool(ok),
+                   "at_s": round(time.perf_counter() - REPORT["start"], 2)})
     print(f"({section}) {name}: {value:.3g} (tolerance {tolerance:g}) {'ok' if ok else 'FAIL'}", flush=True)
+    write_report(complete=False)
 
 
 def losses_on(device: str, cfg, state: dict, batch, bf16: bool) -> dict:
@@ -53,7 +73,7 @@ def losses_on(device: str, cfg, state: dict, batch, bf16: bool) -> dict:
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
-def section_a(configs: list[str], videos: int) -> None:
+def section_a(configs: list[str], videos: int, other: str = "cuda") -> None:
     from g2l.config import load_config
 
     for name in configs:
@@ -67,10 +87,10 @@ def section_a(configs: list[str], videos: int) -> None:
                 batch = random_batch(cfg, videos, 2.5)
                 for bf16, tolerance in ((False, 2e-3), (True, 5e-2)):
                     cpu = losses_on("cpu", cfg, state, batch, bf16)
-                    gpu = losses_on("cuda", cfg, state, batch, bf16)
+                    gpu = losses_on(other, cfg, state, batch, bf16)
                     worst = max(abs(cpu[k] - gpu[k]) / max(abs(cpu[k]), 1e-3) for k in cpu)
-                    check("A", f"losses {name} {variant} {compute} {'bf16' if bf16 else 'fp32'}, worst relative difference",
-                          worst, tolerance, worst <= tolerance)
+                    check("A", f"losses {name} {variant} {compute} {'bf16' if bf16 else 'fp32'} cpu vs {other}, "
+                          "worst relative difference", worst, tolerance, worst <= tolerance)
 
 
 def section_b(device: str, sizes: list[int]) -> None:
@@ -163,20 +183,31 @@ def main() -> int:
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (torch kernels against Numba only)")
     parser.add_argument("--quick", action="store_true", help="Charades-STA only, small batches and maps")
     parser.add_argument("--json", default=None, help="write every check here as JSON")
+    parser.add_argument("--compare-device", default=None,
+                        help="the device section (A) compares the CPU's losses with (default: cuda with --device cuda, "
+                             "else section A is skipped)")
     args = parser.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    other = args.compare_device or ("cuda" if args.device.startswith("cuda") else None)
+    if any(d and d.startswith("cuda") for d in (args.device, other)) and not torch.cuda.is_available():
         print("gpu_parity: no CUDA device (torch.cuda.is_available() is False); nothing checked", file=sys.stderr)
         return 2
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    configs = ["charades"] if args.quick else ["charades", "activitynet", "tacos"]
-    if args.device.startswith("cuda"):
-        section_a(configs, 4)
-    section_b(args.device, [136, 1104] if args.quick else [136, 1104, 2556])
-    section_c(args.device, 6 if args.quick else 24)
-    section_d(args.device, [c for c in configs if c != "tacos"], 4 if args.quick else 16)
+    REPORT.update(path=args.json, device=args.device, start=time.perf_counter())
+    write_report(complete=False)  # an empty report: the run started
+    # First pass: the smallest case of every section; second pass (not --quick): the larger ones.
+    if other:
+        section_a(["charades"], 4, other)
+    section_b(args.device, [136, 1104])
+    section_c(args.device, 6)
+    section_d(args.device, ["charades"], 4)
+    if not args.quick:
+        if other:
+            section_a(["activitynet", "tacos"], 4, other)
+        section_b(args.device, [2556])
+        section_c(args.device, 24)
+        section_d(args.device, ["charades", "activitynet"], 16)
+    write_report(complete=True)
     failures = [c["name"] for c in CHECKS if not c["ok"]]
-    if args.json:
-        Path(args.json).write_text(json.dumps({"device": args.device, "checks": CHECKS, "ok": not failures}, indent=1))
     if failures:
         print("gpu_parity: FAILED: " + "; ".join(failures), file=sys.stderr)
         return 1

@@ -29,6 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, default_device, run_isolated  # noqa: E402
 
+from g2l.atomic import write_text_atomic  # noqa: E402
+
 COLUMNS = [("fp32", "full"), ("fp32", "cropped"), ("bf16", "full"), ("bf16", "cropped")]
 QUICK_VIDEOS = {"charades": 8, "activitynet": 2, "tacos": 1}  # --quick: videos per step
 
@@ -77,6 +79,10 @@ def main() -> int:
                                           threads=args.threads, map_compute=compute, kernels=args.kernels))
                     times[(precision, compute)].append(r["step_s"])
                     results[(precision, compute)] = r
+                    if args.json:  # after every cell: a run cut short still leaves what it measured
+                        partial = [{**results[c], "column": f"{c[0]}-{c[1]}", "step_s": statistics.median(times[c])}
+                                   for c in columns if times[c]]
+                        write_json(args, cells_out + partial, complete=False)
             median = {c: statistics.median(v) for c, v in times.items()}
             n = {"charades": 16, "activitynet": 64, "tacos": 128}[name]
             cells = "".join(f"{median[c]:>13.3f}s" for c in columns)
@@ -85,10 +91,15 @@ def main() -> int:
             losses = " ".join(f"{results[c]['losses']['total']:.4f}" for c in columns)
             print(f"{name:<12} {hidden:>4} {n:>4} {results[columns[0]]['videos']:>6}{cells}   {ratios}; {losses}", flush=True)
             cells_out += [{**results[c], "column": f"{c[0]}-{c[1]}", "step_s": median[c]} for c in columns]
-            if args.json:  # after every row: a run cut short still leaves what it measured
-                Path(args.json).write_text(json.dumps({"variant": args.variant, "device": args.device,
-                                                       "kernels": args.kernels, "cells": cells_out}, indent=1))
+    if args.json:
+        write_json(args, cells_out, complete=True)
     return 0
+
+
+def write_json(args, cells: list[dict], complete: bool) -> None:
+    """Every cell so far to ``--json``, atomically (``complete`` once the last has run)."""
+    write_text_atomic(args.json, json.dumps({"variant": args.variant, "device": args.device, "kernels": args.kernels,
+                                             "cells": cells, "complete": complete}, indent=1))
 
 
 if __name__ == "__main__":

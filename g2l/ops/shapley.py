@@ -317,7 +317,7 @@ def _set_values(local, num_s, num_m, extra, remove, rowsum, rowmax, rowmax2, inv
 
 @njit(cache=True)
 def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_offsets, cell_t, cell_k,
-                         cell_cumulative, seed, game, out_mean, out_var):
+                         cell_cumulative, seed, game, out_mean, out_var, out_row_var):
     """Every interaction I[j, :] of sentence j of one game, by stratified sampling.
 
     Stratum h holds the cells (t, k) ``cell_offsets[h] .. cell_offsets[h+1]-1`` (t other sentences
@@ -327,7 +327,9 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
     the other sentences, and a random ordering of the moments (prefix P_k) serves every moment i at
     once: C holds T and the k moments of P_k, or of P_{k+1} minus i when i is in P_k, a uniform
     k-subset of the moments other than i in both cases. Writes the stratified mean and its variance
-    (from the spread of each stratum's draws) for every i."""
+    (from the spread of each stratum's draws) for every i, and ``out_row_var[0]``, the variance of
+    the mean over i of the estimates (from the spread of each draw's mean bracket over the moments):
+    a draw serves every moment, so their errors are correlated, and this is their common part."""
     s_all, m_all = weights.shape
     others = np.empty(max(s_all - 1, 1), dtype=np.int64)
     num_others = 0
@@ -354,6 +356,7 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
     for i in range(m_all):
         out_mean[i] = 0.0
         out_var[i] = 0.0
+    out_row_var[0] = 0.0
     for h in range(stratum_probability.shape[0]):
         w_stratum = stratum_probability[h]
         num_draws = stratum_draws[h]
@@ -362,6 +365,7 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
         for i in range(m_all):
             pair_sum[i] = 0.0
             pair_sq[i] = 0.0
+        row_sq = 0.0  # sum over the draws of (mean bracket over the moments)^2
         for d in range(num_draws):
             state, unit = _next_unit(state)
             lo = cell_offsets[h]
@@ -406,6 +410,7 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
                         rowmax1[a] = rowmax0[a]
                         second1[a] = max(second0[a], w)
                 _set_values(local, num_s, k + 1, local[m_all], -1, rowsum1, rowmax1, second1, inv, base1)
+            row_bracket = 0.0
             for pos in range(m_all):
                 i = perm[pos]
                 if pos < k:  # i in P_k: C's moments are P_{k+1} minus i
@@ -421,20 +426,29 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
                     bracket = moved[1] - moved[0] - base0[1] + base0[0]
                 pair_sum[i] += bracket
                 pair_sq[i] += bracket * bracket
+                row_bracket += bracket
+            row_bracket /= m_all
+            row_sq += row_bracket * row_bracket
+        row_total = 0.0
         for i in range(m_all):
             mean_i = pair_sum[i] / num_draws
             out_mean[i] += w_stratum * mean_i
+            row_total += pair_sum[i]
             if num_draws > 1:
                 var_i = max(pair_sq[i] - num_draws * mean_i * mean_i, 0.0) / (num_draws - 1)
                 out_var[i] += w_stratum * w_stratum * var_i / num_draws
+        if num_draws > 1:
+            row_mean = row_total / (m_all * num_draws)
+            row_var = max(row_sq - num_draws * row_mean * row_mean, 0.0) / (num_draws - 1)
+            out_row_var[0] += w_stratum * w_stratum * row_var / num_draws
 
 
 @njit(cache=True, parallel=True)
 def _stratified_kernel(weights_flat, weight_offsets, num_sentences, num_moments, task_game, task_j,
                        stratum_probability, stratum_draws, stratum_offsets, cell_offset_start, cell_offsets,
-                       cell_t, cell_k, cell_cumulative, cell_base, seed, out_mean, out_var):
+                       cell_t, cell_k, cell_cumulative, cell_base, seed, out_mean, out_var, out_row_var):
     """One task per (game, sentence); each has its own random stream, so results do not depend on
-    scheduling. Game g's strata are ``stratum_offsets[g] .. stratum_offsets[g+1]-1``; their h_g + 1
+    scheduling. ``out_mean``, ``out_var`` hold every pair, ``out_row_var`` every task. Game g's strata are ``stratum_offsets[g] .. stratum_offsets[g+1]-1``; their h_g + 1
     cell offsets start at ``cell_offsets[cell_offset_start[g]]`` and count from ``cell_base[g]``."""
     for q in prange(task_game.shape[0]):
         g = task_game[q]
@@ -449,7 +463,7 @@ def _stratified_kernel(weights_flat, weight_offsets, num_sentences, num_moments,
                              cell_offsets[cell_offset_start[g] : cell_offset_start[g] + last - first + 1],
                              cell_t[cells:], cell_k[cells:],
                              cell_cumulative[cells:], seed, g, out_mean[start : start + m_g],
-                             out_var[start : start + m_g])
+                             out_var[start : start + m_g], out_row_var[q : q + 1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +504,8 @@ METHODS = ("stratified", "plain")
 
 
 def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, tau: float = 0.1,
-                               return_stderr: bool = False, method: str = "stratified"):
+                               return_stderr: bool = False, method: str = "stratified", *,
+                               return_mean_stderr: bool = False):
     """Monte Carlo pairwise interactions for several games (videos) in one Numba call.
 
     Args:
@@ -504,9 +519,16 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
             holds (:func:`stratified_plan`, cost polynomial in s and m), coalitions drawn per
             stratum and shared by the pairs of a sentence (:func:`_stratified_sentence`);
             ``"plain"``: independent draws of C per pair.
+        return_mean_stderr: also return the standard errors and, per game, the ``(s_v,)``
+            standard error of each sentence's mean estimate over its moments, ``mean_i I[j, i]``.
+            The stratified draws serve every moment of a sentence, so the errors of a sentence's
+            estimates are correlated and this exceeds ``sqrt(sum_i se_ji^2) / m_v``, which it
+            equals for the plain estimator's independent pairs; L_SSI's reliability needs it
+            (g2l/losses/ssi.py's ``estimate_reliability``).
     Returns:
-        a list of ``(s_v m_v)`` arrays ``I[j, i]`` (and a list of standard errors): float64 numpy
-        for numpy input, float32 torch on the input's device for tensor input.
+        a list of ``(s_v m_v)`` arrays ``I[j, i]`` (and a list of standard errors, and a list of
+        ``(s_v,)`` standard errors of the row means): float64 numpy for numpy input, float32 torch
+        on the input's device for tensor input.
     """
     if int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(
@@ -526,6 +548,7 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     pair_j = np.concatenate([np.repeat(np.arange(s), m) for s, m in shapes] + [np.zeros(0)])  # (pairs,)
     pair_i = np.concatenate([np.tile(np.arange(m), s) for s, m in shapes] + [np.zeros(0)])  # (pairs,)
     stats = np.zeros((pair_game.size, 2), dtype=np.float64)
+    row_var = None  # (sentences,) variance of each sentence's mean estimate; None: independent pairs
     if pair_game.size and method == "plain":
         with kernel_threads():
             _interaction_kernel(weights_flat, offsets, num_sentences, num_moments, pair_game,
@@ -543,7 +566,7 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         stratum_offsets_cells = stratum_offsets[:-1] + np.arange(len(plans))
         task_game = np.concatenate([np.full(s_g, g, dtype=np.int64) for g, (s_g, m_g) in enumerate(shapes) if m_g])
         task_j = np.concatenate([np.arange(s_g, dtype=np.int64) for s_g, m_g in shapes if m_g])
-        mean, var = np.zeros(pair_game.size), np.zeros(pair_game.size)
+        mean, var, task_var = np.zeros(pair_game.size), np.zeros(pair_game.size), np.zeros(task_game.size)
         with kernel_threads():
             _stratified_kernel(weights_flat, offsets, num_sentences, num_moments, task_game, task_j,
                                np.concatenate([p.probability for p in used]),
@@ -552,17 +575,29 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
                                cell_offsets.astype(np.int64),
                                np.concatenate([p.cell_t for p in used]), np.concatenate([p.cell_k for p in used]),
                                np.concatenate([p.cell_cumulative for p in used]), cell_base.astype(np.int64),
-                               np.uint64(int(seed) & _MASK64), mean, var)
+                               np.uint64(int(seed) & _MASK64), mean, var, task_var)
         stats[:, 0], stats[:, 1] = mean, np.sqrt(var)
-    means, errors = [], []
+        # Tasks are the sentences of the games with moments, in order; other games' rows stay 0.
+        row_var = np.zeros(num_sentences.sum())
+        row_var[np.repeat(num_moments > 0, num_sentences)] = task_var
+    sentence_offsets = np.concatenate([[0], np.cumsum(num_sentences)]).astype(np.int64)
+    means, errors, mean_errors = [], [], []
     for g, sim in enumerate(sims):
         block = stats[offsets[g] : offsets[g + 1]].reshape(num_sentences[g], num_moments[g], 2)
         mean, err = block[..., 0].copy(), block[..., 1].copy()
+        if row_var is not None:
+            mean_err = np.sqrt(row_var[sentence_offsets[g] : sentence_offsets[g + 1]])
+        else:  # independent pairs
+            mean_err = np.sqrt((err**2).sum(axis=1)) / max(int(num_moments[g]), 1)
         if isinstance(sim, torch.Tensor):
             mean = torch.from_numpy(mean).float().to(sim.device)
             err = torch.from_numpy(err).float().to(sim.device)
+            mean_err = torch.from_numpy(mean_err).float().to(sim.device)
         means.append(mean)
         errors.append(err)
+        mean_errors.append(mean_err)
+    if return_mean_stderr:
+        return means, errors, mean_errors
     return (means, errors) if return_stderr else means
 
 

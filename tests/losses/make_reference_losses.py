@@ -82,19 +82,25 @@ def reference_batch(seed: int = 0, num_videos: int = 3, t: int = 6, d: int = 8):
     return output, batch, start_idx, end_idx
 
 
-def stand_in_interactions(sims, num_samples, seed=0, tau=0.1, return_stderr=False, **_):
+def stand_in_interactions(sims, num_samples, seed=0, tau=0.1, return_stderr=False, return_mean_stderr=False, **_):
     """A deterministic stand-in for ``pairwise_interaction_batch`` (same arguments and returns):
-    I = sim minus its row mean, standard error 0.05 |sim| + 0.001, as numpy for numpy input."""
+    I = sim minus its row mean, standard error 0.05 |sim| + 0.001, as numpy for numpy input; the
+    row means' standard errors those of independent errors, sqrt(mean_i se^2 / m), with which the
+    reliability of today's code is the tag's (it read no row-mean error)."""
     import numpy as np
 
-    means, errors = [], []
+    means, errors, mean_errors = [], [], []
     for sim in sims:
         values = sim.detach().double().cpu().numpy() if isinstance(sim, torch.Tensor) else np.asarray(sim, np.float64)
         mean, err = values - values.mean(axis=1, keepdims=True), 0.05 * np.abs(values) + 0.001
+        mean_err = np.sqrt((err**2).mean(axis=1) / max(values.shape[1], 1))
         if isinstance(sim, torch.Tensor):
-            mean, err = torch.from_numpy(mean).float().to(sim.device), torch.from_numpy(err).float().to(sim.device)
+            mean, err, mean_err = (torch.from_numpy(a).float().to(sim.device) for a in (mean, err, mean_err))
         means.append(mean)
         errors.append(err)
+        mean_errors.append(mean_err)
+    if return_mean_stderr:
+        return means, errors, mean_errors
     return (means, errors) if return_stderr else means
 
 

@@ -28,10 +28,12 @@ def test_ssi_targets_from_interactions_and_gradient_through_alignment_only():
     loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=200, tau=0.1, seed=7)
     loss = loss_fn(cell, sent, sv, closeness, step=5)
     # Independent recomputation, video by video: the confidence target t = softmax(rho I / (tau (max |I| + 1e-8))),
-    # rho = max(0, 1 - mean se^2 / var I) (kept >= 1e-6), and the alignment A = softmax(cos / tau).
+    # rho = max(0, 1 - noise / var I) (kept >= 1e-6), noise = m / (m - 1) (mean se^2 - se_mean^2),
+    # and the alignment A = softmax(cos / tau).
     players = [(sent[sv == v] @ cell[v].T).detach()[:, select_moment_players(closeness[sv == v], (sent[sv == v] @ cell[v].T).detach(), 3)].numpy()
                for v in range(3)]
-    interactions, errors = pairwise_interaction_batch(players, 200, seed=7 * 1_000_003 + 5, tau=0.1, return_stderr=True)
+    interactions, errors, mean_errors = pairwise_interaction_batch(players, 200, seed=7 * 1_000_003 + 5, tau=0.1,
+                                                                   return_mean_stderr=True)
     per_sentence = []
     for v in range(3):
         r = torch.nonzero(sv == v).flatten()
@@ -39,7 +41,10 @@ def test_ssi_targets_from_interactions_and_gradient_through_alignment_only():
         chosen = select_moment_players(closeness[r], sims, 3)
         inter = torch.as_tensor(interactions[v], dtype=torch.float32)
         se = torch.as_tensor(errors[v], dtype=torch.float32)
-        rho = (1 - se.pow(2).mean(1, keepdim=True) / inter.var(1, keepdim=True)).clamp(1e-6, 1)
+        se_mean = torch.as_tensor(mean_errors[v], dtype=torch.float32)[:, None]
+        m = inter.shape[1]
+        noise = m / (m - 1) * (se.pow(2).mean(1, keepdim=True) - se_mean.pow(2)).clamp(min=0)
+        rho = (1 - noise / inter.var(1, keepdim=True)).clamp(1e-6, 1)
         target = torch.softmax(rho * inter / (0.1 * (inter.abs().amax(1, keepdim=True) + 1e-8)), dim=1)
         per_sentence.append(-(target * torch.log_softmax(sims[:, chosen] / 0.1, dim=1)).sum(dim=1))
     assert np.isfinite(float(loss.detach()))
