@@ -51,6 +51,7 @@ import torch
 from numba import njit, prange
 
 from g2l.ops.shapley_plan import StratifiedPlan, context_probabilities, stratified_plan
+from g2l.ops.splitmix import MASK64, next_below, next_unit, stream_start
 from g2l.ops.threads import kernel_threads
 
 __all__ = [
@@ -62,43 +63,7 @@ __all__ = [
     "METHODS",
 ]
 
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
-_TO_UNIT = 2.0**-53
-_GOLDEN_U64, _MIX1_U64, _MIX2_U64 = np.uint64(_GOLDEN), np.uint64(_MIX1), np.uint64(_MIX2)
-_SHIFTS_U64 = (np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11))
 _MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
-
-
-# ---------------------------------------------------------------------------------------------
-# Counter-based random numbers (SplitMix64; tests/support/shapley_reference.py has a plain-Python twin)
-# ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _mix64(z):
-    z = (z ^ (z >> _SHIFTS_U64[0])) * _MIX1_U64
-    z = (z ^ (z >> _SHIFTS_U64[1])) * _MIX2_U64
-    return z ^ (z >> _SHIFTS_U64[2])
-
-
-@njit(cache=True)
-def _stream_start(seed, game, j, i):
-    """Initial state of the stream of pair (j, i) of game ``game``."""
-    state = _mix64(seed + _GOLDEN_U64)
-    state = _mix64(state ^ _mix64(np.uint64(game) + _GOLDEN_U64))
-    state = _mix64(state ^ _mix64(np.uint64(j) + _MIX1_U64))
-    return _mix64(state ^ _mix64(np.uint64(i) + _MIX2_U64))
-
-
-@njit(cache=True)
-def _next_below(state, bound):
-    """Advance the SplitMix64 state; return ``(new_state, integer uniform on 0 .. bound-1)``."""
-    state = state + _GOLDEN_U64
-    unit = np.float64(_mix64(state) >> _SHIFTS_U64[3]) * _TO_UNIT  # in [0, 1), 53 bits
-    return state, np.int64(unit * bound)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,9 +96,9 @@ def _sample_pair(weights, num_sentences, j, i, num_samples, state, out_stats):
     m2 = 0.0
     for t in range(num_samples):
         # C: size uniform on 0..n-2, then a uniform subset of that size (partial Fisher-Yates).
-        state, size = _next_below(state, n - 1)
+        state, size = next_below(state, n - 1)
         for pos in range(size):
-            state, r = _next_below(state, n - 2 - pos)
+            state, r = next_below(state, n - 2 - pos)
             r += pos
             tmp = others[pos]
             others[pos] = others[r]
@@ -218,7 +183,7 @@ def _interaction_kernel(weights_flat, weight_offsets, num_sentences, num_moments
         s_g = num_sentences[g]
         m_g = num_moments[g]
         weights = weights_flat[weight_offsets[g] : weight_offsets[g] + s_g * m_g].reshape((s_g, m_g))
-        state = _stream_start(seed, g, pair_j[q], pair_i[q])
+        state = stream_start(seed, g, pair_j[q], pair_i[q])
         _sample_pair(weights, s_g, pair_j[q], pair_i[q], num_samples, state, out_stats[q])
 
 
@@ -226,13 +191,6 @@ def _interaction_kernel(weights_flat, weight_offsets, num_sentences, num_moments
 # Stratified kernel: strata over (t, k) = how many other sentences and how many other moments C
 # holds; each draw serves every pair of its sentence
 # ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _next_unit(state):
-    """Advance the SplitMix64 state; return ``(new_state, float uniform on [0, 1))``."""
-    state = state + _GOLDEN_U64
-    return state, np.float64(_mix64(state) >> _SHIFTS_U64[3]) * _TO_UNIT
 
 
 @njit(cache=True, inline="always")
@@ -352,7 +310,7 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
     base0 = np.empty(2)
     base1 = np.empty(2)
     moved = np.empty(2)
-    state = _stream_start(seed, game, j, np.uint64(0))
+    state = stream_start(seed, game, j, np.uint64(0))
     for i in range(m_all):
         out_mean[i] = 0.0
         out_var[i] = 0.0
@@ -367,7 +325,7 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
             pair_sq[i] = 0.0
         row_sq = 0.0  # sum over the draws of (mean bracket over the moments)^2
         for d in range(num_draws):
-            state, unit = _next_unit(state)
+            state, unit = next_unit(state)
             lo = cell_offsets[h]
             hi = cell_offsets[h + 1] - 1
             while lo < hi:  # the first cell whose cumulative probability exceeds unit
@@ -379,7 +337,7 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
             t = cell_t[lo]
             k = cell_k[lo]
             for pos in range(t):  # T: partial Fisher-Yates over the other sentences
-                state, r = _next_below(state, num_others - pos)
+                state, r = next_below(state, num_others - pos)
                 r += pos
                 tmp = others[pos]
                 others[pos] = others[r]
@@ -389,7 +347,7 @@ def _stratified_sentence(weights, j, stratum_probability, stratum_draws, cell_of
             num_s = t + 1
             prefix = min(k + 1, m_all)
             for pos in range(prefix):
-                state, r = _next_below(state, m_all - pos)
+                state, r = next_below(state, m_all - pos)
                 r += pos
                 tmp = perm[pos]
                 perm[pos] = perm[r]
@@ -553,7 +511,7 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         with kernel_threads():
             _interaction_kernel(weights_flat, offsets, num_sentences, num_moments, pair_game,
                                 pair_j.astype(np.int64), pair_i.astype(np.int64), int(num_samples),
-                                np.uint64(int(seed) & _MASK64), stats)
+                                np.uint64(int(seed) & MASK64), stats)
     elif pair_game.size:
         plans = [stratified_plan(int(s_g), int(m_g), int(num_samples)) if s_g * m_g else None
                  for s_g, m_g in shapes]
@@ -575,7 +533,7 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
                                cell_offsets.astype(np.int64),
                                np.concatenate([p.cell_t for p in used]), np.concatenate([p.cell_k for p in used]),
                                np.concatenate([p.cell_cumulative for p in used]), cell_base.astype(np.int64),
-                               np.uint64(int(seed) & _MASK64), mean, var, task_var)
+                               np.uint64(int(seed) & MASK64), mean, var, task_var)
         stats[:, 0], stats[:, 1] = mean, np.sqrt(var)
         # Tasks are the sentences of the games with moments, in order; other games' rows stay 0.
         row_var = np.zeros(num_sentences.sum())
