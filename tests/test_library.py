@@ -243,7 +243,17 @@ DAMAGE = {
     "shard file link": (lambda f: (os.rename(_shard(f) / "spans.npy", f / "spans.npy"),
                                    os.symlink(f / "spans.npy", _shard(f) / "spans.npy")), "cannot be opened"),
     "planted link": (lambda f: os.symlink("/etc/passwd", f / "shards" / ".00000009.1.tmp"), "link"),
+    "spans beyond the video": (lambda f: _edit_spans(f, lambda s: s + 7.5e8), "outside their video"),
+    "spans not finite": (lambda f: _edit_spans(f, lambda s: s * np.nan), "outside their video"),
+    "spans reversed": (lambda f: _edit_spans(f, lambda s: s[:, ::-1]), "outside their video"),
+    "hash of another file": (lambda f: _edit_manifest(f, lambda m: m["shards"][0]["sha256"].update(
+        {"/dev/zero": "0" * 64})), "not laid out"),
 }
+
+
+def _edit_spans(folder: Path, change) -> None:
+    spans = np.load(_shard(folder) / "spans.npy")
+    np.save(_shard(folder) / "spans.npy", np.ascontiguousarray(change(spans), np.float32))
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))
@@ -266,6 +276,21 @@ def test_other_model_refused(grounder, tmp_path):
         VideoIndex.open(folder, grounder)
     with pytest.raises(VideoIndexError, match="built with another model"):
         VideoIndex.open(folder).search(grounder, QUERIES[:1])
+
+
+def test_verify_follows_no_link_and_waits_on_no_fifo(grounder, tmp_path):
+    """A shard file that is a link (to an exact copy: the hash would match through it), a FIFO (a
+    read would wait forever) or missing is reported damaged, never followed, read or a traceback."""
+    folder = _tiny_index(grounder, tmp_path / "index")
+    shard = _shard(folder)
+    shutil.copy(shard / "cells_c.npy", tmp_path / "copy.npy")
+    (shard / "cells_c.npy").unlink()
+    os.symlink(tmp_path / "copy.npy", shard / "cells_c.npy")
+    os.unlink(shard / "cells_u.npy")
+    os.mkfifo(shard / "cells_u.npy")
+    os.unlink(shard / "spans.npy")
+    damaged = VideoIndex.open(folder, grounder).verify().damaged
+    assert sorted(damaged) == [f"shards/{shard.name}/{name}" for name in ("cells_c.npy", "cells_u.npy", "spans.npy")]
 
 
 def test_one_writer_at_a_time_and_readers_see_whole_updates(grounder, tmp_path):

@@ -56,7 +56,7 @@ from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, GroundingError
 from g2l.library.exact import Block, ExactSearch
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
-                               VideoIndexError, check_manifest_model, clean_up, file_identity, map_npy,
+                               VideoIndexError, check_manifest_model, check_spans, clean_up, file_identity, map_npy,
                                read_manifest, read_videos, refuse_links, sha256_file, take_lock)
 
 @dataclass
@@ -231,6 +231,7 @@ class VideoIndex:
                       for name, dtype, width in (("cells_c", settings["dtype"], settings["dim"]),
                                                  ("cells_u", settings["dtype"], settings["dim"]),
                                                  ("spans", "float32", 2))}
+            check_spans(self.folder, shard["name"], arrays["spans"], [v for v in self.videos if v.shard == shard["name"]])
             video = np.repeat(np.arange(number, number + len(counts)), counts)
             number += len(counts)
             blocks.append(Block(arrays["cells_c"], arrays["cells_u"], np.asarray(arrays["spans"]), video))
@@ -380,8 +381,12 @@ class VideoIndex:
         missing ones dropped, and damaged shards dropped with their videos."""
         report = VerifyReport()
         for shard in self.manifest["shards"]:
-            for name, digest in shard["sha256"].items():
-                if sha256_file(self.folder / SHARDS / shard["name"] / name) != digest:
+            for name, digest in shard["sha256"].items():  # the four members (read_manifest checks the names)
+                try:
+                    found = sha256_file(self.folder / SHARDS / shard["name"] / name)
+                except OSError:  # missing, a link, a FIFO: damaged, never followed or waited on
+                    found = None
+                if found != digest:
                     report.damaged.append(f"{SHARDS}/{shard['name']}/{name}")
         damaged_shards = {p.split("/")[1] for p in report.damaged}
         files_near: dict[tuple, str] | None = None

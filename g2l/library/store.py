@@ -33,6 +33,8 @@ TEMPORARY_NAME = re.compile(r"^\..+\.[0-9]+(\.[0-9a-f]{8})?\.tmp$")
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_VIDEOS_JSON_BYTES = 256 << 20
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+MEMBERS = ("videos.json", "spans.npy", "cells_c.npy", "cells_u.npy")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class VideoIndexError(G2LError):
@@ -63,8 +65,13 @@ def file_identity(path: str | Path) -> tuple[str, list]:
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of the regular file ``path``, opened without following a link or waiting on a
+    FIFO; anything else (a link, a FIFO, a device) is an ``OSError``, never read."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -138,7 +145,8 @@ def read_manifest(folder: Path) -> dict:
         good = good and (isinstance(shard, dict) and isinstance(shard.get("name"), str)
                          and bool(SHARD_NAME.match(shard["name"])) and shard["name"] not in names
                          and _is_count(shard.get("videos")) and _is_count(shard.get("cells"))
-                         and isinstance(shard.get("sha256"), dict))
+                         and isinstance(shard.get("sha256"), dict) and sorted(shard["sha256"]) == sorted(MEMBERS)
+                         and all(isinstance(d, str) and SHA256.match(d) for d in shard["sha256"].values()))
         if good:
             names.add(shard["name"])
     if not good:
@@ -197,6 +205,20 @@ def read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
         if not ok or sum(v.cells for v in videos if v.shard == shard["name"]) != shard["cells"]:
             raise damaged_error(folder, f"shard {shard['name']} videos.json does not agree with {MANIFEST}")
     return videos
+
+
+def check_spans(folder: Path, shard: str, spans: np.ndarray, videos: list[IndexedVideo]) -> None:
+    """Each video's moments (rows of ``spans``, in the order of ``videos``) are finite spans that
+    start at 0 or later, before the video's end, and end after they start: a crafted spans.npy
+    (moments at 750,000,000 s in a 40 s video, NaN) is refused, never shown."""
+    start = 0
+    for video in videos:
+        rows = np.asarray(spans[start:start + video.cells], np.float64)
+        start += video.cells
+        if not (np.isfinite(rows).all() and (rows[:, 0] >= 0).all() and (rows[:, 1] > rows[:, 0]).all()
+                and (rows[:, 0] < video.duration_s).all()):
+            raise damaged_error(folder, f"shard {shard} spans.npy holds moments outside their video {video.path} "
+                                        f"({video.duration_s:g} s)")
 
 
 def map_npy(path: Path, dtype: str, shape: tuple[int, int], *, what: str) -> np.ndarray:
