@@ -185,6 +185,27 @@ def test_cli_build_search_json_verify_fix(grounder, videos, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["videos"] == 1
 
 
+def test_verify_fix_encodes_the_indexed_file_not_a_namesake_in_the_current_folder(grounder, videos, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """A video indexed by a relative path, then changed: ``verify --fix`` run from another folder that
+    holds another video of that name encodes the indexed file again (by its resolved path), keeps
+    the path as indexed, and leaves no stale entry."""
+    work, other = tmp_path / "work", tmp_path / "other"
+    work.mkdir(), other.mkdir()
+    shutil.copy(videos / "a.mp4", work / "a.mp4")
+    shutil.copy(videos / "b.mp4", other / "a.mp4")  # 9 s: a namesake, never indexed
+    monkeypatch.chdir(work)
+    assert index_main(["build", str(tmp_path / "index"), "a.mp4", "--quiet"]) == 0
+    write_test_video(work / "a.mp4", duration_s=7.0, fps=5.0, size=(64, 48))
+    monkeypatch.chdir(other)
+    assert index_main(["verify", str(tmp_path / "index"), "--fix"]) == 0
+    assert "fixed: encoded a.mp4 again" in capsys.readouterr().out
+    assert index_main(["verify", str(tmp_path / "index")]) == 0
+    [video] = VideoIndex.open(tmp_path / "index", grounder).videos
+    assert (video.path, video.resolved) == ("a.mp4", str(work / "a.mp4"))
+    assert video.duration_s == pytest.approx(7.0, abs=0.3)
+
+
 def test_build_from_a_splits_features(grounder, tmp_path, capsys):
     h5py = pytest.importorskip("h5py")
     rng = np.random.default_rng(0)

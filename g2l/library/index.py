@@ -269,7 +269,8 @@ class VideoIndex:
             raise VideoIndexError(f"index {self.folder} was opened for reading; open it with write=True to change it")
 
     def add(self, paths: list[str | Path], grounder: Grounder, *, cache_dir: str | Path | None = None,
-            videos_per_shard: int = VIDEOS_PER_SHARD, on_video=None, on_failure=None) -> AddSummary:
+            videos_per_shard: int = VIDEOS_PER_SHARD, on_video=None, on_failure=None,
+            _shown: dict[str, str] | None = None) -> AddSummary:
         """Encode and add the video files ``paths`` (skipping those indexed and unchanged; a changed
         one is encoded again and replaces its entry). A video that cannot be read is reported
         (``on_failure(path, why)``) and skipped. ``on_video(done, total)`` after each."""
@@ -300,7 +301,8 @@ class VideoIndex:
                         store.put(path, video)
                 else:
                     summary.from_cache += 1
-                entry = IndexedVideo(str(path), resolved, identity, float(video.duration_s), 0)
+                shown = (_shown or {}).get(str(path), str(path))  # verify --fix: the path as first indexed
+                entry = IndexedVideo(shown, resolved, identity, float(video.duration_s), 0)
                 pending.append((entry, *grounder.moment_embeddings(video, window_s)))
                 if old is not None:
                     replaced.add(old.resolved)
@@ -432,8 +434,11 @@ class VideoIndex:
         report.fixed += [f"dropped {p}" for p in report.missing] + [f"moved {a} -> {b}" for a, b in report.moved]
         report.fixed += [f"dropped the videos of damaged shard {s}" for s in sorted(damaged_shards)]
         if report.changed:
-            summary = self.add(report.changed, grounder, cache_dir=cache_dir, on_failure=on_failure)
-            report.fixed += [f"encoded {p} again" for p in summary.added]
+            # The files that changed, by the resolved path checked above: the path as indexed may be
+            # relative to another folder than this command's, where another file of that name may be.
+            changed = {v.resolved: v.path for v in self.videos if v.path in report.changed}
+            summary = self.add(list(changed), grounder, cache_dir=cache_dir, on_failure=on_failure, _shown=changed)
+            report.fixed += [f"encoded {changed.get(p, p)} again" for p in summary.added]
         return report
 
     def _files_near(self) -> dict[tuple, str]:
