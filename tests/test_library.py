@@ -267,6 +267,9 @@ DAMAGE = {
     "spans beyond the video": (lambda f: _edit_spans(f, lambda s: s + 7.5e8), "outside their video"),
     "spans not finite": (lambda f: _edit_spans(f, lambda s: s * np.nan), "outside their video"),
     "spans reversed": (lambda f: _edit_spans(f, lambda s: s[:, ::-1]), "outside their video"),
+    "width edited": (lambda f: (_edit_manifest(f, lambda m: m["settings"].update(dim=64)),
+                                *(np.save(_shard(f) / name, np.ascontiguousarray(np.load(_shard(f) / name)[:, :64]))
+                                  for name in ("cells_c.npy", "cells_u.npy"))), "this model's have 128"),
     "hash of another file": (lambda f: _edit_manifest(f, lambda m: m["shards"][0]["sha256"].update(
         {"/dev/zero": "0" * 64})), "not laid out"),
 }

@@ -56,8 +56,8 @@ from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, GroundingError
 from g2l.library.exact import Block, ExactSearch
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
-                               VideoIndexError, check_manifest_model, check_spans, clean_up, file_identity, map_npy,
-                               read_manifest, read_videos, refuse_links, sha256_file, take_lock)
+                               VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
+                               file_identity, map_npy, read_manifest, read_videos, refuse_links, sha256_file, take_lock)
 
 @dataclass
 class LibraryMoment:
@@ -231,7 +231,8 @@ class VideoIndex:
                       for name, dtype, width in (("cells_c", settings["dtype"], settings["dim"]),
                                                  ("cells_u", settings["dtype"], settings["dim"]),
                                                  ("spans", "float32", 2))}
-            check_spans(self.folder, shard["name"], arrays["spans"], [v for v in self.videos if v.shard == shard["name"]])
+            check_spans(self.folder, shard["name"], arrays["spans"],
+                        [v for v in self.videos if v.shard == shard["name"]])
             video = np.repeat(np.arange(number, number + len(counts)), counts)
             number += len(counts)
             blocks.append(Block(arrays["cells_c"], arrays["cells_u"], np.asarray(arrays["spans"]), video))
@@ -246,6 +247,10 @@ class VideoIndex:
             raise VideoIndexError("top_k and per_video must be at least 1")
         self.check_model(grounder)
         s_c, s_u = grounder.query_embeddings(queries)  # (q d)
+        dim = self.manifest["settings"]["dim"]
+        if s_c.shape[-1] != dim:  # a manifest edited to another width
+            raise damaged_error(self.folder, f"{MANIFEST} says its moments have width {dim}, where this model's have "
+                                f"{s_c.shape[-1]}")
         if self._search is None:
             self._search = ExactSearch(self._blocks(), gamma=grounder.cfg.eval.score_gamma)
         threshold = getattr(grounder, "match_threshold", None)
