@@ -317,6 +317,30 @@ def test_verify_follows_no_link_and_waits_on_no_fifo(grounder, tmp_path):
     assert sorted(damaged) == [f"shards/{shard.name}/{name}" for name in ("cells_c.npy", "cells_u.npy", "spans.npy")]
 
 
+def test_a_shard_file_swapped_after_its_check_is_not_mapped(grounder, tmp_path, monkeypatch):
+    """The arrays are mapped from the descriptor whose header and size were checked: a file swapped
+    for a link to a shorter one right after the check (a race) changes nothing."""
+    from g2l.library import store
+
+    folder = _tiny_index(grounder, tmp_path / "index")
+    expected = VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].moments
+    (tmp_path / "short.npy").write_bytes(b"\x93NUMPY")
+    read_header = np.lib.format.read_array_header_1_0
+
+    def swap_after_reading(handle, **kwargs):
+        header = read_header(handle, **kwargs)
+        name = Path(handle.name if isinstance(handle.name, str) else os.readlink(f"/proc/self/fd/{handle.name}"))
+        os.replace(name, tmp_path / f"moved-{name.name}")
+        os.symlink(tmp_path / "short.npy", name)
+        return header
+
+    monkeypatch.setattr(store.np.lib.format, "read_array_header_1_0", swap_after_reading)
+    got = VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].moments
+    assert [(m.video, m.start_s, m.end_s, m.score) for m in got] == [(m.video, m.start_s, m.end_s, m.score)
+                                                                     for m in expected]
+    assert all((_shard(folder) / name).is_symlink() for name in ("spans.npy", "cells_c.npy", "cells_u.npy"))
+
+
 def test_one_writer_at_a_time_and_readers_see_whole_updates(grounder, tmp_path):
     folder = _tiny_index(grounder, tmp_path / "index")
     reader = VideoIndex.open(folder, grounder)

@@ -249,6 +249,8 @@ def map_npy(path: Path, dtype: str, shape: tuple[int, int], *, what: str) -> np.
         if info.st_size != offset + int(np.prod(shape, dtype=np.int64)) * expected.itemsize:
             raise VideoIndexError(f"{what}: {path.name} is {info.st_size:,} bytes, not what its shape needs; rebuild "
                                   "the index with g2l-index build")
-    if shape[0] == 0:
-        return np.zeros(shape, expected)
-    return np.memmap(path, dtype=expected, mode="c", offset=offset, shape=shape)
+        if shape[0] == 0:
+            return np.zeros(shape, expected)
+        # Mapped from the descriptor just checked, not by name: a file swapped in between (a link, a
+        # shorter file whose pages would fault past its end) is never mapped.
+        return np.memmap(handle, dtype=expected, mode="c", offset=offset, shape=shape)
