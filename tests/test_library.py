@@ -263,6 +263,8 @@ DAMAGE = {
                                  os.symlink(f / "real.json", f / "index.json")), "link"),
     "shard file link": (lambda f: (os.rename(_shard(f) / "spans.npy", f / "spans.npy"),
                                    os.symlink(f / "spans.npy", _shard(f) / "spans.npy")), "cannot be opened"),
+    "videos.json link": (lambda f: (os.rename(_shard(f) / "videos.json", f / "videos.json"),
+                                    os.symlink(f / "videos.json", _shard(f) / "videos.json")), "is a link"),
     "planted link": (lambda f: os.symlink("/etc/passwd", f / "shards" / ".00000009.1.tmp"), "link"),
     "spans beyond the video": (lambda f: _edit_spans(f, lambda s: s + 7.5e8), "outside their video"),
     "spans not finite": (lambda f: _edit_spans(f, lambda s: s * np.nan), "outside their video"),

@@ -183,6 +183,8 @@ def read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
             raise damaged_error(folder, f"shard {shard['name']} is not a folder")
         if not place.exists():
             raise FileNotFoundError(place)
+        if (place / "videos.json").is_symlink():  # an index holds no links: never read through one
+            raise damaged_error(folder, f"shard {shard['name']} videos.json is a link")
         try:
             entries = strict_json.loads(read_text_file(place / "videos.json", what=f"index {folder} shard "
                                                        f"{shard['name']} videos.json", max_bytes=MAX_VIDEOS_JSON_BYTES))
