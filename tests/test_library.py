@@ -206,6 +206,21 @@ def test_verify_fix_encodes_the_indexed_file_not_a_namesake_in_the_current_folde
     assert video.duration_s == pytest.approx(7.0, abs=0.3)
 
 
+def test_verify_fix_drops_only_the_missing_one_of_two_videos_indexed_under_one_name(grounder, videos, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """``a.mp4`` indexed from two folders is two entries; the one deleted is dropped, the other kept."""
+    for name, source in (("x", "a.mp4"), ("y", "b.mp4")):
+        (tmp_path / name).mkdir()
+        shutil.copy(videos / source, tmp_path / name / "a.mp4")
+        monkeypatch.chdir(tmp_path / name)
+        assert index_main(["build", str(tmp_path / "index"), "a.mp4", "--quiet"]) == 0
+    (tmp_path / "y" / "a.mp4").unlink()
+    assert index_main(["verify", str(tmp_path / "index"), "--fix"]) == 0
+    assert "fixed: dropped a.mp4" in capsys.readouterr().out
+    [video] = VideoIndex.open(tmp_path / "index", grounder).videos
+    assert (video.path, video.resolved) == ("a.mp4", str(tmp_path / "x" / "a.mp4"))
+
+
 def test_build_from_a_splits_features(grounder, tmp_path, capsys):
     h5py = pytest.importorskip("h5py")
     rng = np.random.default_rng(0)

@@ -397,6 +397,9 @@ class VideoIndex:
                     report.damaged.append(f"{SHARDS}/{shard['name']}/{name}")
         damaged_shards = {p.split("/")[1] for p in report.damaged}
         files_near: dict[tuple, str] | None = None
+        # What --fix acts on, by resolved path: two videos indexed under one relative path from two
+        # folders are two entries, and one missing must not drop the other.
+        changed, missing, moved = {}, set(), {}
         for video in self.videos:
             if video.shard in damaged_shards:
                 continue
@@ -411,37 +414,37 @@ class VideoIndex:
                 report.ok.append(video.path)
             elif identity is not None:
                 report.changed.append(video.path)
+                changed[video.resolved] = video.path
             else:
                 if files_near is None:
                     files_near = self._files_near()
                 now = files_near.get((video.identity[0], video.identity[1], video.identity[2], video.identity[3]))
                 if now is not None and now != video.resolved:
                     report.moved.append((video.path, now))
+                    moved[video.resolved] = now
                 else:
                     report.missing.append(video.path)
+                    missing.add(video.resolved)
         if not fix:
             return report
         self._require_writer()
         if grounder is None:
             raise VideoIndexError("verify --fix needs the model to encode changed videos again")
-        moved = dict(report.moved)
-        drop = {v.resolved for v in self.videos if v.path in report.missing or v.path in moved
-                or v.shard in damaged_shards}
+        drop = missing | set(moved) | {v.resolved for v in self.videos if v.shard in damaged_shards}
         pending = []
         for video in self.videos:
-            if video.path in moved:
-                resolved, identity = file_identity(moved[video.path])
-                entry = IndexedVideo(moved[video.path], resolved, identity, video.duration_s, 0)
+            if video.resolved in moved:
+                resolved, identity = file_identity(moved[video.resolved])
+                entry = IndexedVideo(moved[video.resolved], resolved, identity, video.duration_s, 0)
                 arrays = self._arrays_of(video)
                 pending.append((entry, *arrays))
         if drop or pending:
             self._commit(pending, drop)
         report.fixed += [f"dropped {p}" for p in report.missing] + [f"moved {a} -> {b}" for a, b in report.moved]
         report.fixed += [f"dropped the videos of damaged shard {s}" for s in sorted(damaged_shards)]
-        if report.changed:
+        if changed:
             # The files that changed, by the resolved path checked above: the path as indexed may be
             # relative to another folder than this command's, where another file of that name may be.
-            changed = {v.resolved: v.path for v in self.videos if v.path in report.changed}
             summary = self.add(list(changed), grounder, cache_dir=cache_dir, on_failure=on_failure, _shown=changed)
             report.fixed += [f"encoded {changed.get(p, p)} again" for p in summary.added]
         return report
