@@ -206,14 +206,18 @@ def test_verify_fix_encodes_the_indexed_file_not_a_namesake_in_the_current_folde
     assert video.duration_s == pytest.approx(7.0, abs=0.3)
 
 
-def test_verify_fix_drops_only_the_missing_one_of_two_videos_indexed_under_one_name(grounder, videos, tmp_path,
-                                                                                   monkeypatch, capsys):
-    """``a.mp4`` indexed from two folders is two entries; the one deleted is dropped, the other kept."""
+def test_remove_and_verify_fix_touch_only_the_meant_one_of_two_namesakes(grounder, videos, tmp_path, monkeypatch,
+                                                                         capsys):
+    """``a.mp4`` indexed from two folders is two entries: ``remove a.mp4`` in one folder removes that
+    folder's; the one deleted is dropped by ``verify --fix``, the other kept."""
     for name, source in (("x", "a.mp4"), ("y", "b.mp4")):
         (tmp_path / name).mkdir()
         shutil.copy(videos / source, tmp_path / name / "a.mp4")
         monkeypatch.chdir(tmp_path / name)
         assert index_main(["build", str(tmp_path / "index"), "a.mp4", "--quiet"]) == 0
+    shutil.copytree(tmp_path / "index", tmp_path / "copy")
+    assert index_main(["remove", str(tmp_path / "copy"), "a.mp4"]) == 0  # run in y: y's file only
+    assert [v.resolved for v in VideoIndex.open(tmp_path / "copy", grounder).videos] == [str(tmp_path / "x" / "a.mp4")]
     (tmp_path / "y" / "a.mp4").unlink()
     assert index_main(["verify", str(tmp_path / "index"), "--fix"]) == 0
     assert "fixed: dropped a.mp4" in capsys.readouterr().out

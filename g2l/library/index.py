@@ -359,7 +359,7 @@ class VideoIndex:
         self._commit(list(entries), set())
 
     def remove(self, paths: list[str | Path]) -> tuple[list[str], list[str]]:
-        """Drop the videos indexed under ``paths`` (as indexed, or the same file); returns
+        """Drop the videos indexed under ``paths`` (the same file, else as indexed); returns
         ``(removed, not_found)``."""
         self._require_writer()
         removed, not_found, drop = [], [], set()
@@ -369,7 +369,11 @@ class VideoIndex:
                 resolved = str(Path(path).resolve())
             except (OSError, RuntimeError, ValueError):
                 resolved = text
-            hits = [v for v in self.videos if v.path == text or v.resolved in (resolved, f"features:{text}")]
+            # The file the path names when one is indexed; else the entries indexed under that text (a
+            # video gone since, or one indexed from another folder): never both, so that a.mp4 indexed
+            # from two folders loses only the one meant.
+            hits = ([v for v in self.videos if v.resolved in (resolved, f"features:{text}")]
+                    or [v for v in self.videos if v.path == text])
             if hits:
                 drop |= {v.resolved for v in hits}
                 removed.append(text)
