@@ -362,6 +362,17 @@ def test_a_shard_file_swapped_after_its_check_is_not_mapped(grounder, tmp_path, 
     assert all((_shard(folder) / name).is_symlink() for name in ("spans.npy", "cells_c.npy", "cells_u.npy"))
 
 
+@pytest.mark.parametrize("place", [".", "shards", "shards/00000001", "shards/00000001/cells_c.npy"])
+def test_an_index_others_can_write_is_used_with_a_warning(grounder, tmp_path, place, recwarn):
+    folder = _tiny_index(grounder, tmp_path / "index")
+    VideoIndex.open(folder, grounder)
+    assert not [w for w in recwarn if "can be changed by others" in str(w.message)]
+    os.chmod(folder / place, os.stat(folder / place).st_mode | 0o002)
+    with pytest.warns(UserWarning, match="can be changed by others") as caught:
+        VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])
+    assert str(folder / place).rstrip("/.") in str(caught[0].message)
+
+
 def test_one_writer_at_a_time_and_readers_see_whole_updates(grounder, tmp_path):
     folder = _tiny_index(grounder, tmp_path / "index")
     reader = VideoIndex.open(folder, grounder)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,8 @@ from g2l.inference import Grounder, GroundingError
 from g2l.library.exact import Block, ExactSearch
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
                                VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
-                               file_identity, map_npy, read_manifest, read_videos, refuse_links, sha256_file, take_lock)
+                               file_identity, map_npy, read_manifest, read_videos, refuse_links, sha256_file, take_lock,
+                               writable_by_others)
 
 @dataclass
 class LibraryMoment:
@@ -190,6 +192,11 @@ class VideoIndex:
                     if attempt == 2:
                         raise VideoIndexError(f"index {folder} is damaged: a shard listed in {MANIFEST} is missing; "
                                               "rebuild it with g2l-index build") from None
+            shared = writable_by_others(folder, manifest)
+            if shared:
+                warnings.warn(f"index {folder} can be changed by others ({shared} is writable by users other than "
+                              "its owner), who could plant moments in it: `chmod -R go-w` it, or keep the index in "
+                              "a folder of your own", stacklevel=2)
             return cls(folder, manifest, videos, lock, writer=write)
         except BaseException:
             if lock is not None:

@@ -103,6 +103,29 @@ def refuse_links(folder: Path) -> None:
                                       "holds no links: remove it, or rebuild the index with g2l-index build")
 
 
+def writable_by_others(folder: Path, manifest: dict) -> str | None:
+    """The first place of the index (its folder, the shards folder, a listed shard's folder or one
+    of its files) that users other than its owner can write (writable by anyone, or by a group
+    other than the owner's private one, as the feature cache judges its folder), or None. Whoever
+    can write there can plant moments with consistent hashes, which no check of the files can tell
+    from the model's own."""
+    from g2l.feature_cache import _private_group
+
+    places = [folder, folder / SHARDS]
+    for shard in manifest["shards"]:
+        places += [folder / SHARDS / shard["name"], *(folder / SHARDS / shard["name"] / m for m in MEMBERS)]
+    for place in places:
+        try:
+            info = os.lstat(place)
+        except OSError:  # missing: found by the checks that read it
+            continue
+        if stat.S_ISLNK(info.st_mode):  # a link's own mode means nothing; links are refused where read
+            continue
+        if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info)):
+            return str(place)
+    return None
+
+
 def clean_up(folder: Path) -> None:
     """Under the writer's lock: remove killed writers' temporaries and the shards no manifest lists."""
     remove_stale_temporaries(folder)
