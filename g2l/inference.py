@@ -72,13 +72,18 @@ class EncodedVideo:
 
 
 def check_queries(queries: list[str]) -> list[str]:
-    """The queries stripped of surrounding whitespace; a query that is empty or has no letter at
-    all (only spaces, punctuation, digits or invisible characters such as zero-width spaces) is
-    refused with a sentence that names it."""
+    """The queries stripped of surrounding whitespace; a query that is empty, not valid text (a
+    lone surrogate) or has no letter at all (only spaces, punctuation, digits or invisible
+    characters such as zero-width spaces) is refused with a sentence that names it."""
     cleaned = [q.strip() for q in queries]
     if not cleaned or any(not q for q in cleaned):
         raise GroundingError("every query must be a non-empty sentence")
     for number, query in enumerate(cleaned, start=1):
+        try:  # a lone surrogate (argv bytes that are not UTF-8): the tokenizer takes only real text
+            query.encode("utf-8")
+        except UnicodeEncodeError:
+            raise GroundingError(f"query {number} ({query[:40]!r}) is not valid text (bytes that are not UTF-8); "
+                                 "write each query as UTF-8 text") from None
         if not any(character.isalpha() for character in query):
             raise GroundingError(f"query {number} ({query[:40]!r}) has no letters; write each query as a sentence "
                                  "in words")

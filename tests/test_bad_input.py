@@ -186,6 +186,7 @@ CASES = [
     ("ground-video-link-to-dev-zero", "ground", ["{bad}/link_to_dev_zero", "a query"],
      "is a link to /dev/zero, which is not a regular file (a character device); pass a video file"),
     ("ground-query-without-letters", "ground", ["{video}", "\u200b\u200b ..."], "has no letters"),
+    ("ground-query-not-utf8", "ground", ["{video}", "the red \udcff\udcfe circle"], "is not valid text"),
     ("ground-batch-without-out", "ground", ["--batch", "{bad}/link_to_dev_zero"], "--batch needs --out"),
     ("ground-batch-pairs-dev-zero", "ground", ["--batch", "{bad}/link_to_dev_zero", "--out", "{tmp}/o.jsonl"],
      "is a link to /dev/zero, which is not a regular file"),

@@ -7,7 +7,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from g2l.cli import run_cli
+import pytest
+
+from g2l.cli import eval_main, index_main, run_cli, search_main, train_main
 from g2l.data.features import FeatureError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,3 +44,22 @@ def test_a_reader_that_closes_the_pipe_ends_the_tool_quietly(tmp_path):
     os.close(write_end)
     assert proc.stderr == ""
     assert proc.returncode == 141
+
+
+LONG = "y" * 300  # one name over the 255 bytes that most file systems allow
+
+
+@pytest.mark.parametrize("main, argv", [
+    (search_main, [LONG, "a query"]),
+    (index_main, ["build", f"{LONG}/index", str(REPO / "examples" / "demo.mp4")]),
+    (index_main, ["info", LONG]),
+    (index_main, ["build", "index", f"{LONG}.mp4"]),
+    (train_main, ["--resume", LONG]),
+    (eval_main, ["--checkpoint", LONG]),
+], ids=["search index", "build index", "info index", "build video", "train resume", "eval checkpoint"])
+def test_a_name_too_long_is_one_sentence(main, argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "too long" in err, err
+    assert "characters) is too long" in err  # the path named, cut to a readable length

@@ -185,6 +185,46 @@ def test_cli_build_search_json_verify_fix(grounder, videos, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["videos"] == 1
 
 
+def test_verify_fix_encodes_the_indexed_file_not_a_namesake_in_the_current_folder(grounder, videos, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """A video indexed by a relative path, then changed: ``verify --fix`` run from another folder that
+    holds another video of that name encodes the indexed file again (by its resolved path), keeps
+    the path as indexed, and leaves no stale entry."""
+    work, other = tmp_path / "work", tmp_path / "other"
+    work.mkdir(), other.mkdir()
+    shutil.copy(videos / "a.mp4", work / "a.mp4")
+    shutil.copy(videos / "b.mp4", other / "a.mp4")  # 9 s: a namesake, never indexed
+    monkeypatch.chdir(work)
+    assert index_main(["build", str(tmp_path / "index"), "a.mp4", "--quiet"]) == 0
+    write_test_video(work / "a.mp4", duration_s=7.0, fps=5.0, size=(64, 48))
+    monkeypatch.chdir(other)
+    assert index_main(["verify", str(tmp_path / "index"), "--fix"]) == 0
+    assert "fixed: encoded a.mp4 again" in capsys.readouterr().out
+    assert index_main(["verify", str(tmp_path / "index")]) == 0
+    [video] = VideoIndex.open(tmp_path / "index", grounder).videos
+    assert (video.path, video.resolved) == ("a.mp4", str(work / "a.mp4"))
+    assert video.duration_s == pytest.approx(7.0, abs=0.3)
+
+
+def test_remove_and_verify_fix_touch_only_the_meant_one_of_two_namesakes(grounder, videos, tmp_path, monkeypatch,
+                                                                         capsys):
+    """``a.mp4`` indexed from two folders is two entries: ``remove a.mp4`` in one folder removes that
+    folder's; the one deleted is dropped by ``verify --fix``, the other kept."""
+    for name, source in (("x", "a.mp4"), ("y", "b.mp4")):
+        (tmp_path / name).mkdir()
+        shutil.copy(videos / source, tmp_path / name / "a.mp4")
+        monkeypatch.chdir(tmp_path / name)
+        assert index_main(["build", str(tmp_path / "index"), "a.mp4", "--quiet"]) == 0
+    shutil.copytree(tmp_path / "index", tmp_path / "copy")
+    assert index_main(["remove", str(tmp_path / "copy"), "a.mp4"]) == 0  # run in y: y's file only
+    assert [v.resolved for v in VideoIndex.open(tmp_path / "copy", grounder).videos] == [str(tmp_path / "x" / "a.mp4")]
+    (tmp_path / "y" / "a.mp4").unlink()
+    assert index_main(["verify", str(tmp_path / "index"), "--fix"]) == 0
+    assert "fixed: dropped a.mp4" in capsys.readouterr().out
+    [video] = VideoIndex.open(tmp_path / "index", grounder).videos
+    assert (video.path, video.resolved) == ("a.mp4", str(tmp_path / "x" / "a.mp4"))
+
+
 def test_build_from_a_splits_features(grounder, tmp_path, capsys):
     h5py = pytest.importorskip("h5py")
     rng = np.random.default_rng(0)
@@ -242,8 +282,23 @@ DAMAGE = {
                                  os.symlink(f / "real.json", f / "index.json")), "link"),
     "shard file link": (lambda f: (os.rename(_shard(f) / "spans.npy", f / "spans.npy"),
                                    os.symlink(f / "spans.npy", _shard(f) / "spans.npy")), "cannot be opened"),
+    "videos.json link": (lambda f: (os.rename(_shard(f) / "videos.json", f / "videos.json"),
+                                    os.symlink(f / "videos.json", _shard(f) / "videos.json")), "is a link"),
     "planted link": (lambda f: os.symlink("/etc/passwd", f / "shards" / ".00000009.1.tmp"), "link"),
+    "spans beyond the video": (lambda f: _edit_spans(f, lambda s: s + 7.5e8), "outside their video"),
+    "spans not finite": (lambda f: _edit_spans(f, lambda s: s * np.nan), "outside their video"),
+    "spans reversed": (lambda f: _edit_spans(f, lambda s: s[:, ::-1]), "outside their video"),
+    "width edited": (lambda f: (_edit_manifest(f, lambda m: m["settings"].update(dim=64)),
+                                *(np.save(_shard(f) / name, np.ascontiguousarray(np.load(_shard(f) / name)[:, :64]))
+                                  for name in ("cells_c.npy", "cells_u.npy"))), "this model's have 128"),
+    "hash of another file": (lambda f: _edit_manifest(f, lambda m: m["shards"][0]["sha256"].update(
+        {"/dev/zero": "0" * 64})), "not laid out"),
 }
+
+
+def _edit_spans(folder: Path, change) -> None:
+    spans = np.load(_shard(folder) / "spans.npy")
+    np.save(_shard(folder) / "spans.npy", np.ascontiguousarray(change(spans), np.float32))
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))
@@ -266,6 +321,56 @@ def test_other_model_refused(grounder, tmp_path):
         VideoIndex.open(folder, grounder)
     with pytest.raises(VideoIndexError, match="built with another model"):
         VideoIndex.open(folder).search(grounder, QUERIES[:1])
+
+
+def test_verify_follows_no_link_and_waits_on_no_fifo(grounder, tmp_path):
+    """A shard file that is a link (to an exact copy: the hash would match through it), a FIFO (a
+    read would wait forever) or missing is reported damaged, never followed, read or a traceback."""
+    folder = _tiny_index(grounder, tmp_path / "index")
+    shard = _shard(folder)
+    shutil.copy(shard / "cells_c.npy", tmp_path / "copy.npy")
+    (shard / "cells_c.npy").unlink()
+    os.symlink(tmp_path / "copy.npy", shard / "cells_c.npy")
+    os.unlink(shard / "cells_u.npy")
+    os.mkfifo(shard / "cells_u.npy")
+    os.unlink(shard / "spans.npy")
+    damaged = VideoIndex.open(folder, grounder).verify().damaged
+    assert sorted(damaged) == [f"shards/{shard.name}/{name}" for name in ("cells_c.npy", "cells_u.npy", "spans.npy")]
+
+
+def test_a_shard_file_swapped_after_its_check_is_not_mapped(grounder, tmp_path, monkeypatch):
+    """The arrays are mapped from the descriptor whose header and size were checked: a file swapped
+    for a link to a shorter one right after the check (a race) changes nothing."""
+    from g2l.library import store
+
+    folder = _tiny_index(grounder, tmp_path / "index")
+    expected = VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].moments
+    (tmp_path / "short.npy").write_bytes(b"\x93NUMPY")
+    read_header = np.lib.format.read_array_header_1_0
+
+    def swap_after_reading(handle, **kwargs):
+        header = read_header(handle, **kwargs)
+        name = Path(handle.name if isinstance(handle.name, str) else os.readlink(f"/proc/self/fd/{handle.name}"))
+        os.replace(name, tmp_path / f"moved-{name.name}")
+        os.symlink(tmp_path / "short.npy", name)
+        return header
+
+    monkeypatch.setattr(store.np.lib.format, "read_array_header_1_0", swap_after_reading)
+    got = VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].moments
+    assert [(m.video, m.start_s, m.end_s, m.score) for m in got] == [(m.video, m.start_s, m.end_s, m.score)
+                                                                     for m in expected]
+    assert all((_shard(folder) / name).is_symlink() for name in ("spans.npy", "cells_c.npy", "cells_u.npy"))
+
+
+@pytest.mark.parametrize("place", [".", "shards", "shards/00000001", "shards/00000001/cells_c.npy"])
+def test_an_index_others_can_write_is_used_with_a_warning(grounder, tmp_path, place, recwarn):
+    folder = _tiny_index(grounder, tmp_path / "index")
+    VideoIndex.open(folder, grounder)
+    assert not [w for w in recwarn if "can be changed by others" in str(w.message)]
+    os.chmod(folder / place, os.stat(folder / place).st_mode | 0o002)
+    with pytest.warns(UserWarning, match="can be changed by others") as caught:
+        VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])
+    assert str(folder / place).rstrip("/.") in str(caught[0].message)
 
 
 def test_one_writer_at_a_time_and_readers_see_whole_updates(grounder, tmp_path):

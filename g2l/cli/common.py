@@ -10,6 +10,7 @@ the same sentence (which ``pip install 'g2l[...]'`` to run), exit status 2, neve
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import math
 import os
@@ -100,7 +101,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     """Run ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2, a
     warning one ``warning: <message>`` line, and a reader that closes stdout early (``| head``)
     ends the tool quietly. A module of an extra that turns out missing (``ModuleNotFoundError``)
-    is a user error too: the sentence says which extra to install."""
+    is a user error too: the sentence says which extra to install, and so is a path too long for
+    the file system (``ENAMETOOLONG``), wherever a ``stat`` or ``open`` met it."""
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -121,6 +123,14 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
             if module not in EXTRA_OF_MODULE:
                 raise  # a core dependency or g2l itself: a broken install, the traceback helps
             print(f"error: {missing_extra_error(_command_name(main), [module])}", file=sys.stderr)
+            return 2
+        except OSError as error:
+            if error.errno != errno.ENAMETOOLONG:
+                raise
+            name = str(error.filename or "")
+            shown = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]} ({len(name):,} characters)"
+            print(f"error: the path {shown} is too long for the file system (a name in it is over its limit, "
+                  "often 255 bytes); pass a shorter one", file=sys.stderr)
             return 2
 
 

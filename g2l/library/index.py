@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,9 @@ from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, GroundingError
 from g2l.library.exact import Block, ExactSearch
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
-                               VideoIndexError, check_manifest_model, clean_up, file_identity, map_npy,
-                               read_manifest, read_videos, refuse_links, sha256_file, take_lock)
+                               VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
+                               file_identity, map_npy, read_manifest, read_videos, refuse_links, sha256_file, take_lock,
+                               writable_by_others)
 
 @dataclass
 class LibraryMoment:
@@ -190,6 +192,11 @@ class VideoIndex:
                     if attempt == 2:
                         raise VideoIndexError(f"index {folder} is damaged: a shard listed in {MANIFEST} is missing; "
                                               "rebuild it with g2l-index build") from None
+            shared = writable_by_others(folder, manifest)
+            if shared:
+                warnings.warn(f"index {folder} can be changed by others ({shared} is writable by users other than "
+                              "its owner), who could plant moments in it: `chmod -R go-w` it, or keep the index in "
+                              "a folder of your own", stacklevel=2)
             return cls(folder, manifest, videos, lock, writer=write)
         except BaseException:
             if lock is not None:
@@ -231,6 +238,8 @@ class VideoIndex:
                       for name, dtype, width in (("cells_c", settings["dtype"], settings["dim"]),
                                                  ("cells_u", settings["dtype"], settings["dim"]),
                                                  ("spans", "float32", 2))}
+            check_spans(self.folder, shard["name"], arrays["spans"],
+                        [v for v in self.videos if v.shard == shard["name"]])
             video = np.repeat(np.arange(number, number + len(counts)), counts)
             number += len(counts)
             blocks.append(Block(arrays["cells_c"], arrays["cells_u"], np.asarray(arrays["spans"]), video))
@@ -245,6 +254,10 @@ class VideoIndex:
             raise VideoIndexError("top_k and per_video must be at least 1")
         self.check_model(grounder)
         s_c, s_u = grounder.query_embeddings(queries)  # (q d)
+        dim = self.manifest["settings"]["dim"]
+        if s_c.shape[-1] != dim:  # a manifest edited to another width
+            raise damaged_error(self.folder, f"{MANIFEST} says its moments have width {dim}, where this model's have "
+                                f"{s_c.shape[-1]}")
         if self._search is None:
             self._search = ExactSearch(self._blocks(), gamma=grounder.cfg.eval.score_gamma)
         threshold = getattr(grounder, "match_threshold", None)
@@ -268,7 +281,8 @@ class VideoIndex:
             raise VideoIndexError(f"index {self.folder} was opened for reading; open it with write=True to change it")
 
     def add(self, paths: list[str | Path], grounder: Grounder, *, cache_dir: str | Path | None = None,
-            videos_per_shard: int = VIDEOS_PER_SHARD, on_video=None, on_failure=None) -> AddSummary:
+            videos_per_shard: int = VIDEOS_PER_SHARD, on_video=None, on_failure=None,
+            _shown: dict[str, str] | None = None) -> AddSummary:
         """Encode and add the video files ``paths`` (skipping those indexed and unchanged; a changed
         one is encoded again and replaces its entry). A video that cannot be read is reported
         (``on_failure(path, why)``) and skipped. ``on_video(done, total)`` after each."""
@@ -299,7 +313,8 @@ class VideoIndex:
                         store.put(path, video)
                 else:
                     summary.from_cache += 1
-                entry = IndexedVideo(str(path), resolved, identity, float(video.duration_s), 0)
+                shown = (_shown or {}).get(str(path), str(path))  # verify --fix: the path as first indexed
+                entry = IndexedVideo(shown, resolved, identity, float(video.duration_s), 0)
                 pending.append((entry, *grounder.moment_embeddings(video, window_s)))
                 if old is not None:
                     replaced.add(old.resolved)
@@ -351,7 +366,7 @@ class VideoIndex:
         self._commit(list(entries), set())
 
     def remove(self, paths: list[str | Path]) -> tuple[list[str], list[str]]:
-        """Drop the videos indexed under ``paths`` (as indexed, or the same file); returns
+        """Drop the videos indexed under ``paths`` (the same file, else as indexed); returns
         ``(removed, not_found)``."""
         self._require_writer()
         removed, not_found, drop = [], [], set()
@@ -361,7 +376,11 @@ class VideoIndex:
                 resolved = str(Path(path).resolve())
             except (OSError, RuntimeError, ValueError):
                 resolved = text
-            hits = [v for v in self.videos if v.path == text or v.resolved in (resolved, f"features:{text}")]
+            # The file the path names when one is indexed; else the entries indexed under that text (a
+            # video gone since, or one indexed from another folder): never both, so that a.mp4 indexed
+            # from two folders loses only the one meant.
+            hits = ([v for v in self.videos if v.resolved in (resolved, f"features:{text}")]
+                    or [v for v in self.videos if v.path == text])
             if hits:
                 drop |= {v.resolved for v in hits}
                 removed.append(text)
@@ -380,11 +399,18 @@ class VideoIndex:
         missing ones dropped, and damaged shards dropped with their videos."""
         report = VerifyReport()
         for shard in self.manifest["shards"]:
-            for name, digest in shard["sha256"].items():
-                if sha256_file(self.folder / SHARDS / shard["name"] / name) != digest:
+            for name, digest in shard["sha256"].items():  # the four members (read_manifest checks the names)
+                try:
+                    found = sha256_file(self.folder / SHARDS / shard["name"] / name)
+                except OSError:  # missing, a link, a FIFO: damaged, never followed or waited on
+                    found = None
+                if found != digest:
                     report.damaged.append(f"{SHARDS}/{shard['name']}/{name}")
         damaged_shards = {p.split("/")[1] for p in report.damaged}
         files_near: dict[tuple, str] | None = None
+        # What --fix acts on, by resolved path: two videos indexed under one relative path from two
+        # folders are two entries, and one missing must not drop the other.
+        changed, missing, moved = {}, set(), {}
         for video in self.videos:
             if video.shard in damaged_shards:
                 continue
@@ -399,36 +425,39 @@ class VideoIndex:
                 report.ok.append(video.path)
             elif identity is not None:
                 report.changed.append(video.path)
+                changed[video.resolved] = video.path
             else:
                 if files_near is None:
                     files_near = self._files_near()
                 now = files_near.get((video.identity[0], video.identity[1], video.identity[2], video.identity[3]))
                 if now is not None and now != video.resolved:
                     report.moved.append((video.path, now))
+                    moved[video.resolved] = now
                 else:
                     report.missing.append(video.path)
+                    missing.add(video.resolved)
         if not fix:
             return report
         self._require_writer()
         if grounder is None:
             raise VideoIndexError("verify --fix needs the model to encode changed videos again")
-        moved = dict(report.moved)
-        drop = {v.resolved for v in self.videos if v.path in report.missing or v.path in moved
-                or v.shard in damaged_shards}
+        drop = missing | set(moved) | {v.resolved for v in self.videos if v.shard in damaged_shards}
         pending = []
         for video in self.videos:
-            if video.path in moved:
-                resolved, identity = file_identity(moved[video.path])
-                entry = IndexedVideo(moved[video.path], resolved, identity, video.duration_s, 0)
+            if video.resolved in moved:
+                resolved, identity = file_identity(moved[video.resolved])
+                entry = IndexedVideo(moved[video.resolved], resolved, identity, video.duration_s, 0)
                 arrays = self._arrays_of(video)
                 pending.append((entry, *arrays))
         if drop or pending:
             self._commit(pending, drop)
         report.fixed += [f"dropped {p}" for p in report.missing] + [f"moved {a} -> {b}" for a, b in report.moved]
         report.fixed += [f"dropped the videos of damaged shard {s}" for s in sorted(damaged_shards)]
-        if report.changed:
-            summary = self.add(report.changed, grounder, cache_dir=cache_dir, on_failure=on_failure)
-            report.fixed += [f"encoded {p} again" for p in summary.added]
+        if changed:
+            # The files that changed, by the resolved path checked above: the path as indexed may be
+            # relative to another folder than this command's, where another file of that name may be.
+            summary = self.add(list(changed), grounder, cache_dir=cache_dir, on_failure=on_failure, _shown=changed)
+            report.fixed += [f"encoded {changed.get(p, p)} again" for p in summary.added]
         return report
 
     def _files_near(self) -> dict[tuple, str]:

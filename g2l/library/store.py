@@ -33,6 +33,8 @@ TEMPORARY_NAME = re.compile(r"^\..+\.[0-9]+(\.[0-9a-f]{8})?\.tmp$")
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_VIDEOS_JSON_BYTES = 256 << 20
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+MEMBERS = ("videos.json", "spans.npy", "cells_c.npy", "cells_u.npy")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class VideoIndexError(G2LError):
@@ -63,8 +65,13 @@ def file_identity(path: str | Path) -> tuple[str, list]:
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of the regular file ``path``, opened without following a link or waiting on a
+    FIFO; anything else (a link, a FIFO, a device) is an ``OSError``, never read."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -94,6 +101,29 @@ def refuse_links(folder: Path) -> None:
             if entry.is_symlink():
                 raise VideoIndexError(f"index {folder} holds a link at {Path(entry.path).relative_to(folder)}; an index "
                                       "holds no links: remove it, or rebuild the index with g2l-index build")
+
+
+def writable_by_others(folder: Path, manifest: dict) -> str | None:
+    """The first place of the index (its folder, the shards folder, a listed shard's folder or one
+    of its files) that users other than its owner can write (writable by anyone, or by a group
+    other than the owner's private one, as the feature cache judges its folder), or None. Whoever
+    can write there can plant moments with consistent hashes, which no check of the files can tell
+    from the model's own."""
+    from g2l.feature_cache import _private_group
+
+    places = [folder, folder / SHARDS]
+    for shard in manifest["shards"]:
+        places += [folder / SHARDS / shard["name"], *(folder / SHARDS / shard["name"] / m for m in MEMBERS)]
+    for place in places:
+        try:
+            info = os.lstat(place)
+        except OSError:  # missing: found by the checks that read it
+            continue
+        if stat.S_ISLNK(info.st_mode):  # a link's own mode means nothing; links are refused where read
+            continue
+        if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info)):
+            return str(place)
+    return None
 
 
 def clean_up(folder: Path) -> None:
@@ -138,7 +168,8 @@ def read_manifest(folder: Path) -> dict:
         good = good and (isinstance(shard, dict) and isinstance(shard.get("name"), str)
                          and bool(SHARD_NAME.match(shard["name"])) and shard["name"] not in names
                          and _is_count(shard.get("videos")) and _is_count(shard.get("cells"))
-                         and isinstance(shard.get("sha256"), dict))
+                         and isinstance(shard.get("sha256"), dict) and sorted(shard["sha256"]) == sorted(MEMBERS)
+                         and all(isinstance(d, str) and SHA256.match(d) for d in shard["sha256"].values()))
         if good:
             names.add(shard["name"])
     if not good:
@@ -175,6 +206,8 @@ def read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
             raise damaged_error(folder, f"shard {shard['name']} is not a folder")
         if not place.exists():
             raise FileNotFoundError(place)
+        if (place / "videos.json").is_symlink():  # an index holds no links: never read through one
+            raise damaged_error(folder, f"shard {shard['name']} videos.json is a link")
         try:
             entries = strict_json.loads(read_text_file(place / "videos.json", what=f"index {folder} shard "
                                                        f"{shard['name']} videos.json", max_bytes=MAX_VIDEOS_JSON_BYTES))
@@ -197,6 +230,20 @@ def read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
         if not ok or sum(v.cells for v in videos if v.shard == shard["name"]) != shard["cells"]:
             raise damaged_error(folder, f"shard {shard['name']} videos.json does not agree with {MANIFEST}")
     return videos
+
+
+def check_spans(folder: Path, shard: str, spans: np.ndarray, videos: list[IndexedVideo]) -> None:
+    """Each video's moments (rows of ``spans``, in the order of ``videos``) are finite spans that
+    start at 0 or later, before the video's end, and end after they start: a crafted spans.npy
+    (moments at 750,000,000 s in a 40 s video, NaN) is refused, never shown."""
+    start = 0
+    for video in videos:
+        rows = np.asarray(spans[start:start + video.cells], np.float64)
+        start += video.cells
+        if not (np.isfinite(rows).all() and (rows[:, 0] >= 0).all() and (rows[:, 1] > rows[:, 0]).all()
+                and (rows[:, 0] < video.duration_s).all()):
+            raise damaged_error(folder, f"shard {shard} spans.npy holds moments outside their video {video.path} "
+                                        f"({video.duration_s:g} s)")
 
 
 def map_npy(path: Path, dtype: str, shape: tuple[int, int], *, what: str) -> np.ndarray:
@@ -227,6 +274,8 @@ def map_npy(path: Path, dtype: str, shape: tuple[int, int], *, what: str) -> np.
         if info.st_size != offset + int(np.prod(shape, dtype=np.int64)) * expected.itemsize:
             raise VideoIndexError(f"{what}: {path.name} is {info.st_size:,} bytes, not what its shape needs; rebuild "
                                   "the index with g2l-index build")
-    if shape[0] == 0:
-        return np.zeros(shape, expected)
-    return np.memmap(path, dtype=expected, mode="c", offset=offset, shape=shape)
+        if shape[0] == 0:
+            return np.zeros(shape, expected)
+        # Mapped from the descriptor just checked, not by name: a file swapped in between (a link, a
+        # shorter file whose pages would fault past its end) is never mapped.
+        return np.memmap(handle, dtype=expected, mode="c", offset=offset, shape=shape)
