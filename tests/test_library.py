@@ -471,3 +471,12 @@ def test_match_is_the_best_score_against_the_models_threshold(grounder, tmp_path
     for threshold, expected in ((best, True), (best + 1e-3, False)):
         monkeypatch.setattr(grounder, "match", {"threshold": threshold})
         assert VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].match is expected
+
+
+def test_paths_are_printed_without_their_control_characters():
+    # A path written into an index (videos.json is data anyone with write access may have edited)
+    # must not reach the terminal as an escape sequence.
+    from g2l.cli.library import printable
+
+    assert printable("clips/\x1b]0;pwned\x07a.mp4") == "clips/\\x1b]0;pwned\\x07a.mp4"
+    assert printable("día/b.mp4") == "día/b.mp4"

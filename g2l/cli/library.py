@@ -128,7 +128,7 @@ def _index(argv: Sequence[str] | None) -> int:
         with VideoIndex.open(args.index, write=True) as index:
             removed, not_found = index.remove(args.videos)
         for path in not_found:
-            print(f"warning: {path} is not in the index", file=sys.stderr)
+            print(f"warning: {printable(path)} is not in the index", file=sys.stderr)
         print(f"removed {_count(len(removed), 'video')}; {len(index.videos)} left")
         return 0 if removed or not not_found else 1
     if args.command == "verify":
@@ -164,7 +164,7 @@ def _build_or_add(args) -> int:
             return _index_split(args, index, grounder)
 
         def failed(path: str, why: str) -> None:
-            print(f"skipped {path}: {why}", file=sys.stderr)
+            print(f"skipped {printable(path)}: {why}", file=sys.stderr)
 
         with terminal_progress("videos", quiet=args.quiet, total=len(videos), unit="video") as update:
             summary = index.add(videos, grounder, cache_dir=args.cache, on_failure=failed,
@@ -210,15 +210,15 @@ def _verify(args) -> int:
     index = VideoIndex.open(args.index, grounder, write=args.fix)
     with index:
         report = index.verify(grounder, fix=args.fix, cache_dir=args.cache,
-                              on_failure=lambda path, why: print(f"skipped {path}: {why}", file=sys.stderr))
+                              on_failure=lambda path, why: print(f"skipped {printable(path)}: {why}", file=sys.stderr))
     for path in report.changed:
-        print(f"changed: {path}")
+        print(f"changed: {printable(path)}")
     for path, now in report.moved:
-        print(f"moved: {path} -> {now}")
+        print(f"moved: {printable(path)} -> {printable(now)}")
     for path in report.missing:
-        print(f"missing: {path}")
+        print(f"missing: {printable(path)}")
     for path in report.damaged:
-        print(f"damaged: {path}")
+        print(f"damaged: {printable(path)}")
     for line in report.fixed:
         print(f"fixed: {line}")
     print(f"{len(report.ok)} videos unchanged, {len(report.changed)} changed, {len(report.moved)} moved, "
@@ -261,7 +261,7 @@ def _search(argv: Sequence[str] | None) -> int:
         print(f"\n  {result.query}{verdict}")
         print(f"    {'rank':>4}  {'start_s':>8}  {'end_s':>8}  {'score':>6}  video")
         for rank, m in enumerate(result.moments, start=1):
-            print(f"    {rank:>4}  {m.start_s:>8.2f}  {m.end_s:>8.2f}  {m.score:>6.3f}  {m.video}")
+            print(f"    {rank:>4}  {m.start_s:>8.2f}  {m.end_s:>8.2f}  {m.score:>6.3f}  {printable(m.video)}")
     return 0
 
 
@@ -271,3 +271,9 @@ def index_main(argv: Sequence[str] | None = None) -> int:
 
 def search_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_search, argv)
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: control characters (an escape sequence planted in an indexed path
+    could retitle or rewrite the terminal) shown as Python escapes; ``--json`` keeps them as JSON does."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
