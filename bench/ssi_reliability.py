@@ -3,14 +3,15 @@
 
 A batch of games shaped like the public settings' (map-like cell features, bench/common.py; each
 sentence near one cell of its video; the moment players of ``moment_games``) is estimated with
-``--repeats`` seeds. Over the seeds, the mean estimate stands in for the exact interactions, and
-the empirical noise across moments, ``var_i (I_ji - mean over seeds)``, is compared with what each
-formula predicts: the former ``mean_i se_ji^2`` (errors taken as independent) and the new
+``--repeats`` seeds, by each estimator (``--kernels``: the Numba one, and the batched torch one,
+which pads the games of a batch into one tensor). Over the seeds, the mean estimate stands in for
+the exact interactions, and the empirical noise across moments, ``var_i (I_ji - mean over seeds)``,
+is compared with what each formula predicts: the former ``mean_i se_ji^2`` (errors taken as independent) and the new
 ``m / (m - 1) (mean_i se_ji^2 - se(mean_i I_ji)^2)`` (the row's common error removed). Ratios near 1
 are right. Then the reliability and the target's sharpness (the largest target probability) that
 each formula gives, averaged over the sentences.
 
-    python bench/ssi_reliability.py [--configs charades,activitynet] [--videos 48] [--repeats 64]
+    python bench/ssi_reliability.py [--configs charades,activitynet] [--kernels numba,torch] [--videos 48] [--repeats 64]
 """
 
 import argparse
@@ -47,6 +48,7 @@ def games_like(name: str, num_videos: int, seed: int = 0) -> list[np.ndarray]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="charades,activitynet")
+    parser.add_argument("--kernels", default="numba,torch", help="estimators: numba, torch (g2l/losses/kernels.py)")
     parser.add_argument("--videos", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=64, help="estimator seeds per game")
     parser.add_argument("--samples", type=int, default=512, help="draws per sentence (loss.ssi_num_samples)")
@@ -54,14 +56,15 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from g2l.losses.ssi import estimate_reliability, interaction_target
-    from g2l.ops.shapley import pairwise_interaction_batch
+    from g2l.losses.kernels import interaction_estimator
 
-    print(f"{args.repeats} seeds of the Numba estimator, {args.samples} draws, tau {args.tau}; sums over sentences")
-    print(f"{'setting':<12} {'games':>5} {'rows':>5} {'m':>5} {'empirical/former':>17} {'empirical/new':>14} "
+    print(f"{args.repeats} seeds of each estimator, {args.samples} draws, tau {args.tau}; sums over sentences")
+    print(f"{'setting':<12} {'kernel':<6} {'games':>5} {'rows':>5} {'m':>5} {'empirical/former':>17} {'empirical/new':>14} "
           f"{'rho former':>11} {'rho new':>8} {'max t former':>13} {'max t new':>10}")
-    for name in args.configs.split(","):
+    for name, kernel in ((n, k) for n in args.configs.split(",") for k in args.kernels.split(",")):
         games = [g for g in games_like(name, args.videos) if g.shape[1] >= 2]
-        runs = [pairwise_interaction_batch(games, args.samples, seed=r, tau=args.tau, return_mean_stderr=True)
+        estimator = interaction_estimator(kernel)
+        runs = [estimator(games, args.samples, seed=r, tau=args.tau, return_mean_stderr=True)
                 for r in range(args.repeats)]
         empirical = former = new = 0.0
         rho_former, rho_new, top_former, top_new = [], [], [], []
@@ -83,7 +86,7 @@ def main() -> int:
         mean = lambda parts: float(torch.cat(parts).double().mean())  # noqa: E731
         rows = sum(g.shape[0] for g in games)
         width = np.mean([g.shape[1] for g in games])
-        print(f"{name:<12} {len(games):>5} {rows:>5} {width:>5.1f} {empirical / former:>17.3f} {empirical / new:>14.3f} "
+        print(f"{name:<12} {kernel:<6} {len(games):>5} {rows:>5} {width:>5.1f} {empirical / former:>17.3f} {empirical / new:>14.3f} "
               f"{mean(rho_former):>11.3f} {mean(rho_new):>8.3f} {mean(top_former):>13.3f} {mean(top_new):>10.3f}",
               flush=True)
     return 0

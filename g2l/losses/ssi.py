@@ -11,11 +11,15 @@ bench/shapley_accuracy.py) with its standard error
 ``se_ji``. Each sentence's interactions become a target distribution over the moment players,
 
     t_j = softmax_i( rho_j * I_ji / (tau * (max_i |I_ji| + 1e-8)) ),
-    rho_j = max(0, 1 - mean_i se_ji^2 / var_i I_ji)
+    rho_j = max(0, 1 - noise_j / var_i I_ji),
+    noise_j = m / (m - 1) * (mean_i se_ji^2 - se(mean_i I_ji)^2)
 
 (interactions rescaled to [-1, 1], sharpened by the contrastive temperature, and flattened by the
 reliability rho_j of the estimates: the share of their spread across moments that is not sampling
-noise; noise alone gives a uniform target, an exact estimate the full sharpness), and the model's
+noise; noise alone gives a uniform target, an exact estimate the full sharpness). One draw serves
+every moment of a sentence, so the errors of a row are correlated: noise_j is the variance ACROSS
+moments that sampling adds (the row's common error, ``se(mean_i I_ji)``, moves the row and not its
+spread; with independent errors noise_j is mean_i se_ji^2). The model's
 alignment distribution, with gradient, is
 
     A_j = softmax_i( cos(s^c_j, m^c_i) / tau )     over the same moment players,
@@ -46,23 +50,43 @@ def select_moment_players(closeness: torch.Tensor, similarity: torch.Tensor, num
     return torch.unique(chosen)
 
 
-def estimate_reliability(interactions: torch.Tensor, stderr: torch.Tensor) -> torch.Tensor:
-    """``(s m)`` estimates and standard errors -> ``(s 1)`` rho = max(0, 1 - mean se^2 / var I): the
-    share of each sentence's spread across moments that is not sampling noise, kept in [1e-6, 1]
-    so that it can divide (1e-6, a uniform target, for a single moment)."""
-    if interactions.shape[1] < 2:
+def estimate_reliability(interactions: torch.Tensor, stderr: torch.Tensor,
+                         mean_stderr: torch.Tensor | None = None) -> torch.Tensor:
+    """``(s m)`` estimates and standard errors, and ``(s,)`` standard errors of each sentence's mean
+    estimate over its moments -> ``(s 1)`` rho = max(0, 1 - noise / var_i I): the share of each
+    sentence's spread across moments that is not sampling noise, kept in [1e-6, 1] so that it can
+    divide (1e-6, a uniform target, for a single moment).
+
+    The noise is what sampling adds to the spread across moments, the expected ``var_i`` of the
+    estimates' errors e_i: ``(sum_i Var e_i - m Var(mean_i e_i)) / (m - 1)``, which is
+
+        noise = m / (m - 1) * (mean_i se_i^2 - se_mean^2).
+
+    One draw of the stratified estimator serves every moment of a sentence, so the errors are
+    correlated and move together: their common part (``se_mean^2`` above ``mean_i se_i^2 / m``)
+    shifts the row, not its spread. With independent errors (``mean_stderr=None``: assumed)
+    ``se_mean^2 = mean_i se_i^2 / m`` and the noise is ``mean_i se_i^2``.
+    tests/losses/test_ssi_reliability.py checks the noise against repeated seeds."""
+    num_moments = interactions.shape[1]
+    if num_moments < 2:
         return interactions.new_full((interactions.shape[0], 1), 1e-6)
     spread = interactions.var(dim=1, keepdim=True)  # (s 1)
-    noise = stderr.pow(2).mean(dim=1, keepdim=True)
+    squared = stderr.pow(2).mean(dim=1, keepdim=True)  # (s 1)
+    if mean_stderr is None:
+        noise = squared
+    else:
+        noise = (squared - mean_stderr.reshape(-1, 1).pow(2)).clamp(min=0) * (num_moments / (num_moments - 1))
     return (1 - noise / spread.clamp(min=1e-30)).clamp(min=1e-6, max=1.0)
 
 
-def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, tau: float) -> torch.Tensor:
-    """``(s m)`` interactions and standard errors -> ``(s m)`` t (``stderr=None``: rho = 1, the full
-    sharpness, which an exact estimate reaches)."""
+def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, tau: float,
+                       mean_stderr: torch.Tensor | None = None) -> torch.Tensor:
+    """``(s m)`` interactions and standard errors (and ``(s,)`` standard errors of the row means,
+    :func:`estimate_reliability`) -> ``(s m)`` t (``stderr=None``: rho = 1, the full sharpness,
+    which an exact estimate reaches)."""
     scale = tau * (interactions.abs().amax(dim=1, keepdim=True) + 1e-8)
     if stderr is not None:
-        scale = scale / estimate_reliability(interactions, stderr)
+        scale = scale / estimate_reliability(interactions, stderr, mean_stderr)
     return torch.softmax(interactions / scale, dim=1)
 
 
@@ -124,14 +148,20 @@ def moment_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, s
     return [games.cos[v, :s, :m] for v, (s, m) in enumerate(games.shapes) if s > 0]
 
 
-def padded_reliability(interactions: torch.Tensor, stderr: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+def padded_reliability(interactions: torch.Tensor, stderr: torch.Tensor, present: torch.Tensor,
+                       mean_stderr: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`estimate_reliability` of every sentence of padded games at once: ``(b s m)``
-    estimates, standard errors and the present mask -> ``(b s 1)`` rho (1e-6 where a sentence has
-    fewer than 2 moments). The same formula, so the two agree (tests/losses/test_g2l_losses.py)."""
-    count = present.sum(2, keepdim=True)  # (b s 1)
+    estimates, standard errors and the present mask, and ``(b s)`` standard errors of the row means
+    (or None: independent errors) -> ``(b s 1)`` rho (1e-6 where a sentence has fewer than 2
+    moments). The same formula, with each row's own m (its present moments), so the two agree
+    sentence by sentence (tests/losses/test_ssi_batched.py)."""
+    count = present.sum(2, keepdim=True)  # (b s 1) the row's m
+    dof = (count - 1).clamp_min(1)
     mean = interactions.where(present, 0.0).sum(2, keepdim=True) / count.clamp_min(1)
-    spread = (interactions - mean).where(present, 0.0).pow(2).sum(2, keepdim=True) / (count - 1).clamp_min(1)
-    noise = stderr.pow(2).where(present, 0.0).sum(2, keepdim=True) / count.clamp_min(1)
+    spread = (interactions - mean).where(present, 0.0).pow(2).sum(2, keepdim=True) / dof
+    noise = stderr.pow(2).where(present, 0.0).sum(2, keepdim=True) / count.clamp_min(1)  # mean_i se^2
+    if mean_stderr is not None:  # m / (m - 1) * (mean_i se^2 - se_mean^2)
+        noise = (noise - mean_stderr[:, :, None].pow(2)).clamp(min=0) * count / dof
     rho = (1 - noise / spread.clamp(min=1e-30)).clamp(min=1e-6, max=1.0)
     return torch.where(count >= 2, rho, 1e-6)
 
@@ -167,22 +197,25 @@ class ShapleyInteractionLoss(LossTerm):
         if kernels == "torch":  # cosines / tau span at most 2 / tau: within the kernel's range if tau allows
             from g2l.ops.shapley_torch import MAX_LOGIT_RANGE, interaction_padded
 
-            interactions, errors = interaction_padded(games.cos.detach(), games.shapes, self.num_samples, seed, self.tau,
-                                                      checked=2 / self.tau <= MAX_LOGIT_RANGE)
+            interactions, errors, mean_errors = interaction_padded(
+                games.cos.detach(), games.shapes, self.num_samples, seed, self.tau,
+                checked=2 / self.tau <= MAX_LOGIT_RANGE, return_mean_stderr=True)  # (b s m), (b s m), (b s)
         else:  # one copy to the host for every game, one back
             host = games.cos.detach().float().cpu().numpy()
             videos = [v for v, (s, m) in enumerate(games.shapes) if s * m > 0]
-            inter, err = interaction_estimator(kernels)(
+            inter, err, mean_err = interaction_estimator(kernels)(
                 [host[v, : games.shapes[v][0], : games.shapes[v][1]] for v in videos], self.num_samples, seed=seed,
-                tau=self.tau, return_stderr=True)
-            both = np.zeros((2, *host.shape))
-            for v, i, e in zip(videos, inter, err):
-                both[0, v, : i.shape[0], : i.shape[1]], both[1, v, : e.shape[0], : e.shape[1]] = i, e
-            interactions, errors = torch.from_numpy(both).to(games.cos.device)
+                tau=self.tau, return_mean_stderr=True)
+            parts = np.zeros((3, *host.shape))  # estimates, standard errors, row means' errors in column 0
+            for v, i, e, r in zip(videos, inter, err, mean_err):
+                parts[0, v, : i.shape[0], : i.shape[1]], parts[1, v, : e.shape[0], : e.shape[1]] = i, e
+                parts[2, v, : r.shape[0], 0] = r
+            interactions, errors, mean_errors = torch.from_numpy(parts).to(games.cos.device)
+            mean_errors = mean_errors[:, :, 0]  # (b s)
         present, dtype = games.present, games.cos.dtype
-        interactions, errors = interactions.to(dtype), errors.to(dtype)  # (b s m)
+        interactions, errors, mean_errors = interactions.to(dtype), errors.to(dtype), mean_errors.to(dtype)
         scale = self.tau * (interactions.abs().where(present, 0.0).amax(2, keepdim=True) + 1e-8)
-        scale = scale / padded_reliability(interactions, errors, present)  # (b s 1)
+        scale = scale / padded_reliability(interactions, errors, present, mean_errors)  # (b s 1)
         lowest = torch.finfo(dtype).min  # not -inf: a padded sentence's row stays finite (no NaN gradient)
         target = torch.softmax((interactions / scale).masked_fill(~present, lowest), dim=2)
         log_alignment = torch.log_softmax((games.cos / self.tau).masked_fill(~present, lowest), dim=2)

@@ -19,7 +19,10 @@ a batch is one row of a tensor computation, so a GPU evaluates them all at once:
   ``(r a q e)`` tensor: ``a`` sentence slots and ``q`` slots of Q, sized by the rows' strata;
 * two more entries per row give the fixed coalitions P and Q; the per-stratum sums and sums of
   squares of the brackets give the stratified mean and its variance, exactly as in the Numba
-  kernel.
+  kernel, and so do those of each draw's mean bracket over its sentence's moments (the real
+  ``m_g``, padded moments left out) for the standard error of the row mean ``mean_i I_ji``: one
+  draw serves every moment of a sentence, so a row's errors are correlated (L_SSI's reliability
+  needs it, g2l/losses/ssi.py).
 
 Rows are grouped on the host (:func:`plan_chunks`, from the games' shapes alone, before any draw)
 into chunks of strata of similar sizes, so each chunk's tensors are sized by the players its strata
@@ -234,11 +237,12 @@ class _Rows:
     before: torch.Tensor  # (R W+2) the removed slot c of each entry (Q's: the chunk's q, none) ...
     after: torch.Tensor  # (R W+2) ... and q - c, where the flipped prefix sums hold the slots after c
     outside: torch.Tensor  # (R W) moment i is not in Q
+    moment_share: torch.Tensor  # (R W) 1 / m_g for the game's moments, 0 for padded ones: the row mean
     coefficients: torch.Tensor  # (4 R W+2) of the column sums with j and without, the row sums with and without
 
 
-def _draw_rows(gen, num_rows: int, game, j, stratum, cumulative, cell_t, cell_k, sizes_s, sizes_m, chunk_slots,
-               num_slots_s: int, width: int, others: int, slots: int) -> _Rows:
+def _draw_rows(gen, num_rows: int, game, j, stratum, cumulative, cell_t, cell_k, sizes_s, sizes_m, inverse_m,
+               chunk_slots, num_slots_s: int, width: int, others: int, slots: int) -> _Rows:
     """Every row's cell, sentences and moment ordering (one set of draws for the whole batch)."""
     device, f64 = game.device, torch.float64
     unit = torch.rand(num_rows, generator=gen, device=device, dtype=f64)
@@ -255,7 +259,8 @@ def _draw_rows(gen, num_rows: int, game, j, stratum, cumulative, cell_t, cell_k,
     table_row = torch.cat(columns, 1)  # (R T+1)
     keys = torch.rand(num_rows, width, generator=gen, device=device, dtype=f64)
     arange_w = torch.arange(width, device=device)
-    keys.masked_fill_(arange_w >= sizes_m[game, None], 2.0)  # padded moments never come first
+    padded = arange_w >= sizes_m[game, None]  # (R W)
+    keys.masked_fill_(padded, 2.0)  # padded moments never come first
     in_slots = keys.topk(slots, dim=1, largest=False).indices  # (R Q)
     arange_q = torch.arange(slots, device=device)
     position = torch.full((num_rows, width), slots, dtype=torch.long, device=device)
@@ -272,7 +277,9 @@ def _draw_rows(gen, num_rows: int, game, j, stratum, cumulative, cell_t, cell_k,
     row_without = torch.where(nonempty & (num_others > 0), 0.5 / num_others.clamp_min(1), 0.0)
     slot_col = torch.cat([zeros, torch.where(arange_q <= k[:, None], in_slots + 1, 0), zeros, zeros], 1)  # (R Q+3)
     coefficients = torch.stack([col_scale, -col_scale, row_with, -row_without])  # (4 R e)
-    return _Rows(table_row, slot_col, entry_col, removed, chunk_slots[:, None] - removed, outside, coefficients)
+    moment_share = torch.where(padded, 0.0, inverse_m[game, None])  # (R W)
+    return _Rows(table_row, slot_col, entry_col, removed, chunk_slots[:, None] - removed, outside, moment_share,
+                 coefficients)
 
 
 def _chunk_brackets(table: torch.Tensor, rows: _Rows, chunk: Chunk) -> torch.Tensor:
@@ -329,10 +336,12 @@ def _check_input(weights_spread: torch.Tensor, sims: Sequence | None) -> None:
 
 def interaction_padded(sims: torch.Tensor, shapes: Sequence[tuple[int, int]], num_samples: int, seed: int = 0,
                        tau: float = 0.1, *, max_elements: int | None = None, checked: bool = False,
-                       _games: Sequence | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       return_mean_stderr: bool = False, _games: Sequence | None = None) -> tuple[torch.Tensor, ...]:
     """Stratified estimates and standard errors ``(b s m)`` float64 (0 where padded) of the games
     ``sims (b s m)`` (game g is ``sims[g, :s_g, :m_g]`` with ``shapes[g] = (s_g, m_g)``, known on the
-    host; the rest is padding and never read), on ``sims``'s device.
+    host; the rest is padding and never read), on ``sims``'s device; with ``return_mean_stderr``
+    also ``(b s)`` the standard error of each sentence's mean estimate over its ``m_g`` moments,
+    ``mean_i I[j, i]`` (0 where padded), as :func:`g2l.ops.shapley.pairwise_interaction_batch`'s.
 
     ``checked=True``: the caller vouches that the games are finite with per-sentence logit ranges
     ``(max - min) / tau <= MAX_LOGIT_RANGE`` (no host read at all); otherwise this is checked with
@@ -346,8 +355,9 @@ def interaction_padded(sims: torch.Tensor, shapes: Sequence[tuple[int, int]], nu
     plan = plan_chunks(shapes, int(num_samples), int(max_elements), overhead)
     sizes = np.array([list(shape) for shape in shapes], dtype=np.int64).reshape(-1, 2)
     chunk_slots = np.repeat([c.slots for c in plan.chunks], [c.stop - c.start for c in plan.chunks])  # (rows,)
-    row_stratum, cumulative, count, weight = _to_device(
-        [plan.stratum, plan.cumulative, plan.group_draws, plan.group_probability], torch.float64, device)
+    row_stratum, cumulative, count, weight, inverse_m = _to_device(
+        [plan.stratum, plan.cumulative, plan.group_draws, plan.group_probability,
+         1 / np.maximum(sizes[:, 1], 1)], torch.float64, device)
     row_game, row_j, row_group, chunk_slots, cell_t, cell_k, group_row, sizes_s, sizes_m = _to_device(
         [plan.game, plan.j, plan.group, chunk_slots, plan.cell_t, plan.cell_k,
          plan.group_game * num_slots_s + plan.group_sentence, sizes[:, 0], sizes[:, 1]], torch.long, device)
@@ -361,18 +371,21 @@ def interaction_padded(sims: torch.Tensor, shapes: Sequence[tuple[int, int]], nu
     bad = torch.where(present, ~torch.isfinite(logits), False).any()
     table = torch.zeros(num_games * num_slots_s + 1, big_m + 1, dtype=torch.float64, device=device)
     table[1:, 1:] = torch.exp(logits - top.nan_to_num(0.0, 0.0, 0.0)).where(present, 0.0).view(-1, big_m)
-    mean = torch.zeros(num_games * num_slots_s, big_m, dtype=torch.float64, device=device)
+    # (b*s 1+m): column 0 the row mean over the game's moments, then each moment.
+    mean = torch.zeros(num_games * num_slots_s, 1 + big_m, dtype=torch.float64, device=device)
     var = torch.zeros_like(mean)
     if plan.chunks:
         gen = torch.Generator(device=device).manual_seed(int(seed))
         rows = _draw_rows(gen, plan.game.size, row_game, row_j, row_stratum, cumulative, cell_t, cell_k,
-                          sizes_s, sizes_m, chunk_slots, num_slots_s, max(c.width for c in plan.chunks),
+                          sizes_s, sizes_m, inverse_m, chunk_slots, num_slots_s, max(c.width for c in plan.chunks),
                           max(c.others for c in plan.chunks), max(c.slots for c in plan.chunks))
-        moments = torch.zeros(2, plan.group_task.size, big_m, dtype=torch.float64, device=device)  # (2 groups m)
+        moments = torch.zeros(2, plan.group_task.size, 1 + big_m, dtype=torch.float64, device=device)  # (2 groups 1+m)
         for chunk in plan.chunks:
             bracket = _chunk_brackets(table, rows, chunk)  # (r w)
-            moments[:, :, : chunk.width].index_add_(1, row_group[chunk.start : chunk.stop],
-                                                    torch.stack([bracket, bracket * bracket]))
+            share = rows.moment_share[chunk.start : chunk.stop, : chunk.width]  # (r w)
+            bracket = torch.cat([torch.bmm(bracket[:, None, :], share[:, :, None])[:, 0], bracket], 1)  # (r 1+w)
+            moments[:, :, : 1 + chunk.width].index_add_(1, row_group[chunk.start : chunk.stop],
+                                                        torch.stack([bracket, bracket * bracket]))
         # Stratified mean and variance: per group (task, stratum), then summed per task.
         count, weight = count[:, None], weight[:, None]  # (groups 1)
         mean_h = moments[0] / count.clamp_min(1)
@@ -381,18 +394,23 @@ def interaction_padded(sims: torch.Tensor, shapes: Sequence[tuple[int, int]], nu
         var.index_add_(0, group_row, weight * weight * var_h / count.clamp_min(1))
     if not checked:
         _check_input(torch.where(bad, torch.inf, spread.amax()) if spread.numel() else spread.new_zeros(1), _games)
-    shape = (num_games, num_slots_s, big_m)
-    return mean.view(shape), var.sqrt().view(shape)
+    stderr = var.sqrt().view(num_games, num_slots_s, 1 + big_m)
+    mean = mean.view(num_games, num_slots_s, 1 + big_m)[:, :, 1:]
+    if return_mean_stderr:
+        return mean, stderr[:, :, 1:], stderr[:, :, 0]
+    return mean, stderr[:, :, 1:]
 
 
 def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, tau: float = 0.1,
                                return_stderr: bool = False, method: str = "stratified", *,
-                               max_elements: int | None = None):
+                               max_elements: int | None = None, return_mean_stderr: bool = False):
     """Stratified Monte Carlo pairwise interactions of several games (videos), in torch.
 
     Arguments and returns as :func:`g2l.ops.shapley.pairwise_interaction_batch` (only
     ``method="stratified"``): a list of ``(s_v m_v)`` estimates ``I[j, i]`` (and of standard
-    errors), float32 tensors on the input's device for tensor input, float64 numpy for numpy input.
+    errors, and with ``return_mean_stderr`` of the ``(s_v,)`` standard errors of each sentence's
+    mean over its moments), float32 tensors on the input's device for tensor input, float64 numpy
+    for numpy input.
     ``max_elements`` bounds the size of one chunk's ``(r a q e)`` tensor (:func:`plan_chunks`);
     by default ``CPU_MAX_ELEMENTS`` on the CPU, ``DEFAULT_MAX_ELEMENTS`` on other devices.
     Games are padded into one ``(b s m)`` tensor (one small copy per game) for :func:`interaction_padded`.
@@ -415,13 +433,14 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
                          dtype=torch.float64, device=device)  # (b s m)
     for g, sim in enumerate(mats):
         padded[g, : sim.shape[0], : sim.shape[1]] = sim
-    mean, stderr = interaction_padded(padded, shapes, num_samples, seed, tau, max_elements=max_elements, _games=mats)
-    results = [mean[g, :s, :m] for g, (s, m) in enumerate(shapes)]
-    errors = [stderr[g, :s, :m] for g, (s, m) in enumerate(shapes)]
+    mean, stderr, mean_stderr = interaction_padded(padded, shapes, num_samples, seed, tau, max_elements=max_elements,
+                                                   return_mean_stderr=True, _games=mats)
+    parts = ([mean[g, :s, :m] for g, (s, m) in enumerate(shapes)], [stderr[g, :s, :m] for g, (s, m) in enumerate(shapes)],
+             [mean_stderr[g, :s] for g, (s, _) in enumerate(shapes)])
     if isinstance(sims[0] if len(sims) else None, torch.Tensor):
-        results = [r.float() for r in results]
-        errors = [e.float() for e in errors]
+        results, errors, mean_errors = ([p.float() for p in part] for part in parts)
     else:
-        results = [r.cpu().numpy() for r in results]
-        errors = [e.cpu().numpy() for e in errors]
+        results, errors, mean_errors = ([p.cpu().numpy() for p in part] for part in parts)
+    if return_mean_stderr:
+        return results, errors, mean_errors
     return (results, errors) if return_stderr else results

@@ -34,15 +34,18 @@ def clustered_game(seed: int = 2, num_sentences: int = 3, num_moments: int = 8, 
     return sentences @ moments.T
 
 
-@pytest.mark.parametrize("kernel", ["numba", "torch"])
+@pytest.mark.parametrize("kernel", ["numba", "torch", "torch padded"])
 def test_noise_across_moments_matches_repeated_estimates(kernel):
+    # "torch padded": a larger game (5 sentences, 12 moments) first in the batch pads every copy of
+    # the game; its row means must be over the copy's own 8 moments (padded ones left out).
     torch.set_num_threads(1)
     sim = clustered_game()
     num_moments = sim.shape[1]
     exact = exact_pairwise_interaction(sim, 0.1)  # (s m)
     estimator = shapley.pairwise_interaction_batch if kernel == "numba" else shapley_torch.pairwise_interaction_batch
-    estimates, stderr, mean_stderr = (np.stack(part) for part in estimator(
-        [sim] * REPLICATES, 256, seed=0, tau=0.1, return_mean_stderr=True))  # (R s m), (R s m), (R s)
+    larger = [clustered_game(5, 5, 12)] if kernel == "torch padded" else []
+    estimates, stderr, mean_stderr = (np.stack(part[len(larger):]) for part in estimator(
+        larger + [sim] * REPLICATES, 256, seed=0, tau=0.1, return_mean_stderr=True))  # (R s m), (R s m), (R s)
     errors = estimates - exact
     # Summed over the sentences: the empirical spread of the errors across moments, and each formula.
     empirical = errors.var(axis=2, ddof=1).mean(0).sum()
