@@ -39,7 +39,7 @@ import torch
 
 NUM_COMPONENTS = 4
 QUANTILE = 0.99
-MARGIN = 1.5
+MARGIN = 1.25
 STATISTIC = "ppca-mahalanobis-per-dim"
 VERSION = 1
 _QUANTILES = (0.5, 0.9, 0.99, 1.0)
