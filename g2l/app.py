@@ -74,6 +74,7 @@ document.addEventListener("click", (event) => {
 
 CSS = """
 #g2l-status .g2l-error { color: #b00020; font-weight: 600; }
+#g2l-status .g2l-warning { color: #8a5a00; font-weight: 600; }
 #g2l-moments table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.8em; }
 #g2l-moments td, #g2l-moments th { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; }
 #g2l-moments td.g2l-query-cell { text-align: left; font-weight: 600; vertical-align: top; }
@@ -183,6 +184,16 @@ def error_html(message: str) -> str:
     return f'<div class="g2l-error">error: {html.escape(message)}</div>'
 
 
+def domain_html(grounder: Grounder, video, name: str) -> str:
+    """A warning line when the video lies outside the model's training videos (g2l/data/domain.py), else ""."""
+    from g2l.data.domain import domain_warning
+
+    verdict = grounder.domain_check(video)
+    if verdict is None or not verdict["outside"]:
+        return ""
+    return f'<div class="g2l-warning">warning: {html.escape(domain_warning(name, verdict))}</div>'
+
+
 def moments_html(results, explanations) -> str:
     """One table of every query's ranked moments (a row seeks the player; exact values in data-
     attributes), then each explained query's word values and what they are relative to."""
@@ -248,7 +259,7 @@ class AppHandlers:
             message = user_message(error, path)
             return None, error_html(message), {"error": message}
         return path, (f"<div>{html.escape(Path(path).name)}: {video.duration_s:.1f} s, encoded in "
-                      f"{time.perf_counter() - began:.1f} s</div>"), path
+                      f"{time.perf_counter() - began:.1f} s</div>" + domain_html(self.grounder, video, Path(path).name)), path
 
     def ground(self, current, text: str | None, truths_text: str | None, explain: bool, progress=None):
         """On Ground: ``(status, moments, figure)`` for the queries on the ``current`` video."""
@@ -282,7 +293,8 @@ class AppHandlers:
         seconds = time.perf_counter() - began
         what = f"grounded {len(results)} quer{'y' if len(results) == 1 else 'ies'}"
         status = (f"<div>{what}{' and explained them' if explain else ''} in {seconds:.1f} s on "
-                  f"{html.escape(Path(path).name)}: click a row to play its moment</div>")
+                  f"{html.escape(Path(path).name)}: click a row to play its moment</div>"
+                  + domain_html(self.grounder, video, Path(path).name))
         return status, moments_html(results, explanations), str(figure)
 
 

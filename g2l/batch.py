@@ -370,11 +370,12 @@ def result_json(result: QueryResult, explanation=None) -> dict:
     return out
 
 
-def answer(line: PairsLine, results: list[QueryResult], explanations: list | None) -> dict:
-    """The output line of ``line``: its key (``input_line``, ``input_sha256``), its fields, then
-    ``result_json`` of its query, or ``results``."""
+def answer(line: PairsLine, results: list[QueryResult], explanations: list | None, domain: dict | None = None) -> dict:
+    """The output line of ``line``: its key (``input_line``, ``input_sha256``), its fields, ``domain``
+    (the video's ``Grounder.domain_check``) when the model has a domain summary, then ``result_json``
+    of its query, or ``results``."""
     pairs = list(zip(results, explanations or [None] * len(results)))
-    key = {"input_line": line.line_no, "input_sha256": line.sha256}
+    key = {"input_line": line.line_no, "input_sha256": line.sha256, **({"domain": domain} if domain is not None else {})}
     if "query" in line.fields:
         return {**key, **line.fields, **result_json(*pairs[0])}
     return {**key, **line.fields, "results": [{"query": r.query, **result_json(r, e)} for r, e in pairs]}
@@ -426,9 +427,10 @@ def _answer_plan(grounder: Grounder, plan: BatchPlan, *, top_k, window_s, explai
     base = os.path.dirname(os.path.abspath(plan.pairs_path))
     with _open_pairs(plan.pairs_path) as pairs, open_output_to_append(plan.out_path) as out:
         for index, (video_path, line_nos, offsets, heads) in enumerate(plan.by_video(), start=1):
-            video, video_error = None, None
+            video, video_error, domain = None, None, None
             try:
                 video = _encoded(grounder, video_path, cache, summary)
+                domain = grounder.domain_check(video)
             except (G2LError, OSError) as error:
                 video_error = f"video {video_path}: {error}"
             for line_no, offset, head in zip(line_nos.tolist(), offsets.tolist(), heads.tolist()):
@@ -450,7 +452,7 @@ def _answer_plan(grounder: Grounder, plan: BatchPlan, *, top_k, window_s, explai
                 except OSError as error:
                     fail(line_no, f"the pairs file could not be read again ({error.strerror or error})")
                     continue
-                out.write(strict_json.dumps(answer(line, results, explanations), ensure_ascii=False) + "\n")
+                out.write(strict_json.dumps(answer(line, results, explanations, domain), ensure_ascii=False) + "\n")
                 out.flush()
                 summary.answered += 1
                 summary.queries += len(line.queries)

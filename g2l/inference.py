@@ -137,6 +137,7 @@ class Grounder:
         # entry goes when its video does. (Kept here, not on the video: another model's cells differ.)
         self._cells_of: weakref.WeakKeyDictionary[EncodedVideo, dict] = weakref.WeakKeyDictionary()
         self.match: dict | None = None  # the checkpoint's fitted match decision (g2l/eval/match.py), if any
+        self.domain: dict | None = None  # the checkpoint's summary of its training videos (g2l/data/domain.py)
 
     @property
     def match_threshold(self) -> float | None:
@@ -161,6 +162,7 @@ class Grounder:
                        precision=precision, source=str(source))
         grounder._frame_encoder_name = frame_encoder
         grounder.match = payload.get("match")
+        grounder.domain = payload.get("domain")
         return grounder
 
     @classmethod
@@ -266,6 +268,21 @@ class Grounder:
                 cells_c, cells_u = self.model.encode_video(torch.from_numpy(pre_clips).to(self.device))  # (w C d)
             cached[window_s] = ([(s, d) for s, d, _ in windows], cells_c, cells_u)
         return cached[window_s]
+
+    def domain_check(self, video: EncodedVideo) -> dict | None:
+        """``{"distance", "threshold", "outside"}``: how far the whole video's features, prepared as
+        the model reads them, lie from the training videos' (g2l/data/domain.py); ``outside`` is the
+        warning. None for a model whose checkpoint has no such summary."""
+        if self.domain is None:
+            return None
+        from g2l.data.domain import domain_verdict
+
+        rows = resample_features(l2_normalize(video.features), self.cfg.data.num_pre_clips)  # (p F)
+        if rows.shape[-1] != self.domain["mean"].shape[0]:
+            raise GroundingError(
+                f"features of width {rows.shape[-1]} do not fit this checkpoint, which expects "
+                f"{self.domain['mean'].shape[0]}; use features from the encoder it was trained with")
+        return domain_verdict(self.domain, rows)
 
     # Query side ------------------------------------------------------------------------------------
     def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -4,7 +4,8 @@ Epochs are counted from 1. The text backbone is frozen while ``epoch <= train.fr
 the contrastive terms are scaled down once ``epoch > loss.only_iou_epoch``. After every epoch the
 model is evaluated on ``data.eval_split``; ``checkpoints/last.pt`` is written every epoch and
 ``checkpoints/best.pt`` when ``eval.best_metric`` improves; at the end, best.pt gets its match
-threshold (``fit_match``, g2l/eval/match.py). ``resume_dir`` continues a run exactly
+threshold (``fit_match``, g2l/eval/match.py) and its summary of the training videos' features
+(``fit_domain``, g2l/data/domain.py). ``resume_dir`` continues a run exactly
 where its last checkpoint left it (same data order, dropout draws, optimiser state and schedule;
 the resume helpers are ``g2l.engine.resume``).
 
@@ -115,6 +116,7 @@ def train(cfg: Config | None = None, *, resume_dir: str | Path | None = None, ov
                 end_epoch(run, epoch, train_record)
             if epoch >= run.start_epoch:
                 fit_match(run)
+                fit_domain(run)
             run.logger.finish()
             return TrainResult(run_dir=run.run_dir, best=run.best, last_metrics=run.last_metrics,
                                epochs_run=max(epoch - run.start_epoch + 1, 0))
@@ -296,6 +298,20 @@ def fit_match(run: Run) -> None:
         fit = fit_match_into_checkpoint(best, run.eval_set, run.device, fitted_on=f"{split} split (leave-one-video-out)")
         say(f"match threshold {fit.threshold:.4f} fitted on the {split} split: AUROC {100 * fit.auroc:.1f}, "
             f"precision {100 * fit.precision:.1f}, recall {100 * fit.recall:.1f} (written into {best})")
+    barrier()
+
+
+def fit_domain(run: Run) -> None:
+    """(rank 0) Store in best.pt what the training videos' features looked like (g2l/data/domain.py),
+    so that grounding can warn about a video unlike them."""
+    best = run.run_dir / "checkpoints" / "best.pt"
+    if run.main and best.is_file():
+        from g2l.data.domain import fit_dataset_summary
+
+        summary = fit_dataset_summary(run.loader.dataset)
+        ckpt.save_payload(best, {**ckpt.load_checkpoint(best), "domain": summary})
+        say(f"domain summary of {summary['num_videos']} training videos written into {best} (a video is "
+            f"flagged beyond feature distance {summary['threshold']:.2f})")
     barrier()
 
 

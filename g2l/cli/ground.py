@@ -13,12 +13,14 @@ from g2l.errors import path_problem
 from g2l.plots import plot_grounding  # matplotlib is imported only when a plot is drawn
 
 
-def grounding_json(video: str, duration_s: float, results, explanations=None) -> dict:
-    """What ``g2l-ground --json`` prints: the README's *File formats*."""
+def grounding_json(video: str, duration_s: float, results, explanations=None, domain: dict | None = None) -> dict:
+    """What ``g2l-ground --json`` prints: the README's *File formats* (``domain``: the video's
+    ``Grounder.domain_check``, present when the model has a domain summary)."""
     from g2l.batch import result_json
 
     pairs = zip(results, explanations or [None] * len(results))
-    return {"video": video, "duration": duration_s, "results": [{"query": r.query, **result_json(r, e)} for r, e in pairs]}
+    return {"video": video, "duration": duration_s, **({"domain": domain} if domain is not None else {}),
+            "results": [{"query": r.query, **result_json(r, e)} for r, e in pairs]}
 
 
 def format_explanation(explanation) -> str:
@@ -111,6 +113,11 @@ def _ground(argv: Sequence[str] | None) -> int:
     with terminal_progress(f"encoding {video_path.name}", quiet=args.quiet) as update:
         video = grounder.encode_video(args.video, progress=update)
     results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))
+    domain = grounder.domain_check(video)
+    if domain is not None and domain["outside"]:
+        from g2l.data.domain import domain_warning
+
+        print(f"warning: {domain_warning(video_path.name, domain)}", file=sys.stderr)
     explanations = None
     if args.explain:
         from g2l.explain import explain_top_moment
@@ -118,7 +125,7 @@ def _ground(argv: Sequence[str] | None) -> int:
         explanations = [explain_top_moment(grounder, video, r.query, window_s=args.window, seed=args.seed,
                                            target=args.explain_target) for r in results]
     if args.json:
-        print(strict_json.dumps(grounding_json(args.video, video.duration_s, results, explanations)))
+        print(strict_json.dumps(grounding_json(args.video, video.duration_s, results, explanations, domain)))
     else:
         print(f"{video_path.name}: {video.duration_s:.2f} s")
         for r, explanation in zip(results, explanations or [None] * len(results)):

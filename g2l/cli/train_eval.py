@@ -49,8 +49,14 @@ def _eval(argv: Sequence[str] | None) -> int:
     parser.add_argument("--fit-match", default=None, metavar="OUT.pt",
                         help="with --checkpoint: fit the match threshold on the split (leave-one-video-out) and write "
                              "a copy of the checkpoint holding it to OUT.pt (a new file); implies --corpus")
+    parser.add_argument("--fit-domain", default=None, metavar="OUT.pt",
+                        help="with --checkpoint: summarise the features of the split (default: the config's train "
+                             "split) and write a copy of the checkpoint holding the summary to OUT.pt (a new file), "
+                             "so that grounding warns about videos unlike them (g2l/data/domain.py)")
     parser.add_argument("overrides", nargs="*", help="with --checkpoint: dotted config overrides (data.features=...)")
     args = parser.parse_args(argv)
+    if args.fit_domain:
+        return _fit_domain(args)
     check_writable(args.json_out, "--json")
     check_writable(args.out, "--out")
     if args.corpus or args.fit_match:
@@ -101,6 +107,38 @@ def _eval(argv: Sequence[str] | None) -> int:
         print(format_qvhighlights_table(metrics))
     if args.json_out:
         write_json_atomic(args.json_out, metrics)
+    return 0
+
+
+def _fit_domain(args) -> int:
+    """``g2l-eval --checkpoint C --fit-domain OUT.pt [--split S] [overrides]``: g2l/data/domain.py."""
+    from pathlib import Path
+
+    from g2l.config import ConfigError, apply_overrides, config_from_dict
+    from g2l.data.dataset import build_dataset
+    from g2l.data.domain import fit_dataset_summary
+    from g2l.engine.checkpoint import CheckpointError, check_untrusted_fields, save_payload
+    from g2l.engine.pretrained import load_model_source
+
+    if not args.checkpoint:
+        raise CliError("--fit-domain summarises a model's training features: pass --checkpoint")
+    check_writable(args.fit_domain, "--fit-domain")
+    if Path(args.fit_domain).exists() or Path(args.fit_domain).is_symlink():
+        raise CliError(f"--fit-domain {args.fit_domain} exists; pass a new file for the checkpoint copy")
+    payload, source = load_model_source(args.checkpoint)
+    try:
+        cfg = config_from_dict(payload["config"])
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint {source} holds a config this version cannot read ({error})") from None
+    apply_overrides(cfg, args.overrides)
+    split = args.split or cfg.data.train_split
+    dataset, report = build_dataset(cfg.data, split, cfg.model.num_clips)
+    print(report, file=sys.stderr)
+    summary = fit_dataset_summary(dataset)
+    check_untrusted_fields({**payload, "domain": summary}, source)
+    save_payload(args.fit_domain, {**payload, "domain": summary})
+    print(f"checkpoint with the domain summary of {summary['num_videos']} {split} videos written to {args.fit_domain}: "
+          f"distances {summary['quantiles']}, a video is flagged beyond {summary['threshold']:.3f}", file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,8 @@ A checkpoint is a dict::
            (last.pt only; the optimizer's all-zero rows are left out: ``pack_zero_rows``)
     match: (optional) the threshold on a query's best score that decides "its answer is here",
            with how it was fitted (g2l/eval/match.py), or absent
+    domain: (optional) what the training videos' frame features looked like (a mean, a 4-component
+           PCA basis, variances and a distance threshold, a few kB; g2l/data/domain.py), or absent
 
 What that weighs, measured on the synthetic Charades config (MiniLM text encoder, fine-tuned):
 the model 94.0 MB (the text backbone 90.9 MB of it, its word embeddings 46.9 MB; the grounding
@@ -252,6 +254,14 @@ def check_untrusted_fields(payload: dict, source: str) -> None:
                                   and all(isinstance(k, str) and len(k) <= 256 and _plain(v) for k, v in match.items())):
         raise CheckpointError(f"{source} has a malformed match entry (a threshold and a few values); it is not a g2l "
                               "checkpoint or is corrupt")
+    if payload.get("domain") is not None:
+        from g2l.data.domain import summary_problem
+
+        width = data.get("feature_dim") if isinstance(data, dict) else None
+        problem = summary_problem(payload["domain"], width if isinstance(width, int) else None)
+        if problem:
+            raise CheckpointError(f"{source} has a malformed domain summary ({problem}); it is corrupt, or drop "
+                                  "the entry (payload['domain']) and fit it again")
 
 
 def _plain(value) -> bool:

@@ -11,6 +11,8 @@
     frame_encoder.json       the spec of the frame encoder the features came from, or null
     metrics.json             the checkpoint's best metrics and, where known, the floors beside them,
                              and its match threshold (``match``, g2l/eval/match.py) when it has one
+    domain.json              the summary of the training videos' features (g2l/data/domain.py),
+                             when the checkpoint has one
     README.md                the model card
 
 Loading treats the folder as untrusted, as a checkpoint (README, *Safety*): weights come only from
@@ -52,6 +54,7 @@ TEXT_ENCODER_NAME = "text_encoder.json"
 FRAME_ENCODER_NAME = "frame_encoder.json"
 METRICS_NAME = "metrics.json"
 CARD_NAME = "README.md"
+DOMAIN_NAME = "domain.json"
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 
 
@@ -59,7 +62,7 @@ def _fixed_names() -> list[str]:
     from g2l.models.text_encoder import TOKENIZER_FILE_NAMES
 
     return [WEIGHTS_NAME, CONFIG_NAME, TEXT_ENCODER_NAME, FRAME_ENCODER_NAME, METRICS_NAME, CARD_NAME,
-            *sorted(TOKENIZER_FILE_NAMES)]
+            DOMAIN_NAME, *sorted(TOKENIZER_FILE_NAMES)]
 
 
 def is_pretrained_folder(path: Path) -> bool:
@@ -172,6 +175,11 @@ def _load_pretrained_files(folder: Path, source: str, within: Folder) -> dict:
         "best": metrics.get("best", {}),
         "match": metrics.get("match"),
     }
+    domain = _read_json(folder, DOMAIN_NAME, source, within, required=False)
+    if domain is not None:
+        from g2l.data.domain import summary_from_json
+
+        payload["domain"] = summary_from_json(domain)
     check_untrusted_fields(payload, source)
     return payload
 
@@ -407,6 +415,10 @@ def export_pretrained(checkpoint: str | Path, out_dir: str | Path, *, floors: st
                               name or out.resolve().name),
         **text["tokenizer_files"],  # only TOKENIZER_FILE_NAMES (text_backbone_files)
     }
+    if payload.get("domain") is not None:
+        from g2l.data.domain import summary_to_json
+
+        files[DOMAIN_NAME] = strict_json.dumps(summary_to_json(payload["domain"]))
 
     def write(folder: Path) -> None:
         save_file(state, str(folder / WEIGHTS_NAME),
