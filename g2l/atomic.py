@@ -117,6 +117,12 @@ def lock_file(path: str | Path) -> int | None:
     return fd
 
 
+def lock_problem(error: OSError) -> str:
+    """Why ``lock_file`` could not use its file, as the end of a sentence ("it is a link", ...)."""
+    return ({errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
+            or error.strerror or str(error))
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text)

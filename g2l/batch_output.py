@@ -10,7 +10,6 @@ newline (cut by a kill) is dropped, by the plan, under the lock.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import os
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from g2l import strict_json
-from g2l.atomic import atomic_path, lock_file
+from g2l.atomic import atomic_path, lock_file, lock_problem
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, frame_encoder_name
 from g2l.safe_files import open_regular_file, read_text_file
@@ -56,9 +55,7 @@ def hold_lock(out_path: Path) -> int | None:
         raise BatchError(f"output {out_path} is being written by another g2l-ground --batch run (it holds {path}); "
                          "wait for that run to end, or pick another --out") from None
     except OSError as error:
-        why = {errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
-        why = why or error.strerror or error
-        raise BatchError(f"the lock file {path} of output {out_path} cannot be used ({why}); remove it if it is a "
+        raise BatchError(f"the lock file {path} of output {out_path} cannot be used ({lock_problem(error)}); remove it if it is a "
                          "stray, or pick another --out") from None
 
 

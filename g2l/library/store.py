@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from g2l import strict_json
-from g2l.atomic import lock_file, remove_stale_temporaries
+from g2l.atomic import lock_file, lock_problem, remove_stale_temporaries
 from g2l.errors import G2LError
 
 
@@ -85,9 +85,8 @@ def take_lock(folder: Path) -> int | None:
         raise VideoIndexError(f"index {folder} is being changed by another g2l-index command (it holds {path}); "
                               "wait for it to end") from None
     except OSError as error:
-        why = {errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
-        raise VideoIndexError(f"the lock file {path} of index {folder} cannot be used ({why or error.strerror or error}"
-                              "); remove it if it is a stray") from None
+        raise VideoIndexError(f"the lock file {path} of index {folder} cannot be used ({lock_problem(error)}); "
+                              "remove it if it is a stray") from None
 
 
 def refuse_links(folder: Path) -> None:
