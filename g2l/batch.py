@@ -411,7 +411,7 @@ def ground_batch(grounder: Grounder, pairs_path: str | Path, out_path: str | Pat
 def _answer_plan(grounder: Grounder, plan: BatchPlan, *, top_k, window_s, explain, explain_target, seed, cache_dir,
                  on_video, on_failure) -> BatchSummary:
     started = time.perf_counter()
-    cache = Path(cache_dir) if cache_dir is not None else None
+    cache = FeatureCache.for_grounder(cache_dir, grounder) if cache_dir is not None else None  # None: unusable, warned
     check_made_by(plan.out_path, plan.made_by, made_by(grounder, top_k=top_k, window_s=window_s, explain=explain,
                                  explain_target=explain_target, seed=seed))
     summary = BatchSummary(lines=plan.lines, already_done=plan.already_done, failures=list(plan.failures))
@@ -464,11 +464,10 @@ def _answer_plan(grounder: Grounder, plan: BatchPlan, *, top_k, window_s, explai
     return summary
 
 
-def _encoded(grounder: Grounder, path: Path, cache: Path | None, summary: BatchSummary) -> EncodedVideo:
+def _encoded(grounder: Grounder, path: Path, store: FeatureCache | None, summary: BatchSummary) -> EncodedVideo:
     problem = path_problem(path)
     if problem:
         raise BatchError(problem)
-    store = FeatureCache.for_grounder(cache, grounder) if cache is not None else None  # once; None: unusable, warned
     cached = store.get(path) if store is not None else None  # checked against the file; a bad entry warns
     if cached is not None:
         summary.videos_from_cache += 1

@@ -189,11 +189,7 @@ def find_top_cell(grounder: Grounder, video: EncodedVideo, query: str, window_s:
     """The query's highest-scoring cell over all windows: the top moment ``ground`` returns (NMS
     keeps the best candidate first), with its window's cells."""
     windows, cells_c, cells_u = grounder._cells(video, window_s)  # (w C d)
-    tokens = grounder.model.tokenizer([query], truncation=True, max_length=grounder.cfg.model.text_max_tokens,
-                                      return_tensors="pt")
-    s_c, s_u = grounder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
-    scores = score_cells(torch.einsum("d,wcd->wc", s_c[0], cells_c), torch.einsum("d,wcd->wc", s_u[0], cells_u),
-                         grounder.cfg.eval.score_gamma).float()  # (w C)
+    scores = grounder.query_scores(query, cells_c, cells_u)  # (w C), as ground scores it
     best = int(torch.argmax(scores))
     w, c = divmod(best, scores.shape[1])
     offset, length = windows[w]

@@ -14,9 +14,9 @@ another user, writable by anyone, or by a group other than the owner's private o
 owner, no other member: where umask 002 makes folders group-writable). The checks below cannot tell
 features planted by someone else from the video's own when their shape and duration are right, so
 such a folder is not used at all, not even read. Temporaries left by killed writers are removed
-(``g2l.atomic.remove_stale_temporaries``). ``for_grounder`` is the batch's best-effort door: the
-folder is opened once per process, and one that cannot be used gives one warning, then grounding
-goes on without the cache; ``usable_folder`` is the same check for the command line, before the
+(``g2l.atomic.remove_stale_temporaries``). ``for_grounder`` is the batch's best-effort door: a
+run opens the folder once, and one that cannot be used gives one warning, then grounding goes on
+without the cache; ``usable_folder`` is the same check for the command line, before the
 model loads.
 
 **The key.** An entry's name is a hash of the video file's identity as ``stat`` gives it (resolved
@@ -158,20 +158,15 @@ class FeatureCache:
 
     @classmethod
     def for_grounder(cls, folder: str | Path, grounder: Grounder) -> "FeatureCache | None":
-        """The cache of ``grounder``'s frame encoder in ``folder``, opened once per process; None,
-        after one warning, when the folder cannot be used."""
+        """The cache of ``grounder``'s frame encoder in ``folder``; None, after one warning, when the
+        folder cannot be used. A run opens it once and keeps it."""
         spec = grounder.frame_encoder_spec or {}
         width = spec.get("output_dim", grounder.cfg.data.feature_dim)
-        memo = (str(Path(folder).expanduser().absolute()), json.dumps(spec, sort_keys=True, default=str),
-                grounder.fps, width)
-        if memo not in _OPENED:
-            try:
-                _OPENED[memo] = cls.open(folder, encoder_spec=grounder.frame_encoder_spec, fps=grounder.fps,
-                                         feature_dim=width)
-            except FeatureCacheError as error:
-                warnings.warn(f"{error}; grounding goes on without the cache", stacklevel=2)
-                _OPENED[memo] = None
-        return _OPENED[memo]
+        try:
+            return cls.open(folder, encoder_spec=grounder.frame_encoder_spec, fps=grounder.fps, feature_dim=width)
+        except FeatureCacheError as error:
+            warnings.warn(f"{error}; grounding goes on without the cache", stacklevel=2)
+            return None
 
     # Keys ------------------------------------------------------------------------------------------
     def _identity(self, path: Path) -> tuple:
@@ -289,7 +284,6 @@ class FeatureCache:
         return True
 
 
-_OPENED: dict[tuple, FeatureCache | None] = {}  # for_grounder's caches, by folder and encoder
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, shape: tuple) -> np.ndarray:

@@ -67,16 +67,9 @@ def estimate_reliability(interactions: torch.Tensor, stderr: torch.Tensor,
     shifts the row, not its spread. With independent errors (``mean_stderr=None``: assumed)
     ``se_mean^2 = mean_i se_i^2 / m`` and the noise is ``mean_i se_i^2``.
     tests/losses/test_ssi_reliability.py checks the noise against repeated seeds."""
-    num_moments = interactions.shape[1]
-    if num_moments < 2:
-        return interactions.new_full((interactions.shape[0], 1), 1e-6)
-    spread = interactions.var(dim=1, keepdim=True)  # (s 1)
-    squared = stderr.pow(2).mean(dim=1, keepdim=True)  # (s 1)
-    if mean_stderr is None:
-        noise = squared
-    else:
-        noise = (squared - mean_stderr.reshape(-1, 1).pow(2)).clamp(min=0) * (num_moments / (num_moments - 1))
-    return (1 - noise / spread.clamp(min=1e-30)).clamp(min=1e-6, max=1.0)
+    present = torch.ones_like(interactions, dtype=torch.bool)  # one game, no padding
+    row_means = None if mean_stderr is None else mean_stderr.reshape(1, -1)
+    return padded_reliability(interactions[None], stderr[None], present[None], row_means)[0]
 
 
 def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, tau: float,

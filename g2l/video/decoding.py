@@ -55,7 +55,7 @@ from g2l.errors import G2LError, path_problem
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 
-_REENCODE_HINT = "re-download it or re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
+REENCODE_HINT = "re-download it or re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
 # The densest sampling allowed. Videos rarely hold more frames a second, so a faster rate only
 # repeats frames; and a rate like 10^6 would decode and encode for minutes before anything fails.
@@ -170,9 +170,9 @@ def _stream_size(path: str | Path) -> tuple[int, int] | None:
     except (av.FFmpegError, OSError, ValueError, IndexError) as error:  # decord opened it; PyAV should too
         reason = getattr(error, "strerror", None) or _human_part(str(error))
         raise VideoReadError(f"File {str(path)!r} could not be read as a video (its stream header: {reason}); check "
-                             f"the file, then {_REENCODE_HINT}.") from error
+                             f"the file, then {REENCODE_HINT}.") from error
     if not (width > 0 and height > 0):
-        raise VideoReadError(f"Video file {str(path)!r} does not say its frame size in its header; {_REENCODE_HINT}.")
+        raise VideoReadError(f"Video file {str(path)!r} does not say its frame size in its header; {REENCODE_HINT}.")
     return int(width), int(height)
 
 
@@ -250,6 +250,18 @@ def is_video_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
+def check_video_file(path: Path) -> None:
+    """Refuse, in one sentence, a video path that is not a non-empty regular file (before any decoder
+    opens it)."""
+    problem = path_problem(path)  # "does not exist", "is a directory", "is a link to /dev/zero, which is not ..."
+    if problem and problem.endswith("does not exist"):
+        raise VideoReadError(f"Video file {str(path)!r} {problem}; check the path.")
+    if problem:
+        raise VideoReadError(f"Video path {str(path)!r} {problem}; pass a video file (folders are listed by the tools).")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"Video file {str(path)!r} is empty (0 bytes); {REENCODE_HINT}.")
+
+
 # --- decord, wrapped so that nothing but VideoReadError escapes ------------------------------------
 
 
@@ -257,13 +269,7 @@ def _open_reader(path: str | Path, *, size: int | None, decode_threads: int = 0)
     import decord
 
     path = Path(path)
-    problem = path_problem(path)  # "does not exist", "is a directory", "is a link to /dev/zero, which is not ..."
-    if problem and problem.endswith("does not exist"):
-        raise VideoReadError(f"Video file {str(path)!r} {problem}; check the path.")
-    if problem:
-        raise VideoReadError(f"Video path {str(path)!r} {problem}; pass a video file (folders are listed by the tools).")
-    if path.stat().st_size == 0:
-        raise VideoReadError(f"Video file {str(path)!r} is empty (0 bytes); {_REENCODE_HINT}.")
+    check_video_file(path)
     if size is not None and size < 1:
         raise ValueError(f"The frame size must be a positive number of pixels, got size={size}.")
     _quiet_ffmpeg_log()
@@ -304,7 +310,7 @@ def _frame_starts_and_duration(reader, path) -> tuple[np.ndarray, float]:
         # Some containers leave the last packet without a duration: extend by the median frame gap.
         duration_s = float(starts_s.max() + np.median(np.diff(np.sort(starts_s))))
     if not np.isfinite(duration_s) or duration_s <= 0:
-        raise VideoReadError(f"Video file {str(path)!r} has no usable timestamps (duration {duration_s}); {_REENCODE_HINT}.")
+        raise VideoReadError(f"Video file {str(path)!r} has no usable timestamps (duration {duration_s}); {REENCODE_HINT}.")
     return starts_s, duration_s
 
 
@@ -312,7 +318,7 @@ def _get_batch(reader, frame_idx: np.ndarray, path) -> np.ndarray:
     frames = _call_decord(lambda: reader.get_batch(frame_idx.tolist()), path)
     frames = _to_numpy(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise VideoReadError(f"Video file {str(path)!r} decoded to an unexpected array {frames.dtype} {frames.shape}; {_REENCODE_HINT}.")
+        raise VideoReadError(f"Video file {str(path)!r} decoded to an unexpected array {frames.dtype} {frames.shape}; {REENCODE_HINT}.")
     return frames  # (f, h, w, 3)
 
 
@@ -340,24 +346,24 @@ def _describe_failure(path: Path, error: Exception, *, when: str) -> str:
     if "cannot find video stream" in message:
         if clues is not None and clues.declares_video:
             return (f"Video file {str(path)!r} looks truncated or damaged: its container declares a video track, but "
-                    f"no frame of it can be decoded; {_REENCODE_HINT}.")
+                    f"no frame of it can be decoded; {REENCODE_HINT}.")
         if clues is not None and clues.cut_short:
             return (f"Video file {str(path)!r} looks truncated or damaged: its container ends before its last part "
-                    f"does and no video stream can be found in what is left; {_REENCODE_HINT}.")
+                    f"does and no video stream can be found in what is left; {REENCODE_HINT}.")
         return f"File {str(path)!r} has no video stream (audio only?); pass a video file."
     if clues is not None and clues.cut_short:
         return (f"Video file {str(path)!r} looks truncated: its container ends before its last part does "
-                f"(decoding failed while {when} it); {_REENCODE_HINT}.")
+                f"(decoding failed while {when} it); {REENCODE_HINT}.")
     if "av_read_frame" in message or "send_packet" in message or "partial" in message:
-        return f"Video file {str(path)!r} is truncated or corrupt (decoding failed while {when} it); {_REENCODE_HINT}."
+        return f"Video file {str(path)!r} is truncated or corrupt (decoding failed while {when} it); {REENCODE_HINT}."
     if message.startswith("Error reading"):  # decord's whole message when FFmpeg cannot open the file
         return (
             f"File {str(path)!r} could not be opened as a video: it is not a video, or it is incomplete "
-            f"(a truncated mp4 loses its index); check the file, then {_REENCODE_HINT}."
+            f"(a truncated mp4 loses its index); check the file, then {REENCODE_HINT}."
         )
     return (
         f"File {str(path)!r} could not be read as a video (decord failed while {when} it: "
-        f"{_human_part(message)}); check the file, then {_REENCODE_HINT}."
+        f"{_human_part(message)}); check the file, then {REENCODE_HINT}."
     )
 
 

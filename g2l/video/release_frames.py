@@ -37,10 +37,8 @@ from typing import Iterator
 
 import numpy as np
 
-from g2l.errors import path_problem
-from g2l.video.decoding import VideoReadError
+from g2l.video.decoding import REENCODE_HINT, VideoReadError, check_video_file
 
-_REENCODE_HINT = "re-download it or re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ class ReleaseVideo:
         self.size = size
         self.chunk_frames = chunk_frames
         av = _import_av()
-        _check_path(self.path)
+        check_video_file(self.path)
         try:
             with av.open(str(self.path.absolute()), metadata_errors="ignore") as container:
                 stream = _video_stream(container, self.path)
@@ -99,7 +97,7 @@ class ReleaseVideo:
         except (av.FFmpegError, OSError, ValueError) as error:
             raise VideoReadError(_failure(self.path, error)) from error
         if not (self.plan.width > 0 and self.plan.height > 0):
-            raise VideoReadError(f"Video file {str(self.path)!r} does not say its frame size in its header; {_REENCODE_HINT}.")
+            raise VideoReadError(f"Video file {str(self.path)!r} does not say its frame size in its header; {REENCODE_HINT}.")
         self.duration_s = header_s
         self.fps = self.plan.fps
 
@@ -130,7 +128,7 @@ class ReleaseVideo:
         except (av.FFmpegError, OSError, ValueError) as error:
             raise VideoReadError(_failure(self.path, error)) from error
         if last_end is None:
-            raise VideoReadError(f"Video file {str(self.path)!r} has no decodable frame; {_REENCODE_HINT}.")
+            raise VideoReadError(f"Video file {str(self.path)!r} has no decodable frame; {REENCODE_HINT}.")
         self.duration_s = float(last_end)
         if chunk:
             yield np.stack(chunk)
@@ -179,16 +177,6 @@ def _import_av():
     return av
 
 
-def _check_path(path: Path) -> None:
-    problem = path_problem(path)
-    if problem and problem.endswith("does not exist"):
-        raise VideoReadError(f"Video file {str(path)!r} {problem}; check the path.")
-    if problem:
-        raise VideoReadError(f"Video path {str(path)!r} {problem}; pass a video file (folders are listed by the tools).")
-    if path.stat().st_size == 0:
-        raise VideoReadError(f"Video file {str(path)!r} is empty (0 bytes); {_REENCODE_HINT}.")
-
-
 def _video_stream(container, path: Path):
     if not container.streams.video:
         raise VideoReadError(f"File {str(path)!r} has no video stream (audio only?); pass a video file.")
@@ -198,4 +186,4 @@ def _video_stream(container, path: Path):
 def _failure(path: Path, error: Exception) -> str:
     reason = (getattr(error, "strerror", None) or str(error).strip().splitlines()[-1:] or ["no details"])
     reason = reason if isinstance(reason, str) else reason[0]
-    return f"File {str(path)!r} could not be read as a video ({reason[:160]}); check the file, then {_REENCODE_HINT}."
+    return f"File {str(path)!r} could not be read as a video ({reason[:160]}); check the file, then {REENCODE_HINT}."
