@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from g2l.data.dataset import build_dataset  # noqa: E402
-from g2l.engine.checkpoint import model_from_checkpoint  # noqa: E402
-from g2l.engine.pretrained import load_model_source  # noqa: E402
+from g2l.models.checkpoint import model_from_checkpoint  # noqa: E402
+from g2l.models.checkpoint import load_model_source  # noqa: E402
 from g2l.eval.corpus import (  # noqa: E402
     CORPUS_IOU_THRESHOLDS,
     CORPUS_RECALL_AT,

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from g2l.atomic import write_text_atomic  # noqa: E402
+from g2l.io.atomic import write_text_atomic  # noqa: E402
 
 LOG_TAIL_LINES = 20
 # bench/loss_syncs.py's line per row: "charades      48 videos  loss.kernels=numba  CUDA syncs:   12 per loss  {...}"

@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, REPO, build_bench_model, map_like_cells, random_batch  # noqa: E402
 
-from g2l.atomic import write_text_atomic  # noqa: E402
+from g2l.io.atomic import write_text_atomic  # noqa: E402
 
 CHECKS: list[dict] = []
 REPORT = {"path": None, "device": None, "start": time.perf_counter()}  # where and what write_report writes

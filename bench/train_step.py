@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, default_device, run_isolated  # noqa: E402
 
-from g2l.atomic import write_text_atomic  # noqa: E402
+from g2l.io.atomic import write_text_atomic  # noqa: E402
 
 COLUMNS = [("fp32", "full"), ("fp32", "cropped"), ("bf16", "full"), ("bf16", "cropped")]
 QUICK_VIDEOS = {"charades": 8, "activitynet": 2, "tacos": 1}  # --quick: videos per step

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from g2l import strict_json
-from g2l.atomic import atomic_path, lock_file, lock_problem
+from g2l.io import strict_json
+from g2l.io.atomic import atomic_path, lock_file, lock_problem
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, frame_encoder_name
-from g2l.safe_files import open_regular_file, read_text_file
+from g2l.io.safe_files import open_regular_file, read_text_file
 
 MADE_BY_SUFFIX = ".made-by.json"  # PREDS.jsonl.made-by.json: what wrote PREDS.jsonl
 MADE_BY_FORMAT = "g2l-ground --batch output, version 1"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from g2l.atomic import atomic_path, write_text_atomic
+from g2l.io.atomic import atomic_path, write_text_atomic
 from g2l.errors import G2LError
 
 
@@ -128,7 +128,7 @@ def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_
     """Pick the example from the trained model, copy the checkpoint and the example into the
     repository, and write ``checkpoints/README.md``; the last step of ``build_demo``."""
     from g2l.data.annotations import load_annotations
-    from g2l.engine.checkpoint import write_portable_checkpoint
+    from g2l.models.checkpoint import write_portable_checkpoint
     from g2l.eval.baselines import prior_only_metrics
     from g2l.inference import Grounder
 

@@ -64,7 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l.atomic import atomic_path, remove_stale_temporaries
+from g2l.io.atomic import atomic_path, remove_stale_temporaries
 from g2l.errors import G2LError
 from g2l.inference import EncodedVideo, Grounder
 from g2l.video.decoding import VideoReadError, read_video_frames

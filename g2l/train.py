@@ -30,10 +30,8 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from g2l import atomic
 from g2l.config import Config, apply_overrides, config_to_dict, save_config
 from g2l.data.dataset import Collate, build_dataset, loader_workers
-from g2l.engine import checkpoint as ckpt
 from g2l.engine.distributed import (
     all_reduce_mean,
     barrier,
@@ -45,12 +43,15 @@ from g2l.engine.distributed import (
 from g2l.engine.logging import READ_EVERY_STEPS, RunLogger, StepValues, say
 from g2l.engine.optim import build_optimizer, lr_factor, set_learning_rates, set_text_trainable
 from g2l.engine.precision import autocast, autocast_dtype
-from g2l.engine.resume import best_on_disk, load_resume_state, truncate_metrics
+from g2l.engine.resume import best_on_disk, load_resume_state, load_training_state, truncate_metrics
 from g2l.engine.run_dir import create_run_dir, lock_run_dir, plan_run_dir
 from g2l.errors import G2LError
 from g2l.eval.evaluator import evaluate
 from g2l.eval.predictions import write_predictions
+from g2l.io import atomic
+from g2l.io.checkpoint import save_payload
 from g2l.losses.combine import build_loss
+from g2l.models.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from g2l.models.grounding import build_model
 
 
@@ -138,7 +139,7 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
     frame_encoder = train_set.features.encoder_spec()
     model = build_model(cfg, text_spec=payload.get("text_backbone") if payload else None).to(device)
     if payload is not None:
-        ckpt.load_model_state(model, payload["model"], str(resume_dir))
+        load_model_state(model, payload["model"], str(resume_dir))
     loss_fn = build_loss(cfg)
     run_dir = _open_run_dir(cfg, payload, resume_dir, planned, main, held)
 
@@ -146,7 +147,7 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
                                 betas=tuple(t.betas))
     start_epoch, global_step, best = 1, 0, {}
     if payload is not None:
-        ckpt.load_training_state(optimizer, payload, str(run_dir / "checkpoints" / "last.pt"))
+        load_training_state(optimizer, payload, str(run_dir / "checkpoints" / "last.pt"))
         start_epoch, global_step = payload["epoch"] + 1, payload["global_step"]
         best = best_on_disk(run_dir, payload["best"], main)
         say(f"resuming {run_dir} after epoch {payload['epoch']} (step {global_step})", main)
@@ -282,9 +283,9 @@ def end_epoch(run: Run, epoch: int, train_record: dict[str, float]) -> None:
         # best.pt before last.pt: a run killed between the two writes resumes from the previous
         # last.pt and redoes this epoch, and best_on_disk adopts what best.pt holds.
         if improved:
-            ckpt.save_checkpoint(run.run_dir / "checkpoints" / "best.pt", include_rng=False, **shared)
+            save_checkpoint(run.run_dir / "checkpoints" / "best.pt", include_rng=False, **shared)
             atomic.kill_point("between-checkpoints")
-        ckpt.save_checkpoint(run.run_dir / "checkpoints" / "last.pt", optimizer=run.optimizer, **shared)
+        save_checkpoint(run.run_dir / "checkpoints" / "last.pt", optimizer=run.optimizer, **shared)
     barrier()
 
 
@@ -309,7 +310,7 @@ def fit_domain(run: Run) -> None:
         from g2l.data.domain import fit_dataset_summary
 
         summary = fit_dataset_summary(run.loader.dataset)
-        ckpt.save_payload(best, {**ckpt.load_checkpoint(best), "domain": summary})
+        save_payload(best, {**load_checkpoint(best), "domain": summary})
         say(f"domain summary of {summary['num_videos']} training videos written into {best} (a video is "
             f"flagged beyond feature distance {summary['threshold']:.2f})")
     barrier()

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from g2l.atomic import atomic_path, remove_stale_temporaries, unwritable_reason, write_text_atomic
+from g2l.io.atomic import atomic_path, remove_stale_temporaries, unwritable_reason, write_text_atomic
 
 
 def test_success_replaces_the_target_and_leaves_no_temporary(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from g2l.config import (
-    ALLOWED_VALUES,
+    BOUNDS,
     Config,
     ConfigError,
     config_from_dict,
@@ -100,7 +100,7 @@ def test_every_shipped_config_loads():
 
 def test_every_range_names_a_key_and_the_defaults_are_in_range():
     cfg = Config()
-    for key in ALLOWED_VALUES:
+    for key in BOUNDS:
         section, name = key.split(".")
         assert hasattr(getattr(cfg, section), name), key
     validate_config(cfg)

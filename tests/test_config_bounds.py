@@ -1,14 +1,15 @@
 """Small config inputs that would expand, and config values that used to end in a traceback: each is
-one ConfigError sentence naming the file or key (g2l/config.py's bounds), found before anything is
+one ConfigError sentence naming the file or key (g2l/config/bounds.py), found before anything is
 expanded, and a value quoted in a message is cut short (``quote``)."""
 
 from pathlib import Path
 
 import pytest
 
-import g2l.config as config_module
-from g2l.config import ConfigError, config_from_dict, load_config, quote
-from g2l.strict_yaml import MAX_VALUES
+import g2l.config.load as config_module
+from g2l.config import ConfigError, config_from_dict, load_config
+from g2l.errors import quote
+from g2l.config.strict_yaml import MAX_VALUES
 
 
 def _laughs(levels: int = 9, width: int = 9) -> str:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from g2l.config import load_config
-from g2l.engine.checkpoint import load_checkpoint, save_checkpoint
+from g2l.models.checkpoint import load_checkpoint, save_checkpoint
 from g2l.train import train
 from g2l.inference import Grounder, GroundingError
 from g2l.video.frame_encoders import EncoderMismatchError
@@ -92,7 +92,7 @@ def test_one_video_grounded_with_two_models_gets_each_models_answer(rendered_run
 def test_encoder_mismatch_and_missing_encoder_are_errors(rendered_run, tmp_path):
     data, ckpt = rendered_run
     payload = load_checkpoint(ckpt)
-    from g2l.engine.checkpoint import model_from_checkpoint
+    from g2l.models.checkpoint import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(payload, "x")
     wrong = dict(payload["frame_encoder"], input_size=112)
@@ -196,7 +196,7 @@ def _answer(result):
 @pytest.fixture(scope="module")
 def bf16_trained(rendered_run, tmp_path_factory):
     """The rendered checkpoint, its config saying train.precision=bf16, and a video's features."""
-    from g2l.engine.checkpoint import model_from_checkpoint
+    from g2l.models.checkpoint import model_from_checkpoint
 
     data, ckpt = rendered_run
     payload = load_checkpoint(ckpt)

@@ -409,9 +409,9 @@ def test_kill_during_add_leaves_an_index_that_opens_and_resumes(grounder, videos
     """``g2l-index build`` of three videos killed (SIGKILL) as the second shard is renamed into place
     (one video a shard): the index opens with the first video, and the same command resumes."""
     index = tmp_path / "index"
-    script = ("import sys, g2l.atomic\n"
+    script = ("import sys, g2l.io.atomic\n"
               "from tests.crash_points import crash_point\n"
-              "g2l.atomic.kill_point = crash_point\n"
+              "g2l.io.atomic.kill_point = crash_point\n"
               "from g2l.cli import index_main\n"
               "sys.exit(index_main(sys.argv[1:]))\n")
     argv = ["build", str(index), str(videos / "a.mp4"), str(videos / "b.mp4"), str(videos / "sub" / "c.mp4"),

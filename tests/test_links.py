@@ -1,4 +1,4 @@
-"""No file is read through a link (g2l/safe_files.py): a model folder's files are read only when
+"""No file is read through a link (g2l/io/safe_files.py): a model folder's files are read only when
 they are regular files inside the folder, export and upload copy only the layout's files that the
 loader checked, and a checkpoint path that is a device or a FIFO is refused as "not a regular
 file" instead of being read for ever. Each refusal is one line and exit status 2 in the CLI."""
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from g2l.cli import eval_main, export_main
-from g2l.engine.pretrained import exported_files, load_model_source, load_pretrained, push_to_hub
+from g2l.hub import push_to_hub
+from g2l.io.pretrained import exported_files
+from g2l.models.checkpoint import load_model_source, load_pretrained
 from g2l.errors import G2LError
 from tests.fixtures import copy_files, export_folder, tiny_checkpoint_with_text
 
@@ -171,7 +173,7 @@ def test_push_uploads_only_checked_layout_files(folder, tmp_path, monkeypatch):
 @posix
 def test_a_hub_snapshot_may_link_into_its_own_cache_folder_only(exported, tmp_path, monkeypatch):
     """The Hugging Face cache stores snapshots/<commit>/<file> as links to ../../blobs/<hash>."""
-    import g2l.engine.pretrained as pretrained
+    import g2l.models.checkpoint as model_files
 
     repo = tmp_path / "models--org--tiny"
     snapshot = repo / "snapshots" / "0123abcd"
@@ -180,7 +182,7 @@ def test_a_hub_snapshot_may_link_into_its_own_cache_folder_only(exported, tmp_pa
     for index, path in enumerate(sorted(exported.iterdir())):
         (repo / "blobs" / f"blob{index}").write_bytes(path.read_bytes())
         os.symlink(f"../../blobs/blob{index}", snapshot / path.name)
-    monkeypatch.setattr(pretrained, "download_repo", lambda repo_id: snapshot)
+    monkeypatch.setattr(model_files, "download_repo", lambda repo_id: snapshot)
     payload, _ = load_model_source("org/tiny")
     assert payload["best"]["R1@0.5"] == 0.25
     with pytest.raises(G2LError, match="outside the folder"):  # a folder's own limits are the snapshot itself
@@ -195,7 +197,7 @@ def test_a_hub_snapshot_may_link_into_its_own_cache_folder_only(exported, tmp_pa
 
 @posix
 def test_a_floors_file_that_is_a_fifo_is_refused(full_checkpoint, tmp_path, deadline):
-    from g2l.engine.pretrained import export_pretrained
+    from g2l.hub import export_pretrained
 
     os.mkfifo(tmp_path / "floors.json")
     with pytest.raises(G2LError, match="floors file .* is not a regular file"):
@@ -204,13 +206,13 @@ def test_a_floors_file_that_is_a_fifo_is_refused(full_checkpoint, tmp_path, dead
 
 
 # A folder or one of its components swapped for a link between the check and the open ------------
-# (g2l/safe_files.py opens every component relative to the descriptor of the one above, O_NOFOLLOW)
+# (g2l/io/safe_files.py opens every component relative to the descriptor of the one above, O_NOFOLLOW)
 
 
 @posix
 @pytest.mark.parametrize("swapped", ["file", "subfolder", "folder"])
 def test_a_component_swapped_for_a_link_just_before_the_open_is_not_followed(tmp_path, monkeypatch, swapped):
-    from g2l.safe_files import open_regular_file
+    from g2l.io.safe_files import open_regular_file
 
     root, outside = tmp_path / "F", tmp_path / "outside"
     for folder, text in ((root, "inside"), (outside, SECRET)):
@@ -238,7 +240,7 @@ def test_a_component_swapped_for_a_link_just_before_the_open_is_not_followed(tmp
 def test_a_model_folder_swapped_for_a_link_while_it_is_loaded_is_read_as_it_was(folder, tmp_path, monkeypatch):
     import json
 
-    import g2l.engine.pretrained as pretrained
+    import g2l.io.pretrained as pretrained
 
     expected, _ = load_model_source(folder)
     other = copy_files(folder, tmp_path / "other")  # what the swapped-in link points at

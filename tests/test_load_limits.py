@@ -1,4 +1,4 @@
-"""Sizes are checked before anything is built (g2l/limits.py): a config that would build more
+"""Sizes are checked before anything is built (g2l/io/limits.py, g2l/config/bounds.py, g2l/models/checkpoint.py): a config that would build more
 than its weights hold, a zip that inflates, a file too big to read, a tensor that is not a plain
 dense one, NaN weights, JSON nested past Python's recursion: each is refused with one line (exit
 status 2 in the CLI) and nothing is allocated for it. An export into an existing folder replaces
@@ -11,11 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import g2l.engine.pretrained as pretrained
-import g2l.limits as limits
+import g2l.hub as hub
+import g2l.io.limits as limits
 from g2l.cli import eval_main, export_main
-from g2l.engine.checkpoint import CheckpointError, load_checkpoint
-from g2l.engine.pretrained import load_model_source
+from g2l.io.checkpoint import CheckpointError
+from g2l.models.checkpoint import load_checkpoint
+from g2l.models.checkpoint import load_model_source
 from g2l.errors import G2LError
 from tests.fixtures import copy_files, export_folder, tiny_checkpoint_with_text
 
@@ -98,10 +99,10 @@ def test_sizes_out_of_bounds_or_against_the_weights_are_refused_before_building(
 
 
 def test_an_override_is_checked_too(checkpoint):
-    from g2l.engine.checkpoint import model_from_checkpoint
+    from g2l.models.checkpoint import model_from_checkpoint
 
     payload = load_checkpoint(checkpoint)
-    with pytest.raises(G2LError, match="map_num_layers = 100000, outside"):
+    with pytest.raises(G2LError, match="'model.map_num_layers' must be at most 64"):
         model_from_checkpoint(payload, "c", ["model.map_num_layers=100000"])
     model, cfg = model_from_checkpoint(payload, "c")  # unchanged, it builds
     assert cfg.model.map_num_layers == 2 and len(model.map_encoder.convs) == 2
@@ -223,7 +224,7 @@ def test_export_over_an_existing_export_is_all_or_nothing(folder, checkpoint, tm
     def fail(staging):  # the disk fills after the weights and a few files are written
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pretrained, "sync_folder", fail)
+    monkeypatch.setattr(hub, "sync_folder", fail)
     _refused(("export", [str(checkpoint), str(out), "--name", "second"]), capsys, "No space left on device")
     assert _snapshot(out) == before
     monkeypatch.undo()

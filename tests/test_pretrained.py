@@ -1,4 +1,4 @@
-"""Checkpoints in the Hugging Face layout (g2l/engine/pretrained.py, g2l-export): export -> load gives
+"""Checkpoints in the Hugging Face layout (g2l/io/pretrained.py, g2l/hub.py, g2l-export): export -> load gives
 the same moments, from a local folder and from a hub repo id in the cache (offline), the folder is
 loaded as untrusted data, and --push-to-hub makes the right calls (a fake HfApi: no network)."""
 
@@ -18,8 +18,10 @@ from safetensors.torch import load_file, save_file
 from g2l.assets import demo_checkpoint, demo_example
 from g2l.cli import export_main, ground_main
 from g2l.config import load_config
-from g2l.engine.checkpoint import CheckpointError, save_checkpoint
-from g2l.engine.pretrained import load_model_source, looks_like_repo_id
+from g2l.io.checkpoint import CheckpointError
+from g2l.models.checkpoint import save_checkpoint
+from g2l.io.pretrained import looks_like_repo_id
+from g2l.models.checkpoint import load_model_source
 from g2l.inference import Grounder
 from g2l.models.grounding import build_model
 from tests.fixtures import tiny_overrides

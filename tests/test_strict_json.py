@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from g2l import strict_json
+from g2l.io import strict_json
 
 
 def _strict_loads(text: str):

@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from g2l import strict_json
+from g2l.io import strict_json
 from g2l.cli.common import CliError, OneLineParser, check_writable, run_cli, terminal_progress
 from g2l.errors import path_problem
 from g2l.plots import plot_grounding  # matplotlib is imported only when a plot is drawn
@@ -219,9 +219,10 @@ def _export(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from g2l.engine.pretrained import _REPO_ID, export_pretrained, push_to_hub
+    from g2l.hub import export_pretrained, push_to_hub
+    from g2l.io.pretrained import REPO_ID
 
-    if args.push_to_hub is not None and not _REPO_ID.fullmatch(args.push_to_hub):
+    if args.push_to_hub is not None and not REPO_ID.fullmatch(args.push_to_hub):
         raise CliError(f"--push-to-hub {args.push_to_hub!r} is not a repo id; pass ORG/NAME")
     if args.floors is not None and not Path(args.floors).is_file():
         raise CliError(f"--floors file {args.floors} does not exist; pass the JSON that g2l-baselines --json wrote")

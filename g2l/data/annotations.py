@@ -67,7 +67,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from g2l import strict_json
+from g2l.io import strict_json
 from g2l.data.records import Annotation, CleaningReport
 from g2l.errors import G2LError, path_problem
 

@@ -4,7 +4,7 @@ stored with the model, and a video's distance from it.
 What is summarised: every training video's pre-clip features as the model reads them (rows
 L2-normalised, resampled to ``P`` rows: ``(P, F)``, g2l/data/features.py), all rows together, ``x (F)``.
 
-The summary (``payload["domain"]``, g2l/engine/checkpoint.py; ``domain.json`` of an exported folder)::
+The summary (``payload["domain"]``, g2l/io/checkpoint.py; ``domain.json`` of an exported folder)::
 
     mean       mu (F)          float16: the mean row
     basis      B (k F)         float16: the k = min(NUM_COMPONENTS, F - 1) leading principal directions

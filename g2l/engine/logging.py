@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from g2l import strict_json
+from g2l.io import strict_json
 from g2l.engine.run_dir import append_jsonl
 
 

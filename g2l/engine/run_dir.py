@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from g2l import strict_json
-from g2l.atomic import unwritable_reason
+from g2l.io import strict_json
+from g2l.io.atomic import unwritable_reason
 from g2l.errors import G2LError
 
 LOCK_FILE = ".lock"  # held (flock) by the process training into the folder

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from g2l.atomic import unwritable_reason
+from g2l.io.atomic import unwritable_reason
 from g2l.data.dataset import Collate, GroundingDataset, loader_workers
 from g2l.engine.precision import GROUNDING_PRECISION, autocast
 from g2l.eval.metrics import grounding_metrics
@@ -153,10 +153,10 @@ def evaluate_checkpoint(
     """``tools/eval.py --checkpoint``: load, evaluate a split, write its predictions file.
     ``precision`` is the forward pass's (fp32, bf16 or auto), not the checkpoint's train.precision."""
     from g2l.data.dataset import build_dataset
-    from g2l.engine.checkpoint import model_from_checkpoint
+    from g2l.models.checkpoint import model_from_checkpoint
     from g2l.engine.distributed import resolve_device
     from g2l.engine.precision import autocast_dtype
-    from g2l.engine.pretrained import load_model_source
+    from g2l.models.checkpoint import load_model_source
 
     torch_device = resolve_device(device, setting="device")  # before the slow part
     forward_dtype = autocast_dtype(precision, torch_device)

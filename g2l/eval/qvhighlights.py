@@ -53,8 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l import strict_json
-from g2l.atomic import atomic_path
+from g2l.io import strict_json
+from g2l.io.atomic import atomic_path
 from g2l.errors import G2LError, path_problem
 from g2l.ops.spans import F32, cell_spans, ranked_candidates
 

@@ -50,9 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l import strict_json
-from g2l import atomic
-from g2l.atomic import atomic_path, sync_folder
+from g2l.io import strict_json
+from g2l.io import atomic
+from g2l.io.atomic import atomic_path, sync_folder
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, GroundingError
 from g2l.library.exact import Block, ExactSearch

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l import strict_json
-from g2l.atomic import lock_file, lock_problem, remove_stale_temporaries
+from g2l.io import strict_json
+from g2l.io.atomic import lock_file, lock_problem, remove_stale_temporaries
 from g2l.errors import G2LError
 
 
@@ -142,7 +142,7 @@ def damaged_error(folder: Path, what: str) -> VideoIndexError:
 
 
 def read_manifest(folder: Path) -> dict:
-    from g2l.safe_files import read_text_file
+    from g2l.io.safe_files import read_text_file
 
     try:
         manifest = strict_json.loads(read_text_file(folder / MANIFEST, what=f"index {folder} {MANIFEST}",
@@ -196,7 +196,7 @@ def check_manifest_model(folder: Path, manifest: dict, identity: dict) -> None:
 
 def read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
     """Every shard's videos.json, checked against the manifest."""
-    from g2l.safe_files import read_text_file
+    from g2l.io.safe_files import read_text_file
 
     videos = []
     for shard in manifest["shards"]:

@@ -134,11 +134,11 @@ def build_loss(cfg) -> GroundingLoss:
         from g2l.losses.ssi import ShapleyInteractionLoss
 
         terms["ssi"] = ShapleyInteractionLoss(num_players=lo.ssi_num_players, num_samples=lo.ssi_num_samples, tau=lo.tau,
-                                              seed=cfg.train.seed, kernels=lo.kernels)
+                                              seed=cfg.train.seed)
         weights["ssi"] = lo.ssi_weight
     return GroundingLoss(terms=terms, weights=weights, num_positives=lo.num_positives, only_iou_epoch=lo.only_iou_epoch,
                          only_iou_scale=lo.only_iou_scale, geodesic_k=lo.geodesic_k, geodesic_cutoff=lo.geodesic_cutoff,
-                         kernels=lo.kernels)
+                         )
 
 
 def _sentence_term(lo) -> LossTerm | None:

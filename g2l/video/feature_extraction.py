@@ -116,8 +116,8 @@ def declare_release(folder: str | Path, release: str) -> Path:
     """Write ``folder/g2l_encoder_spec.json``: the spec of the public release ``release`` (a key of
     ``RELEASE_SPECS``) that made the folder's features. An existing declaration is kept when it says
     the same and refused when it differs; the folder must hold ``.npy``/``.npz`` features."""
-    from g2l import strict_json
-    from g2l.atomic import write_text_atomic
+    from g2l.io import strict_json
+    from g2l.io.atomic import write_text_atomic
     from g2l.data.features import SPEC_FILE, FeatureStore
 
     if release not in RELEASE_SPECS:

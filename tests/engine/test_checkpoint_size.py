@@ -1,4 +1,4 @@
-"""What last.pt holds and how small it is (g2l/engine/checkpoint.py): AdamW's moments are stored
+"""What last.pt holds and how small it is (g2l/io/checkpoint.py, g2l/models/checkpoint.py): AdamW's moments are stored
 without the rows that are zero in both (the word embeddings that no training token reached), and
 put back exactly, so that training resumed from the file continues as if it had never stopped."""
 
@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from g2l.config import Config
-from g2l.engine import checkpoint as ckpt
+from g2l.engine import resume
+from g2l.io import checkpoint as ckpt_file
+from g2l.models import checkpoint as ckpt
 from g2l.engine.optim import build_optimizer
 
 VOCABULARY, WIDTH = 1000, 8
@@ -47,14 +49,14 @@ def trained():
 def test_the_untouched_rows_are_left_out_and_put_back_exactly():
     model, optimizer = trained()
     original = optimizer.state_dict()
-    packed = ckpt.pack_zero_rows(original)
+    packed = ckpt_file.pack_zero_rows(original)
     embedding = packed["state"][0]
     for key in ("exp_avg", "exp_avg_sq"):
-        assert embedding[key]["packed"] == ckpt.ZERO_ROWS and embedding[key]["rows"].tolist() == [3, 7, 9]
+        assert embedding[key]["packed"] == ckpt_file.ZERO_ROWS and embedding[key]["rows"].tolist() == [3, 7, 9]
         assert embedding[key]["values"].shape == (3, WIDTH)
     assert isinstance(packed["state"][1]["exp_avg"], torch.Tensor)  # the head: every row used, kept whole
     params = list(model.parameters())
-    unpacked = ckpt.unpack_zero_rows(packed, params)
+    unpacked = ckpt_file.unpack_zero_rows(packed, params)
     for index, entry in original["state"].items():
         for key, value in entry.items():
             assert torch.equal(unpacked["state"][index][key], value), (index, key)
@@ -73,11 +75,11 @@ def test_training_resumed_from_a_packed_last_pt_continues_exactly(tmp_path):
     path = ckpt.save_checkpoint(tmp_path / "last.pt", model=model, cfg=Config(), optimizer=optimizer, epoch=1,
                                 global_step=3, include_text_backbone=False)
     payload = torch.load(path, map_location="cpu", weights_only=True)  # (load_checkpoint wants a grounding model)
-    ckpt.check_resumable(payload, str(path))
+    resume.check_resumable(payload, str(path))
     resumed = Tiny()
     resumed.load_state_dict(payload["model"])
     resumed_optimizer = adamw(resumed)
-    ckpt.load_training_state(resumed_optimizer, payload, str(path))
+    resume.load_training_state(resumed_optimizer, payload, str(path))
     train(model, optimizer, 4)
     train(resumed, resumed_optimizer, 4)
     for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
@@ -93,8 +95,8 @@ def test_training_resumed_from_a_packed_last_pt_continues_exactly(tmp_path):
 ])
 def test_a_packed_moment_that_does_not_fit_is_a_checkpoint_error(break_it):
     model, optimizer = trained()
-    packed = ckpt.pack_zero_rows(optimizer.state_dict())
+    packed = ckpt_file.pack_zero_rows(optimizer.state_dict())
     break_it(packed["state"][0]["exp_avg"])
     fresh = adamw(Tiny())
-    with pytest.raises(ckpt.CheckpointError, match="optimizer or random-number state does not fit this model"):
-        ckpt.load_training_state(fresh, {"optimizer": packed, "rng": None}, "last.pt")
+    with pytest.raises(ckpt_file.CheckpointError, match="optimizer or random-number state does not fit this model"):
+        resume.load_training_state(fresh, {"optimizer": packed, "rng": None}, "last.pt")

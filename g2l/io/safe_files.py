@@ -2,7 +2,7 @@
 what it claims to be: a regular file, of a bounded size, and, for a folder's files, one that lies
 inside the folder.
 
-A model folder is untrusted data (g2l/engine/pretrained.py): its ``vocab.txt`` may be a symbolic
+A model folder is untrusted data (g2l/io/pretrained.py): its ``vocab.txt`` may be a symbolic
 link to ``/proc/self/environ`` or ``~/.ssh/id_rsa``, and a checkpoint path may name ``/dev/zero``
 or a FIFO, which a plain ``open().read()`` would read without end or wait on for ever. A folder's
 file is opened the ``openat`` way: the folder once (every component of its resolved path with
