@@ -24,8 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from g2l.data.dataset import build_dataset  # noqa: E402
-from g2l.models.checkpoint import model_from_checkpoint  # noqa: E402
-from g2l.models.checkpoint import load_model_source  # noqa: E402
 from g2l.eval.corpus import (  # noqa: E402
     CORPUS_IOU_THRESHOLDS,
     CORPUS_RECALL_AT,
@@ -35,6 +33,7 @@ from g2l.eval.corpus import (  # noqa: E402
     format_corpus_table,
 )
 from g2l.eval.match import auroc, fit_threshold, precision_recall  # noqa: E402
+from g2l.models.checkpoint import load_model_source, model_from_checkpoint  # noqa: E402
 
 NONSENSE = ["a dog jumps over a car.", "the chef slices an onion.", "a man plays the guitar on stage.",
             "two people shake hands."]

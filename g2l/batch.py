@@ -43,13 +43,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from g2l.io import strict_json
-from g2l.io.atomic import remove_stale_temporaries
 from g2l.batch_output import (UNBOUNDED_BYTES, BatchError, check_made_by, hold_lock, made_by, open_output_to_append,
                               open_output_to_read, read_answer_keys)
 from g2l.errors import G2LError, path_problem
 from g2l.feature_cache import FeatureCache
 from g2l.inference import EncodedVideo, Grounder, GroundingError, QueryResult, check_queries
+from g2l.io import strict_json
+from g2l.io.atomic import remove_stale_temporaries
 from g2l.io.safe_files import open_regular_file
 
 MAX_LINE_BYTES = 1_000_000  # a pairs line longer than this is refused (a query is a sentence)

@@ -151,8 +151,8 @@ class Grounder:
         """A checkpoint file, a folder written by ``g2l-export``, or a Hugging Face repo id of one.
         ``precision``: the forward pass's, ``"fp32"`` when None (not the checkpoint's train.precision);
         ``"bf16"`` or ``"auto"`` is faster where the hardware has bf16, with answers that may differ from fp32."""
-        from g2l.models.checkpoint import model_from_checkpoint
         from g2l.engine.distributed import resolve_device
+        from g2l.models.checkpoint import model_from_checkpoint
         from g2l.models.checkpoint import load_model_source
 
         torch_device = resolve_device(device, setting="device")  # before the slow part

@@ -12,10 +12,10 @@ import torch
 from g2l.cli import eval_main, ground_main, train_main
 from g2l.config import load_config
 from g2l.io.checkpoint import CheckpointError
-from g2l.models.checkpoint import load_checkpoint
-from g2l.train import train
 from g2l.io.pretrained import TOKENIZER_FILE_NAMES
+from g2l.models.checkpoint import load_checkpoint
 from g2l.models.text_encoder import TextEncoderError, text_backbone_from_files
+from g2l.train import train
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import pytest
 
 import g2l.config.load as config_module
 from g2l.config import ConfigError, config_from_dict, load_config
-from g2l.errors import quote
 from g2l.config.strict_yaml import MAX_VALUES
+from g2l.errors import quote
 
 
 def _laughs(levels: int = 9, width: int = 9) -> str:

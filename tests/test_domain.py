@@ -25,10 +25,10 @@ from g2l.data.domain import (
     summary_to_json,
     video_distance,
 )
+from g2l.inference import Grounder
 from g2l.io.checkpoint import CheckpointError, save_payload
 from g2l.models.checkpoint import load_checkpoint, save_checkpoint
 from g2l.models.checkpoint import load_pretrained
-from g2l.inference import Grounder
 from g2l.models.grounding import build_model
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from g2l.config import load_config
+from g2l.inference import Grounder, GroundingError
 from g2l.models.checkpoint import load_checkpoint, save_checkpoint
 from g2l.train import train
-from g2l.inference import Grounder, GroundingError
 from g2l.video.frame_encoders import EncoderMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def rendered_run(tmp_path_factory, tiny_text_encoder_dir):
-    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.synthetic.render import render_dataset
+    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.video.frame_encoders import build_frame_encoder
 
     root = tmp_path_factory.mktemp("rendered")

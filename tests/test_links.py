@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from g2l.cli import eval_main, export_main
+from g2l.errors import G2LError
 from g2l.hub import push_to_hub
 from g2l.io.pretrained import exported_files
 from g2l.models.checkpoint import load_model_source, load_pretrained
-from g2l.errors import G2LError
 from tests.fixtures import copy_files, export_folder, tiny_checkpoint_with_text
 
 SECRET = "G2L_TEST_SECRET_4f1d"

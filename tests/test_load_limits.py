@@ -14,10 +14,10 @@ from safetensors.torch import load_file, save_file
 import g2l.hub as hub
 import g2l.io.limits as limits
 from g2l.cli import eval_main, export_main
+from g2l.errors import G2LError
 from g2l.io.checkpoint import CheckpointError
 from g2l.models.checkpoint import load_checkpoint
 from g2l.models.checkpoint import load_model_source
-from g2l.errors import G2LError
 from tests.fixtures import copy_files, export_folder, tiny_checkpoint_with_text
 
 

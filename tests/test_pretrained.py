@@ -18,11 +18,11 @@ from safetensors.torch import load_file, save_file
 from g2l.assets import demo_checkpoint, demo_example
 from g2l.cli import export_main, ground_main
 from g2l.config import load_config
-from g2l.io.checkpoint import CheckpointError
-from g2l.models.checkpoint import save_checkpoint
-from g2l.io.pretrained import looks_like_repo_id
-from g2l.models.checkpoint import load_model_source
 from g2l.inference import Grounder
+from g2l.io.checkpoint import CheckpointError
+from g2l.io.pretrained import looks_like_repo_id
+from g2l.models.checkpoint import save_checkpoint
+from g2l.models.checkpoint import load_model_source
 from g2l.models.grounding import build_model
 from tests.fixtures import tiny_overrides
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from g2l.config import load_config
+from g2l.eval.evaluator import evaluate_checkpoint
 from g2l.io.checkpoint import CheckpointError
 from g2l.models.checkpoint import load_checkpoint, model_from_checkpoint
 from g2l.train import train
-from g2l.eval.evaluator import evaluate_checkpoint
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,8 +20,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
-from g2l.io import strict_json
 from g2l.errors import G2LError
+from g2l.io import strict_json
 
 
 class CliError(G2LError):

@@ -7,9 +7,9 @@ import math
 import sys
 from collections.abc import Sequence
 
-from g2l.io import strict_json
 from g2l.cli.common import CliError, OneLineParser, check_writable, run_cli, terminal_progress
 from g2l.errors import path_problem
+from g2l.io import strict_json
 from g2l.plots import plot_grounding  # matplotlib is imported only when a plot is drawn
 
 

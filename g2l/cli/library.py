@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from g2l.io import strict_json
 from g2l.cli.common import CliError, OneLineParser, run_cli, terminal_progress
 from g2l.errors import path_problem
+from g2l.io import strict_json
 
 
 def _model_options(parser) -> None:

@@ -147,10 +147,10 @@ def _eval_corpus(args) -> int:
     """``g2l-eval --checkpoint C --corpus`` (and ``--fit-match OUT.pt``): g2l/eval/corpus.py, g2l/eval/match.py."""
     from pathlib import Path
 
-    from g2l.io.checkpoint import save_payload
     from g2l.engine.distributed import resolve_device
     from g2l.eval.corpus import corpus_checkpoint, format_corpus_table
     from g2l.eval.match import auroc, fit_threshold, precision_recall
+    from g2l.io.checkpoint import save_payload
 
     if args.fit_match:
         check_writable(args.fit_match, "--fit-match")

@@ -61,15 +61,18 @@ video's sentences and windows in file order).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from g2l.io import strict_json
 from g2l.data.records import Annotation, CleaningReport
 from g2l.errors import G2LError, path_problem
+from g2l.io import strict_json
+from g2l.io.limits import MAX_DATA_FILE_BYTES
+from g2l.io.safe_files import open_regular_file
 
 FORMATS = ("charades_txt", "anet_json", "tacos_json", "qvhighlights", "jsonl")
 
@@ -234,7 +237,7 @@ def read_charades_durations(csv_path: str | Path) -> dict[str, float]:
     """
     csv_path = Path(csv_path)
     _check_file(csv_path, "the Charades csv of the same split (set data.durations_csv)")
-    with open(csv_path, newline="", encoding="utf-8") as file:
+    with io.TextIOWrapper(_open_data_file(csv_path), encoding="utf-8", newline="") as file:
         reader = csv.DictReader(file)
         if reader.fieldnames is None or not {"id", "length"} <= set(reader.fieldnames):
             raise AnnotationError(
@@ -519,11 +522,17 @@ def _check_file(path: Path, what: str = "") -> None:
         )
 
 
+def _open_data_file(path: Path):
+    """``path`` opened for binary reading once it is a regular file of a bounded size (g2l/io/safe_files.py:
+    a FIFO swapped in after ``_check_file`` does not hang the read)."""
+    return open_regular_file(path, what=f"annotation file {path}", max_bytes=MAX_DATA_FILE_BYTES)
+
+
 def _read_json(path: Path) -> Any:
     _check_file(path)
     try:
-        with open(path, encoding="utf-8") as file:
-            return strict_json.loads(file.read(), allow_non_finite=True)  # NaN times are dropped later
+        with _open_data_file(path) as file:
+            return strict_json.loads(file.read().decode("utf-8"), allow_non_finite=True)  # NaN times are dropped later
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, and strict_json.loads's own
         raise AnnotationError(
             f"{path} is not valid JSON ({error}); re-download it, or set data.annotation_format if it is a "
@@ -535,7 +544,7 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line_number, line)`` for the non-blank lines of a text file, numbered from 1, without
     the line ending. Blank lines (such as after a final newline) are not records and are skipped."""
     try:
-        with open(path, encoding="utf-8") as file:
+        with io.TextIOWrapper(_open_data_file(path), encoding="utf-8") as file:
             for line_number, line in enumerate(file, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from g2l.io import strict_json
 from g2l.engine.run_dir import append_jsonl
+from g2l.io import strict_json
 
 
 READ_EVERY_STEPS = 50  # training reads its steps' loss terms from the device this often (and at the epoch's end)

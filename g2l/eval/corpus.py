@@ -235,8 +235,8 @@ def corpus_checkpoint(checkpoint: str, *, split: str | None = None, overrides: l
     import sys
 
     from g2l.data.dataset import build_dataset
-    from g2l.models.checkpoint import model_from_checkpoint
     from g2l.engine.distributed import resolve_device
+    from g2l.models.checkpoint import model_from_checkpoint
     from g2l.models.checkpoint import load_model_source
 
     torch_device = resolve_device(device, setting="device")

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from g2l.io.atomic import unwritable_reason
 from g2l.data.dataset import Collate, GroundingDataset, loader_workers
 from g2l.engine.precision import GROUNDING_PRECISION, autocast
 from g2l.eval.metrics import grounding_metrics
 from g2l.eval.predictions import Prediction, PredictionsError, write_predictions
 from g2l.eval.qvhighlights import highlight_curve, qvhighlights_annotations, reads_qvhighlights, score_split
+from g2l.io.atomic import unwritable_reason
 from g2l.models.grounding import score_cells
 from g2l.ops.spans import ranked_candidates
 
@@ -153,9 +153,9 @@ def evaluate_checkpoint(
     """``tools/eval.py --checkpoint``: load, evaluate a split, write its predictions file.
     ``precision`` is the forward pass's (fp32, bf16 or auto), not the checkpoint's train.precision."""
     from g2l.data.dataset import build_dataset
-    from g2l.models.checkpoint import model_from_checkpoint
     from g2l.engine.distributed import resolve_device
     from g2l.engine.precision import autocast_dtype
+    from g2l.models.checkpoint import model_from_checkpoint
     from g2l.models.checkpoint import load_model_source
 
     torch_device = resolve_device(device, setting="device")  # before the slow part

@@ -25,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l.io import strict_json
-from g2l.io.atomic import atomic_path
 from g2l.errors import G2LError, path_problem
 from g2l.eval.metrics import grounding_metrics
+from g2l.io import strict_json
+from g2l.io.atomic import atomic_path
+from g2l.io.limits import MAX_DATA_FILE_BYTES
+from g2l.io.safe_files import open_regular_file
 from g2l.ops.spans import F32, ranked_candidates
 
 
@@ -140,7 +142,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     if problem:
         raise PredictionsError(f"predictions path {path} {problem}; pass a predictions file (JSON lines)")
     predictions = []
-    with path.open("rb") as handle:
+    with open_regular_file(path, what=f"predictions file {path}", max_bytes=MAX_DATA_FILE_BYTES) as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8")

@@ -12,13 +12,13 @@ with a function that kills the process at the point they name. Library code look
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import secrets
-import stat
 from collections.abc import Iterator
 from pathlib import Path
+
+from g2l.io.safe_files import open_problem, open_regular
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:\.[0-9a-f]{8})?\.tmp$")
 
@@ -91,25 +91,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 def lock_file(path: str | Path) -> int | None:
     """Take an exclusive lock (``flock``) on the lock file ``path``, creating it if missing; the lock
     is held until the returned descriptor is closed (or the process ends, however it ends). The file
-    is opened without following a link (``O_NOFOLLOW``: a link planted at its name is refused, its
-    target never created) and without waiting (``O_NONBLOCK``: a FIFO there does not hang), and
-    must be a regular file. Raises ``BlockingIOError`` when another process holds the lock and
-    ``OSError`` when the file cannot be used (``ELOOP`` for a link, ``EINVAL`` for a FIFO, a device
-    or a folder). Returns None where the platform has no ``flock`` (no lock is taken)."""
+    is opened by ``g2l.io.safe_files.open_regular``: never through a link (a link planted at its name
+    is refused, its target never created), never waiting on a FIFO, and only a regular file. Raises
+    ``BlockingIOError`` when another process holds the lock and ``OSError`` when the file cannot be
+    used (``lock_problem`` words it). Returns None where the platform has no ``flock`` (no lock)."""
     try:
         import fcntl
     except ImportError:
         return None
-    fd = os.open(path, _LOCK_FLAGS, 0o666)
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
         os.close(fd)
@@ -117,10 +113,7 @@ def lock_file(path: str | Path) -> int | None:
     return fd
 
 
-def lock_problem(error: OSError) -> str:
-    """Why ``lock_file`` could not use its file, as the end of a sentence ("it is a link", ...)."""
-    return ({errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
-            or error.strerror or str(error))
+lock_problem = open_problem  # why a lock file cannot be used, as the end of a sentence
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -27,6 +27,9 @@ GiB = 2**30
 # A JSON or tokenizer file of a model folder (config.json, tokenizer.json, vocab.txt, ...): the
 # largest common tokenizer.json (XLM-R's, 250k tokens) is about 17 MB.
 MAX_TEXT_FILE_BYTES = 64 * MiB
+# A data file of text records (annotations, predictions): the largest public release is tens of MB,
+# a predictions file with every score map a few GB.
+MAX_DATA_FILE_BYTES = 64 * GiB
 # A checkpoint (.pt) or model.safetensors on disk: BERT-large with its Adam state is about 4 GB.
 MAX_WEIGHTS_BYTES = 16 * GiB
 # The pickled part of a .pt (config, metrics, tokenizer files as text; tensors are stored apart).

@@ -235,6 +235,43 @@ def open_regular_file(path: str | Path, *, what: str, max_bytes: int,
         raise
 
 
+class NotRegularFile(OSError):
+    """``open_regular``: what was opened is not a regular file (``mode``: its ``st_mode``)."""
+
+    def __init__(self, path, mode: int):
+        super().__init__(errno.EINVAL, f"not a regular file ({_kind(mode)})", str(path))
+        self.mode = mode
+
+
+def open_regular(path: str | Path, flags: int = os.O_RDONLY, mode: int = 0o644, *, follow_links: bool = False) -> int:
+    """``os.open`` of a file g2l keeps for itself (a lock, a cache entry, an index member, an output it
+    appends to), as a descriptor: never through a link unless ``follow_links`` (``O_NOFOLLOW``: a link,
+    even to a missing path, is neither followed nor created through: ``ELOOP``), never waiting
+    (``O_NONBLOCK``: a FIFO does not hang the open; the descriptor blocks again once checked), and only
+    a regular file (``fstat`` of what was opened, else ``NotRegularFile``). Other failures are the
+    ``OSError`` of ``os.open``; ``open_problem`` words any of them."""
+    flags |= _NONBLOCK | _CLOEXEC | getattr(os, "O_BINARY", 0) | (0 if follow_links else _NOFOLLOW)
+    fd = os.open(path, flags, mode)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(path, info.st_mode)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_problem(error: OSError) -> str:
+    """Why ``open_regular`` could not open its file, as the end of a sentence ("it is a link", ...)."""
+    if isinstance(error, NotRegularFile):
+        return "it is not a regular file"
+    return ({errno.ELOOP: "it is a link", errno.EINVAL: "it is not a regular file"}.get(error.errno)
+            or error.strerror or str(error))
+
+
 def reopen_path(file: BinaryIO, fallback: str | Path) -> str:
     """A path that opens the very file ``file`` has open (``/proc/self/fd/N`` or ``/dev/fd/N``), for a
     library that takes only a file name (safetensors): no name between the check and the read can
@@ -256,3 +293,36 @@ def read_text_file(path: str | Path, *, what: str, max_bytes: int, within: str |
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise UnsafeFileError(f"{what} is not UTF-8 text; the file is corrupt, copy it again") from None
+
+
+def _private_group(info: os.stat_result) -> bool:
+    """Whether the group of a file is its owner's private group (named as the owner, the owner's
+    primary group, no other member listed): the scheme under which umask 002 makes folders
+    group-writable that nobody else can write."""
+    try:
+        import grp
+        import pwd
+
+        group, owner = grp.getgrgid(info.st_gid), pwd.getpwuid(info.st_uid)
+    except (ImportError, KeyError):  # no such database (Windows), or an unnamed group or owner
+        return False
+    return group.gr_name == owner.pw_name and owner.pw_gid == info.st_gid and set(group.gr_mem) <= {owner.pw_name}
+
+
+def writable_by_others(info: os.stat_result) -> bool:
+    """Whether a file or folder of mode ``info`` can be written by someone other than its owner (who
+    could plant what g2l would read from it): writable by all, or by a group that is not the owner's
+    private group."""
+    return bool(info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info)))
+
+
+def sha256_file(path: str | Path, *, follow_links: bool = False) -> str:
+    """The SHA-256 of the regular file ``path`` (``open_regular``: never waiting on a FIFO, never
+    through a link unless ``follow_links``); anything else is an ``OSError``, never read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular(path, follow_links=follow_links), "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

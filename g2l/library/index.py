@@ -50,15 +50,16 @@ from pathlib import Path
 
 import numpy as np
 
+from g2l.errors import G2LError, path_problem
+from g2l.inference import Grounder, GroundingError
 from g2l.io import strict_json
 from g2l.io import atomic
 from g2l.io.atomic import atomic_path, sync_folder
-from g2l.errors import G2LError, path_problem
-from g2l.inference import Grounder, GroundingError
+from g2l.io.safe_files import sha256_file
 from g2l.library.exact import Block, ExactSearch
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
                                VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
-                               file_identity, map_npy, read_manifest, read_videos, refuse_links, sha256_file, take_lock,
+                               file_identity, map_npy, read_manifest, read_videos, refuse_links, take_lock,
                                writable_by_others)
 
 @dataclass

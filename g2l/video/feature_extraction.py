@@ -116,9 +116,9 @@ def declare_release(folder: str | Path, release: str) -> Path:
     """Write ``folder/g2l_encoder_spec.json``: the spec of the public release ``release`` (a key of
     ``RELEASE_SPECS``) that made the folder's features. An existing declaration is kept when it says
     the same and refused when it differs; the folder must hold ``.npy``/``.npz`` features."""
+    from g2l.data.features import SPEC_FILE, FeatureStore
     from g2l.io import strict_json
     from g2l.io.atomic import write_text_atomic
-    from g2l.data.features import SPEC_FILE, FeatureStore
 
     if release not in RELEASE_SPECS:
         raise FeatureFileError(f"unknown release {release!r}; declare one of {', '.join(sorted(RELEASE_SPECS))}")

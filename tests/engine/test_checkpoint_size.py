@@ -9,9 +9,9 @@ import torch
 
 from g2l.config import Config
 from g2l.engine import resume
+from g2l.engine.optim import build_optimizer
 from g2l.io import checkpoint as ckpt_file
 from g2l.models import checkpoint as ckpt
-from g2l.engine.optim import build_optimizer
 
 VOCABULARY, WIDTH = 1000, 8
 TOKENS = torch.tensor([[3, 7, 9], [9, 3, 3]])  # the only rows of the embedding that receive a gradient

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from g2l.cli import train_main
-from g2l.models.checkpoint import load_checkpoint
 from g2l.engine.run_dir import lock_run_dir
+from g2l.models.checkpoint import load_checkpoint
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[2]

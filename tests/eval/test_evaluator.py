@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from g2l.config import load_config
-from g2l.models.checkpoint import save_checkpoint
 from g2l.eval.evaluator import evaluate_checkpoint
+from g2l.models.checkpoint import save_checkpoint
 from g2l.models.grounding import build_model
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
