@@ -14,7 +14,7 @@ another user, writable by anyone, or by a group other than the owner's private o
 owner, no other member: where umask 002 makes folders group-writable). The checks below cannot tell
 features planted by someone else from the video's own when their shape and duration are right, so
 such a folder is not used at all, not even read. Temporaries left by killed writers are removed
-(``g2l.atomic.remove_stale_temporaries``). ``for_grounder`` is the batch's best-effort door: a
+(``g2l.io.atomic.remove_stale_temporaries``). ``for_grounder`` is the batch's best-effort door: a
 run opens the folder once, and one that cannot be used gives one warning, then grounding goes on
 without the cache; ``usable_folder`` is the same check for the command line, before the
 model loads.
@@ -33,7 +33,7 @@ rewritten within the tick of the ``stat`` that keyed it would not be told apart.
 
 **An entry** is an uncompressed ``.npz`` (``np.savez``) of three members: ``features (T, F)``
 float32 little-endian, ``duration_s`` a float64 scalar, ``key`` the entry's own name (an entry
-copied under another name is refused). ``put`` writes it with ``g2l.atomic.atomic_path``, under the
+copied under another name is refused). ``put`` writes it with ``g2l.io.atomic.atomic_path``, under the
 key of the file as ``get`` saw it: a file that changed while it was encoded is not cached.
 
 **Checks before an entry is believed**: the entry is a regular file of ours (not a link, a folder

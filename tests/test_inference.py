@@ -248,7 +248,8 @@ def test_grounding_is_fp32_whatever_the_checkpoint_or_the_cpu_says(bf16_trained,
         answers[forced] = grounder.ground(video, MIXED_QUERIES, top_k=5, keep_maps=True)
     assert [_answer(r) for r in answers["0"]] == [_answer(r) for r in answers["1"]]
     # The independent computation: the whole batch padded, on two threads.
-    _, cells_c, cells_u = grounder._cells(video, None)
+    cells = grounder.video_cells(video)
+    cells_c, cells_u = cells.cells_c, cells.cells_u  # (w C d)
     tokens = grounder.model.tokenizer(MIXED_QUERIES, padding=True, return_tensors="pt")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

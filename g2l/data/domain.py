@@ -22,7 +22,7 @@ per dimension (so that the training rows average exactly 1):
 
 and a video's distance is ``sqrt(mean of d2 over its P rows)``: about 1 for a video like the
 training ones, far above 1 for one whose frames look like nothing the model saw (rendered shapes
-against real photographs: README, *Out-of-domain warning*). Size: ``(k + 1) F`` float16 numbers,
+against real photographs: README, *Videos unlike the training videos*). Size: ``(k + 1) F`` float16 numbers,
 12.8 kB for the demo's 1280-wide MobileNetV2 features, 5 kB for 512-wide CLIP ones.
 
 The fit streams over the videos twice (sums of ``x`` and ``x x^T`` in float64, then the

@@ -26,7 +26,7 @@ from g2l.eval.predictions import Prediction, PredictionsError, write_predictions
 from g2l.eval.qvhighlights import highlight_curve, qvhighlights_annotations, reads_qvhighlights, score_split
 from g2l.io.atomic import unwritable_reason
 from g2l.models.grounding import score_cells
-from g2l.ops.spans import ranked_candidates
+from g2l.ops.spans import cells_to_spans, rank_moments
 
 
 @dataclass
@@ -81,6 +81,7 @@ def predict(
         from tqdm import tqdm
 
         loader = tqdm(loader, desc="evaluate", leave=False, dynamic_ncols=True)
+    start_idx, end_idx = model.cell_start_idx.cpu().numpy(), model.cell_end_idx.cpu().numpy()  # (C,) row-major
     results: list[tuple[int, list[Prediction]]] = []
     position = 0
     for batch in loader:
@@ -88,19 +89,22 @@ def predict(
         context = autocast(autocast_dtype, device, exact=True)
         with context:
             output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
-        scores = model.to_map(score_cells(output.contrast_cos, output.iou_cos, score_gamma)).float().cpu().numpy()
+        cell_scores = score_cells(output.contrast_cos, output.iou_cos, score_gamma).float()  # (q C)
+        maps = model.to_map(cell_scores).cpu().numpy()  # (q t t), 0 off the mask
+        cell_scores = cell_scores.cpu().numpy()
         video_of = batch.sentence_video.cpu().numpy()
         durations = batch.durations_s.cpu().numpy()
         per_video: dict[int, list[Prediction]] = {}
-        for q in range(scores.shape[0]):
+        for q in range(cell_scores.shape[0]):
             b = int(video_of[q])
             duration = float(durations[b])
-            spans, cand_scores = ranked_candidates(scores[q], duration, nms_thresh, num_candidates)
+            spans = cells_to_spans(start_idx, end_idx, duration, model.num_clips)  # (C 2)
+            ranked = rank_moments(cell_scores[q], spans, nms_thresh, num_candidates)
             per_video.setdefault(b, []).append(
                 Prediction(
                     video=batch.video_ids[b], query=batch.sentences[q], duration=duration, gt=batch.gt_windows[q],
-                    candidates=np.concatenate([spans, cand_scores[:, None]], axis=1), score_map=scores[q],
-                    saliency=highlight_curve(scores[q], duration) if highlights else None,
+                    candidates=np.concatenate([ranked.spans, ranked.scores[:, None]], axis=1), score_map=maps[q],
+                    saliency=highlight_curve(maps[q], duration) if highlights else None,
                 )
             )
         for b in range(batch.num_videos):

@@ -9,10 +9,11 @@ A predictions file is JSON lines, one query per line::
 
 Times are seconds. ``gt`` may also be a list of windows ``[[s, e], ...]`` (QVHighlights); a
 candidate's IoU is then its best over them. When a line has ``score_map``, re-scoring derives the
-candidates from the map (valid cells are the non-zero ones), ranks them and applies NMS;
-otherwise it takes ``candidates`` as ranked. ``saliency`` is the highlight curve derived from the
-map (g2l/eval/qvhighlights.py). Floats are written from float32 values, so the
-file reproduces the metrics of the run that wrote it exactly.
+candidates from the map (valid cells are the non-zero ones), ranks them and applies NMS
+(``rank_moments``, as the run did; a valid cell scored exactly 0, which needs a contrast cosine of
+-1, is a candidate of the run but not of the map); otherwise it takes ``candidates`` as ranked.
+``saliency`` is the highlight curve derived from the map (g2l/eval/qvhighlights.py). Floats are
+written from float32 values, so the file reproduces the metrics of the run that wrote it exactly.
 """
 
 from __future__ import annotations

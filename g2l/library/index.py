@@ -20,7 +20,7 @@ matrices, and a search is two matrix products over all of them (g2l/library/exac
                               spans.npy (k 2) float32, cells_c.npy and cells_u.npy (k d) float16|float32
     INDEX/.lock               held by the one writer
 
-**Writes.** A writer holds the lock (``g2l.atomic.lock_file``); a second is refused with a sentence.
+**Writes.** A writer holds the lock (``g2l.io.atomic.lock_file``); a second is refused with a sentence.
 It writes a new shard into a temporary folder, renames it into place, then replaces index.json
 atomically, then deletes the shards the new manifest no longer lists: a reader sees the old index or
 the new one, never half of one. ``add`` commits every ``videos_per_shard`` videos, so adding 100

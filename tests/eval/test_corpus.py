@@ -153,8 +153,8 @@ def tiny(tmp_path_factory, tiny_text_encoder_dir):
 
 
 def test_eval_corpus_fits_a_match_that_travels_with_the_model(tiny, tmp_path):
-    from g2l.batch import result_json
     from g2l.cli import eval_main, export_main
+    from g2l.inference import result_json
     from g2l.inference import Grounder
 
     folder, checkpoint = tiny
