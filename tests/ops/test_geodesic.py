@@ -12,7 +12,7 @@ from g2l.ops.geodesic import (
     geodesic_closeness_batch,
     knn_graph,
 )
-from tests.geodesic_reference import (
+from tests.reference.geodesic_closeness import (
     assert_matches,
     dyadic_features,
     map_features,

@@ -10,7 +10,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from g2l.ops.geodesic import closeness_from_knn_graph, geodesic_closeness_batch, knn_graph
 from g2l.ops.geodesic_torch import bounded_shortest_paths, knn_graph_torch
-from tests.geodesic_reference import assert_matches, map_features, reference_closeness, reference_graph
+from tests.reference.geodesic_closeness import assert_matches, map_features, reference_closeness, reference_graph
 
 
 def random_graph(num_videos, p, k, rng, zero_share=0.0, dyadic=False):
