@@ -3,7 +3,7 @@
 ``loss.kernels`` setting, at the Charades-STA and ActivityNet batch shapes (48 videos).
 
 On CUDA every synchronising operation is counted with ``torch.cuda.set_sync_debug_mode("warn")``;
-on a CPU (a dry run) ``tests/support/host_reads.py`` counts what would be one on a GPU: reads of
+on a CPU (a dry run) ``bench/host_reads.py`` counts what would be one on a GPU: reads of
 device values on the host (``item``, ``tolist``, ``bool(t)``, ``nonzero``...) and blocking copies
 of host data to the device (``torch.as_tensor(numpy, device=...)``, ``.to(device)`` of a host
 tensor); non-blocking copies from pinned memory are listed (``h2d_async``) but are not syncs.
@@ -25,8 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, REPO, build_bench_model, random_batch  # noqa: E402
-
-from tests.support.host_reads import HostReads  # noqa: E402
+from host_reads import HostReads  # noqa: E402
 
 
 def count(loss_fn, output, batch, model, device: torch.device) -> dict:

@@ -4,10 +4,11 @@ and precisions, for the three public configurations: Charades-STA (N=16, 48 vide
 small random text encoder (4-layer, 256-d BERT) and the real mean number of sentences per video.
 
 Columns (each in its own process, so its peak memory is its own):
-    fp32 full      today's reference: float32, every layer on its whole padded grid
-    fp32 cropped   float32, the cropped map (model.map_compute=cropped, the same results)
+    fp32 full      the baseline: float32, every map layer on its whole padded grid (bench/common.py's
+                   ``map_compute="full"``, the computation the model's cropped map replaced)
+    fp32 cropped   float32, the model's map (only the cells that reach a proposal; the same results)
     bf16 full      bf16 autocast, whole grid
-    bf16 cropped   bf16 autocast, cropped map (what train.precision=auto gives on a bf16 machine)
+    bf16 cropped   bf16 autocast, the model's map (what train.precision=auto gives on a bf16 machine)
 and the speed-up of each over fp32 full, and the first step's total loss of each (equal losses
 show the paths compute the same thing; bf16 differs by its round-off).
 

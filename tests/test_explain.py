@@ -16,7 +16,7 @@ import g2l.explain as explain_module
 from g2l.explain import WordGame, coalition_scores, display_word, explain_top_moment, find_top_cell, word_game
 from g2l.inference import Grounder, GroundingError
 from g2l.ops.shapley_values import exact_shapley_from_value_table, shapley_values
-from tests.support.shapley_reference import mask_permutation_shapley
+from tests.reference.shapley_values import mask_permutation_shapley
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_an_unknown_target_and_a_query_without_letters_are_refused(demo):
 def test_sampling_over_boolean_coalitions_matches_the_exact_values():
     """``shapley_values``' sampled path (boolean coalitions, any number of players) on a
     non-additive game: the same orderings and values as the 64-bit-mask sampler it replaced
-    (tests/support/shapley_reference.py), efficiency in every draw, convergence to the exact values
+    (tests/reference/shapley_values.py), efficiency in every draw, convergence to the exact values
     of ``exact_shapley_from_value_table``."""
     n = 6
     table = np.array([np.sin(mask * 0.7) + bin(mask).count("1") ** 1.5 for mask in range(1 << n)])  # a non-additive game

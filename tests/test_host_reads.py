@@ -1,10 +1,10 @@
-"""The sync counter of tests/support/host_reads.py: what it counts is what a GPU waits for."""
+"""The sync counter of bench/host_reads.py: what it counts is what a GPU waits for."""
 
 import numpy as np
 import torch
 
 from g2l.engine.logging import StepValues
-from tests.support.host_reads import HostReads
+from bench.host_reads import HostReads
 
 
 def test_counts_reads_and_blocking_copies_not_host_work():

@@ -146,7 +146,7 @@ def build_model(cfg, *, text_spec: dict | None = None, source: str = "the checkp
         map_pool=map_pool,
         map_encoder=MapEncoder(
             hidden_dim=m.hidden_dim, joint_dim=m.joint_dim, kernel_size=m.map_kernel_size,
-            num_layers=m.map_num_layers, mask2d=map_pool.mask2d, compute="cropped",
+            num_layers=m.map_num_layers, mask2d=map_pool.mask2d,
         ),
         text_encoder=TextEncoder(backbone=backbone, num_layers=m.text_num_layers, joint_dim=m.joint_dim),
     )

@@ -36,6 +36,11 @@ source) row of the batch; only the small checked source indices and mask come fr
 dense produce the same kNN graph up to float round-off in the similarities (a kNN choice can
 differ only where two candidates' similarities are within a few ulps of each other).
 
+Entry points: :func:`geodesic_closeness_batch` (a batch of videos, any sources per video; one video
+is a batch of one), :func:`geodesic_closeness_rows` (the training loss's form: one source per row)
+and :func:`knn_graph` (the dense graph alone). The independent reference (numpy kNN graph, scipy's
+Dijkstra) is tests/reference/geodesic_closeness.py.
+
 Shapes use the axis glossary of :mod:`g2l`: ``b`` videos, ``p`` cells per video (here the valid
 cells of the ``(t t)`` map, gathered in any fixed order), ``d`` channels, ``q`` sources (sentences)
 across the batch, ``k`` neighbours.
@@ -49,16 +54,10 @@ import numpy as np
 import torch
 
 from g2l.ops.geodesic_numba import graph_batch_kernel, lazy_batch_kernel
-from g2l.ops.geodesic_torch import bounded_shortest_paths, closeness_torch, knn_graph_torch
+from g2l.ops.geodesic_torch import closeness_torch, knn_graph_torch
 from g2l.ops.threads import kernel_threads
 
-__all__ = [
-    "geodesic_closeness",
-    "geodesic_closeness_batch",
-    "knn_graph",
-    "closeness_from_knn_graph",
-    "geodesic_closeness_rows",
-]
+__all__ = ["geodesic_closeness_batch", "geodesic_closeness_rows", "knn_graph"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,37 +221,6 @@ def knn_graph(features, k: int = 5, valid=None, max_chunk_elements: int = 1 << 2
     return knn_idx.cpu().numpy(), knn_cost.cpu().numpy()
 
 
-def closeness_from_knn_graph(knn_idx: np.ndarray, knn_cost: np.ndarray, sources: Sequence,
-                             cutoff: float = 0.5, kernels: str = "numba") -> np.ndarray:
-    """Bounded shortest-path closeness on a given graph.
-
-    Args:
-        knn_idx: ``(b p k)`` int64 neighbour indices; knn_cost: ``(b p k)`` non-negative costs.
-        sources: ``b`` 1-D arrays of source cell indices.
-        kernels: ``"numba"`` (bounded Dijkstra) or ``"torch"`` (min-plus relaxation on the CPU);
-            the same values.
-    Returns:
-        ``(q p)`` float32 numpy array, rows grouped video by video, ``q = sum of len(sources)``.
-    """
-    _check_k_cutoff(knn_idx.shape[-1], cutoff)
-    knn_idx = np.ascontiguousarray(knn_idx, dtype=np.int64)
-    knn_cost = np.ascontiguousarray(knn_cost, dtype=np.float64)
-    num_videos, p, _ = knn_idx.shape
-    if (knn_idx < 0).any() or (knn_idx >= p).any() or (knn_cost < 0).any():
-        raise ValueError("closeness_from_knn_graph: neighbour indices must be in [0, p) and costs >= 0.")
-    _check_kernels(kernels, "dense")
-    flat, offsets = _pack_sources(sources, np.ones((num_videos, p), dtype=np.bool_))
-    if kernels == "torch":
-        video_idx = torch.from_numpy(np.repeat(np.arange(num_videos), np.diff(offsets)))
-        dist = bounded_shortest_paths(torch.from_numpy(knn_idx), torch.from_numpy(knn_cost), video_idx,
-                                      torch.from_numpy(flat), float(cutoff))  # (q p)
-        return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float().numpy()
-    out = np.zeros((flat.size, p), dtype=np.float32)
-    with kernel_threads():
-        graph_batch_kernel(knn_idx, knn_cost, flat, offsets, float(cutoff), out)
-    return out
-
-
 def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5,
                              cutoff: float = 0.5, knn: str = "auto", kernels: str = "numba"):
     """Geodesic closeness of every cell to each source, for a batch of videos in one call.
@@ -339,19 +307,3 @@ def geodesic_closeness_rows(features: torch.Tensor, source_video: torch.Tensor, 
     out[torch.as_tensor(order, device=grouped.device)] = grouped
     return out
 
-
-def geodesic_closeness(features, sources, k: int = 5, cutoff: float = 0.5, knn: str = "auto",
-                       kernels: str = "numba"):
-    """Geodesic closeness for one video.
-
-    Args:
-        features: ``(p d)`` cell features (torch tensor or numpy array), normalised here.
-        sources: ``(s,)`` source cell indices (e.g. the ground-truth cells of s sentences).
-        k, cutoff, knn, kernels: as in :func:`geodesic_closeness_batch`.
-    Returns:
-        ``G (s p)``: ``1 - dist(source, cell)`` for cells within ``cutoff``, 0 beyond, 1 at the
-        source; float32 torch tensor on the input's device for tensor input, else numpy.
-    """
-    if features.ndim != 2:
-        raise ValueError(f"geodesic closeness: features must be (p d), got shape {tuple(features.shape)}.")
-    return geodesic_closeness_batch(features[None], [sources], None, k, cutoff, knn, kernels)

@@ -16,8 +16,8 @@ from g2l.losses.combine import build_loss
 from g2l.losses.kernels import CPU_CHOICE, interaction_estimator, resolve_kernels
 from g2l.losses.ssi import moment_games
 from g2l.ops.geodesic import geodesic_closeness_batch
-from tests.losses.make_reference_losses import reference_batch
-from tests.support.host_reads import HostReads
+from tests.reference.losses_ablation_2026_12 import reference_batch
+from bench.host_reads import HostReads
 
 G2L = ["loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4", "loss.ssi_num_players=3", "loss.ssi_num_samples=256"]
 

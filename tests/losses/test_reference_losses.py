@@ -5,7 +5,7 @@ batch equal those of the code before the change.
 
 The reference numbers in data/reference_losses.json were produced by the code at git tag
 ``ablation-2026-12`` (commit a0f6492): ``git worktree add /tmp/old-loss ablation-2026-12`` and
-``PYTHONPATH=/tmp/old-loss python tests/losses/make_reference_losses.py`` from the repository root
+``PYTHONPATH=/tmp/old-loss python tests/reference/losses_ablation_2026_12.py`` from the repository root
 (the script's ``reference_batch`` builds the same batch here). The old configs are given in the old
 keys (``loss.gcl_form=authors``...), so this also checks that they still read. L_SSI's Monte Carlo
 estimator is replaced on both sides by the same deterministic stand-in (``estimator_stand_in``): the
@@ -21,7 +21,7 @@ import torch
 
 from g2l.config import load_config
 from g2l.losses.combine import build_loss
-from tests.losses.make_reference_losses import COMMON, OUT, estimator_stand_in, loss_terms
+from tests.reference.losses_ablation_2026_12 import COMMON, OUT, estimator_stand_in, loss_terms
 
 REFERENCE = json.loads(Path(OUT).read_text())
 

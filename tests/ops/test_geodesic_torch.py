@@ -8,9 +8,10 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import dijkstra
 
-from g2l.ops.geodesic import closeness_from_knn_graph, geodesic_closeness_batch, knn_graph
+from g2l.ops.geodesic import geodesic_closeness_batch, knn_graph
 from g2l.ops.geodesic_torch import bounded_shortest_paths, knn_graph_torch
-from tests.geodesic_reference import assert_matches, map_features, reference_closeness, reference_graph
+from tests.reference.geodesic_closeness import assert_matches, map_features, reference_closeness, reference_graph
+from tests.support.geodesic_kernels import closeness_on_graph
 
 
 def random_graph(num_videos, p, k, rng, zero_share=0.0, dyadic=False):
@@ -77,8 +78,8 @@ def test_closeness_on_given_graph_matches_numba():
     rng = np.random.default_rng(4)
     idx, cost = random_graph(4, 80, 5, rng, zero_share=0.1)
     sources = [np.array([0, 79]), np.array([], dtype=np.int64), np.array([5]), np.array([1, 2, 3])]
-    numba_G = closeness_from_knn_graph(idx, cost, sources, cutoff=0.4)
-    torch_G = closeness_from_knn_graph(idx, cost, sources, cutoff=0.4, kernels="torch")
+    numba_G = closeness_on_graph(idx, cost, sources, cutoff=0.4)
+    torch_G = closeness_on_graph(idx, cost, sources, cutoff=0.4, kernels="torch")
     assert isinstance(torch_G, np.ndarray) and torch_G.dtype == np.float32 and torch_G.shape == (6, 80)
     np.testing.assert_array_equal(torch_G, numba_G)
     assert 6 < (torch_G > 0).sum() < torch_G.size

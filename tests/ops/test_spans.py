@@ -19,7 +19,7 @@ from g2l.ops.spans import (
     span_iou,
     window_cell_spans,
 )
-from tests import reference_mmn as ref
+from tests.reference import mmn as ref
 
 CONFIGS = [(16, [15]), (64, [15, 8, 8]), (128, [15, 8, 8, 8])]
 

@@ -1,6 +1,8 @@
-"""Independent references for the geodesic closeness tests (docs/method.md section 3): the full kNN
-graph built with numpy, ``scipy.sparse.csgraph.dijkstra(limit=cutoff)`` on it, and feature sets
-shaped like a moment map's or with exact ties. Used by tests/ops/test_geodesic*.py only."""
+"""An independent reference for the geodesic closeness G of g2l/ops/geodesic.py (docs/method.md
+section 3), written from the definition: the full kNN graph built with numpy (a stable descending
+argsort of every row), ``scipy.sparse.csgraph.dijkstra(limit=cutoff)`` on it; and feature sets
+shaped like a moment map's or with exact ties. Used by tests/ops/test_geodesic*.py; nothing in g2l
+or bench imports it."""
 
 import itertools
 

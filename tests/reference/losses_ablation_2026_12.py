@@ -1,9 +1,11 @@
-"""Write tests/losses/data/reference_losses.json: the loss terms of the kept loss variants on a
-fixed random batch, computed by the code at git tag ``ablation-2026-12`` (before the decided
-variants were retired and GroundingLoss became a set of named terms).
+"""The loss terms of g2l's own code at git tag ``ablation-2026-12`` (commit a0f6492, before the decided
+variants were retired and GroundingLoss became a set of named terms), as a fixture: this script writes
+tests/losses/data/reference_losses.json, the terms of the kept loss variants on a fixed random batch,
+which tests/losses/test_reference_losses.py compares today's code with. Run it as a script with the
+tagged code first on the path (it imports only ``g2l`` and torch):
 
     git worktree add /tmp/old-loss ablation-2026-12
-    PYTHONPATH=/tmp/old-loss python tests/losses/make_reference_losses.py   # run from the repository root
+    PYTHONPATH=/tmp/old-loss python tests/reference/losses_ablation_2026_12.py   # run from the repository root
 
 ``reference_batch`` builds the inputs from a seeded generator and uses only the GroundingOutput and
 Batch dataclasses, which are the same before and after, so that tests/losses/test_reference_losses.py
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-OUT = Path(__file__).resolve().parent / "data" / "reference_losses.json"
+OUT = Path(__file__).resolve().parents[1] / "losses" / "data" / "reference_losses.json"  # the fixture, beside its test
 
 # Each kept variant, as config overrides in the old code's keys.
 VARIANTS = {

@@ -13,7 +13,8 @@ without a ``device`` (``torch.empty(n)``, ``torch.tensor([...])``), or by an ope
 inputs are all host tensors (``pin_memory``, ``numpy``...); every other tensor counts as the
 device's, so on the CPU the counts are those a GPU would see. Reads of host tensors are free.
 
-Used by tests/losses/test_kernels.py, tests/test_train_syncs.py and bench/loss_syncs.py.
+A measuring instrument, so it lives with the benchmarks (bench/loss_syncs.py); the tests that hold
+the loss to its sync counts import it from here (tests/losses/test_kernels.py, tests/test_host_reads.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The QVHighlights standalone evaluation of Moment-DETR, ported for tests only (nothing in g2l
-imports it): the independent reference that ``g2l/eval/qvhighlights.py`` must equal.
+"""The QVHighlights standalone evaluation of Moment-DETR, ported for tests only (nothing in g2l or
+bench imports it): the independent reference that ``g2l/eval/qvhighlights.py`` must equal
+(tests/eval/test_qvhighlights.py).
 
 Source: https://github.com/jayleicn/moment_detr, ``standalone_eval/eval.py`` and
 ``standalone_eval/utils.py`` (commit b7e553ac3b0c898ee6b85e03ee507c064eab89ca). The functions below

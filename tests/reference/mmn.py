@@ -1,8 +1,12 @@
-"""An independent, slow port of the published MMN / 2D-TAN evaluation code (torch), for tests only.
+"""MMN's published evaluation (the 2D-TAN recall protocol), ported as an independent, slow reference
+that g2l/ops/spans.py and g2l/eval/metrics.py must equal (tests/ops/test_spans.py,
+tests/eval/test_metrics.py).
 
-It follows the published functions line by line (``iou``, ``score2d_to_moments_scores``, ``nms``,
-the recall loop), with one change: the descending sort is stable, so that equal scores have a
-defined order (the published ``torch.sort`` leaves it unspecified).
+Source: https://github.com/MCG-NJU/MMN, ``mmn/data/datasets/utils.py`` (``iou``,
+``score2d_to_moments_scores``) and ``mmn/data/datasets/evaluation.py`` (``nms``, the recall loop of
+``evaluate``). It follows the published functions line by line, with one change: the descending sort
+is stable, so that equal scores have a defined order (the published ``torch.sort`` leaves it
+unspecified). Test code only: nothing in g2l or bench imports it.
 """
 
 import torch
