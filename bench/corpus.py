@@ -42,7 +42,7 @@ NONSENSE = ["a dog jumps over a car.", "the chef slices an onion.", "a man plays
 def encoded(model, cfg, split):
     dataset, _ = build_dataset(cfg.data, split, cfg.model.num_clips)
     return encode_split(model, dataset, device=torch.device("cpu"), batch_size=cfg.eval.batch_size,
-                        iou_min=cfg.loss.iou_min, iou_max=cfg.loss.iou_max, max_tokens=cfg.model.text_max_tokens)
+                        max_tokens=cfg.model.text_max_tokens)
 
 
 def evaluate(embeddings, cfg):

@@ -10,11 +10,11 @@
 (c) A whole training step of G2L against MMN for the three public configurations (random
     features of the public dimensions, a small text encoder; bench/common.py), each in its own
     process; on a CPU the map is narrow (``--hidden-dim``), on CUDA the paper's 512.
-(d) loss.kernels: one G2L loss computation (GroundingLoss forward: L_bce + L_v + L_GCL + L_SSI), and
+(d) kernels: one G2L loss computation (GroundingLoss forward: L_bce + L_v + L_GCL + L_SSI), and
     its geodesic part (closeness of every cell to each sentence's g_j) and Shapley part (the SSI
     estimator on the batch's games), with the Numba and the torch kernels, at the Charades-STA and
     ActivityNet batch shapes (48 videos, the real sentences per video, the bench model's map features);
-    the figures that decide ``loss.kernels=auto`` on a CPU (g2l/losses/kernels.py).
+    the figures that decide ``auto`` kernels on a CPU (g2l/losses/kernels.py; docs/benchmarks.md).
 
 JIT compilation is excluded (every kernel is warmed up first); times are medians of repeats.
 
@@ -196,7 +196,7 @@ def print_training_step(rows: list[dict], hidden_dim: int, device: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# (d) loss.kernels: Numba against torch
+# (d) kernels (the loss's kernels=, G2L_KERNELS): Numba against torch
 # ---------------------------------------------------------------------------------------------
 
 
@@ -239,8 +239,8 @@ def bench_loss_kernels(configs: list[str], device: str, repeats: int, hidden_dim
         gt_cell = positive_cells(batch.iou_maps[:, model.cell_start_idx, model.cell_end_idx], 1)[:, 0]
         closeness = geodesic_closeness_rows(cells, batch.sentence_video, gt_cell, lo.geodesic_k, lo.geodesic_cutoff,
                                             kernels="torch")
-        games = [g.detach() for g in moment_games(cells, output.sentence_contrast, batch.sentence_video, closeness,
-                                                  lo.ssi_num_players, batch.sentence_mask.shape[1])]
+        games = [g.detach() for g in moment_games(output.contrast_cos, batch.sentence_video, closeness, lo.ssi_num_players,
+                                                  batch.num_videos, batch.sentence_mask.shape[1])]
         row = {"config": name, "videos": batch.num_videos, "sentences": int(batch.sentence_video.numel()),
                "cells": cells.shape[1], "players": sum(g.shape[1] for g in games),
                "reached": float((closeness > 0).float().sum(1).mean())}
@@ -251,7 +251,7 @@ def bench_loss_kernels(configs: list[str], device: str, repeats: int, hidden_dim
             row[f"shapley_{kernels}"] = timed_on_device(lambda: estimate(
                 [g if kernels == "torch" else g.float().cpu().numpy() for g in games], lo.ssi_num_samples, seed=1,
                 tau=lo.tau, return_stderr=True))
-            loss_fn = build_loss(load_config(REPO / config_file, base + [f"loss.kernels={kernels}"]))
+            loss_fn = build_loss(cfg, kernels=kernels)
             row[f"loss_{kernels}"] = timed_on_device(lambda: loss_fn(output, batch, model.cell_start_idx,
                                                                      model.cell_end_idx, epoch=1))
         rows.append(row)
@@ -259,7 +259,7 @@ def bench_loss_kernels(configs: list[str], device: str, repeats: int, hidden_dim
 
 
 def print_loss_kernels(rows: list[dict], device: str, threads: int) -> None:
-    print(f"\n(d) loss.kernels on {device} ({threads} thread(s)): seconds per call, numba vs torch (ratio torch/numba)")
+    print(f"\n(d) kernels on {device} ({threads} thread(s)): seconds per call, numba vs torch (ratio torch/numba)")
     print(f"{'config':<12} {'videos':>6} {'sents':>5} {'cells':>5} {'reach':>6} {'players':>7}  "
           f"{'geodesic numba/torch':>22} {'ratio':>6}  {'Shapley numba/torch':>21} {'ratio':>6}  "
           f"{'G2L loss numba/torch':>22} {'ratio':>6}")

@@ -1,6 +1,7 @@
 """How often one G2L loss computation (L_bce + L_v + L_GCL + L_SSI), and one whole training step
-(forward, loss, backward, clip, AdamW, the step's logging), waits for the device, per
-``loss.kernels`` setting, at the Charades-STA and ActivityNet batch shapes (48 videos).
+(forward, loss, backward, clip, AdamW, the step's logging), waits for the device, per kernel
+choice (``--kernels``: the loss's ``kernels=``), at the Charades-STA and ActivityNet batch shapes
+(48 videos). Its lines say ``kernels=...`` (bench/gpu_check_summary.py reads them; older logs say ``loss.kernels=...``).
 
 On CUDA every synchronising operation is counted with ``torch.cuda.set_sync_debug_mode("warn")``;
 on a CPU (a dry run) ``bench/host_reads.py`` counts what would be one on a GPU: reads of
@@ -113,10 +114,10 @@ def main() -> int:
         with torch.no_grad():
             output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
         for kernels in args.kernels.split(","):
-            loss_fn = build_loss(load_config(REPO / PUBLIC[name][0], base + [f"loss.kernels={kernels}"]))
+            loss_fn = build_loss(cfg, kernels=kernels)
             result = count(loss_fn, output, batch, model, device)
             rows.append({"config": name, "videos": batch.num_videos, "kernels": kernels, **result})
-            print(f"{name:<12} {batch.num_videos:>3} videos  loss.kernels={kernels:<6} {result['what']}: "
+            print(f"{name:<12} {batch.num_videos:>3} videos  kernels={kernels:<6} {result['what']}: "
                   f"{result['total']:>4} per loss  {result['kinds']}", flush=True)
             if args.steps:
                 step = count_step(cfg, model, loss_fn, batch, device)

@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--columns", default=",".join(f"{p}-{m}" for p, m in COLUMNS),
                         help="which of fp32-full,fp32-cropped,bf16-full,bf16-cropped to run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "torch"], help="loss.kernels")
+    parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "torch"], help="the loss's kernels= (g2l/losses/kernels.py)")
     parser.add_argument("--json", default=None, help="write every cell (config, width, column, seconds) here")
     args = parser.parse_args()
     widths = [int(w) for w in (args.hidden_dim or "512,64").split(",")]
@@ -62,7 +62,7 @@ def main() -> int:
     for name in args.configs.split(","):
         if name not in PUBLIC:
             parser.error(f"unknown config '{name}'; choose from {', '.join(PUBLIC)}")
-    print(f"device {args.device}, variant {args.variant}, loss.kernels={args.kernels}, threads {args.threads}, "
+    print(f"device {args.device}, variant {args.variant}, kernels {args.kernels}, threads {args.threads}, "
           f"steps {steps} (+{args.warmup} warm-up), "
           f"rounds {args.rounds}" + (", --quick: few videos per step" if args.quick else ""))
     cells_out = []

@@ -50,7 +50,7 @@ from g2l.eval.evaluator import evaluate
 from g2l.eval.predictions import write_predictions
 from g2l.io import atomic
 from g2l.io.checkpoint import save_payload
-from g2l.losses.combine import build_loss
+from g2l.losses.combine import RAW_PREFIX, build_loss
 from g2l.models.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from g2l.models.grounding import build_model
 
@@ -164,7 +164,7 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
                                  seed=t.seed, drop_last=False)
     workers = loader_workers(cfg.data.num_workers, device)
     loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, num_workers=workers,
-                        collate_fn=Collate(cfg.loss.iou_min, cfg.loss.iou_max, model.tokenizer, cfg.model.text_max_tokens),
+                        collate_fn=Collate(model.tokenizer, cfg.model.text_max_tokens),
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     forward_dtype = autocast_dtype(t.precision, device)
     say(f"precision {t.precision}: forward pass in {'bf16' if forward_dtype is not None else 'fp32'} on {device}", main)
@@ -175,8 +175,8 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
 
 
 def train_epoch(run: Run, epoch: int) -> dict[str, float]:
-    """One pass over the training data; returns the epoch's mean losses (``train_epoch/<term>``),
-    its duration, and ``train_epoch/data_wait_share``: the share of that duration the loop spent
+    """One pass over the training data; returns the epoch's mean losses (``train_epoch/<term>`` weighted
+    as they enter the total, ``train_epoch/raw_<term>`` unweighted, ``train_epoch/stat_*``), its duration, and ``train_epoch/data_wait_share``: the share of that duration the loop spent
     waiting for the next batch (the loader's ``next`` and the copy to the device)."""
     cfg, t, model = run.cfg, run.cfg.train, run.model
     text_trainable = epoch > t.freeze_text_epochs
@@ -340,7 +340,8 @@ def _open_run_dir(cfg: Config, payload: dict | None, resume_dir: Path | None, pl
 
 def _diverged(run: Run, epoch: int, step: int, values: dict[str, float]) -> TrainingDivergedError:
     """The one sentence for a run whose loss (``values``) or weights stopped being finite."""
-    what = ", ".join(f"{k} = {v}" for k, v in values.items() if not math.isfinite(v)) or "a weight is not finite"
+    what = ", ".join(f"{k} = {v}" for k, v in values.items()
+                     if not math.isfinite(v) and not k.startswith(RAW_PREFIX)) or "a weight is not finite"
     last = run.run_dir / "checkpoints" / "last.pt"
     kept = (f"{last}, of epoch {epoch - 1}, is kept as the last good checkpoint" if last.is_file()
             else "no epoch had finished, so there is no checkpoint to keep")

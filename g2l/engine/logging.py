@@ -140,6 +140,9 @@ class RunLogger:
 
     # What training reports ----------------------------------------------------------------------
     def log_step(self, step: int, losses: dict[str, float], lrs: dict[str, float]) -> None:
+        """One step's loss values to W&B as ``loss/<name>``: the weighted terms and ``total`` under the
+        term's name, the unweighted terms as ``loss/raw_<term>`` (a curve that drops at the only-IoU
+        epoch because its weight did is told from a collapse there), the diagnostics as ``loss/stat_*``."""
         if not self.enabled:
             return
         data = {f"loss/{k}": v for k, v in losses.items()}

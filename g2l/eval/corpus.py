@@ -72,9 +72,8 @@ class CorpusResult:
 
 
 @torch.inference_mode()
-def encode_split(model, dataset, *, device: torch.device, batch_size: int, iou_min: float = 0.5,
-                 iou_max: float = 1.0, max_tokens: int = 64, num_workers: int = 0,
-                 progress: bool = False) -> SplitEmbeddings:
+def encode_split(model, dataset, *, device: torch.device, batch_size: int, max_tokens: int = 64,
+                 num_workers: int = 0, progress: bool = False) -> SplitEmbeddings:
     """Run ``model`` over every video and sentence of ``dataset`` once (float32, one process)."""
     from torch.utils.data import DataLoader
 
@@ -83,7 +82,7 @@ def encode_split(model, dataset, *, device: torch.device, batch_size: int, iou_m
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=Collate(iou_min, iou_max, model.tokenizer, max_tokens))
+                        collate_fn=Collate(model.tokenizer, max_tokens))
     if progress:
         from tqdm import tqdm
 
@@ -221,7 +220,6 @@ def evaluate_corpus(model, dataset, cfg, device, *, progress: bool = False) -> C
     metrics at the corpus ranks and thresholds and at ``cfg.eval``'s."""
     e = cfg.eval
     embeddings = encode_split(model, dataset, device=torch.device(device), batch_size=e.batch_size,
-                              iou_min=cfg.loss.iou_min, iou_max=cfg.loss.iou_max,
                               max_tokens=cfg.model.text_max_tokens, progress=progress)
     return corpus_metrics(embeddings, gamma=e.score_gamma, nms_thresh=e.nms_thresh,
                           single_recall_at=sorted(set(e.recall_at) | set(CORPUS_RECALL_AT)),

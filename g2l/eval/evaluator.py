@@ -56,8 +56,6 @@ def predict(
     num_candidates: int,
     keep_maps: int | bool = False,
     highlights: bool = False,
-    iou_min: float = 0.5,
-    iou_max: float = 1.0,
     max_tokens: int = 64,
     num_workers: int = 0,
     autocast_dtype: torch.dtype | None = None,
@@ -73,7 +71,7 @@ def predict(
     rank, world = rank_and_world()
     was_training = model.training
     model.eval()
-    collate = Collate(iou_min, iou_max, model.tokenizer, max_tokens)
+    collate = Collate(model.tokenizer, max_tokens)
     indices = [i for batch in _batches_for_rank(len(dataset), batch_size, rank, world) for i in batch]
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collate,
                         num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
@@ -131,9 +129,8 @@ def evaluate(model, dataset, cfg, device, *, keep_maps: int | bool = False, auto
     e = cfg.eval
     predictions = predict(
         model, dataset, device=device, batch_size=e.batch_size, score_gamma=e.score_gamma, nms_thresh=e.nms_thresh,
-        num_candidates=max(e.num_candidates, max(e.recall_at)), keep_maps=keep_maps, iou_min=cfg.loss.iou_min,
-        highlights=reads_qvhighlights(cfg.data),
-        iou_max=cfg.loss.iou_max, max_tokens=cfg.model.text_max_tokens,
+        num_candidates=max(e.num_candidates, max(e.recall_at)), keep_maps=keep_maps,
+        highlights=reads_qvhighlights(cfg.data), max_tokens=cfg.model.text_max_tokens,
         num_workers=loader_workers(cfg.data.num_workers, torch.device(device)),
         autocast_dtype=autocast_dtype, progress=progress,
     )
