@@ -1,6 +1,6 @@
 """Geodesic closeness G of moment cells to the ground-truth cell (docs/method.md section 3).
 
-Per video, without gradient, over the video's ``p`` valid cells with L2-normalised contrastive
+Per video, without gradient, over the video's ``C`` valid cells with L2-normalised contrastive
 features ``x``:
 
 * a directed k-nearest-neighbour graph: cell ``a`` has an edge to each of its ``k`` most
@@ -19,14 +19,14 @@ the CPU, one parallel task per video, with two ways to obtain the kNN rows:
 
 * ``knn="lazy"`` (CPU): a Dijkstra only follows the edges of the cells it settles, so each
   settled cell's kNN row is computed on demand inside the kernel and cached across the sources
-  of the same video. A row costs one dot product against every cell (``p d``) plus a partial
+  of the same video. A row costs one dot product against every cell (``C d``) plus a partial
   top-k, or, once some rows are known, far fewer: triangle-inequality bounds from "pivot" rows
   rule out most candidates exactly (see the comment above ``geodesic_numba._MAX_PIVOTS``). With few reachable
   cells (unstructured features) the cost is a handful of rows; when most of the map lies within
   ``cutoff`` (smooth, max-pooled map features) it is a fraction of one dense Gram matrix.
 * ``knn="dense"``: the whole Gram matrix per video with torch on the features' device (a GPU
   in training), exact top-k with the same tie rule, then the Numba Dijkstra on the small
-  ``(b p k)`` graph copied to the CPU.
+  ``(b C k)`` graph copied to the CPU.
 
 ``kernels="torch"`` (:mod:`g2l.ops.geodesic_torch`) keeps everything on the features' device:
 the same dense kNN graph, then a min-plus (Bellman-Ford) relaxation batched over every (video,
@@ -41,7 +41,7 @@ is a batch of one), :func:`geodesic_closeness_rows` (the training loss's form: o
 and :func:`knn_graph` (the dense graph alone). The independent reference (numpy kNN graph, scipy's
 Dijkstra) is tests/reference/geodesic_closeness.py.
 
-Shapes use the axis glossary of :mod:`g2l`: ``b`` videos, ``p`` cells per video (here the valid
+Shapes use the axis glossary of :mod:`g2l`: ``b`` videos, ``C`` cells per video (here the valid
 cells of the ``(t t)`` map, gathered in any fixed order), ``d`` channels, ``q`` sources (sentences)
 across the batch, ``k`` neighbours.
 """
@@ -199,19 +199,19 @@ def knn_graph(features, k: int = 5, valid=None, max_chunk_elements: int = 1 << 2
     """Dense exact kNN graph per video, computed with torch on the features' device.
 
     Args:
-        features: ``(b p d)`` tensor (any float dtype; normalised here in float32).
+        features: ``(b C d)`` tensor (any float dtype; normalised here in float32).
         k: neighbours per cell.
-        valid: optional ``(b p)`` bool mask; invalid cells are never neighbours.
-        max_chunk_elements: bound on ``videos * p * p`` similarities held at once.
+        valid: optional ``(b C)`` bool mask; invalid cells are never neighbours.
+        max_chunk_elements: bound on ``videos * C * C`` similarities held at once.
     Returns:
-        ``knn_idx (b p k)`` int64 and ``knn_cost (b p k)`` float64 numpy arrays (on the CPU),
+        ``knn_idx (b C k)`` int64 and ``knn_cost (b C k)`` float64 numpy arrays (on the CPU),
         rows in decreasing similarity, ties broken by the lower index; rows of invalid cells are
         filled but never reached.
     """
     _check_k_cutoff(k, 0.0)
     x = features.detach() if isinstance(features, torch.Tensor) else torch.as_tensor(features)
     if x.ndim != 3:
-        raise ValueError(f"knn_graph: features must be (b p d), got shape {tuple(x.shape)}.")
+        raise ValueError(f"knn_graph: features must be (b C d), got shape {tuple(x.shape)}.")
     num_videos, p, _ = x.shape
     valid_np = _valid_mask(valid, num_videos, p)
     if (valid_np.sum(axis=1) <= k).any():
@@ -226,11 +226,11 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
     """Geodesic closeness of every cell to each source, for a batch of videos in one call.
 
     Args:
-        features: ``(b p d)`` cell features (torch tensor or numpy array); rows are normalised
+        features: ``(b C d)`` cell features (torch tensor or numpy array); rows are normalised
             here; no gradient flows.
         sources: ``b`` 1-D integer arrays (or tensors), video v's source cells ``(s_v,)``
-            indexing its ``p`` cells, e.g. each sentence's best cell ``g_j``.
-        valid: optional ``(b p)`` bool mask of the cells that exist (default: all); invalid
+            indexing its ``C`` cells, e.g. each sentence's best cell ``g_j``.
+        valid: optional ``(b C)`` bool mask of the cells that exist (default: all); invalid
             cells are not in the graph and get 0.
         k: neighbours per cell; cutoff: path-length bound (reachable iff ``dist <= cutoff``).
         knn: ``"lazy"`` (Numba, on the CPU, kNN rows on demand), ``"dense"`` (torch Gram matrix
@@ -240,7 +240,7 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
             min-plus relaxation batched over every source, on the features' device; numpy input
             runs on the CPU). Both give the same values for the same kNN graph.
     Returns:
-        ``(q p)`` closeness, ``q = sum_v s_v``, rows grouped video by video in the order given:
+        ``(q C)`` closeness, ``q = sum_v s_v``, rows grouped video by video in the order given:
         a float32 torch tensor on the features' device for tensor input, else a numpy array.
     The Numba kernel runs one task per video in parallel over ``numba.get_num_threads()``
     threads; results do not depend on the thread count.
@@ -249,7 +249,7 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
     _check_kernels(kernels, knn)
     x, is_torch = _as_features(features)
     if x.ndim != 3:
-        raise ValueError(f"geodesic closeness: batch features must be (b p d), got shape {tuple(x.shape)}.")
+        raise ValueError(f"geodesic closeness: batch features must be (b C d), got shape {tuple(x.shape)}.")
     num_videos, p, _ = x.shape
     valid_np = _valid_mask(valid, num_videos, p)
     flat, offsets = _pack_sources(sources, valid_np)
@@ -269,7 +269,7 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
                 graph_batch_kernel(knn_idx, knn_cost, flat, sub_offsets.astype(np.int64), float(cutoff), out)
         else:
             x_np = x.float().cpu().numpy() if is_torch else x
-            x_np = np.ascontiguousarray(x_np, dtype=np.float32)  # (b p d), normalised in the kernel
+            x_np = np.ascontiguousarray(x_np, dtype=np.float32)  # (b C d), normalised in the kernel
             with kernel_threads():
                 lazy_batch_kernel(x_np, valid_np, flat, offsets, int(k), float(cutoff), out)
     if is_torch:
@@ -283,14 +283,14 @@ def geodesic_closeness_rows(features: torch.Tensor, source_video: torch.Tensor, 
     ``source_video[r]`` against its cell ``source_cell[r]`` (each sentence's g_j).
 
     Args:
-        features: ``(b p d)`` tensor, every cell valid (the map's valid cells); no gradient flows.
+        features: ``(b C d)`` tensor, every cell valid (the map's valid cells); no gradient flows.
         source_video, source_cell: ``(q,)`` int64 on the features' device.
         k, cutoff: as in :func:`geodesic_closeness_batch`.
         kernels: ``"torch"`` keeps everything on the device and reads none of its values on the host
             (the caller guarantees indices in range; only the relaxation's convergence checks sync);
             ``"numba"`` copies the indices and features to the CPU, checked as in the batch form.
     Returns:
-        ``(q p)`` float32 on the features' device, in the rows' order.
+        ``(q C)`` float32 on the features' device, in the rows' order.
     """
     _check_k_cutoff(k, cutoff)
     _check_kernels(kernels, "auto")

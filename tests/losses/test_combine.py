@@ -11,7 +11,7 @@ from g2l.config import load_config
 from g2l.losses.bce import scaled_iou
 from g2l.losses.combine import build_loss
 from g2l.ops.spans import scale_iou
-from tests.losses.make_reference_losses import estimator_stand_in, reference_batch
+from tests.reference.losses_ablation_2026_12 import estimator_stand_in, reference_batch
 
 # lambda_c = 0.1, w_ssi = 5e-4, scaled by 0.01 after epoch 2.
 G2L = ["loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4", "loss.ssi_num_players=3", "loss.ssi_num_samples=64",

@@ -106,7 +106,7 @@ def test_gradients_reach_only_what_they_should(tiny_text_encoder_dir):
 
     cfg = load_config(overrides=[f"model.text_encoder={tiny_text_encoder_dir}", "model.hidden_dim=8", "model.joint_dim=4",
                                  "data.feature_dim=6", "model.map_num_layers=2", "loss.contrast_weight=0",
-                                 "loss.sentence_contrast=off"])
+                                 "loss.sentence_contrast=off", "loss.ssi_weight=0"])
     model = build_model(cfg)
     tokens = model.tokenizer(["a person opens the door", "one"], padding=True, return_tensors="pt")
     sv = torch.tensor([0, 1])

@@ -117,7 +117,7 @@ def test_properties_of_G():
 def test_batch_equals_per_video_calls():
     rng = np.random.default_rng(11)
     p, d = 136, 16
-    features = np.stack([map_features(16, d, 0.9, 0.4, rng) for _ in range(4)])  # (b p d)
+    features = np.stack([map_features(16, d, 0.9, 0.4, rng) for _ in range(4)])  # (b C d)
     valid = np.ones((4, p), dtype=bool)
     valid[1, rng.choice(p, 30, replace=False)] = False
     valid[3, 100:] = False
@@ -192,7 +192,7 @@ def test_invalid_input_raises_clear_errors():
         one_video_closeness(features, [0.5])
     with pytest.raises(ValueError, match="NaN|finite"):
         one_video_closeness(np.full((10, 4), np.nan, np.float32), [0])
-    with pytest.raises(ValueError, match=r"\(b p d\)"):
+    with pytest.raises(ValueError, match=r"\(b C d\)"):
         geodesic_closeness_batch(features, [[0]])
     with pytest.raises(ValueError, match="kernels must be"):
         one_video_closeness(features, [0], kernels="cuda")

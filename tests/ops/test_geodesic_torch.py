@@ -15,7 +15,7 @@ from tests.support.geodesic_kernels import closeness_on_graph
 
 
 def random_graph(num_videos, p, k, rng, zero_share=0.0, dyadic=False):
-    """``(b p k)`` random directed graphs with costs in [0, 0.4): some exactly 0, or all multiples
+    """``(b C k)`` random directed graphs with costs in [0, 0.4): some exactly 0, or all multiples
     of 1/16 (many equal path lengths, sums exact in float64)."""
     idx = np.stack([np.stack([rng.choice(np.delete(np.arange(p), u), k, replace=False) for u in range(p)])
                     for _ in range(num_videos)])
@@ -25,7 +25,7 @@ def random_graph(num_videos, p, k, rng, zero_share=0.0, dyadic=False):
 
 
 def scipy_distances(idx, cost, video_of, sources, cutoff):
-    """``(q p)`` scipy Dijkstra distances on each row's video graph (inf beyond the cut-off)."""
+    """``(q C)`` scipy Dijkstra distances on each row's video graph (inf beyond the cut-off)."""
     _, p, k = idx.shape
     rows = []
     for v, src in zip(video_of, sources):
@@ -112,7 +112,7 @@ def test_knn_graph_tie_rule_on_many_duplicates():
 
 def batch_of_videos(rng, d=16):
     """Four videos of 136 cells, some cells invalid (smaller videos), 3, 1, 0 and 2 sources."""
-    features = np.stack([map_features(16, d, 0.9, 0.4, rng) for _ in range(4)])  # (b p d)
+    features = np.stack([map_features(16, d, 0.9, 0.4, rng) for _ in range(4)])  # (b C d)
     valid = np.ones((4, 136), dtype=bool)
     valid[1, rng.choice(136, 30, replace=False)] = False
     valid[3, 60:] = False

@@ -27,7 +27,7 @@ def one_video_closeness(features, sources, k: int = 5, cutoff: float = 0.5, knn:
 def closeness_on_graph(knn_idx: np.ndarray, knn_cost: np.ndarray, sources: Sequence, cutoff: float = 0.5,
                        kernels: str = "numba") -> np.ndarray:
     """Bounded shortest-path closeness on the given ``(b p k)`` graph (indices, non-negative costs)
-    from ``b`` arrays of source cells: ``(q p)`` float32, rows grouped video by video."""
+    from ``b`` arrays of source cells: ``(q C)`` float32, rows grouped video by video."""
     knn_idx = np.ascontiguousarray(knn_idx, dtype=np.int64)
     knn_cost = np.ascontiguousarray(knn_cost, dtype=np.float64)
     counts = [len(src) for src in sources]
@@ -35,7 +35,7 @@ def closeness_on_graph(knn_idx: np.ndarray, knn_cost: np.ndarray, sources: Seque
     if kernels == "torch":
         video_idx = torch.from_numpy(np.repeat(np.arange(len(sources)), counts))
         dist = bounded_shortest_paths(torch.from_numpy(knn_idx), torch.from_numpy(knn_cost), video_idx,
-                                      torch.from_numpy(flat), float(cutoff))  # (q p)
+                                      torch.from_numpy(flat), float(cutoff))  # (q C)
         return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float().numpy()
     out = np.zeros((flat.size, knn_idx.shape[1]), dtype=np.float32)
     with kernel_threads():
