@@ -14,7 +14,7 @@ inputs are all host tensors (``pin_memory``, ``numpy``...); every other tensor c
 device's, so on the CPU the counts are those a GPU would see. Reads of host tensors are free.
 
 A measuring instrument, so it lives with the benchmarks (bench/loss_syncs.py); the tests that hold
-the loss to its sync counts import it from here (tests/losses/test_kernels.py, tests/test_host_reads.py).
+the loss to its sync counts import it from here (tests/losses/test_kernels.py, tests/bench/test_host_reads.py).
 """
 
 from __future__ import annotations

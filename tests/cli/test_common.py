@@ -12,7 +12,7 @@ import pytest
 from g2l.cli import eval_main, index_main, run_cli, search_main, train_main
 from g2l.data.features import FeatureError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_warning_is_one_line(capsys):

@@ -22,7 +22,7 @@ from g2l.library.exact import Block, ExactSearch
 from g2l.models.grounding import score_cells
 from tests.video_utils import write_test_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 QUERIES = ["the red circle grows.", "a blue square leaves.", "the white triangle turns green."]
 
 

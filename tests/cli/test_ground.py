@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.video_utils import write_test_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GROUND = [sys.executable, str(REPO / "tools" / "ground.py")]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import g2l.cli
 from g2l.synthetic import real_stats
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def shim_target(path: Path) -> str:

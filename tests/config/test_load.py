@@ -15,7 +15,7 @@ from g2l.config import (
     validate_config,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_defaults_and_overrides():

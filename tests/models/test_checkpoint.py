@@ -18,7 +18,7 @@ from g2l.models.text_encoder import TextEncoderError, text_backbone_from_files
 from g2l.train import train
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from g2l.models.checkpoint import load_pretrained
 from g2l.models.grounding import build_model
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 from domain_rates import write_photo_video  # noqa: E402
 
