@@ -253,33 +253,6 @@ def read_charades_durations(csv_path: str | Path) -> dict[str, float]:
     return durations_s
 
 
-def parse_anet_json(path: str | Path) -> tuple[list[Annotation], CleaningReport]:
-    """Read the video-keyed JSON of ActivityNet Captions (2D-TAN), Charades-STA (MMN), synthetic data.
-
-    Times in seconds; ``timestamps[i]`` grounds ``sentences[i]``::
-
-        {"v_QOlSCBRmfWY": {"duration": 82.73,
-                           "timestamps": [[0.83, 19.86], [17.37, 60.81]],
-                           "sentences": ["A young woman is ...", " The girl dances ..."]}, ...}
-
-    Extra keys in an entry are ignored.
-    """
-    path = Path(path)
-    return _parse_video_json(_read_json(path), path, frames=False)
-
-
-def parse_tacos_json(path: str | Path) -> tuple[list[Annotation], CleaningReport]:
-    """Read TACoS (2D-TAN release): the video-keyed JSON with timestamps in frames.
-
-    ``duration_s = num_frames / fps`` and each time ``t_s = frame / fps``::
-
-        {"s17-d69.avi": {"fps": 29.4, "num_frames": 12435,
-                         "timestamps": [[224, 358], ...], "sentences": ["...", ...]}, ...}
-    """
-    path = Path(path)
-    return _parse_video_json(_read_json(path), path, frames=True)
-
-
 def parse_qvhighlights(
     path: str | Path, *, require_windows: bool = True
 ) -> tuple[list[Annotation], CleaningReport]:
@@ -342,7 +315,21 @@ def parse_jsonl(path: str | Path, *, require_windows: bool = True) -> tuple[list
 
 def _parse_video_json(data: Any, path: Path, *, frames: bool) -> tuple[list[Annotation], CleaningReport]:
     """The video-keyed JSON formats, already loaded from ``path``; ``frames`` selects TACoS
-    (frames + fps) over seconds."""
+    (frames + fps) over seconds.
+
+    ``anet_json``, ActivityNet Captions (2D-TAN), Charades-STA (MMN), synthetic data: times in seconds,
+    ``timestamps[i]`` grounds ``sentences[i]``; extra keys in an entry are ignored::
+
+        {"v_QOlSCBRmfWY": {"duration": 82.73,
+                           "timestamps": [[0.83, 19.86], [17.37, 60.81]],
+                           "sentences": ["A young woman is ...", " The girl dances ..."]}, ...}
+
+    ``tacos_json``, TACoS (2D-TAN release): timestamps in frames, ``duration_s = num_frames / fps`` and
+    each time ``t_s = frame / fps``::
+
+        {"s17-d69.avi": {"fps": 29.4, "num_frames": 12435,
+                         "timestamps": [[224, 358], ...], "sentences": ["...", ...]}, ...}
+    """
     if not isinstance(data, dict):
         raise AnnotationError(
             f"{path} holds a JSON {type(data).__name__}, not an object keyed by video id; "

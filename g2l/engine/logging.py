@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from g2l.engine.run_dir import append_jsonl
-from g2l.io import strict_json
 
 
 READ_EVERY_STEPS = 50  # training reads its steps' loss terms from the device this often (and at the epoch's end)
@@ -201,7 +200,3 @@ class RunLogger:
             except Exception as error:  # noqa: BLE001
                 self._wandb_failed(error)
             self.wandb_run = None
-
-
-def print_json(record: dict) -> None:
-    print(strict_json.dumps(record), flush=True)

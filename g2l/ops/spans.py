@@ -88,11 +88,6 @@ def iou_map(window_s: tuple[float, float] | np.ndarray, duration_s: float, num_c
     return span_iou(cell_spans(num_clips, duration_s), np.asarray(window_s, dtype=F32))
 
 
-def scale_iou(iou: np.ndarray, iou_min: float, iou_max: float) -> np.ndarray:
-    """The training target ``clamp((IoU - t_min) / (t_max - t_min), 0, 1)``."""
-    return np.clip((iou - F32(iou_min)) / F32(iou_max - iou_min), 0.0, 1.0).astype(F32)
-
-
 def cell_candidates(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None = None):
     """Score map ``(t t)`` -> ``(spans (k, 2), scores (k,))`` of its valid cells in row-major order.
 

@@ -310,9 +310,3 @@ def _write_video(handle: h5py.File, video_id: str, features: np.ndarray, *, dura
     dataset.attrs["fps"] = float(fps)
     handle.move(partial, video_id)
     handle.flush()
-
-
-def read_encoder_spec(path: str | Path) -> dict | None:
-    """The encoder spec stored in a feature file, or None if it has none (e.g. a public file)."""
-    with h5py.File(path, "r") as handle:
-        return json.loads(handle.attrs[SPEC_ATTR]) if SPEC_ATTR in handle.attrs else None

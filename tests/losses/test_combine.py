@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from g2l.config import load_config
 from g2l.losses.bce import scaled_iou
 from g2l.losses.combine import build_loss
-from g2l.ops.spans import scale_iou
+from tests.reference.mmn import scale_iou
 from tests.reference.losses_ablation_2026_12 import estimator_stand_in, reference_batch
 
 # lambda_c = 0.1, w_ssi = 5e-4, scaled by 0.01 after epoch 2.

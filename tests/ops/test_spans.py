@@ -15,11 +15,11 @@ from g2l.ops.spans import (
     rank_candidates,
     rank_moments,
     ranked_candidates,
-    scale_iou,
     span_iou,
     window_cell_spans,
 )
 from tests.reference import mmn as ref
+from tests.reference.mmn import scale_iou
 
 CONFIGS = [(16, [15]), (64, [15, 8, 8]), (128, [15, 8, 8, 8])]
 

@@ -9,6 +9,7 @@ is stable, so that equal scores have a defined order (the published ``torch.sort
 unspecified). Test code only: nothing in g2l or bench imports it.
 """
 
+import numpy as np
 import torch
 
 
@@ -60,3 +61,9 @@ def evaluate(score_maps, durations, gts, nms_thresh, recall_metrics=(1, 5), iou_
     out = {f"R{r}@{m:g}": float(recall_x_iou[i, j]) for i, r in enumerate(recall_metrics) for j, m in enumerate(iou_metrics)}
     out["mIoU"] = miou / len(score_maps)
     return out
+
+
+def scale_iou(iou: np.ndarray, iou_min: float, iou_max: float) -> np.ndarray:
+    """The training target ``clamp((IoU - t_min) / (t_max - t_min), 0, 1)`` as MMN's dataset builds it in numpy
+    (the BCE term builds it on the device, g2l/losses/bce.py, and must equal this bit for bit)."""
+    return np.clip((iou - np.float32(iou_min)) / np.float32(iou_max - iou_min), 0.0, 1.0).astype(np.float32)

@@ -16,7 +16,7 @@ from tests.fixtures import import_or_missing
 av = import_or_missing("av", install="pip install av")
 import_or_missing("transformers", install="pip install 'g2l[train]'")
 
-from g2l.video.feature_extraction import extract_features_to_hdf5, extract_video_features, read_encoder_spec  # noqa: E402
+from g2l.video.feature_extraction import extract_features_to_hdf5, extract_video_features  # noqa: E402
 from g2l.video.frame_encoders import (  # noqa: E402
     CLIP_MEAN,
     CLIP_STD,
@@ -28,6 +28,7 @@ from g2l.video.frame_encoders import (  # noqa: E402
 from g2l.video.release_frames import ReleaseVideo, clip_rate, scaled_size  # noqa: E402
 from tests.reference import moment_detr_clip as reference  # noqa: E402
 from tests.video.clip_utils import write_clip_folder, write_pyav_video  # noqa: E402
+from tests.video_utils import read_encoder_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
