@@ -41,6 +41,8 @@ import numpy as np
 from tqdm import tqdm
 
 from g2l.errors import G2LError
+from g2l.io.limits import MAX_TEXT_FILE_BYTES
+from g2l.io.safe_files import read_text_file
 from g2l.video.decoding import (
     VIDEO_EXTENSIONS,
     SamplingRateError,
@@ -213,7 +215,7 @@ def list_videos(inputs: Sequence[str | Path]) -> list[Path]:
                 raise VideoListError(f"Folder {str(path)!r} holds no video file (looked for {', '.join(VIDEO_EXTENSIONS)}).")
             videos += found
         elif path.suffix.lower() == ".txt" and path.is_file():
-            for line in path.read_text().splitlines():
+            for line in read_text_file(path, what=f"video list {path}", max_bytes=MAX_TEXT_FILE_BYTES).splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
                     listed = Path(line)
