@@ -119,13 +119,13 @@ def _check_one_video(args):
     """The arguments of one video's grounding, checked before the model loads; the video's path."""
     from pathlib import Path
 
-    from g2l.inference import check_queries
-
     for option in ("out", "cache"):
         if getattr(args, option) is not None:
             raise CliError(f"--{option} goes with --batch; to ground one video pass VIDEO QUERY [QUERY ...]")
     if args.video is None or not args.queries:
         raise CliError("pass a video and at least one query (or --batch PAIRS.jsonl --out PREDS.jsonl)")
+    from g2l.inference import check_queries  # torch: imported once the arguments are known to need it
+
     check_queries(args.queries)
     video_path = Path(args.video)
     problem = path_problem(video_path)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import zipfile
 from typing import BinaryIO
 
-import torch
-
 from g2l.errors import G2LError
 
 MiB = 2**20
@@ -82,6 +80,8 @@ def check_state_tensors(state: dict, source: str) -> None:
     """Every weight is a plain dense tensor on the CPU, no bigger than its storage, and finite.
     Sparse, meta or quantised tensors, views that repeat a small storage to a huge shape, and
     NaN or infinite values are refused with the tensor's name."""
+    import torch  # here, not at the top: the byte limits above are read by modules that need no torch
+
     total = 0
     for name, tensor in state.items():
         if tensor.layout != torch.strided or tensor.is_meta or tensor.is_quantized or tensor.device.type != "cpu":
