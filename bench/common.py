@@ -36,7 +36,10 @@ def small_text_backbone(hidden: int = 256, layers: int = 4):
                                 intermediate_size=4 * hidden, max_position_embeddings=64))
 
 
-def build_bench_model(cfg):
+def build_bench_model(cfg, map_compute: str = "cropped"):
+    """The model of ``cfg`` with the small text encoder. ``map_compute="full"``: its map encoder runs
+    every layer on the whole padded grid (the computation the cropped map replaced: the same
+    results, more cells), for train_step.py's baseline columns."""
     from g2l.models.grounding import GroundingModel
     from g2l.models.moment_map import MapEncoder, SparseMaxPool
     from g2l.models.text_encoder import TextEncoder
@@ -44,14 +47,26 @@ def build_bench_model(cfg):
 
     m, d = cfg.model, cfg.data
     pool = SparseMaxPool(num_clips=m.num_clips, pooling_counts=m.pooling_counts)
+    encoder = MapEncoder(hidden_dim=m.hidden_dim, joint_dim=m.joint_dim, kernel_size=m.map_kernel_size,
+                         num_layers=m.map_num_layers, mask2d=pool.mask2d)
+    if map_compute not in ("cropped", "full"):
+        raise ValueError(f"map_compute must be 'cropped' or 'full', got {map_compute!r}")
+    if map_compute == "full":
+        encoder.forward = lambda map2d: _whole_grid(encoder, map2d)
     return GroundingModel(
         video_encoder=VideoEncoder(feature_dim=d.feature_dim, hidden_dim=m.hidden_dim, num_pre_clips=d.num_pre_clips,
                                    num_clips=m.num_clips),
         map_pool=pool,
-        map_encoder=MapEncoder(hidden_dim=m.hidden_dim, joint_dim=m.joint_dim, kernel_size=m.map_kernel_size,
-                               num_layers=m.map_num_layers, mask2d=pool.mask2d, compute=m.map_compute),
+        map_encoder=encoder,
         text_encoder=TextEncoder(backbone=small_text_backbone(), num_layers=m.text_num_layers, joint_dim=m.joint_dim),
     )
+
+
+def _whole_grid(encoder, map2d: torch.Tensor):
+    """``MapEncoder``'s layers as 2D-TAN writes them: conv, norm, ReLU, mask weight, on every cell."""
+    for n, conv in enumerate(encoder.convs):
+        map2d = torch.relu(encoder.norms[n](conv(map2d))) * getattr(encoder, f"mask_weight_{n}")
+    return encoder.contrast_head(map2d), encoder.iou_head(map2d)
 
 
 def random_batch(cfg, num_videos: int, sentences_per_video: float, seed: int = 0, tokens: int = 12):
@@ -59,7 +74,7 @@ def random_batch(cfg, num_videos: int, sentences_per_video: float, seed: int = 0
     import numpy as np
 
     from g2l.data.dataset import Batch
-    from g2l.ops.spans import iou_map, scale_iou
+    from g2l.ops.spans import iou_map
 
     rng = np.random.default_rng(seed)
     low = math.floor(sentences_per_video)
@@ -84,7 +99,6 @@ def random_batch(cfg, num_videos: int, sentences_per_video: float, seed: int = 0
         windows_s=torch.tensor(windows, dtype=torch.float32),
         gt_windows=[np.asarray(w, np.float32) for w in windows],
         iou_maps=torch.from_numpy(ious),
-        targets=torch.from_numpy(scale_iou(ious, cfg.loss.iou_min, cfg.loss.iou_max)),
         input_ids=torch.randint(5, 8000, (q, tokens)),
         attention_mask=torch.ones(q, tokens, dtype=torch.long),
     )
@@ -108,7 +122,8 @@ def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps
                  bf16: bool, videos: int | None = None, threads: int = 1, map_compute: str = "cropped",
                  kernels: str = "auto") -> dict:
     """Median seconds per training step (forward, loss, backward, clip, AdamW), peak memory, and the
-    first step's losses. ``bf16``: the forward pass under bf16 autocast (CPU or CUDA)."""
+    first step's losses. ``bf16``: the forward pass under bf16 autocast (CPU or CUDA); ``map_compute``:
+    as in :func:`build_bench_model`."""
     from g2l.config import load_config
     from g2l.engine.optim import build_optimizer
     from g2l.losses.combine import build_loss
@@ -116,14 +131,14 @@ def measure_step(name: str, *, variant: str, hidden_dim: int, device: str, steps
     if threads:
         torch.set_num_threads(threads)
     config_file, num_videos, sentences = PUBLIC[name]
-    overrides = [f"model.hidden_dim={hidden_dim}", f"model.map_compute={map_compute}", f"loss.kernels={kernels}"]
+    overrides = [f"model.hidden_dim={hidden_dim}"]
     if variant == "g2l":
         overrides += ["loss.sentence_contrast=gcl", f"loss.ssi_weight={0.0 if name == 'tacos' else 5e-4}"]
     cfg = load_config(REPO / config_file, overrides)
     dev = torch.device(device)
     torch.manual_seed(0)
-    model = build_bench_model(cfg).to(dev).train()
-    loss_fn = build_loss(cfg)
+    model = build_bench_model(cfg, map_compute).to(dev).train()
+    loss_fn = build_loss(cfg, kernels=kernels)
     optimizer = build_optimizer(model, lr=cfg.train.lr, text_lr_scale=0.1, weight_decay=1e-5, betas=(0.9, 0.99))
     batch = random_batch(cfg, videos or num_videos, sentences).to(dev)
     times, first_losses = [], None

@@ -24,8 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from g2l.data.dataset import build_dataset  # noqa: E402
-from g2l.engine.checkpoint import model_from_checkpoint  # noqa: E402
-from g2l.engine.pretrained import load_model_source  # noqa: E402
 from g2l.eval.corpus import (  # noqa: E402
     CORPUS_IOU_THRESHOLDS,
     CORPUS_RECALL_AT,
@@ -35,6 +33,7 @@ from g2l.eval.corpus import (  # noqa: E402
     format_corpus_table,
 )
 from g2l.eval.match import auroc, fit_threshold, precision_recall  # noqa: E402
+from g2l.models.checkpoint import load_model_source, model_from_checkpoint  # noqa: E402
 
 NONSENSE = ["a dog jumps over a car.", "the chef slices an onion.", "a man plays the guitar on stage.",
             "two people shake hands."]
@@ -43,7 +42,7 @@ NONSENSE = ["a dog jumps over a car.", "the chef slices an onion.", "a man plays
 def encoded(model, cfg, split):
     dataset, _ = build_dataset(cfg.data, split, cfg.model.num_clips)
     return encode_split(model, dataset, device=torch.device("cpu"), batch_size=cfg.eval.batch_size,
-                        iou_min=cfg.loss.iou_min, iou_max=cfg.loss.iou_max, max_tokens=cfg.model.text_max_tokens)
+                        max_tokens=cfg.model.text_max_tokens)
 
 
 def evaluate(embeddings, cfg):

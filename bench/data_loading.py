@@ -68,7 +68,7 @@ def main() -> int:
     from g2l.models.text_encoder import load_text_backbone
 
     _, tokenizer = load_text_backbone("minilm")
-    collate = Collate(0.5, 1.0, tokenizer, 64)
+    collate = Collate(tokenizer, 64)
 
     disk = GroundingDataset(annotations, VideoFeatures(str(data / "features.hdf5"), num_pre_clips=32), num_clips=16)
     memory_features = VideoFeatures(str(data / "features.hdf5"), num_pre_clips=32)

@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from g2l.atomic import write_text_atomic  # noqa: E402
+from g2l.io.atomic import write_text_atomic  # noqa: E402
 
 G2L = {"charades": ["loss.sentence_contrast=gcl", "loss.gcl_num_positives=1", "loss.ssi_weight=5e-4",
                     "loss.ssi_num_players=5"],
@@ -78,13 +78,14 @@ def train_variant(variant: str, preset: str, data: Path, encoder: Path, out: Pat
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    os.environ["G2L_KERNELS"] = args.kernels  # the loss's kernels (g2l/losses/kernels.py)
     overrides = [
         f"data.train_annotations={data / 'train.json'}", f"data.val_annotations={data / 'val.json'}",
         f"data.test_annotations={data / 'test.json'}", f"data.features={data / 'features.hdf5'}",
         f"model.text_encoder={encoder}", f"model.hidden_dim={args.hidden_dim}", f"train.epochs={args.epochs}",
         f"train.device={args.device}", f"train.precision={args.precision}", f"train.batch_size={args.batch_size}",
         f"train.num_threads={args.threads}", f"log.output_dir={out}", f"log.run_name={variant}", "log.wandb=off",
-        "log.progress=false", "train.freeze_text_epochs=0", f"loss.kernels={args.kernels}",
+        "log.progress=false", "train.freeze_text_epochs=0",
         *(G2L[preset] if variant == "g2l" else []), *args.overrides,
     ]
     result = train(load_config(REPO / "configs" / f"synthetic_{preset}.yaml", overrides))
@@ -207,7 +208,7 @@ def main() -> int:
     save(complete=True)
     mmn_s, g2l_s = summary(results["mmn"]["epoch_s"]), summary(results["g2l"]["epoch_s"])
     print(f"synthetic {args.preset}: {args.videos} training videos, batch {args.batch_size}, width {args.hidden_dim}, "
-          f"{args.device} {args.precision}, loss.kernels={args.kernels}, {args.threads or 'default'} thread(s)")
+          f"{args.device} {args.precision}, kernels {args.kernels}, {args.threads or 'default'} thread(s)")
     print(f"{'variant':<8} {'s/epoch':>9} {'epochs (s)':<28} {'data wait':>10} {'fed (1 - wait)':>15}")
     for variant, r in results.items():
         wait = statistics.mean(r["data_wait_share"])

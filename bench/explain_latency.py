@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--exact", action="store_true", help="also compute the exact values (slow: 2^words passes)")
     args = parser.parse_args()
     from g2l.assets import demo_checkpoint, demo_example
-    from g2l.explain import coalition_scores, explain_top_moment, top_cell, word_game
+    from g2l.explain import coalition_scores, explain_top_moment, find_top_cell, word_game
     from g2l.inference import Grounder
 
     query = " ".join(QUERY.split()[: args.words])
@@ -50,7 +50,8 @@ def main() -> None:
             explanation = explain_top_moment(grounder, video, query, num_permutations=args.permutations)
             times.append(time.perf_counter() - began)
         game = word_game(grounder.model.tokenizer, query, grounder.cfg.model.text_max_tokens)
-        _, cell_c, cell_u = top_cell(grounder, video, query, None)
+        top = find_top_cell(grounder, video, query, None)
+        cell_c, cell_u = top.cells_c[top.cell], top.cells_u[top.cell]  # (d,) the top moment's cell
         coalitions = np.random.default_rng(0).random((explanation.num_evaluations, len(game.words))) < 0.5
         began = time.perf_counter()
         coalition_scores(grounder, game, coalitions, cell_c, cell_u, pack=False, batch_size=256)

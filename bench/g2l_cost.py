@@ -1,20 +1,20 @@
 """What G2L's extra training signals cost, measured on this machine.
 
-(a) Shapley Monte Carlo sampler (g2l/ops/shapley.py, the plain estimator, as its Python reference draws the
-    same coalitions; bench/shapley_accuracy.py compares it with the stratified default): bracket evaluations per second
-    of the Numba kernel against the plain-Python reference of the same estimator, on the game of
-    one video: S sentences and M = 2 K S moment players (Charades-STA: S = 3, K = 5 -> M = 30;
-    ActivityNet-like: S = 4, K = 7 -> M = 56).
+(a) Shapley Monte Carlo sampler (g2l/ops/shapley.py, the stratified estimator that L_SSI runs;
+    bench/shapley_accuracy.py scores its accuracy): bracket evaluations per second of the Numba
+    kernel on one thread and on all, and milliseconds per video, on the game of one video: S
+    sentences and M = 2 K S moment players (Charades-STA: S = 3, K = 5 -> M = 30; ActivityNet-like:
+    S = 4, K = 7 -> M = 56).
 (b) Geodesic closeness (g2l/ops/geodesic.py): one TACoS-sized video, P = 2548 cells, d = 256,
     8 sources, single-threaded, on three kinds of features (see ``cell_features``).
 (c) A whole training step of G2L against MMN for the three public configurations (random
     features of the public dimensions, a small text encoder; bench/common.py), each in its own
     process; on a CPU the map is narrow (``--hidden-dim``), on CUDA the paper's 512.
-(d) loss.kernels: one G2L loss computation (GroundingLoss forward: L_bce + L_v + L_GCL + L_SSI), and
+(d) kernels: one G2L loss computation (GroundingLoss forward: L_bce + L_v + L_GCL + L_SSI), and
     its geodesic part (closeness of every cell to each sentence's g_j) and Shapley part (the SSI
     estimator on the batch's games), with the Numba and the torch kernels, at the Charades-STA and
     ActivityNet batch shapes (48 videos, the real sentences per video, the bench model's map features);
-    the figures that decide ``loss.kernels=auto`` on a CPU (g2l/losses/kernels.py).
+    the figures that decide ``auto`` kernels on a CPU (g2l/losses/kernels.py; docs/benchmarks.md).
 
 JIT compilation is excluded (every kernel is warmed up first); times are medians of repeats.
 
@@ -35,12 +35,9 @@ import numba
 import numpy as np
 import torch
 
-from g2l.ops.geodesic import geodesic_closeness
+from g2l.ops.geodesic import geodesic_closeness_batch
 from g2l.ops.shapley import pairwise_interaction
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/support
-from tests.geodesic_reference import map_features  # noqa: E402
-from tests.support.shapley_reference import reference_pairwise_interaction_python  # noqa: E402
+from g2l.ops.spans import pooling_mask
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -74,43 +71,36 @@ def shapley_game(num_sentences: int, num_moments: int, seed: int = 0) -> np.ndar
     return sentences @ moments.T
 
 
-def bench_shapley(games: dict[str, tuple[int, int]], numba_samples: int, python_samples: int,
-                  repeats: int) -> list[dict]:
-    """Samples/second of the Numba sampler (1 thread and all threads) and of the Python reference."""
+def bench_shapley(games: dict[str, tuple[int, int]], samples: int, repeats: int) -> list[dict]:
+    """Brackets/second of the stratified Numba estimator, on 1 thread and on all threads."""
     rows = []
     all_threads = numba.config.NUMBA_NUM_THREADS
     for name, (num_sentences, k_per_sentence) in games.items():
         num_moments = 2 * k_per_sentence * num_sentences
         sim = shapley_game(num_sentences, num_moments)
         pairs = num_sentences * num_moments
-        pairwise_interaction(sim, 10, method="plain")  # compile / load the cached kernel
+        pairwise_interaction(sim, 10)  # compile / load the cached kernel
         single_threaded()
-        t_numba = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1, method="plain"), repeats))
+        t_one = statistics.median(timed(lambda: pairwise_interaction(sim, samples, seed=1), repeats))
         numba.set_num_threads(all_threads)
         torch.set_num_threads(all_threads)  # kernels use at most torch's threads (g2l/ops/threads.py)
-        t_parallel = statistics.median(timed(lambda: pairwise_interaction(sim, numba_samples, seed=1, method="plain"), repeats))
+        t_all = statistics.median(timed(lambda: pairwise_interaction(sim, samples, seed=1), repeats))
         single_threaded()
-        t_python = statistics.median(timed(
-            lambda: reference_pairwise_interaction_python(sim, python_samples, seed=1), max(1, repeats // 3)))
-        numba_rate = pairs * numba_samples / t_numba
-        python_rate = pairs * python_samples / t_python
         rows.append(dict(
             game=f"{name}: S={num_sentences}, M={num_moments}, n={num_sentences + num_moments}",
-            numba_rate=numba_rate, parallel_rate=pairs * numba_samples / t_parallel,
-            python_rate=python_rate, speedup=numba_rate / python_rate,
-            video_ms=1e3 * t_numba, samples=numba_samples, threads=all_threads,
+            rate=pairs * samples / t_one, parallel_rate=pairs * samples / t_all,
+            video_ms=1e3 * t_one, samples=samples, threads=all_threads,
         ))
     return rows
 
 
 def print_shapley(rows: list[dict]) -> None:
-    print("\n(a) Shapley interaction, Monte Carlo: bracket evaluations per second")
-    print(f"{'game':<34} {'Numba 1 thr':>12} {'Numba all':>12} {'Python':>10} {'speed-up':>9} {'ms/video':>9}")
+    print("\n(a) Shapley interaction, stratified Monte Carlo: bracket evaluations per second")
+    print(f"{'game':<34} {'Numba 1 thr':>12} {'Numba all':>12} {'ms/video':>9}")
     for r in rows:
-        print(f"{r['game']:<34} {r['numba_rate']:>12,.0f} {r['parallel_rate']:>12,.0f} "
-              f"{r['python_rate']:>10,.0f} {r['speedup']:>8.0f}x {r['video_ms']:>9.1f}")
+        print(f"{r['game']:<34} {r['rate']:>12,.0f} {r['parallel_rate']:>12,.0f} {r['video_ms']:>9.1f}")
     print(f"    ms/video: all S*M pairs at {rows[0]['samples']} samples each, 1 thread "
-          f"('Numba all' = {rows[0]['threads']} threads). Python: same draws, values from scratch.")
+          f"('Numba all' = {rows[0]['threads']} threads).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,22 +119,30 @@ def cell_features(kind: str, num_clips: int = 128, dim: int = 256, seed: int = 0
     rng = np.random.default_rng(seed)
     if kind == "gauss":
         return rng.standard_normal((2548, dim)).astype(np.float32)
-    return map_features(num_clips, dim, 0.9, {"map-noisy": 0.5, "map-smooth": 0.0}[kind], rng)
+    clips = np.zeros((num_clips, dim))  # a random walk: each clip 0.9 of the last plus fresh noise
+    state = rng.standard_normal(dim)
+    for t in range(num_clips):
+        state = 0.9 * state + np.sqrt(1 - 0.9**2) * rng.standard_normal(dim)
+        clips[t] = state
+    start_idx, end_idx = np.nonzero(pooling_mask(num_clips, [15, 8, 8, 8]))  # TACoS's valid cells, row-major
+    cells = np.stack([clips[i : j + 1].max(axis=0) for i, j in zip(start_idx, end_idx)])  # (p d)
+    noise = {"map-noisy": 0.5, "map-smooth": 0.0}[kind]
+    return (cells + noise * rng.standard_normal(cells.shape)).astype(np.float32)
 
 
 def bench_geodesic(kinds: list[str], num_sources: int, repeats: int) -> list[dict]:
-    """Median single-threaded time of ``geodesic_closeness`` (lazy Numba kNN, and the dense
-    torch Gram-matrix path for comparison)."""
+    """Median single-threaded time of ``geodesic_closeness_batch`` on one video (lazy Numba kNN, and
+    the dense torch Gram-matrix path for comparison)."""
     single_threaded()
     rows = []
     for kind in kinds:
         features = cell_features(kind)
         sources = np.random.default_rng(1).choice(len(features), size=num_sources, replace=False)
         start = time.perf_counter()
-        G = geodesic_closeness(features, sources, knn="lazy")  # warm-up (loads or compiles the kernel)
+        G = geodesic_closeness_batch(features[None], [sources], knn="lazy")  # warm-up (loads or compiles)
         first_s = time.perf_counter() - start
-        lazy = timed(lambda: geodesic_closeness(features, sources, knn="lazy"), repeats)
-        dense = timed(lambda: geodesic_closeness(features, sources, knn="dense"), max(1, repeats // 3))
+        lazy = timed(lambda: geodesic_closeness_batch(features[None], [sources], knn="lazy"), repeats)
+        dense = timed(lambda: geodesic_closeness_batch(features[None], [sources], knn="dense"), max(1, repeats // 3))
         rows.append(dict(kind=kind, p=len(features), d=features.shape[1], lazy_ms=1e3 * statistics.median(lazy),
                          lazy_min_ms=1e3 * min(lazy), dense_ms=1e3 * statistics.median(dense),
                          reached=int((G > 0).any(axis=0).sum()), first_s=first_s))
@@ -198,7 +196,7 @@ def print_training_step(rows: list[dict], hidden_dim: int, device: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# (d) loss.kernels: Numba against torch
+# (d) kernels (the loss's kernels=, G2L_KERNELS): Numba against torch
 # ---------------------------------------------------------------------------------------------
 
 
@@ -241,8 +239,8 @@ def bench_loss_kernels(configs: list[str], device: str, repeats: int, hidden_dim
         gt_cell = positive_cells(batch.iou_maps[:, model.cell_start_idx, model.cell_end_idx], 1)[:, 0]
         closeness = geodesic_closeness_rows(cells, batch.sentence_video, gt_cell, lo.geodesic_k, lo.geodesic_cutoff,
                                             kernels="torch")
-        games = [g.detach() for g in moment_games(cells, output.sentence_contrast, batch.sentence_video, closeness,
-                                                  lo.ssi_num_players, batch.sentence_mask.shape[1])]
+        games = [g.detach() for g in moment_games(output.contrast_cos, batch.sentence_video, closeness, lo.ssi_num_players,
+                                                  batch.num_videos, batch.sentence_mask.shape[1])]
         row = {"config": name, "videos": batch.num_videos, "sentences": int(batch.sentence_video.numel()),
                "cells": cells.shape[1], "players": sum(g.shape[1] for g in games),
                "reached": float((closeness > 0).float().sum(1).mean())}
@@ -253,7 +251,7 @@ def bench_loss_kernels(configs: list[str], device: str, repeats: int, hidden_dim
             row[f"shapley_{kernels}"] = timed_on_device(lambda: estimate(
                 [g if kernels == "torch" else g.float().cpu().numpy() for g in games], lo.ssi_num_samples, seed=1,
                 tau=lo.tau, return_stderr=True))
-            loss_fn = build_loss(load_config(REPO / config_file, base + [f"loss.kernels={kernels}"]))
+            loss_fn = build_loss(cfg, kernels=kernels)
             row[f"loss_{kernels}"] = timed_on_device(lambda: loss_fn(output, batch, model.cell_start_idx,
                                                                      model.cell_end_idx, epoch=1))
         rows.append(row)
@@ -261,7 +259,7 @@ def bench_loss_kernels(configs: list[str], device: str, repeats: int, hidden_dim
 
 
 def print_loss_kernels(rows: list[dict], device: str, threads: int) -> None:
-    print(f"\n(d) loss.kernels on {device} ({threads} thread(s)): seconds per call, numba vs torch (ratio torch/numba)")
+    print(f"\n(d) kernels on {device} ({threads} thread(s)): seconds per call, numba vs torch (ratio torch/numba)")
     print(f"{'config':<12} {'videos':>6} {'sents':>5} {'cells':>5} {'reach':>6} {'players':>7}  "
           f"{'geodesic numba/torch':>22} {'ratio':>6}  {'Shapley numba/torch':>21} {'ratio':>6}  "
           f"{'G2L loss numba/torch':>22} {'ratio':>6}")
@@ -277,8 +275,7 @@ def print_loss_kernels(rows: list[dict], device: str, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples and repeats")
-    parser.add_argument("--shapley-samples", type=int, default=2000, help="Numba samples per pair")
-    parser.add_argument("--python-samples", type=int, default=30, help="Python samples per pair")
+    parser.add_argument("--shapley-samples", type=int, default=512, help="draws per pair (L_SSI's default)")
     parser.add_argument("--sources", type=int, default=8, help="geodesic sources per video")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--step-configs", default="charades,activitynet,tacos",
@@ -292,13 +289,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch and Numba threads for (d) (0: their default)")
     args = parser.parse_args()
     repeats = 5 if args.quick else args.repeats
-    python_samples = 10 if args.quick else args.python_samples
 
     print(f"numba {numba.__version__}, torch {torch.__version__}, numba threads available: "
           f"{numba.config.NUMBA_NUM_THREADS}")
     games = {"Charades K=5": (3, 5), "ActivityNet K=7": (4, 7)}
     if "a" in args.sections:
-        print_shapley(bench_shapley(games, args.shapley_samples, python_samples, repeats))
+        print_shapley(bench_shapley(games, args.shapley_samples, repeats))
     if "b" in args.sections:
         print_geodesic(bench_geodesic(["gauss", "map-noisy", "map-smooth"], args.sources, repeats), args.sources)
     if "d" in args.sections:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One GPU check, under 9 minutes of wall time on a fresh machine (Numba's cold compiles included),
 # writing one JSON summary and printing a table:
-#   steps     a training step of MMN and of G2L (loss.kernels=auto: torch on CUDA), fp32 and bf16, map
+#   steps     a training step of MMN and of G2L (G2L_KERNELS=auto: torch on CUDA), fp32 and bf16, map
 #             width 512, Charades-STA and ActivityNet (48 videos each)     bench/train_step.py  90 + 110 s
-#   syncs     CUDA syncs of one G2L loss, loss.kernels=numba and =torch     bench/loss_syncs.py         50 s
+#   syncs     CUDA syncs of one G2L loss, kernels numba and torch           bench/loss_syncs.py         50 s
 #   training  a short synthetic Charades-STA training of MMN and G2L on CUDA:
 #             seconds per epoch and the fed share (1 - data_wait_share)     bench/epoch_cost.py         60 s
 #   parity    CPU vs CUDA losses; torch kernels vs Numba (geodesic, Shapley

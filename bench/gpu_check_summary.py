@@ -19,11 +19,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from g2l.atomic import write_text_atomic  # noqa: E402
+from g2l.io.atomic import write_text_atomic  # noqa: E402
 
 LOG_TAIL_LINES = 20
-# bench/loss_syncs.py's line per row: "charades      48 videos  loss.kernels=numba  CUDA syncs:   12 per loss  {...}"
-SYNC_LINE = re.compile(r"^(?P<config>\S+)\s+(?P<videos>\d+) videos\s+loss\.kernels=(?P<kernels>\S+)\s+"
+# bench/loss_syncs.py's line per row: "charades      48 videos  kernels=numba  CUDA syncs:   12 per loss  {...}"
+# (older logs say loss.kernels=numba)
+SYNC_LINE = re.compile(r"^(?P<config>\S+)\s+(?P<videos>\d+) videos\s+(?:loss\.)?kernels=(?P<kernels>\S+)\s+"
                        r"(?P<what>[^:]+):\s+(?P<total>\d+) per loss")
 
 
@@ -93,7 +94,7 @@ def show(result: dict, summary: Path) -> None:
 
             print(f"  {config + ' ' + column:<24} {fmt(mmn)} {fmt(g2l)} {ratio}")
     for row in (result["syncs"] or {}).get("rows", []):
-        print(f"  syncs {row['config']:<12} loss.kernels={row['kernels']:<6} {row['total']:>4} per loss ({row['what']})")
+        print(f"  syncs {row['config']:<12} kernels={row['kernels']:<6} {row['total']:>4} per loss ({row['what']})")
     parity = result["parity"]
     if parity:
         bad = [c["name"] for c in parity["checks"] if not c["ok"]]

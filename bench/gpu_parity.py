@@ -1,8 +1,8 @@
 """Do the device's kernels and losses agree with the CPU's? Four sections:
 
 (A) CPU against CUDA (``--device cuda``, or ``--compare-device``): the training losses of MMN and
-    G2L for each public setting, the full and the cropped map, fp32 and bf16 (within bf16's
-    round-off), with ``loss.kernels=numba`` on both sides (the same estimator draws: only the device
+    G2L for each public setting, fp32 and bf16 (within bf16's
+    round-off), with ``kernels="numba"`` on both sides (the same estimator draws: only the device
     differs). ``--compare-device cpu`` runs it CPU against CPU (bench/gpu_check.sh's dry run: the
     code path, not a comparison).
 (B) geodesic closeness: the torch kernels on the device against the Numba kernels on the CPU, on
@@ -11,7 +11,7 @@
 (C) Shapley interactions: the torch estimator on the device against the Numba one on the CPU, on
     the same games: for every (sentence, moment) pair z = (difference) / sqrt(se_1^2 + se_2^2)
     should be about N(0, 1): no |z| beyond 5 and a mean z^2 in [0.5, 2], over 4 seeds.
-(D) the G2L loss terms with ``loss.kernels=numba`` and ``=torch`` on the device: the geodesic
+(D) the G2L loss terms with ``kernels="numba"`` and ``"torch"`` on the device: the geodesic
     terms within 1e-5 relative, L_SSI within 4 standard deviations of its draw-to-draw spread.
 
     python bench/gpu_parity.py                      # --device cuda: exits 2 when there is no CUDA device
@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, REPO, build_bench_model, map_like_cells, random_batch  # noqa: E402
 
-from g2l.atomic import write_text_atomic  # noqa: E402
+from g2l.io.atomic import write_text_atomic  # noqa: E402
 
 CHECKS: list[dict] = []
 REPORT = {"path": None, "device": None, "start": time.perf_counter()}  # where and what write_report writes
@@ -69,7 +69,7 @@ def losses_on(device: str, cfg, state: dict, batch, bf16: bool) -> dict:
     batch = batch.to(torch.device(device))
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
         out = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
-    terms = build_loss(cfg)(out, batch, model.cell_start_idx, model.cell_end_idx, epoch=1)
+    terms = build_loss(cfg, kernels="numba")(out, batch, model.cell_start_idx, model.cell_end_idx, epoch=1)
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
@@ -78,19 +78,17 @@ def section_a(configs: list[str], videos: int, other: str = "cuda") -> None:
 
     for name in configs:
         for variant in ("mmn", "g2l"):
-            for compute in ("full", "cropped"):
-                extra = ["loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4"] if variant == "g2l" else []
-                cfg = load_config(REPO / PUBLIC[name][0], ["model.hidden_dim=64", f"model.map_compute={compute}",
-                                                           "loss.kernels=numba", *extra])
-                torch.manual_seed(0)
-                state = build_bench_model(cfg).state_dict()
-                batch = random_batch(cfg, videos, 2.5)
-                for bf16, tolerance in ((False, 2e-3), (True, 5e-2)):
-                    cpu = losses_on("cpu", cfg, state, batch, bf16)
-                    gpu = losses_on(other, cfg, state, batch, bf16)
-                    worst = max(abs(cpu[k] - gpu[k]) / max(abs(cpu[k]), 1e-3) for k in cpu)
-                    check("A", f"losses {name} {variant} {compute} {'bf16' if bf16 else 'fp32'} cpu vs {other}, "
-                          "worst relative difference", worst, tolerance, worst <= tolerance)
+            extra = ["loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4"] if variant == "g2l" else []
+            cfg = load_config(REPO / PUBLIC[name][0], ["model.hidden_dim=64", *extra])
+            torch.manual_seed(0)
+            state = build_bench_model(cfg).state_dict()
+            batch = random_batch(cfg, videos, 2.5)
+            for bf16, tolerance in ((False, 2e-3), (True, 5e-2)):
+                cpu = losses_on("cpu", cfg, state, batch, bf16)
+                gpu = losses_on(other, cfg, state, batch, bf16)
+                worst = max(abs(cpu[k] - gpu[k]) / max(abs(cpu[k]), 1e-3) for k in cpu)
+                check("A", f"losses {name} {variant} {'bf16' if bf16 else 'fp32'} cpu vs {other}, "
+                      "worst relative difference", worst, tolerance, worst <= tolerance)
 
 
 def section_b(device: str, sizes: list[int]) -> None:
@@ -117,6 +115,7 @@ def section_b(device: str, sizes: list[int]) -> None:
 def section_c(device: str, num_videos: int) -> None:
     from g2l.losses.kernels import interaction_estimator
     from g2l.losses.ssi import moment_games
+    from g2l.models.grounding import per_video_cosine
 
     g = torch.Generator().manual_seed(0)
     start_idx, end_idx = torch.triu_indices(16, 16)
@@ -124,7 +123,8 @@ def section_c(device: str, num_videos: int) -> None:
     sentence_video = torch.repeat_interleave(torch.arange(num_videos), torch.tensor([1 + v % 4 for v in range(num_videos)]))
     sentences = torch.nn.functional.normalize(torch.randn(sentence_video.numel(), 32, generator=g), dim=-1)
     closeness = torch.rand(sentence_video.numel(), cells.shape[1], generator=g)
-    games = [s.detach() for s in moment_games(cells, sentences, sentence_video, closeness, 5)]
+    games = [s.detach() for s in moment_games(per_video_cosine(sentences, cells, sentence_video), sentence_video,
+                                              closeness, 5, num_videos)]
     z = []
     for seed in range(4):
         got_n, se_n = interaction_estimator("numba")([s.numpy() for s in games], 512, seed=seed, tau=0.1,
@@ -148,6 +148,7 @@ def section_c(device: str, num_videos: int) -> None:
 def section_d(device: str, configs: list[str], videos: int) -> None:
     from g2l.config import load_config
     from g2l.losses.combine import build_loss
+    from g2l.models.grounding import per_video_cosine
 
     dev = torch.device(device)
     for name in configs:
@@ -160,9 +161,10 @@ def section_d(device: str, configs: list[str], videos: int) -> None:
             output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
             output.cell_contrast = map_like_cells(batch.num_videos, model.cell_start_idx, model.cell_end_idx,
                                                   output.cell_contrast.shape[-1], num_clips=cfg.model.num_clips).to(dev)
+            output.contrast_cos = per_video_cosine(output.sentence_contrast, output.cell_contrast, batch.sentence_video)
             terms = {}
             for kernels in ("numba", "torch"):
-                loss_fn = build_loss(load_config(REPO / PUBLIC[name][0], base + [f"loss.kernels={kernels}"]))
+                loss_fn = build_loss(cfg, kernels=kernels)
                 terms[kernels] = [{k: float(v) for k, v in loss_fn(output, batch, model.cell_start_idx,
                                                                      model.cell_end_idx, epoch=1, step=s).items()}
                                   for s in range(3)]

@@ -1,4 +1,4 @@
-"""How many operations one G2L loss (L_bce + L_v + L_GCL + L_SSI, ``loss.kernels=torch``) runs,
+"""How many operations one G2L loss (L_bce + L_v + L_GCL + L_SSI, ``kernels="torch"``) runs,
 forward and backward, at the Charades-STA and ActivityNet batch shapes (48 videos): a proxy for
 the kernel launches a GPU would see, counted on the CPU with the torch profiler.
 
@@ -90,6 +90,7 @@ def main() -> int:
     args = parser.parse_args()
     from g2l.config import load_config
     from g2l.losses.combine import build_loss
+    from g2l.models.grounding import per_video_cosine
     from g2l.ops import shapley_torch
 
     torch.set_num_threads(1)
@@ -101,8 +102,7 @@ def main() -> int:
     rows = []
     for name in args.configs.split(","):
         config_file, num_videos, sentences = PUBLIC[name]
-        base = [f"model.hidden_dim={args.hidden_dim}", "loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4",
-                "loss.kernels=torch"]
+        base = [f"model.hidden_dim={args.hidden_dim}", "loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4"]
         cfg = load_config(REPO / config_file, base)
         torch.manual_seed(0)
         model = build_bench_model(cfg)
@@ -111,8 +111,9 @@ def main() -> int:
             output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
         output.cell_contrast = map_like_cells(batch.num_videos, model.cell_start_idx, model.cell_end_idx,
                                               output.cell_contrast.shape[-1], num_clips=cfg.model.num_clips)
+        output.contrast_cos = per_video_cosine(output.sentence_contrast, output.cell_contrast, batch.sentence_video)
         row = {"config": name, "videos": batch.num_videos,
-               **count_ops(build_loss(cfg), output, batch, model.cell_start_idx, model.cell_end_idx)}
+               **count_ops(build_loss(cfg, kernels="torch"), output, batch, model.cell_start_idx, model.cell_end_idx)}
         rows.append(row)
         print(f"{name:<12} {batch.num_videos:>3} videos  forward {row['forward_launches']:>5} launches "
               f"({row['forward_ops']} ops)  backward {row['backward_launches']:>5} launches ({row['backward_ops']} ops)  "

@@ -1,9 +1,10 @@
 """How often one G2L loss computation (L_bce + L_v + L_GCL + L_SSI), and one whole training step
-(forward, loss, backward, clip, AdamW, the step's logging), waits for the device, per
-``loss.kernels`` setting, at the Charades-STA and ActivityNet batch shapes (48 videos).
+(forward, loss, backward, clip, AdamW, the step's logging), waits for the device, per kernel
+choice (``--kernels``: the loss's ``kernels=``), at the Charades-STA and ActivityNet batch shapes
+(48 videos). Its lines say ``kernels=...`` (bench/gpu_check_summary.py reads them; older logs say ``loss.kernels=...``).
 
 On CUDA every synchronising operation is counted with ``torch.cuda.set_sync_debug_mode("warn")``;
-on a CPU (a dry run) ``tests/support/host_reads.py`` counts what would be one on a GPU: reads of
+on a CPU (a dry run) ``bench/host_reads.py`` counts what would be one on a GPU: reads of
 device values on the host (``item``, ``tolist``, ``bool(t)``, ``nonzero``...) and blocking copies
 of host data to the device (``torch.as_tensor(numpy, device=...)``, ``.to(device)`` of a host
 tensor); non-blocking copies from pinned memory are listed (``h2d_async``) but are not syncs.
@@ -25,8 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, REPO, build_bench_model, random_batch  # noqa: E402
-
-from tests.support.host_reads import HostReads  # noqa: E402
+from host_reads import HostReads  # noqa: E402
 
 
 def count(loss_fn, output, batch, model, device: torch.device) -> dict:
@@ -114,10 +114,10 @@ def main() -> int:
         with torch.no_grad():
             output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
         for kernels in args.kernels.split(","):
-            loss_fn = build_loss(load_config(REPO / PUBLIC[name][0], base + [f"loss.kernels={kernels}"]))
+            loss_fn = build_loss(cfg, kernels=kernels)
             result = count(loss_fn, output, batch, model, device)
             rows.append({"config": name, "videos": batch.num_videos, "kernels": kernels, **result})
-            print(f"{name:<12} {batch.num_videos:>3} videos  loss.kernels={kernels:<6} {result['what']}: "
+            print(f"{name:<12} {batch.num_videos:>3} videos  kernels={kernels:<6} {result['what']}: "
                   f"{result['total']:>4} per loss  {result['kinds']}", flush=True)
             if args.steps:
                 step = count_step(cfg, model, loss_fn, batch, device)

@@ -31,17 +31,17 @@ WORDS = ("the small yellow triangle slowly turns green while a white square shri
 
 def former_batch_scores(grounder, video, queries):
     """``(q w C)`` scores with every query in one padded batch (the former path)."""
-    _, cells_c, cells_u = grounder._cells(video, None)
+    cells = grounder.video_cells(video)
     tokens = grounder.model.tokenizer(queries, padding=True, truncation=True,
                                       max_length=grounder.cfg.model.text_max_tokens, return_tensors="pt")
     s_c, s_u = grounder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
-    return score_cells(torch.einsum("qd,wcd->qwc", s_c, cells_c), torch.einsum("qd,wcd->qwc", s_u, cells_u),
+    return score_cells(torch.einsum("qd,wcd->qwc", s_c, cells.cells_c), torch.einsum("qd,wcd->qwc", s_u, cells.cells_u),
                        grounder.cfg.eval.score_gamma).float().numpy()
 
 
 def own_scores(grounder, video, queries):
-    _, cells_c, cells_u = grounder._cells(video, None)
-    return np.stack([grounder.query_scores(q, cells_c, cells_u).numpy() for q in queries])
+    cells = grounder.video_cells(video)
+    return np.stack([grounder.query_scores(q, cells.cells_c, cells.cells_u).numpy() for q in queries])
 
 
 def median_ms(fn, runs=3):

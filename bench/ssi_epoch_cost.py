@@ -60,7 +60,7 @@ def sentence_counts(path: Path) -> collections.Counter:
 def config_numbers(path: Path) -> tuple[int, int, int]:
     """(K, valid map cells (upper bound: the upper triangle), batch size) of a dataset config."""
     cfg = yaml.safe_load(path.read_text())
-    k = cfg.get("loss", {}).get("ssi_num_players", 5)  # g2l/config.py's default
+    k = cfg.get("loss", {}).get("ssi_num_players", 5)  # g2l/config/schema.py's default
     clips = cfg["model"]["num_clips"]
     return k, clips * (clips + 1) // 2, cfg["train"]["batch_size"]
 

@@ -30,6 +30,7 @@ SETTINGS = {"charades": (16, 5), "activitynet": (64, 7)}  # map side N, loss.ssi
 def games_like(name: str, num_videos: int, seed: int = 0) -> list[np.ndarray]:
     """``(s_v m_v)`` cosines of each video's sentences with its moment players."""
     from g2l.losses.ssi import moment_games
+    from g2l.models.grounding import per_video_cosine
 
     side, players = SETTINGS[name]
     start_idx, end_idx = torch.triu_indices(side, side)
@@ -42,7 +43,8 @@ def games_like(name: str, num_videos: int, seed: int = 0) -> list[np.ndarray]:
     sentences = torch.nn.functional.normalize(cells[sentence_video, anchors]
                                               + 0.05 * torch.randn(sentence_video.numel(), 64, generator=g), dim=-1)
     closeness = torch.rand(sentence_video.numel(), cells.shape[1], generator=g)
-    return [s.detach().numpy() for s in moment_games(cells, sentences, sentence_video, closeness, players)]
+    return [s.detach().numpy() for s in moment_games(per_video_cosine(sentences, cells, sentence_video), sentence_video,
+                                                                closeness, players, num_videos)]
 
 
 def main() -> int:
@@ -55,8 +57,8 @@ def main() -> int:
     parser.add_argument("--tau", type=float, default=0.1)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from g2l.losses.ssi import estimate_reliability, interaction_target
     from g2l.losses.kernels import interaction_estimator
+    from g2l.losses.ssi import estimate_reliability, interaction_target
 
     print(f"{args.repeats} seeds of each estimator, {args.samples} draws, tau {args.tau}; sums over sentences")
     print(f"{'setting':<12} {'kernel':<6} {'games':>5} {'rows':>5} {'m':>5} {'empirical/former':>17} {'empirical/new':>14} "

@@ -4,10 +4,11 @@ and precisions, for the three public configurations: Charades-STA (N=16, 48 vide
 small random text encoder (4-layer, 256-d BERT) and the real mean number of sentences per video.
 
 Columns (each in its own process, so its peak memory is its own):
-    fp32 full      today's reference: float32, every layer on its whole padded grid
-    fp32 cropped   float32, the cropped map (model.map_compute=cropped, the same results)
+    fp32 full      the baseline: float32, every map layer on its whole padded grid (bench/common.py's
+                   ``map_compute="full"``, the computation the model's cropped map replaced)
+    fp32 cropped   float32, the model's map (only the cells that reach a proposal; the same results)
     bf16 full      bf16 autocast, whole grid
-    bf16 cropped   bf16 autocast, cropped map (what train.precision=auto gives on a bf16 machine)
+    bf16 cropped   bf16 autocast, the model's map (what train.precision=auto gives on a bf16 machine)
 and the speed-up of each over fp32 full, and the first step's total loss of each (equal losses
 show the paths compute the same thing; bf16 differs by its round-off).
 
@@ -29,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PUBLIC, default_device, run_isolated  # noqa: E402
 
-from g2l.atomic import write_text_atomic  # noqa: E402
+from g2l.io.atomic import write_text_atomic  # noqa: E402
 
 COLUMNS = [("fp32", "full"), ("fp32", "cropped"), ("bf16", "full"), ("bf16", "cropped")]
 QUICK_VIDEOS = {"charades": 8, "activitynet": 2, "tacos": 1}  # --quick: videos per step
@@ -50,7 +51,7 @@ def main() -> int:
     parser.add_argument("--columns", default=",".join(f"{p}-{m}" for p, m in COLUMNS),
                         help="which of fp32-full,fp32-cropped,bf16-full,bf16-cropped to run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "torch"], help="loss.kernels")
+    parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "torch"], help="the loss's kernels= (g2l/losses/kernels.py)")
     parser.add_argument("--json", default=None, help="write every cell (config, width, column, seconds) here")
     args = parser.parse_args()
     widths = [int(w) for w in (args.hidden_dim or "512,64").split(",")]
@@ -61,7 +62,7 @@ def main() -> int:
     for name in args.configs.split(","):
         if name not in PUBLIC:
             parser.error(f"unknown config '{name}'; choose from {', '.join(PUBLIC)}")
-    print(f"device {args.device}, variant {args.variant}, loss.kernels={args.kernels}, threads {args.threads}, "
+    print(f"device {args.device}, variant {args.variant}, kernels {args.kernels}, threads {args.threads}, "
           f"steps {steps} (+{args.warmup} warm-up), "
           f"rounds {args.rounds}" + (", --quick: few videos per step" if args.quick else ""))
     cells_out = []

@@ -1,4 +1,4 @@
-"""g2l: video grounding on a 2D moment map (MMN baseline, G2L losses).
+"""g2l: video grounding on a 2D moment map, trained with G2L's losses (the default; MMN's as an overlay).
 
     from g2l import Grounder, load_config
 
@@ -12,8 +12,9 @@ The public API is re-exported here and imported on first use, so ``import g2l`` 
 Axis glossary used in docstrings and einops patterns throughout the package:
 
     b  videos in a batch          s  sentences per video       q  queries across the batch
-    l  tokens                     p  pre-clips                 t  map side (clips, N)
-    d  channels                   k  candidates
+    l  tokens                     p  pre-clips (P, rows of a video's features)
+    t  map side (clips, N)        C  valid cells of the map (the proposals: mask2d's true cells)
+    d  channels                   k  candidates (or neighbours, positives: named where used)
 
 The 2D map is ``(b d t t)`` indexed ``[start, end]`` with a boolean ``mask2d (t t)``. The method
 the code implements is written down in docs/method.md.

@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 from g2l.errors import G2LError
@@ -339,6 +340,65 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
     figures.mkdir()
     handlers = AppHandlers(grounder, figures, top_k=top_k, max_video_s=max_video_s, max_queries=max_queries,
                            explain_target=explain_target)
+    with gr.Blocks(title="g2l") as app:
+        page = _lay_out(title, has_example=example_video is not None, max_video_s=max_video_s,
+                        max_upload_mb=max_upload_mb, max_queries=max_queries)
+        _connect(page, handlers, example_video, example_queries)
+    app.queue(default_concurrency_limit=concurrency, max_size=queue_size, status_update_rate="auto")
+    app.g2l_videos = handlers.videos  # the cache, for tests
+    app.g2l_temp_dir = temp_dir  # uploads and figures, removed at exit (and by ``launch`` when it returns)
+    app.g2l_max_upload_bytes = int(max_upload_mb * 1e6)
+    return app
+
+
+@dataclass
+class _Page:
+    """The app's components (the ``elem_id`` of each is what the tests and the page's script find)."""
+
+    upload: object
+    example: object
+    queries: object
+    truths: object
+    explain: object
+    go: object
+    status: object
+    player: object
+    moments: object
+    figure: object
+    current: object  # AppHandlers' current: the encoded video's path, None, or {"error": message}
+
+
+def _lay_out(title: str, *, has_example: bool, max_video_s: float, max_upload_mb: float, max_queries: int) -> _Page:
+    """The page's components, in a ``gr.Blocks`` being built: inputs on the left, the player on
+    the right, the moments and the figure below."""
+    import gradio as gr
+
+    gr.Markdown(f"## {title}\nUpload a video (or use the example), write one query per line, press **Ground**. "
+                f"Click a row of the table to play its moment. Videos up to {max_video_s / 60:g} min and "
+                f"{max_upload_mb:g} MB, up to {max_queries} queries.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Video file", file_count="single", type="filepath", elem_id="g2l-upload")
+            example = gr.Button("Use the example video", elem_id="g2l-example", visible=has_example)
+            queries = gr.Textbox(label=f"Queries, one per line (at most {max_queries})", lines=3,
+                                 elem_id="g2l-queries")
+            truths = gr.Textbox(label="Ground truth, optional: 'START END' in seconds, one line per query",
+                                lines=1, elem_id="g2l-truths", placeholder="2.5 12.0")
+            explain = gr.Checkbox(value=True, label="Explain each top moment (Shapley value of each word)",
+                                  elem_id="g2l-explain")
+            go = gr.Button("Ground", variant="primary", elem_id="g2l-ground")
+            status = gr.HTML(elem_id="g2l-status")
+        with gr.Column(scale=1):
+            player = gr.Video(label="Video", interactive=False, elem_id="g2l-player")
+    moments = gr.HTML(elem_id="g2l-moments")
+    figure = gr.Image(label="Timeline, score map and word values (as g2l-ground --plot)", type="filepath",
+                      elem_id="g2l-figure", interactive=False)
+    return _Page(upload, example, queries, truths, explain, go, status, player, moments, figure, gr.State(None))
+
+
+def _connect(page: _Page, handlers: AppHandlers, example_video, example_queries) -> None:
+    """What each event of the page does: an upload (or the example) is encoded, Ground grounds."""
+    import gradio as gr
 
     def encode(path, progress=gr.Progress()):
         return handlers.encode(path, progress)
@@ -350,40 +410,13 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
     def ground(current, text, truths_text, explain, progress=gr.Progress()):
         return handlers.ground(current, text, truths_text, explain, progress)
 
-    with gr.Blocks(title="g2l") as app:
-        gr.Markdown(f"## {title}\nUpload a video (or use the example), write one query per line, press **Ground**. "
-                    f"Click a row of the table to play its moment. Videos up to {max_video_s / 60:g} min and "
-                    f"{max_upload_mb:g} MB, up to {max_queries} queries.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                upload = gr.File(label="Video file", file_count="single", type="filepath", elem_id="g2l-upload")
-                example = gr.Button("Use the example video", elem_id="g2l-example",
-                                    visible=example_video is not None)
-                queries = gr.Textbox(label=f"Queries, one per line (at most {max_queries})", lines=3,
-                                     elem_id="g2l-queries")
-                truths = gr.Textbox(label="Ground truth, optional: 'START END' in seconds, one line per query",
-                                    lines=1, elem_id="g2l-truths", placeholder="2.5 12.0")
-                explain = gr.Checkbox(value=True, label="Explain each top moment (Shapley value of each word)",
-                                      elem_id="g2l-explain")
-                go = gr.Button("Ground", variant="primary", elem_id="g2l-ground")
-                status = gr.HTML(elem_id="g2l-status")
-            with gr.Column(scale=1):
-                player = gr.Video(label="Video", interactive=False, elem_id="g2l-player")
-        moments = gr.HTML(elem_id="g2l-moments")
-        figure = gr.Image(label="Timeline, score map and word values (as g2l-ground --plot)", type="filepath",
-                          elem_id="g2l-figure", interactive=False)
-        current = gr.State(None)  # AppHandlers' current: the encoded video's path, None, or {"error": message}
-
-        upload.upload(encode, inputs=upload, outputs=[player, status, current])
-        upload.clear(lambda: (None, "", None), outputs=[player, status, current])
-        example.click(use_example, outputs=[upload, queries]).then(encode, inputs=upload,
-                                                                   outputs=[player, status, current])
-        go.click(ground, inputs=[current, queries, truths, explain], outputs=[status, moments, figure])
-    app.queue(default_concurrency_limit=concurrency, max_size=queue_size, status_update_rate="auto")
-    app.g2l_videos = handlers.videos  # the cache, for tests
-    app.g2l_temp_dir = temp_dir  # uploads and figures, removed at exit (and by ``launch`` when it returns)
-    app.g2l_max_upload_bytes = int(max_upload_mb * 1e6)
-    return app
+    encoded = [page.player, page.status, page.current]
+    page.upload.upload(encode, inputs=page.upload, outputs=encoded)
+    page.upload.clear(lambda: (None, "", None), outputs=encoded)
+    page.example.click(use_example, outputs=[page.upload, page.queries]).then(encode, inputs=page.upload,
+                                                                             outputs=encoded)
+    page.go.click(ground, inputs=[page.current, page.queries, page.truths, page.explain],
+                  outputs=[page.status, page.moments, page.figure])
 
 
 @contextlib.contextmanager

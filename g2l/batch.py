@@ -43,14 +43,14 @@ from typing import BinaryIO
 
 import numpy as np
 
-from g2l import strict_json
-from g2l.atomic import remove_stale_temporaries
 from g2l.batch_output import (UNBOUNDED_BYTES, BatchError, check_made_by, hold_lock, made_by, open_output_to_append,
                               open_output_to_read, read_answer_keys)
 from g2l.errors import G2LError, path_problem
 from g2l.feature_cache import FeatureCache
-from g2l.inference import EncodedVideo, Grounder, GroundingError, QueryResult, check_queries
-from g2l.safe_files import open_regular_file
+from g2l.inference import EncodedVideo, Grounder, GroundingError, QueryResult, check_queries, result_json
+from g2l.io import strict_json
+from g2l.io.atomic import remove_stale_temporaries
+from g2l.io.safe_files import open_regular_file
 
 MAX_LINE_BYTES = 1_000_000  # a pairs line longer than this is refused (a query is a sentence)
 MAX_QUERIES_PER_LINE = 1_000  # more queries on one line are refused (48,000 took 3.8 GB at once)
@@ -353,21 +353,6 @@ class _Columns:
 
 
 # Answering -------------------------------------------------------------------------------------
-
-
-def result_json(result: QueryResult, explanation=None) -> dict:
-    """One query's answer as ``g2l-ground --json`` gives it (README, *File formats*): its moments,
-    ``match`` when the model has a match threshold (g2l/eval/match.py), and, with an explanation,
-    each word's value with its standard error (0 when computed exactly; the plot's error bars) and what
-    the values are relative to."""
-    out = {"moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in result.moments]}
-    if result.match is not None:
-        out["match"] = result.match
-    if explanation is not None:
-        out["explanation"] = [{"word": w.word, "value": w.value, "stderr": w.stderr} for w in explanation.words]
-        out["explanation_target"] = explanation.target
-        out["explanation_relative_to"] = explanation.relative_to
-    return out
 
 
 def answer(line: PairsLine, results: list[QueryResult], explanations: list | None, domain: dict | None = None) -> dict:

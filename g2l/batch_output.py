@@ -13,16 +13,15 @@ import dataclasses
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from g2l import strict_json
-from g2l.atomic import atomic_path, lock_file, lock_problem
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, frame_encoder_name
-from g2l.safe_files import open_regular_file, read_text_file
+from g2l.io import strict_json
+from g2l.io.atomic import atomic_path, lock_file, lock_problem
+from g2l.io.safe_files import NotRegularFile, open_regular, open_regular_file, read_text_file
 
 MADE_BY_SUFFIX = ".made-by.json"  # PREDS.jsonl.made-by.json: what wrote PREDS.jsonl
 MADE_BY_FORMAT = "g2l-ground --batch output, version 1"
@@ -187,14 +186,13 @@ def _shown(value) -> str:
 
 
 def open_output_to_append(out_path: Path):
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+    """The output, opened to append (created if missing; a link the user named is followed, as the
+    plan checked it): a regular file only, never waiting on a FIFO (``g2l.io.safe_files.open_regular``)."""
     try:
-        fd = os.open(out_path, flags, 0o666)
+        fd = open_regular(out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666, follow_links=True)
+    except NotRegularFile:  # a device put there since the plan
+        raise BatchError(f"output {out_path} is not a regular file; pick another --out") from None
     except OSError as error:
         raise BatchError(f"output {out_path} cannot be opened ({error.strerror or error}); "
                          "pick another --out") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a device put there since the plan
-        os.close(fd)
-        raise BatchError(f"output {out_path} is not a regular file; pick another --out")
-    os.set_blocking(fd, True)
     return os.fdopen(fd, "a", encoding="utf-8")

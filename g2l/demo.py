@@ -15,23 +15,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import torch
 
-from g2l.atomic import atomic_path, write_text_atomic
 from g2l.errors import G2LError
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from g2l.io.atomic import atomic_path, write_text_atomic
+from g2l.io.safe_files import sha256_file
 
 
 def choose_example(grounder, data_dir: Path, split: str = "test", min_queries: int = 2):
@@ -128,9 +120,9 @@ def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_
     """Pick the example from the trained model, copy the checkpoint and the example into the
     repository, and write ``checkpoints/README.md``; the last step of ``build_demo``."""
     from g2l.data.annotations import load_annotations
-    from g2l.engine.checkpoint import write_portable_checkpoint
     from g2l.eval.baselines import prior_only_metrics
     from g2l.inference import Grounder
+    from g2l.models.checkpoint import write_portable_checkpoint
 
     grounder = Grounder.from_checkpoint(best, device="cpu")
     chosen, file_r1 = choose_example(grounder, data_dir)
@@ -147,7 +139,7 @@ def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_
     write_text_atomic(example_dir / "demo.json", json.dumps(example, indent=2) + "\n")
     prior = prior_only_metrics(load_annotations(data_dir / "train.json")[0], load_annotations(data_dir / "test.json")[0])
     summary = {
-        "checkpoint": str(checkpoint_out), "sha256": sha256(checkpoint_out), "size_bytes": checkpoint_out.stat().st_size,
+        "checkpoint": str(checkpoint_out), "sha256": sha256_file(checkpoint_out), "size_bytes": checkpoint_out.stat().st_size,
         "best": best_metrics, "file_path_r1_at_0.5": file_r1, "prior_r1_at_0.5": prior["R1@0.5"], "example": video_id,
         "example_ious": ious, "num_train": num_train,
     }

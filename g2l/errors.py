@@ -10,6 +10,11 @@ Errors that mean a bug rather than bad input (a wrong shape passed between funct
 impossible state) stay plain ``ValueError`` or ``RuntimeError`` and keep their traceback.
 """
 
+import reprlib
+from typing import Any
+
+MAX_QUOTE_CHARS = 80  # of a value quoted in a message
+
 
 class G2LError(ValueError):
     """Bad input: a missing or unreadable file, a wrong value, an unusable checkpoint or video."""
@@ -42,3 +47,32 @@ def path_problem(path) -> str | None:
              (stat.S_ISSOCK, "a socket")]
     kind = next((name for test, name in kinds if test(mode)), "a special file")
     return f"{link}is not a regular file ({kind})"
+
+
+class _Repr(reprlib.Repr):
+    """reprlib's bounded repr (a few items, a few levels) that also prints a huge integer by its size,
+    since ``repr`` of an integer of more than 4,300 digits is a ValueError."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxset = 3, 5, 5, 4, 5
+        self.maxstring, self.maxother, self.maxlong = MAX_QUOTE_CHARS, MAX_QUOTE_CHARS, MAX_QUOTE_CHARS
+
+    def repr_int(self, value, level):
+        if value.bit_length() > 3 * MAX_QUOTE_CHARS:  # more digits than a message shows
+            return f"<an integer of {_digit_count(value)} digits>"
+        return super().repr_int(value, level)
+
+
+def _digit_count(value: int) -> int:
+    """The decimal digits of ``value``, without converting it to a string (which Python refuses past
+    4,300 digits): within one of the truth, as a message needs."""
+    return int(abs(value).bit_length() * 0.30103) + 1
+
+
+def quote(value: Any) -> str:
+    """``repr(value)`` for a message, cut to about ``MAX_QUOTE_CHARS`` characters without expanding the
+    value first: a list of lists that share one another (a YAML alias bomb, a pickle's references)
+    is shown a few items and levels deep, never walked whole."""
+    text = _Repr().repr(value)
+    return text if len(text) <= MAX_QUOTE_CHARS else text[: MAX_QUOTE_CHARS - 3] + "..."

@@ -13,18 +13,13 @@ coalition's sentence gives the cells of the top moment's map (its window of the 
 * ``"mean"``: the top moment's score minus the mean score of all the map's moments.
 * ``"raw"``: the top moment's score itself.
 
-Why the runner-up. A score also rises and falls with how well the sentence fits the video as a
-whole, and a Shapley value credits that to the words. On the demo model the empty sentence scores
-the top moment of "the yellow triangle turns green." 0.161 and the full query 0.083, so under
-``"raw"`` every word looks harmful (yellow -0.032, green -0.028). Subtracting the mean of all
-moments keeps that shape (the margin over the mean is 0.105 with no words, 0.056 with the query:
-yellow -0.019, green -0.018): the empty sentence already singles out the moments it likes. Against
-the runner-up the empty sentence is close to indifferent (-0.017: it slightly prefers the rival),
-the query makes the moment lead by +0.010, and the credit goes where it reads right: triangle
-+0.027, the +0.005, yellow -0.001 (for "a white square gets smaller.": 0.013 -> 0.026, square
-+0.019). The values sum to ``v(all) - v(none)`` (efficiency): a positive value is a word that
-makes this moment win by more. ``Explanation.relative_to`` says so in one sentence, for tables,
-JSON, plots and the app.
+Why the runner-up: a score also rises and falls with how well the sentence fits the video as a
+whole, and a Shapley value credits that to the words; the empty sentence already singles out the
+moments it likes, so under ``"raw"`` and ``"mean"`` the words of a good query can all look
+harmful. Against the runner-up the empty sentence is close to indifferent and the credit goes to
+the words that make this moment win (docs/benchmarks.md has the demo model's figures). The values
+sum to ``v(all) - v(none)`` (efficiency): a positive value is a word that makes this moment win by
+more. ``Explanation.relative_to`` says so in one sentence, for tables, JSON, plots and the app.
 
     explanation = explain_top_moment(grounder, video, "the yellow triangle turns green.")
     print(explanation.relative_to)
@@ -46,10 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from g2l.inference import EncodedVideo, Grounder, GroundingError, Moment, check_queries
+from g2l.inference import EncodedVideo, Grounder, GroundingError, Moment, check_queries, to_moments
 from g2l.models.grounding import score_cells
 from g2l.ops.shapley_values import shapley_values
-from g2l.ops.spans import cells_to_spans, span_iou
+from g2l.ops.spans import rank_moments, span_iou
 
 MAX_EXACT_WORDS = 8  # 2^8 = 256 forward passes, about 1 s of MiniLM on two CPU cores
 NUM_PERMUTATIONS = 12  # for longer queries: 12 orderings (6 antithetic pairs)
@@ -186,27 +181,18 @@ class TopCell:
 
 @torch.inference_mode()
 def find_top_cell(grounder: Grounder, video: EncodedVideo, query: str, window_s: float | None) -> TopCell:
-    """The query's highest-scoring cell over all windows: the top moment ``ground`` returns (NMS
-    keeps the best candidate first), with its window's cells."""
-    windows, cells_c, cells_u = grounder._cells(video, window_s)  # (w C d)
-    scores = grounder.query_scores(query, cells_c, cells_u)  # (w C), as ground scores it
-    best = int(torch.argmax(scores))
-    w, c = divmod(best, scores.shape[1])
-    offset, length = windows[w]
-    spans = cells_to_spans(grounder.model.cell_start_idx.cpu().numpy(), grounder.model.cell_end_idx.cpu().numpy(),
-                           length, grounder.model.num_clips) + np.float32(offset)  # (C 2)
+    """The query's top moment as ``ground`` finds it (its cells and scores: ``Grounder.video_cells``,
+    ``Grounder.query_scores``; ranked by ``rank_moments``), with its window's cells."""
+    cells = grounder.video_cells(video, window_s)
+    scores = grounder.query_scores(query, cells.cells_c, cells.cells_u).cpu().numpy()  # (w C), as ground scores it
+    ranked = rank_moments(scores.reshape(-1), cells.spans, grounder.cfg.eval.nms_thresh, max_keep=1)
+    w, c = divmod(int(ranked.index[0]), cells.num_cells)
+    spans = cells.spans[w * cells.num_cells:(w + 1) * cells.num_cells]  # (C 2): the top moment's window
     rivals = span_iou(spans, spans[c]) <= np.float32(grounder.cfg.eval.nms_thresh)  # (C,) NMS keeps IoU <= thresh
     rivals[c] = False
     if not rivals.any():  # every cell overlaps the top one: the runner-up is the best other cell
         rivals = np.arange(len(spans)) != c
-    moment = Moment(float(spans[c, 0]), float(min(spans[c, 1], video.duration_s)), float(scores[w, c]))
-    return TopCell(moment, c, cells_c[w], cells_u[w], rivals)
-
-
-def top_cell(grounder: Grounder, video: EncodedVideo, query: str, window_s: float | None):
-    """``(Moment, cell_c (d), cell_u (d))`` of the query's top moment (see ``find_top_cell``)."""
-    top = find_top_cell(grounder, video, query, window_s)
-    return top.moment, top.cells_c[top.cell], top.cells_u[top.cell]
+    return TopCell(to_moments(ranked, video.duration_s)[0], c, cells.cells_c[w], cells.cells_u[w], rivals)
 
 
 def target_values(scores: np.ndarray, top: TopCell, target: str) -> np.ndarray:

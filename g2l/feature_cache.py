@@ -14,7 +14,7 @@ another user, writable by anyone, or by a group other than the owner's private o
 owner, no other member: where umask 002 makes folders group-writable). The checks below cannot tell
 features planted by someone else from the video's own when their shape and duration are right, so
 such a folder is not used at all, not even read. Temporaries left by killed writers are removed
-(``g2l.atomic.remove_stale_temporaries``). ``for_grounder`` is the batch's best-effort door: a
+(``g2l.io.atomic.remove_stale_temporaries``). ``for_grounder`` is the batch's best-effort door: a
 run opens the folder once, and one that cannot be used gives one warning, then grounding goes on
 without the cache; ``usable_folder`` is the same check for the command line, before the
 model loads.
@@ -33,7 +33,7 @@ rewritten within the tick of the ``stat`` that keyed it would not be told apart.
 
 **An entry** is an uncompressed ``.npz`` (``np.savez``) of three members: ``features (T, F)``
 float32 little-endian, ``duration_s`` a float64 scalar, ``key`` the entry's own name (an entry
-copied under another name is refused). ``put`` writes it with ``g2l.atomic.atomic_path``, under the
+copied under another name is refused). ``put`` writes it with ``g2l.io.atomic.atomic_path``, under the
 key of the file as ``get`` saw it: a file that changed while it was encoded is not cached.
 
 **Checks before an entry is believed**: the entry is a regular file of ours (not a link, a folder
@@ -64,9 +64,10 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l.atomic import atomic_path, remove_stale_temporaries
 from g2l.errors import G2LError
 from g2l.inference import EncodedVideo, Grounder
+from g2l.io.atomic import atomic_path, remove_stale_temporaries
+from g2l.io.safe_files import NotRegularFile, open_regular, writable_by_others
 from g2l.video.decoding import VideoReadError, read_video_frames
 
 # The largest feature value believed. Frame encoders give pooled activations or embeddings of a
@@ -75,8 +76,6 @@ from g2l.video.decoding import VideoReadError, read_video_frames
 MAX_FEATURE_ABS = 1e4
 _MEMBERS = {"features.npy": "<f4", "duration_s.npy": "<f8", "key.npy": "<U32"}  # member -> dtype, as put writes them
 _HEADER_SLACK_BYTES = 64 * 1024  # zip and npy headers of the three members, with room to spare
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class FeatureCacheError(G2LError):
@@ -105,26 +104,12 @@ def check_folder(folder: str | Path) -> Path:
     if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
         raise FeatureCacheError(f"cache folder {given} belongs to another user, who could plant features in it; "
                                 "pass a folder of your own")
-    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info)):
+    if writable_by_others(info):
         raise FeatureCacheError(f"cache folder {given} can be written by others, who could plant features in it; "
                                 f"`chmod go-w {given}` or pass a folder of your own")
     if not os.access(resolved, os.R_OK | os.W_OK | os.X_OK):
         raise FeatureCacheError(f"cache folder {given} is not writable; pass a folder you can write")
     return resolved
-
-
-def _private_group(info: os.stat_result) -> bool:
-    """Whether the group of a file is its owner's private group (named as the owner, the owner's
-    primary group, no other member listed): the scheme under which umask 002 makes folders
-    group-writable that nobody else can write."""
-    try:
-        import grp
-        import pwd
-
-        group, owner = grp.getgrgid(info.st_gid), pwd.getpwuid(info.st_uid)
-    except (ImportError, KeyError):  # no such database (Windows), or an unnamed group or owner
-        return False
-    return group.gr_name == owner.pw_name and owner.pw_gid == info.st_gid and set(group.gr_mem) <= {owner.pw_name}
 
 
 def usable_folder(folder: str | Path) -> Path | None:
@@ -212,14 +197,13 @@ class FeatureCache:
     def _read_entry(self, entry: Path, key: str, *, rows: int, duration_s: float) -> tuple[np.ndarray, float]:
         """``(features (rows, F), duration_s)`` of ``entry`` after every check of the module docstring."""
         try:
-            fd = os.open(entry, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | getattr(os, "O_BINARY", 0))
+            fd = open_regular(entry)
+        except NotRegularFile:
+            raise BadEntry("is not a regular file") from None
         except OSError as error:
             raise BadEntry("is a symbolic link" if os.path.islink(entry)
                            else f"cannot be opened ({error.strerror or error})") from None
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            raise BadEntry("is not a regular file")
         with os.fdopen(fd, "rb") as file:
             if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
                 raise BadEntry("belongs to another user")

@@ -39,7 +39,7 @@ from g2l.data.features import l2_normalize, resample_features
 from g2l.engine.precision import GROUNDING_PRECISION, autocast
 from g2l.errors import G2LError
 from g2l.models.grounding import score_cells
-from g2l.ops.spans import cells_to_spans, rank_candidates
+from g2l.ops.spans import RankedMoments, rank_moments, window_cell_spans
 
 
 class GroundingError(G2LError):
@@ -61,6 +61,21 @@ class QueryResult:
     match: bool | None = None  # the best score >= the model's match threshold; None: the model has none
 
 
+def result_json(result: QueryResult, explanation=None) -> dict:
+    """One query's answer as ``g2l-ground --json`` gives it (README, *File formats*): its moments,
+    ``match`` when the model has a match threshold (g2l/eval/match.py), and, with an explanation,
+    each word's value with its standard error (0 when computed exactly; the plot's error bars) and what
+    the values are relative to."""
+    out = {"moments": [{"start": m.start_s, "end": m.end_s, "score": m.score} for m in result.moments]}
+    if result.match is not None:
+        out["match"] = result.match
+    if explanation is not None:
+        out["explanation"] = [{"word": w.word, "value": w.value, "stderr": w.stderr} for w in explanation.words]
+        out["explanation_target"] = explanation.target
+        out["explanation_relative_to"] = explanation.relative_to
+    return out
+
+
 @dataclass(eq=False)  # compared and hashed by identity: a Grounder caches its map features per video
 class EncodedVideo:
     """A video's frame features, computed once: ``features (T, F)`` sampled at ``fps``."""
@@ -69,6 +84,22 @@ class EncodedVideo:
     duration_s: float
     features: np.ndarray
     fps: float
+
+
+@dataclass
+class VideoCells:
+    """A video as one model sees it (``Grounder.video_cells``): the windows it is grounded in and
+    the normalised features of every valid cell of each window's map."""
+
+    windows_s: list[tuple[float, float]]  # (start_s, length_s) of each window: one for the whole video
+    cells_c: torch.Tensor  # (w C d) m^c
+    cells_u: torch.Tensor  # (w C d) m^u
+    spans: np.ndarray  # (w*C 2) float32 seconds of every cell, window by window (ends not cut at the duration)
+
+    @property
+    def num_cells(self) -> int:
+        """``C``: the valid cells of one window's map."""
+        return self.cells_c.shape[1]
 
 
 def check_queries(queries: list[str]) -> list[str]:
@@ -113,7 +144,19 @@ def frame_encoder_name(spec: dict) -> str:
     )
 
 
+def to_moments(ranked: RankedMoments, duration_s: float) -> list[Moment]:
+    """Ranked moments as ``Moment``s in seconds, each end cut at the video's ``duration_s``."""
+    return [Moment(float(start_s), float(min(end_s, duration_s)), float(score))
+            for (start_s, end_s), score in zip(ranked.spans, ranked.scores)]
+
+
 class Grounder:
+    """A checkpoint ready to ground: ``encode_video`` (or ``encode_features``) once per video, then
+    ``ground`` any number of queries. Its steps are public for tools built on it (the explanation,
+    the library): ``video_cells`` (a video's windows and cell features, cached), ``query_scores``
+    (one query's scores of them) and ``encode_tokens`` (sentence features of token ids); ``ground``
+    ranks the scores with ``g2l.ops.spans.rank_moments``."""
+
     def __init__(self, model, cfg, *, frame_encoder_spec: dict | None, device: torch.device, frame_encoder=None,
                  precision: str | None = None, source: str = "the checkpoint"):
         from g2l.engine.precision import autocast_dtype
@@ -133,8 +176,8 @@ class Grounder:
         self._forward_dtype = autocast_dtype(self.precision, device)
         self.frame_encoder_spec = frame_encoder_spec
         self._frame_encoder = frame_encoder
-        # This model's map-cell features of each video it has grounded, per window setting; an
-        # entry goes when its video does. (Kept here, not on the video: another model's cells differ.)
+        # This model's VideoCells of each video it has grounded, per window setting; an entry goes
+        # when its video does. (Kept here, not on the video: another model's cells differ.)
         self._cells_of: weakref.WeakKeyDictionary[EncodedVideo, dict] = weakref.WeakKeyDictionary()
         self.match: dict | None = None  # the checkpoint's fitted match decision (g2l/eval/match.py), if any
         self.domain: dict | None = None  # the checkpoint's summary of its training videos (g2l/data/domain.py)
@@ -151,9 +194,9 @@ class Grounder:
         """A checkpoint file, a folder written by ``g2l-export``, or a Hugging Face repo id of one.
         ``precision``: the forward pass's, ``"fp32"`` when None (not the checkpoint's train.precision);
         ``"bf16"`` or ``"auto"`` is faster where the hardware has bf16, with answers that may differ from fp32."""
-        from g2l.engine.checkpoint import model_from_checkpoint
         from g2l.engine.distributed import resolve_device
-        from g2l.engine.pretrained import load_model_source
+        from g2l.models.checkpoint import model_from_checkpoint
+        from g2l.models.checkpoint import load_model_source
 
         torch_device = resolve_device(device, setting="device")  # before the slow part
         payload, source = load_model_source(path)
@@ -252,8 +295,11 @@ class Grounder:
         return windows
 
     @torch.inference_mode()
-    def _cells(self, video: EncodedVideo, window_s: float | None):
-        """This model's normalised valid-cell features of every window of ``video``, computed once."""
+    def video_cells(self, video: EncodedVideo, window_s: float | None = None) -> VideoCells:
+        """``video`` as this model sees it: its windows (the whole video, or overlapping windows of
+        ``window_s``) and the normalised features and spans of every valid cell of each window's map,
+        computed once per video and window setting. A query's scores of them are ``query_scores``;
+        ``ground`` ranks them (``g2l.ops.spans.rank_moments``)."""
         cached = self._cells_of.setdefault(video, {})
         if window_s not in cached:
             windows = self._windows(video, window_s)
@@ -266,7 +312,10 @@ class Grounder:
                 )
             with autocast(self._forward_dtype, self.device, exact=True):
                 cells_c, cells_u = self.model.encode_video(torch.from_numpy(pre_clips).to(self.device))  # (w C d)
-            cached[window_s] = ([(s, d) for s, d, _ in windows], cells_c, cells_u)
+            windows_s = [(start_s, length_s) for start_s, length_s, _ in windows]
+            spans = window_cell_spans(self.model.cell_start_idx.cpu().numpy(), self.model.cell_end_idx.cpu().numpy(),
+                                      self.model.num_clips, windows_s)  # (w*C 2)
+            cached[window_s] = VideoCells(windows_s, cells_c, cells_u, spans)
         return cached[window_s]
 
     def domain_check(self, video: EncodedVideo) -> dict | None:
@@ -315,29 +364,24 @@ class Grounder:
         if isinstance(queries, str):
             queries = [queries]
         cleaned = check_queries(queries)
-        windows, cells_c, cells_u = self._cells(video, window_s)
+        cells = self.video_cells(video, window_s)
         limit = self.cfg.model.text_max_tokens
         for query, ids in zip(cleaned, self.model.tokenizer(cleaned, truncation=False)["input_ids"]):
             if len(ids) > limit:
                 warnings.warn(f"the query '{query[:40]}...' is longer than the model's {limit} tokens "
                               f"(model.text_max_tokens) and only its beginning is grounded", stacklevel=2)
-        scores = np.stack([self.query_scores(query, cells_c, cells_u).cpu().numpy() for query in cleaned])  # (q w C)
-        start_idx = self.model.cell_start_idx.cpu().numpy()
-        end_idx = self.model.cell_end_idx.cpu().numpy()
-        t = self.model.num_clips
-        spans = np.concatenate([cells_to_spans(start_idx, end_idx, length, t) + np.float32(offset)
-                                for offset, length in windows])  # (w*C 2), window by window like scores[q]
+        scores = np.stack([self.query_scores(query, cells.cells_c, cells.cells_u).cpu().numpy()
+                           for query in cleaned])  # (q w C)
         results = []
         for q, query in enumerate(cleaned):
-            candidate_scores = scores[q].reshape(-1)  # (w*C)
-            chosen = rank_candidates(spans, candidate_scores, self.cfg.eval.nms_thresh, top_k)
-            moments = [Moment(float(spans[c, 0]), float(min(spans[c, 1], video.duration_s)), float(candidate_scores[c]))
-                       for c in chosen]
+            ranked = rank_moments(scores[q].reshape(-1), cells.spans, self.cfg.eval.nms_thresh, top_k)
+            moments = to_moments(ranked, video.duration_s)
             score_map = None
             if keep_maps:
-                best_window = int(chosen[0] // len(start_idx)) if len(chosen) else 0
-                score_map = np.zeros((t, t), np.float32)
-                score_map[start_idx, end_idx] = scores[q, best_window]
+                best_window = int(ranked.index[0] // cells.num_cells) if len(ranked.index) else 0
+                score_map = np.zeros((self.model.num_clips, self.model.num_clips), np.float32)
+                score_map[self.model.cell_start_idx.cpu().numpy(), self.model.cell_end_idx.cpu().numpy()] = \
+                    scores[q, best_window]
             threshold = self.match_threshold
             match = None if threshold is None else bool(moments and moments[0].score >= threshold)
             results.append(QueryResult(query, moments, score_map, match))
@@ -352,14 +396,10 @@ class Grounder:
         and the normalised cell features ``cells_c, cells_u (k d)`` float32, window by window in
         ``ground``'s candidate order. A query's scores are ``score_cells(cells_c @ s_c, cells_u @ s_u,
         cfg.eval.score_gamma)`` with ``s_c, s_u`` from ``query_embeddings``."""
-        windows, cells_c, cells_u = self._cells(video, window_s)
-        start_idx = self.model.cell_start_idx.cpu().numpy()
-        end_idx = self.model.cell_end_idx.cpu().numpy()
-        spans = np.concatenate([cells_to_spans(start_idx, end_idx, length, self.model.num_clips) + np.float32(offset)
-                                for offset, length in windows])  # (w*C 2)
-        d = cells_c.shape[-1]
-        return (spans, cells_c.float().reshape(-1, d).cpu().numpy(),  # (w*C d)
-                cells_u.float().reshape(-1, d).cpu().numpy())
+        cells = self.video_cells(video, window_s)
+        d = cells.cells_c.shape[-1]
+        return (cells.spans.copy(), cells.cells_c.float().reshape(-1, d).cpu().numpy(),  # (w*C d)
+                cells.cells_u.float().reshape(-1, d).cpu().numpy())
 
     @torch.inference_mode()
     def query_embeddings(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -206,7 +206,7 @@ def plot_grounding(path: str, video_name: str, duration_s: float, results, expla
     """Write ``grounding_figure`` as a PNG at ``path``, atomically."""
     import matplotlib.pyplot as plt
 
-    from g2l.atomic import atomic_path
+    from g2l.io.atomic import atomic_path
 
     fig = grounding_figure(video_name, duration_s, results, explanations, ground_truths, width_in=width_in)
     try:

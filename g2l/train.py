@@ -30,10 +30,8 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from g2l import atomic
 from g2l.config import Config, apply_overrides, config_to_dict, save_config
 from g2l.data.dataset import Collate, build_dataset, loader_workers
-from g2l.engine import checkpoint as ckpt
 from g2l.engine.distributed import (
     all_reduce_mean,
     barrier,
@@ -45,12 +43,15 @@ from g2l.engine.distributed import (
 from g2l.engine.logging import READ_EVERY_STEPS, RunLogger, StepValues, say
 from g2l.engine.optim import build_optimizer, lr_factor, set_learning_rates, set_text_trainable
 from g2l.engine.precision import autocast, autocast_dtype
-from g2l.engine.resume import best_on_disk, load_resume_state, truncate_metrics
+from g2l.engine.resume import best_on_disk, load_resume_state, load_training_state, truncate_metrics
 from g2l.engine.run_dir import create_run_dir, lock_run_dir, plan_run_dir
 from g2l.errors import G2LError
 from g2l.eval.evaluator import evaluate
 from g2l.eval.predictions import write_predictions
-from g2l.losses.combine import build_loss
+from g2l.io import atomic
+from g2l.io.checkpoint import save_payload
+from g2l.losses.combine import RAW_PREFIX, build_loss
+from g2l.models.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from g2l.models.grounding import build_model
 
 
@@ -138,7 +139,7 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
     frame_encoder = train_set.features.encoder_spec()
     model = build_model(cfg, text_spec=payload.get("text_backbone") if payload else None).to(device)
     if payload is not None:
-        ckpt.load_model_state(model, payload["model"], str(resume_dir))
+        load_model_state(model, payload["model"], str(resume_dir))
     loss_fn = build_loss(cfg)
     run_dir = _open_run_dir(cfg, payload, resume_dir, planned, main, held)
 
@@ -146,7 +147,7 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
                                 betas=tuple(t.betas))
     start_epoch, global_step, best = 1, 0, {}
     if payload is not None:
-        ckpt.load_training_state(optimizer, payload, str(run_dir / "checkpoints" / "last.pt"))
+        load_training_state(optimizer, payload, str(run_dir / "checkpoints" / "last.pt"))
         start_epoch, global_step = payload["epoch"] + 1, payload["global_step"]
         best = best_on_disk(run_dir, payload["best"], main)
         say(f"resuming {run_dir} after epoch {payload['epoch']} (step {global_step})", main)
@@ -163,7 +164,7 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
                                  seed=t.seed, drop_last=False)
     workers = loader_workers(cfg.data.num_workers, device)
     loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, num_workers=workers,
-                        collate_fn=Collate(cfg.loss.iou_min, cfg.loss.iou_max, model.tokenizer, cfg.model.text_max_tokens),
+                        collate_fn=Collate(model.tokenizer, cfg.model.text_max_tokens),
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     forward_dtype = autocast_dtype(t.precision, device)
     say(f"precision {t.precision}: forward pass in {'bf16' if forward_dtype is not None else 'fp32'} on {device}", main)
@@ -174,8 +175,8 @@ def set_up(cfg: Config, payload: dict | None, resume_dir: Path | None, dist_ctx,
 
 
 def train_epoch(run: Run, epoch: int) -> dict[str, float]:
-    """One pass over the training data; returns the epoch's mean losses (``train_epoch/<term>``),
-    its duration, and ``train_epoch/data_wait_share``: the share of that duration the loop spent
+    """One pass over the training data; returns the epoch's mean losses (``train_epoch/<term>`` weighted
+    as they enter the total, ``train_epoch/raw_<term>`` unweighted, ``train_epoch/stat_*``), its duration, and ``train_epoch/data_wait_share``: the share of that duration the loop spent
     waiting for the next batch (the loader's ``next`` and the copy to the device)."""
     cfg, t, model = run.cfg, run.cfg.train, run.model
     text_trainable = epoch > t.freeze_text_epochs
@@ -282,9 +283,9 @@ def end_epoch(run: Run, epoch: int, train_record: dict[str, float]) -> None:
         # best.pt before last.pt: a run killed between the two writes resumes from the previous
         # last.pt and redoes this epoch, and best_on_disk adopts what best.pt holds.
         if improved:
-            ckpt.save_checkpoint(run.run_dir / "checkpoints" / "best.pt", include_rng=False, **shared)
+            save_checkpoint(run.run_dir / "checkpoints" / "best.pt", include_rng=False, **shared)
             atomic.kill_point("between-checkpoints")
-        ckpt.save_checkpoint(run.run_dir / "checkpoints" / "last.pt", optimizer=run.optimizer, **shared)
+        save_checkpoint(run.run_dir / "checkpoints" / "last.pt", optimizer=run.optimizer, **shared)
     barrier()
 
 
@@ -309,7 +310,7 @@ def fit_domain(run: Run) -> None:
         from g2l.data.domain import fit_dataset_summary
 
         summary = fit_dataset_summary(run.loader.dataset)
-        ckpt.save_payload(best, {**ckpt.load_checkpoint(best), "domain": summary})
+        save_payload(best, {**load_checkpoint(best), "domain": summary})
         say(f"domain summary of {summary['num_videos']} training videos written into {best} (a video is "
             f"flagged beyond feature distance {summary['threshold']:.2f})")
     barrier()
@@ -339,7 +340,8 @@ def _open_run_dir(cfg: Config, payload: dict | None, resume_dir: Path | None, pl
 
 def _diverged(run: Run, epoch: int, step: int, values: dict[str, float]) -> TrainingDivergedError:
     """The one sentence for a run whose loss (``values``) or weights stopped being finite."""
-    what = ", ".join(f"{k} = {v}" for k, v in values.items() if not math.isfinite(v)) or "a weight is not finite"
+    what = ", ".join(f"{k} = {v}" for k, v in values.items()
+                     if not math.isfinite(v) and not k.startswith(RAW_PREFIX)) or "a weight is not finite"
     last = run.run_dir / "checkpoints" / "last.pt"
     kept = (f"{last}, of epoch {epoch - 1}, is kept as the last good checkpoint" if last.is_file()
             else "no epoch had finished, so there is no checkpoint to keep")

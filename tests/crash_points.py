@@ -1,5 +1,5 @@
 """Crash points, for the kill -9 tests: ``python -m tests.crash_points <g2l-train arguments>`` runs
-``g2l-train`` in this process with ``g2l.atomic.kill_point`` replaced by ``crash_point``, so that
+``g2l-train`` in this process with ``g2l.io.atomic.kill_point`` replaced by ``crash_point``, so that
 with ``G2L_TEST_CRASH_AT=<point>`` in the environment the process kills itself (as ``kill -9``
 would: no cleanup, no flush) when it reaches ``kill_point(<point>)``; ``<point>#<n>`` waits for the
 n-th time. The library never reads the variable: the replacement is made here, by the harness.
@@ -30,8 +30,8 @@ def crash_point(name: str) -> None:
 
 
 if __name__ == "__main__":
-    import g2l.atomic
+    import g2l.io.atomic
     from g2l.cli import train_main
 
-    g2l.atomic.kill_point = crash_point
+    g2l.io.atomic.kill_point = crash_point
     sys.exit(train_main(sys.argv[1:]))

@@ -46,6 +46,7 @@ def tiny_overrides(folder: Path, text_encoder_dir: Path, out_dir: Path, **extra)
         "train.batch_size": 8, "train.epochs": 2, "train.freeze_text_epochs": 1, "train.lr": 1e-3,
         "train.milestones": "[1]", "loss.only_iou_epoch": 1, "log.output_dir": out_dir, "log.wandb": "off",
         "log.progress": False, "eval.batch_size": 4,
+        "loss.sentence_contrast": "mmn", "loss.ssi_weight": 0.0,  # MMN, the cheaper loss; G2L tests set theirs
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
@@ -74,7 +75,7 @@ def tiny_checkpoint_with_text(folder: Path, text_encoder_dir: Path) -> Path:
     import torch
 
     from g2l.config import load_config
-    from g2l.engine.checkpoint import save_checkpoint
+    from g2l.models.checkpoint import save_checkpoint
     from g2l.models.grounding import build_model
 
     cfg = load_config(None, tiny_overrides(folder, text_encoder_dir, folder))

@@ -13,10 +13,10 @@ import torch
 from g2l.assets import demo_checkpoint, demo_example
 from g2l.cli import ground_main
 import g2l.explain as explain_module
-from g2l.explain import WordGame, coalition_scores, display_word, explain_top_moment, top_cell, word_game
+from g2l.explain import WordGame, coalition_scores, display_word, explain_top_moment, find_top_cell, word_game
 from g2l.inference import Grounder, GroundingError
 from g2l.ops.shapley_values import exact_shapley_from_value_table, shapley_values
-from tests.support.shapley_reference import mask_permutation_shapley
+from tests.reference.shapley_values import mask_permutation_shapley
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,29 @@ def demo():
     grounder = Grounder.from_checkpoint(demo_checkpoint(), device="cpu", precision="fp32")
     video_path, queries = demo_example()
     return grounder, grounder.encode_video(video_path), queries
+
+
+def top_cell(grounder, video, query):
+    """``(Moment, cell_c (d), cell_u (d))`` of the query's top moment in the whole video."""
+    top = find_top_cell(grounder, video, query, None)
+    return top.moment, top.cells_c[top.cell], top.cells_u[top.cell]
+
+
+@pytest.mark.parametrize("window_s", [None, 16.0])
+def test_the_top_cell_is_the_top_moment_ground_returns(demo, window_s):
+    """``find_top_cell`` goes through ``Grounder.video_cells`` and ``query_scores`` and ranks with
+    ``rank_moments``: its moment is ``ground``'s first, to the bit, in a window of the video too,
+    and its cells are that window's."""
+    grounder, video, queries = demo
+    for query in [*queries, "a red circle moves left"]:
+        first = grounder.ground(video, [query], top_k=1, window_s=window_s)[0].moments[0]
+        top = find_top_cell(grounder, video, query, window_s)
+        assert top.moment == first
+        cells = grounder.video_cells(video, window_s)
+        windows = [w for w in range(len(cells.windows_s)) if top.cells_c.data_ptr() == cells.cells_c[w].data_ptr()]
+        assert len(windows) == 1 and top.rivals.shape == (cells.num_cells,) and not top.rivals[top.cell]
+        spans = cells.spans[windows[0] * cells.num_cells:][top.cell]
+        assert (float(spans[0]), min(float(spans[1]), video.duration_s)) == (first.start_s, first.end_s)
 
 
 def test_the_explained_moment_is_the_top_moment_and_the_values_sum_to_its_score_gain(demo):
@@ -128,7 +151,7 @@ def test_an_unknown_target_and_a_query_without_letters_are_refused(demo):
 def test_sampling_over_boolean_coalitions_matches_the_exact_values():
     """``shapley_values``' sampled path (boolean coalitions, any number of players) on a
     non-additive game: the same orderings and values as the 64-bit-mask sampler it replaced
-    (tests/support/shapley_reference.py), efficiency in every draw, convergence to the exact values
+    (tests/reference/shapley_values.py), efficiency in every draw, convergence to the exact values
     of ``exact_shapley_from_value_table``."""
     n = 6
     table = np.array([np.sin(mask * 0.7) + bin(mask).count("1") ** 1.5 for mask in range(1 << n)])  # a non-additive game
@@ -169,7 +192,7 @@ def test_symmetric_players_get_equal_values_and_a_dummy_gets_zero(demo):
     grounder, video, queries = demo
     query = queries[1]  # "the yellow triangle turns green."
     game = word_game(grounder.model.tokenizer, query, grounder.cfg.model.text_max_tokens)
-    _, cell_c, cell_u = top_cell(grounder, video, query, None)
+    _, cell_c, cell_u = top_cell(grounder, video, query)
     # Players: the words, a second owner of the tokens of word 2 (symmetric with it: the tokens are
     # attended when either is present) and a player that owns no token (a dummy).
     tokens = torch.cat([game.word_tokens, game.word_tokens[2:3], torch.zeros_like(game.word_tokens[:1])])
@@ -209,7 +232,7 @@ def test_packing_the_attended_tokens_gives_the_masked_scores(demo, monkeypatch):
     monkeypatch.setattr(grounder, "_forward_dtype", None)  # an identity of exact arithmetic: float32 (bf16 rounds by shape)
     query = "the small yellow triangle slowly turns green while a white square shrinks"
     game = word_game(grounder.model.tokenizer, query, grounder.cfg.model.text_max_tokens)
-    _, cell_c, cell_u = top_cell(grounder, video, query, None)
+    _, cell_c, cell_u = top_cell(grounder, video, query)
     coalitions = np.random.default_rng(0).random((40, len(game.words))) < 0.5
     packed = coalition_scores(grounder, game, coalitions, cell_c, cell_u, pack=True, batch_size=8)
     masked = coalition_scores(grounder, game, coalitions, cell_c, cell_u, pack=False)
@@ -228,8 +251,8 @@ def test_ground_explain_json(capsys):
 
 def test_the_json_carries_each_words_standard_error():
     # A sampled explanation's error bars (the plot draws them) are in the JSON too, word by word.
-    from g2l.batch import result_json
     from g2l.explain import Explanation, WordValue
+    from g2l.inference import result_json
     from g2l.inference import Moment, QueryResult
 
     words = [WordValue("red", 0.25, 0.01), WordValue("circle", -0.125, 0.03)]

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from g2l.config import load_config
-from g2l.engine.checkpoint import load_checkpoint, save_checkpoint
-from g2l.train import train
 from g2l.inference import Grounder, GroundingError
+from g2l.models.checkpoint import load_checkpoint, save_checkpoint
+from g2l.train import train
 from g2l.video.frame_encoders import EncoderMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def rendered_run(tmp_path_factory, tiny_text_encoder_dir):
-    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.synthetic.render import render_dataset
+    from g2l.video.feature_extraction import extract_features_to_hdf5, list_videos
     from g2l.video.frame_encoders import build_frame_encoder
 
     root = tmp_path_factory.mktemp("rendered")
@@ -92,7 +92,7 @@ def test_one_video_grounded_with_two_models_gets_each_models_answer(rendered_run
 def test_encoder_mismatch_and_missing_encoder_are_errors(rendered_run, tmp_path):
     data, ckpt = rendered_run
     payload = load_checkpoint(ckpt)
-    from g2l.engine.checkpoint import model_from_checkpoint
+    from g2l.models.checkpoint import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(payload, "x")
     wrong = dict(payload["frame_encoder"], input_size=112)
@@ -196,7 +196,7 @@ def _answer(result):
 @pytest.fixture(scope="module")
 def bf16_trained(rendered_run, tmp_path_factory):
     """The rendered checkpoint, its config saying train.precision=bf16, and a video's features."""
-    from g2l.engine.checkpoint import model_from_checkpoint
+    from g2l.models.checkpoint import model_from_checkpoint
 
     data, ckpt = rendered_run
     payload = load_checkpoint(ckpt)
@@ -248,7 +248,8 @@ def test_grounding_is_fp32_whatever_the_checkpoint_or_the_cpu_says(bf16_trained,
         answers[forced] = grounder.ground(video, MIXED_QUERIES, top_k=5, keep_maps=True)
     assert [_answer(r) for r in answers["0"]] == [_answer(r) for r in answers["1"]]
     # The independent computation: the whole batch padded, on two threads.
-    _, cells_c, cells_u = grounder._cells(video, None)
+    cells = grounder.video_cells(video)
+    cells_c, cells_u = cells.cells_c, cells.cells_u  # (w C d)
     tokens = grounder.model.tokenizer(MIXED_QUERIES, padding=True, return_tensors="pt")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

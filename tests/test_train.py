@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from g2l.config import load_config
-from g2l.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from g2l.train import train
 from g2l.eval.evaluator import evaluate_checkpoint
+from g2l.io.checkpoint import CheckpointError
+from g2l.models.checkpoint import load_checkpoint, model_from_checkpoint
+from g2l.train import train
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +51,20 @@ def test_training_steps_give_finite_losses_and_a_run_folder(two_epoch_run):
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.pt").is_file()
     assert (run / "checkpoints" / "best.pt").is_file()
     assert len((run / "predictions" / "test_epoch002.jsonl").read_text().splitlines()) == 16
+
+
+def test_training_logs_each_raw_term_beside_its_weighted_one(two_epoch_run):
+    # metrics.jsonl (and W&B) carry train_epoch/<term>, weighted as it enters the total, and
+    # train_epoch/raw_<term>, unweighted: after the only-IoU epoch (1 here) only the weighted one
+    # is scaled by only_iou_scale.
+    run = two_epoch_run.run_dir
+    lo = load_config(run / "config.yaml").loss
+    records = read_metrics(run)
+    for record, late in zip(records, (1.0, lo.only_iou_scale)):
+        assert record["train_epoch/raw_bce"] == record["train_epoch/bce"]
+        for term in ("video_contrast", "sentence_contrast"):
+            raw, weighted = record[f"train_epoch/raw_{term}"], record[f"train_epoch/{term}"]
+            assert raw > 0 and weighted == pytest.approx(lo.contrast_weight * late * raw, rel=1e-5), (record["epoch"], term)
 
 
 def test_training_ends_by_fitting_best_pt_s_match_threshold(two_epoch_run, bench):

@@ -8,12 +8,16 @@ steps of 16 so that rounding is safe.
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
 
 import av
+import h5py
 import numpy as np
+
+from g2l.video.feature_extraction import SPEC_ATTR
 
 COLOR_STEP = 16  # grey levels between neighbouring codes; lossy coding moves a flat colour by < 8
 
@@ -117,3 +121,9 @@ def write_test_video(
                 container.mux(audio_stream.encode(frame))
             container.mux(audio_stream.encode())
     return times_s
+
+
+def read_encoder_spec(path: str | Path) -> dict | None:
+    """The encoder spec stored in a feature file, or None if it has none (e.g. a public file)."""
+    with h5py.File(path, "r") as handle:
+        return json.loads(handle.attrs[SPEC_ATTR]) if SPEC_ATTR in handle.attrs else None

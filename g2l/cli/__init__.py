@@ -11,7 +11,9 @@ prints for the terminal tools.
 Where things are:
   common.py      OneLineParser, run_cli, CliError and the argument types shared by commands
   train_eval.py  g2l-train, g2l-eval, g2l-baselines
-  ground.py      g2l-ground, g2l-app, g2l-export (and what g2l-ground prints)
+  ground.py      g2l-ground (and what it prints)
+  export.py      g2l-export
+  app.py         g2l-app
   data.py        g2l-extract, g2l-make-synthetic, g2l-real-stats
   demo.py        g2l-render-demo, g2l-build-demo
   library.py     g2l-index, g2l-search
@@ -19,10 +21,12 @@ A new command is a ``_<name>(argv)`` parser in the module of its family, a ``<na
 wraps it in ``run_cli``, a line below, a console script in pyproject.toml and a shim in tools/.
 """
 
+from g2l.cli.app import app_main
 from g2l.cli.common import CliError, OneLineParser, run_cli
 from g2l.cli.data import extract_main, make_synthetic_main, real_stats_main
 from g2l.cli.demo import build_demo_main, render_demo_main
-from g2l.cli.ground import app_main, export_main, ground_main
+from g2l.cli.export import export_main
+from g2l.cli.ground import ground_main
 from g2l.cli.library import index_main, search_main
 from g2l.cli.train_eval import baselines_main, eval_main, train_main
 

@@ -20,8 +20,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
-from g2l import strict_json
 from g2l.errors import G2LError
+from g2l.io import strict_json
 
 
 class CliError(G2LError):
@@ -176,7 +176,7 @@ def fraction(text: str) -> float:
 def check_writable(path: str | None, option: str) -> None:
     """Refuse an output path that cannot be written before any work is done."""
     if path:
-        from g2l.atomic import unwritable_reason
+        from g2l.io.atomic import unwritable_reason
 
         problem = unwritable_reason(path)
         if problem:
@@ -184,7 +184,7 @@ def check_writable(path: str | None, option: str) -> None:
 
 
 def write_json_atomic(path: str, data: dict) -> None:
-    from g2l.atomic import write_text_atomic
+    from g2l.io.atomic import write_text_atomic
 
     write_text_atomic(path, strict_json.dumps(data, indent=2) + "\n")
 

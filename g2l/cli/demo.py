@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from g2l import strict_json
 from g2l.cli.common import CliError, OneLineParser, require_extras, run_cli
+from g2l.io import strict_json
 
 
 def _render_demo(argv: Sequence[str] | None) -> int:

@@ -1,5 +1,5 @@
-"""Grounding a video and sharing a model: ``g2l-ground``, ``g2l-app`` and ``g2l-export``, with
-what ``g2l-ground`` prints (its JSON and its explanation table)."""
+"""Grounding: ``g2l-ground`` (one video, or ``--batch``), with what it prints (its JSON and its
+explanation table). ``g2l-export`` and ``g2l-app`` have their own modules (export.py, app.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import math
 import sys
 from collections.abc import Sequence
 
-from g2l import strict_json
 from g2l.cli.common import CliError, OneLineParser, check_writable, run_cli, terminal_progress
 from g2l.errors import path_problem
+from g2l.io import strict_json
 from g2l.plots import plot_grounding  # matplotlib is imported only when a plot is drawn
 
 
 def grounding_json(video: str, duration_s: float, results, explanations=None, domain: dict | None = None) -> dict:
     """What ``g2l-ground --json`` prints: the README's *File formats* (``domain``: the video's
     ``Grounder.domain_check``, present when the model has a domain summary)."""
-    from g2l.batch import result_json
+    from g2l.inference import result_json
 
     pairs = zip(results, explanations or [None] * len(results))
     return {"video": video, "duration": duration_s, **({"domain": domain} if domain is not None else {}),
@@ -37,7 +37,7 @@ def format_explanation(explanation) -> str:
     return "\n".join(lines)
 
 
-def _ground(argv: Sequence[str] | None) -> int:
+def _ground_parser() -> OneLineParser:
     parser = OneLineParser(
         description='Find when sentences happen in a video. Example: g2l-ground examples/demo.mp4 "the red circle grows". '
                     "Many videos and queries at once: g2l-ground --batch PAIRS.jsonl --out PREDS.jsonl "
@@ -77,10 +77,35 @@ def _ground(argv: Sequence[str] | None) -> int:
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="with --batch: keep frame features here, so a later run only encodes new videos")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
-    args = parser.parse_args(argv)
-    from pathlib import Path
+    return parser
 
+
+def _ground(argv: Sequence[str] | None) -> int:
+    args = _ground_parser().parse_args(argv)
     # Everything that can be checked without the model is checked first: loading and encoding take long.
+    _check_numbers(args)
+    if args.batch is not None:
+        return _ground_batch(args)
+    video_path = _check_one_video(args)
+    grounder = _load_grounder(args)
+    grounder.check_window(args.window, grounder.fps, what="--window")  # before encoding the video
+    with terminal_progress(f"encoding {video_path.name}", quiet=args.quiet) as update:
+        video = grounder.encode_video(args.video, progress=update)
+    results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))
+    domain = grounder.domain_check(video)
+    if domain is not None and domain["outside"]:
+        from g2l.data.domain import domain_warning
+
+        print(f"warning: {domain_warning(video_path.name, domain)}", file=sys.stderr)
+    explanations = _explain(args, grounder, video, results)
+    _print_results(args, video_path, video, results, explanations, domain)
+    if args.plot:
+        _write_plot(args, video_path, video, results, explanations)
+    return 0
+
+
+def _check_numbers(args) -> None:
+    """--top-k, --window and --gt, for one video and for --batch alike."""
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1")
     if args.window is not None and not (math.isfinite(args.window) and args.window > 0):
@@ -88,14 +113,18 @@ def _ground(argv: Sequence[str] | None) -> int:
     for start, end in args.gt or []:
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
             raise CliError(f"--gt needs START END in seconds with 0 <= START < END, got {start:g} {end:g}")
-    if args.batch is not None:
-        return _ground_batch(args)
+
+
+def _check_one_video(args):
+    """The arguments of one video's grounding, checked before the model loads; the video's path."""
+    from pathlib import Path
+
     for option in ("out", "cache"):
         if getattr(args, option) is not None:
             raise CliError(f"--{option} goes with --batch; to ground one video pass VIDEO QUERY [QUERY ...]")
     if args.video is None or not args.queries:
         raise CliError("pass a video and at least one query (or --batch PAIRS.jsonl --out PREDS.jsonl)")
-    from g2l.inference import check_queries
+    from g2l.inference import check_queries  # torch: imported once the arguments are known to need it
 
     check_queries(args.queries)
     video_path = Path(args.video)
@@ -108,22 +137,21 @@ def _ground(argv: Sequence[str] | None) -> int:
     if args.gt is not None and not args.plot:
         raise CliError("--gt is drawn on the --plot figure; pass --plot OUT.png too")
     check_writable(args.plot, "--plot")
-    grounder = _load_grounder(args)
-    grounder.check_window(args.window, grounder.fps, what="--window")  # before encoding the video
-    with terminal_progress(f"encoding {video_path.name}", quiet=args.quiet) as update:
-        video = grounder.encode_video(args.video, progress=update)
-    results = grounder.ground(video, args.queries, top_k=args.top_k, window_s=args.window, keep_maps=bool(args.plot))
-    domain = grounder.domain_check(video)
-    if domain is not None and domain["outside"]:
-        from g2l.data.domain import domain_warning
+    return video_path
 
-        print(f"warning: {domain_warning(video_path.name, domain)}", file=sys.stderr)
-    explanations = None
-    if args.explain:
-        from g2l.explain import explain_top_moment
 
-        explanations = [explain_top_moment(grounder, video, r.query, window_s=args.window, seed=args.seed,
-                                           target=args.explain_target) for r in results]
+def _explain(args, grounder, video, results) -> list | None:
+    """With --explain, each query's explanation of its top moment; else None."""
+    if not args.explain:
+        return None
+    from g2l.explain import explain_top_moment
+
+    return [explain_top_moment(grounder, video, r.query, window_s=args.window, seed=args.seed,
+                               target=args.explain_target) for r in results]
+
+
+def _print_results(args, video_path, video, results, explanations, domain) -> None:
+    """The answers on stdout: --json's object, or a table per query (and its explanation)."""
     if args.json:
         print(strict_json.dumps(grounding_json(args.video, video.duration_s, results, explanations, domain)))
     else:
@@ -136,16 +164,17 @@ def _ground(argv: Sequence[str] | None) -> int:
             if explanation is not None:
                 print(format_explanation(explanation))
     sys.stdout.flush()  # the results are shown even if the plot then fails
-    if args.plot:
-        try:
-            plot_grounding(args.plot, video_path.name, video.duration_s, results, explanations,
-                           [tuple(gt) for gt in args.gt] if args.gt is not None else None)
-        except OSError as error:
-            raise CliError(f"--plot {args.plot} could not be written ({error.strerror or error}); "
-                           "the results above are complete") from None
-        if not args.json:
-            print(f"\nplot written to {args.plot}")
-    return 0
+
+
+def _write_plot(args, video_path, video, results, explanations) -> None:
+    try:
+        plot_grounding(args.plot, video_path.name, video.duration_s, results, explanations,
+                       [tuple(gt) for gt in args.gt] if args.gt is not None else None)
+    except OSError as error:
+        raise CliError(f"--plot {args.plot} could not be written ({error.strerror or error}); "
+                       "the results above are complete") from None
+    if not args.json:
+        print(f"\nplot written to {args.plot}")
 
 
 def _load_grounder(args):
@@ -199,104 +228,3 @@ def _ground_batch(args) -> int:
 
 def ground_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(_ground, argv)
-
-
-def _export(argv: Sequence[str] | None) -> int:
-    parser = OneLineParser(
-        description="Write a checkpoint as a Hugging Face layout folder (model.safetensors, config.json, tokenizer "
-                    "files, frame_encoder.json, a README.md model card) that Grounder.from_pretrained and "
-                    "--checkpoint load. Example: g2l-export runs/my-run/checkpoints/best.pt my-model",
-    )
-    parser.add_argument("checkpoint", help="a g2l checkpoint (or an exported folder, or a hub repo id)")
-    parser.add_argument("out_dir", help="the folder to write (created; an earlier export there is replaced whole, "
-                                        "once the new one is complete)")
-    parser.add_argument("--floors", default=None, metavar="FLOORS.json",
-                        help="the JSON of g2l-baselines --json, shown beside the metrics in the model card")
-    parser.add_argument("--name", default=None, help="the model card's title (default: the folder's name)")
-    parser.add_argument("--push-to-hub", default=None, metavar="ORG/NAME",
-                        help="then upload the folder to this Hugging Face repo (created if missing; needs a token)")
-    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
-    args = parser.parse_args(argv)
-    from pathlib import Path
-
-    from g2l.engine.pretrained import _REPO_ID, export_pretrained, push_to_hub
-
-    if args.push_to_hub is not None and not _REPO_ID.fullmatch(args.push_to_hub):
-        raise CliError(f"--push-to-hub {args.push_to_hub!r} is not a repo id; pass ORG/NAME")
-    if args.floors is not None and not Path(args.floors).is_file():
-        raise CliError(f"--floors file {args.floors} does not exist; pass the JSON that g2l-baselines --json wrote")
-    out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"{args.out_dir} exists and is not a folder; pass a folder path")
-    try:
-        folder = export_pretrained(args.checkpoint, out, floors=args.floors, name=args.name)
-    except OSError as error:
-        raise CliError(f"cannot write the folder {args.out_dir} ({error.strerror or error}); pass a folder you can "
-                       "write to") from None
-    print(f"wrote {folder}")
-    if args.push_to_hub:
-        print(f"uploaded to {push_to_hub(folder, args.push_to_hub, private=args.private)}")
-    return 0
-
-
-def export_main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_export, argv)
-
-
-def _app(argv: Sequence[str] | None) -> int:
-    parser = OneLineParser(
-        description="The web app: upload a video or use the example, type queries, see the moments, the score map "
-                    "and why. Example: g2l-app, then open http://127.0.0.1:7860",
-    )
-    parser.add_argument("--checkpoint", default=None,
-                        help="a checkpoint, an exported folder or a hub repo id (default: the shipped demo)")
-    parser.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860, help="the port (default 7860)")
-    parser.add_argument("--top-k", type=int, default=5, help="moments per query (default 5)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--frame-encoder", default=None, help="override the frame encoder to build (e.g. clip:<folder>)")
-    parser.add_argument("--max-video-min", type=float, default=20.0,
-                        help="refuse uploaded videos longer than this many minutes (default 20)")
-    parser.add_argument("--max-queries", type=int, default=20, help="the most query lines per request (default 20)")
-    parser.add_argument("--max-upload-mb", type=float, default=500.0,
-                        help="refuse uploads larger than this many megabytes (default 500)")
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="requests worked on at once; the others wait in a queue that shows their place (default 1)")
-    args = parser.parse_args(argv)
-    if not (math.isfinite(args.max_video_min) and args.max_video_min > 0):
-        raise CliError(f"--max-video-min must be a positive number of minutes, got {args.max_video_min}")
-    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0):
-        raise CliError(f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb}")
-    if args.max_queries < 1 or args.concurrency < 1:
-        raise CliError("--max-queries and --concurrency must be at least 1")
-    if not 0 < args.port < 65536:
-        raise CliError(f"--port must be in 1..65535, got {args.port}")
-    if args.top_k < 1:
-        raise CliError("--top-k must be at least 1")
-    from g2l.cli.common import require_extras
-
-    require_extras("g2l-app", "gradio", "av")  # the server; PyAV reads a video's frame size without decoding it
-    from g2l.app import build_app, launch, sigterm_as_interrupt
-    from g2l.assets import demo_checkpoint, demo_example
-    from g2l.engine.distributed import resolve_device
-    from g2l.inference import Grounder
-
-    resolve_device(args.device, setting="--device")
-    with sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl+C: the app's temporary folder is removed
-        grounder = Grounder.from_pretrained(args.checkpoint or str(demo_checkpoint()), device=args.device,
-                                            frame_encoder=args.frame_encoder)
-        example_video, example_queries = demo_example()
-        app = build_app(grounder, example_video=example_video, example_queries=example_queries, top_k=args.top_k,
-                        max_video_s=60 * args.max_video_min, max_queries=args.max_queries,
-                        max_upload_mb=args.max_upload_mb, concurrency=args.concurrency)
-        print(f"g2l-app: open http://{args.host}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
-        try:
-            launch(app, host=args.host, port=args.port, example_video=example_video)
-        except OSError as error:
-            raise CliError(f"cannot serve on {args.host}:{args.port} ({str(error).splitlines()[0][:120]}); "
-                           "pass another --port or --host") from None
-    return 0
-
-
-def app_main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_app, argv)

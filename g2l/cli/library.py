@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from g2l import strict_json
 from g2l.cli.common import CliError, OneLineParser, run_cli, terminal_progress
 from g2l.errors import path_problem
+from g2l.io import strict_json
 
 
 def _model_options(parser) -> None:
@@ -31,7 +31,7 @@ def _load_grounder(args):
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     """Video files, folders (their video files, recursively, sorted) and ``@list.txt`` (one path a
     line, relative to the list's folder; blank lines and ``#`` comments skipped), in order, each once."""
-    from g2l.safe_files import read_text_file
+    from g2l.io.safe_files import read_text_file
     from g2l.video.decoding import is_video_file
 
     found: list[Path] = []

@@ -117,8 +117,9 @@ def _fit_domain(args) -> int:
     from g2l.config import ConfigError, apply_overrides, config_from_dict
     from g2l.data.dataset import build_dataset
     from g2l.data.domain import fit_dataset_summary
-    from g2l.engine.checkpoint import CheckpointError, check_untrusted_fields, save_payload
-    from g2l.engine.pretrained import load_model_source
+    from g2l.io.checkpoint import CheckpointError, save_payload
+    from g2l.models.checkpoint import check_untrusted_fields
+    from g2l.models.checkpoint import load_model_source
 
     if not args.checkpoint:
         raise CliError("--fit-domain summarises a model's training features: pass --checkpoint")
@@ -146,10 +147,10 @@ def _eval_corpus(args) -> int:
     """``g2l-eval --checkpoint C --corpus`` (and ``--fit-match OUT.pt``): g2l/eval/corpus.py, g2l/eval/match.py."""
     from pathlib import Path
 
-    from g2l.engine.checkpoint import save_payload
     from g2l.engine.distributed import resolve_device
     from g2l.eval.corpus import corpus_checkpoint, format_corpus_table
     from g2l.eval.match import auroc, fit_threshold, precision_recall
+    from g2l.io.checkpoint import save_payload
 
     if args.fit_match:
         check_writable(args.fit_match, "--fit-match")

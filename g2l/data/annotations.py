@@ -61,15 +61,18 @@ video's sentences and windows in file order).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from g2l import strict_json
 from g2l.data.records import Annotation, CleaningReport
 from g2l.errors import G2LError, path_problem
+from g2l.io import strict_json
+from g2l.io.limits import MAX_DATA_FILE_BYTES
+from g2l.io.safe_files import open_regular_file
 
 FORMATS = ("charades_txt", "anet_json", "tacos_json", "qvhighlights", "jsonl")
 
@@ -234,7 +237,7 @@ def read_charades_durations(csv_path: str | Path) -> dict[str, float]:
     """
     csv_path = Path(csv_path)
     _check_file(csv_path, "the Charades csv of the same split (set data.durations_csv)")
-    with open(csv_path, newline="", encoding="utf-8") as file:
+    with io.TextIOWrapper(_open_data_file(csv_path), encoding="utf-8", newline="") as file:
         reader = csv.DictReader(file)
         if reader.fieldnames is None or not {"id", "length"} <= set(reader.fieldnames):
             raise AnnotationError(
@@ -248,33 +251,6 @@ def read_charades_durations(csv_path: str | Path) -> dict[str, float]:
             except (TypeError, ValueError):
                 durations_s[row["id"]] = math.nan
     return durations_s
-
-
-def parse_anet_json(path: str | Path) -> tuple[list[Annotation], CleaningReport]:
-    """Read the video-keyed JSON of ActivityNet Captions (2D-TAN), Charades-STA (MMN), synthetic data.
-
-    Times in seconds; ``timestamps[i]`` grounds ``sentences[i]``::
-
-        {"v_QOlSCBRmfWY": {"duration": 82.73,
-                           "timestamps": [[0.83, 19.86], [17.37, 60.81]],
-                           "sentences": ["A young woman is ...", " The girl dances ..."]}, ...}
-
-    Extra keys in an entry are ignored.
-    """
-    path = Path(path)
-    return _parse_video_json(_read_json(path), path, frames=False)
-
-
-def parse_tacos_json(path: str | Path) -> tuple[list[Annotation], CleaningReport]:
-    """Read TACoS (2D-TAN release): the video-keyed JSON with timestamps in frames.
-
-    ``duration_s = num_frames / fps`` and each time ``t_s = frame / fps``::
-
-        {"s17-d69.avi": {"fps": 29.4, "num_frames": 12435,
-                         "timestamps": [[224, 358], ...], "sentences": ["...", ...]}, ...}
-    """
-    path = Path(path)
-    return _parse_video_json(_read_json(path), path, frames=True)
 
 
 def parse_qvhighlights(
@@ -339,7 +315,21 @@ def parse_jsonl(path: str | Path, *, require_windows: bool = True) -> tuple[list
 
 def _parse_video_json(data: Any, path: Path, *, frames: bool) -> tuple[list[Annotation], CleaningReport]:
     """The video-keyed JSON formats, already loaded from ``path``; ``frames`` selects TACoS
-    (frames + fps) over seconds."""
+    (frames + fps) over seconds.
+
+    ``anet_json``, ActivityNet Captions (2D-TAN), Charades-STA (MMN), synthetic data: times in seconds,
+    ``timestamps[i]`` grounds ``sentences[i]``; extra keys in an entry are ignored::
+
+        {"v_QOlSCBRmfWY": {"duration": 82.73,
+                           "timestamps": [[0.83, 19.86], [17.37, 60.81]],
+                           "sentences": ["A young woman is ...", " The girl dances ..."]}, ...}
+
+    ``tacos_json``, TACoS (2D-TAN release): timestamps in frames, ``duration_s = num_frames / fps`` and
+    each time ``t_s = frame / fps``::
+
+        {"s17-d69.avi": {"fps": 29.4, "num_frames": 12435,
+                         "timestamps": [[224, 358], ...], "sentences": ["...", ...]}, ...}
+    """
     if not isinstance(data, dict):
         raise AnnotationError(
             f"{path} holds a JSON {type(data).__name__}, not an object keyed by video id; "
@@ -519,11 +509,17 @@ def _check_file(path: Path, what: str = "") -> None:
         )
 
 
+def _open_data_file(path: Path):
+    """``path`` opened for binary reading once it is a regular file of a bounded size (g2l/io/safe_files.py:
+    a FIFO swapped in after ``_check_file`` does not hang the read)."""
+    return open_regular_file(path, what=f"annotation file {path}", max_bytes=MAX_DATA_FILE_BYTES)
+
+
 def _read_json(path: Path) -> Any:
     _check_file(path)
     try:
-        with open(path, encoding="utf-8") as file:
-            return strict_json.loads(file.read(), allow_non_finite=True)  # NaN times are dropped later
+        with _open_data_file(path) as file:
+            return strict_json.loads(file.read().decode("utf-8"), allow_non_finite=True)  # NaN times are dropped later
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, and strict_json.loads's own
         raise AnnotationError(
             f"{path} is not valid JSON ({error}); re-download it, or set data.annotation_format if it is a "
@@ -535,7 +531,7 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line_number, line)`` for the non-blank lines of a text file, numbered from 1, without
     the line ending. Blank lines (such as after a final newline) are not records and are skipped."""
     try:
-        with open(path, encoding="utf-8") as file:
+        with io.TextIOWrapper(_open_data_file(path), encoding="utf-8") as file:
             for line_number, line in enumerate(file, start=1):
                 line = line.rstrip("\r\n")
                 if line.strip():

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from g2l.data.annotations import AnnotationError, group_by_video, load_annotations
 from g2l.data.features import FeatureError, VideoFeatures, check_coverage
 from g2l.data.records import Annotation
-from g2l.ops.spans import iou_map, scale_iou
+from g2l.ops.spans import iou_map
 
 
 @dataclass
@@ -108,8 +108,7 @@ class Batch:
     sentence_mask: torch.Tensor  # (b, s_max) bool
     windows_s: torch.Tensor  # (q, 2)
     gt_windows: list[np.ndarray]  # q arrays (g, 2), for evaluation
-    iou_maps: torch.Tensor  # (q, t, t) raw IoU with the primary window
-    targets: torch.Tensor  # (q, t, t) scaled IoU: clamp((IoU - t_min) / (t_max - t_min), 0, 1)
+    iou_maps: torch.Tensor  # (q, t, t) raw IoU with the primary window (L_bce scales it into its target)
     input_ids: torch.Tensor | None = None  # (q, l)
     attention_mask: torch.Tensor | None = None  # (q, l), 1 on real tokens
 
@@ -134,8 +133,7 @@ class Batch:
 class Collate:
     """Items -> Batch. Tokenises the sentences when given a tokenizer (so workers do it)."""
 
-    def __init__(self, iou_min: float, iou_max: float, tokenizer=None, max_tokens: int = 64):
-        self.iou_min, self.iou_max = iou_min, iou_max
+    def __init__(self, tokenizer=None, max_tokens: int = 64):
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 
@@ -156,7 +154,6 @@ class Collate:
             windows_s=torch.from_numpy(np.concatenate([item.windows_s for item in items])),
             gt_windows=[w for item in items for w in item.gt_windows],
             iou_maps=torch.from_numpy(ious),
-            targets=torch.from_numpy(scale_iou(ious, self.iou_min, self.iou_max)),
         )
         if self.tokenizer is not None:
             tokens = self.tokenizer(

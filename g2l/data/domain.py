@@ -4,7 +4,7 @@ stored with the model, and a video's distance from it.
 What is summarised: every training video's pre-clip features as the model reads them (rows
 L2-normalised, resampled to ``P`` rows: ``(P, F)``, g2l/data/features.py), all rows together, ``x (F)``.
 
-The summary (``payload["domain"]``, g2l/engine/checkpoint.py; ``domain.json`` of an exported folder)::
+The summary (``payload["domain"]``, g2l/io/checkpoint.py; ``domain.json`` of an exported folder)::
 
     mean       mu (F)          float16: the mean row
     basis      B (k F)         float16: the k = min(NUM_COMPONENTS, F - 1) leading principal directions
@@ -22,7 +22,7 @@ per dimension (so that the training rows average exactly 1):
 
 and a video's distance is ``sqrt(mean of d2 over its P rows)``: about 1 for a video like the
 training ones, far above 1 for one whose frames look like nothing the model saw (rendered shapes
-against real photographs: README, *Out-of-domain warning*). Size: ``(k + 1) F`` float16 numbers,
+against real photographs: README, *Videos unlike the training videos*). Size: ``(k + 1) F`` float16 numbers,
 12.8 kB for the demo's 1280-wide MobileNetV2 features, 5 kB for 512-wide CLIP ones.
 
 The fit streams over the videos twice (sums of ``x`` and ``x x^T`` in float64, then the

@@ -163,7 +163,7 @@ class FeatureStore:
         folder declares in ``g2l_encoder_spec.json``; None if there is none."""
         import json
 
-        from g2l.safe_files import UnsafeFileError, read_text_file
+        from g2l.io.safe_files import UnsafeFileError, read_text_file
 
         if self._is_folder:
             declared = self.path / SPEC_FILE

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from g2l import strict_json
 from g2l.engine.run_dir import append_jsonl
 
 
@@ -140,6 +139,9 @@ class RunLogger:
 
     # What training reports ----------------------------------------------------------------------
     def log_step(self, step: int, losses: dict[str, float], lrs: dict[str, float]) -> None:
+        """One step's loss values to W&B as ``loss/<name>``: the weighted terms and ``total`` under the
+        term's name, the unweighted terms as ``loss/raw_<term>`` (a curve that drops at the only-IoU
+        epoch because its weight did is told from a collapse there), the diagnostics as ``loss/stat_*``."""
         if not self.enabled:
             return
         data = {f"loss/{k}": v for k, v in losses.items()}
@@ -198,7 +200,3 @@ class RunLogger:
             except Exception as error:  # noqa: BLE001
                 self._wandb_failed(error)
             self.wandb_run = None
-
-
-def print_json(record: dict) -> None:
-    print(strict_json.dumps(record), flush=True)

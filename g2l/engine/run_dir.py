@@ -18,16 +18,14 @@ import time
 from pathlib import Path
 from typing import IO
 
-from g2l import strict_json
-from g2l.atomic import unwritable_reason
 from g2l.errors import G2LError
+from g2l.io import strict_json
+from g2l.io.atomic import unwritable_reason
+from g2l.io.safe_files import NotRegularFile, open_regular
 
 LOCK_FILE = ".lock"  # held (flock) by the process training into the folder
 SUBFOLDERS = ("checkpoints", "predictions")  # written by training: real folders inside the run folder
 METRICS_FILE = "metrics.jsonl"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class RunDirError(G2LError):
@@ -65,25 +63,20 @@ def create_run_dir(path: Path) -> Path:
 
 
 def _open_own_file(path: Path, flags: int, what: str) -> int:
-    """``os.open`` of a file of the run folder that must be a regular file there, never a link:
-    ``O_NOFOLLOW`` (a link, even to a missing path outside, is neither followed nor created
-    through) and ``O_NONBLOCK`` (a FIFO does not hang the open), then ``fstat`` of what was opened."""
+    """A file of the run folder that must be a regular file there, never a link, opened by
+    ``g2l.io.safe_files.open_regular`` (a link, even to a missing path outside, is neither followed
+    nor created through; a FIFO does not hang the open)."""
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | _CLOEXEC, 0o644)
+        return open_regular(path, flags)
+    except NotRegularFile as error:
+        raise RunDirError(f"{what} {path} is not a regular file ({'a folder' if stat.S_ISDIR(error.mode) else 'a FIFO or a device'}); "
+                          "g2l writes only its own files in a run folder, remove it and try again") from None
     except OSError as error:
         if os.path.islink(path):
             raise RunDirError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); g2l writes only its own "
                               "files in a run folder, delete the link and try again") from None
         raise RunDirError(f"{what} {path} could not be opened ({error.strerror or error}); check the run folder's "
                           "permissions") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise RunDirError(f"{what} {path} is not a regular file ({'a folder' if stat.S_ISDIR(mode) else 'a FIFO or a device'}); "
-                          "g2l writes only its own files in a run folder, remove it and try again")
-    if _NONBLOCK:
-        os.set_blocking(fd, True)
-    return fd
 
 
 def lock_run_dir(path: Path) -> IO | None:

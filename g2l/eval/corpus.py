@@ -9,7 +9,7 @@ two matrix products, ``(q v C)``.
 Metrics (``corpus_metrics``), fractions in [0, 1]:
 
 * ``corpus_R{k}@{m}``: each video's cells ranked and NMS'd as in single-video evaluation
-  (g2l/ops/spans.py ``rank_candidates``), the lists of all videos merged by score (ties: lower
+  (g2l/ops/spans.py ``rank_moments``), the lists of all videos merged by score (ties: lower
   video index first, then the video's own order); a hit when one of the first ``k`` is from the
   query's own video with float32 IoU >= ``m`` against its ground truth.
 * ``video_R{k}``: videos ranked by their best cell's score (ties: lower index first); a hit when
@@ -34,7 +34,7 @@ import torch
 
 from g2l.eval.metrics import candidate_ious, grounding_metrics, metric_key
 from g2l.models.grounding import score_cells
-from g2l.ops.spans import F32, best_first, cells_to_spans, rank_candidates
+from g2l.ops.spans import F32, best_first, cells_to_spans, rank_moments
 
 CORPUS_RECALL_AT = (1, 5, 10, 100)
 CORPUS_IOU_THRESHOLDS = (0.5, 0.7)
@@ -72,9 +72,8 @@ class CorpusResult:
 
 
 @torch.inference_mode()
-def encode_split(model, dataset, *, device: torch.device, batch_size: int, iou_min: float = 0.5,
-                 iou_max: float = 1.0, max_tokens: int = 64, num_workers: int = 0,
-                 progress: bool = False) -> SplitEmbeddings:
+def encode_split(model, dataset, *, device: torch.device, batch_size: int, max_tokens: int = 64,
+                 num_workers: int = 0, progress: bool = False) -> SplitEmbeddings:
     """Run ``model`` over every video and sentence of ``dataset`` once (float32, one process)."""
     from torch.utils.data import DataLoader
 
@@ -83,7 +82,7 @@ def encode_split(model, dataset, *, device: torch.device, batch_size: int, iou_m
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=Collate(iou_min, iou_max, model.tokenizer, max_tokens))
+                        collate_fn=Collate(model.tokenizer, max_tokens))
     if progress:
         from tqdm import tqdm
 
@@ -177,14 +176,14 @@ def corpus_metrics(
                 videos = np.append(videos, own)
             merged = []
             for v in videos:
-                keep = rank_candidates(spans[v], scores[offset, v], nms_thresh, max(max_k, single_keep if v == own else 0))
+                ranked = rank_moments(scores[offset, v], spans[v], nms_thresh, max(max_k, single_keep if v == own else 0))
                 if v == own:
-                    own_candidates.append(spans[v][keep[:single_keep]])
-                    ious = candidate_ious(spans[v][keep[:max_k]], e.gt_windows[q], max_k)
+                    own_candidates.append(ranked.spans[:single_keep])
+                    ious = candidate_ious(ranked.spans[:max_k], e.gt_windows[q], max_k)
                 else:
-                    ious = np.full(min(len(keep), max_k), -1.0, dtype=F32)  # another video never hits
-                merged += [(-float(scores[offset, v, c]), int(v), r, float(iou))
-                           for r, (c, iou) in enumerate(zip(keep, ious)) if scores[offset, v, c] >= floor]
+                    ious = np.full(min(len(ranked.index), max_k), -1.0, dtype=F32)  # another video never hits
+                merged += [(-float(score), int(v), r, float(iou))
+                           for r, (score, iou) in enumerate(zip(ranked.scores, ious)) if score >= floor]
             merged.sort(key=lambda item: item[:3])
             top_iou = np.asarray([item[3] for item in merged[:max_k]], dtype=F32)
             for r, k in enumerate(recall_at):
@@ -221,7 +220,6 @@ def evaluate_corpus(model, dataset, cfg, device, *, progress: bool = False) -> C
     metrics at the corpus ranks and thresholds and at ``cfg.eval``'s."""
     e = cfg.eval
     embeddings = encode_split(model, dataset, device=torch.device(device), batch_size=e.batch_size,
-                              iou_min=cfg.loss.iou_min, iou_max=cfg.loss.iou_max,
                               max_tokens=cfg.model.text_max_tokens, progress=progress)
     return corpus_metrics(embeddings, gamma=e.score_gamma, nms_thresh=e.nms_thresh,
                           single_recall_at=sorted(set(e.recall_at) | set(CORPUS_RECALL_AT)),
@@ -235,9 +233,9 @@ def corpus_checkpoint(checkpoint: str, *, split: str | None = None, overrides: l
     import sys
 
     from g2l.data.dataset import build_dataset
-    from g2l.engine.checkpoint import model_from_checkpoint
     from g2l.engine.distributed import resolve_device
-    from g2l.engine.pretrained import load_model_source
+    from g2l.models.checkpoint import model_from_checkpoint
+    from g2l.models.checkpoint import load_model_source
 
     torch_device = resolve_device(device, setting="device")
     payload, _ = load_model_source(checkpoint)

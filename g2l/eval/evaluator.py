@@ -19,14 +19,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from g2l.atomic import unwritable_reason
 from g2l.data.dataset import Collate, GroundingDataset, loader_workers
 from g2l.engine.precision import GROUNDING_PRECISION, autocast
 from g2l.eval.metrics import grounding_metrics
 from g2l.eval.predictions import Prediction, PredictionsError, write_predictions
 from g2l.eval.qvhighlights import highlight_curve, qvhighlights_annotations, reads_qvhighlights, score_split
+from g2l.io.atomic import unwritable_reason
 from g2l.models.grounding import score_cells
-from g2l.ops.spans import ranked_candidates
+from g2l.ops.spans import cells_to_spans, rank_moments
 
 
 @dataclass
@@ -56,8 +56,6 @@ def predict(
     num_candidates: int,
     keep_maps: int | bool = False,
     highlights: bool = False,
-    iou_min: float = 0.5,
-    iou_max: float = 1.0,
     max_tokens: int = 64,
     num_workers: int = 0,
     autocast_dtype: torch.dtype | None = None,
@@ -73,7 +71,7 @@ def predict(
     rank, world = rank_and_world()
     was_training = model.training
     model.eval()
-    collate = Collate(iou_min, iou_max, model.tokenizer, max_tokens)
+    collate = Collate(model.tokenizer, max_tokens)
     indices = [i for batch in _batches_for_rank(len(dataset), batch_size, rank, world) for i in batch]
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collate,
                         num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
@@ -81,6 +79,7 @@ def predict(
         from tqdm import tqdm
 
         loader = tqdm(loader, desc="evaluate", leave=False, dynamic_ncols=True)
+    start_idx, end_idx = model.cell_start_idx.cpu().numpy(), model.cell_end_idx.cpu().numpy()  # (C,) row-major
     results: list[tuple[int, list[Prediction]]] = []
     position = 0
     for batch in loader:
@@ -88,19 +87,22 @@ def predict(
         context = autocast(autocast_dtype, device, exact=True)
         with context:
             output = model(batch.features, batch.input_ids, batch.attention_mask, batch.sentence_video)
-        scores = model.to_map(score_cells(output.contrast_cos, output.iou_cos, score_gamma)).float().cpu().numpy()
+        cell_scores = score_cells(output.contrast_cos, output.iou_cos, score_gamma).float()  # (q C)
+        maps = model.to_map(cell_scores).cpu().numpy()  # (q t t), 0 off the mask
+        cell_scores = cell_scores.cpu().numpy()
         video_of = batch.sentence_video.cpu().numpy()
         durations = batch.durations_s.cpu().numpy()
         per_video: dict[int, list[Prediction]] = {}
-        for q in range(scores.shape[0]):
+        for q in range(cell_scores.shape[0]):
             b = int(video_of[q])
             duration = float(durations[b])
-            spans, cand_scores = ranked_candidates(scores[q], duration, nms_thresh, num_candidates)
+            spans = cells_to_spans(start_idx, end_idx, duration, model.num_clips)  # (C 2)
+            ranked = rank_moments(cell_scores[q], spans, nms_thresh, num_candidates)
             per_video.setdefault(b, []).append(
                 Prediction(
                     video=batch.video_ids[b], query=batch.sentences[q], duration=duration, gt=batch.gt_windows[q],
-                    candidates=np.concatenate([spans, cand_scores[:, None]], axis=1), score_map=scores[q],
-                    saliency=highlight_curve(scores[q], duration) if highlights else None,
+                    candidates=np.concatenate([ranked.spans, ranked.scores[:, None]], axis=1), score_map=maps[q],
+                    saliency=highlight_curve(maps[q], duration) if highlights else None,
                 )
             )
         for b in range(batch.num_videos):
@@ -127,9 +129,8 @@ def evaluate(model, dataset, cfg, device, *, keep_maps: int | bool = False, auto
     e = cfg.eval
     predictions = predict(
         model, dataset, device=device, batch_size=e.batch_size, score_gamma=e.score_gamma, nms_thresh=e.nms_thresh,
-        num_candidates=max(e.num_candidates, max(e.recall_at)), keep_maps=keep_maps, iou_min=cfg.loss.iou_min,
-        highlights=reads_qvhighlights(cfg.data),
-        iou_max=cfg.loss.iou_max, max_tokens=cfg.model.text_max_tokens,
+        num_candidates=max(e.num_candidates, max(e.recall_at)), keep_maps=keep_maps,
+        highlights=reads_qvhighlights(cfg.data), max_tokens=cfg.model.text_max_tokens,
         num_workers=loader_workers(cfg.data.num_workers, torch.device(device)),
         autocast_dtype=autocast_dtype, progress=progress,
     )
@@ -153,10 +154,10 @@ def evaluate_checkpoint(
     """``tools/eval.py --checkpoint``: load, evaluate a split, write its predictions file.
     ``precision`` is the forward pass's (fp32, bf16 or auto), not the checkpoint's train.precision."""
     from g2l.data.dataset import build_dataset
-    from g2l.engine.checkpoint import model_from_checkpoint
     from g2l.engine.distributed import resolve_device
     from g2l.engine.precision import autocast_dtype
-    from g2l.engine.pretrained import load_model_source
+    from g2l.models.checkpoint import model_from_checkpoint
+    from g2l.models.checkpoint import load_model_source
 
     torch_device = resolve_device(device, setting="device")  # before the slow part
     forward_dtype = autocast_dtype(precision, torch_device)

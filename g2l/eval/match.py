@@ -9,7 +9,7 @@ against "present" over these ``2 q`` cases (ties: the highest such threshold). A
 probability that a random ``present`` score exceeds a random ``absent`` one (ties count one half).
 
 Stored with the model as ``payload["match"] = {"threshold", "fitted_on", "precision", "recall",
-"f1", "auroc", "num_queries"}`` (g2l/engine/checkpoint.py; ``metrics.json`` of an exported folder).
+"f1", "auroc", "num_queries"}`` (g2l/io/checkpoint.py; ``metrics.json`` of an exported folder).
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def fit_match(model, dataset, cfg, device, *, fitted_on: str, progress: bool = F
 def fit_match_into_checkpoint(path, dataset, device, *, fitted_on: str) -> MatchFit:
     """Fit the match threshold of the model in checkpoint ``path`` (one g2l wrote, e.g. a run's
     best.pt) on ``dataset`` and write it into that checkpoint, atomically."""
-    from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_payload
+    from g2l.io.checkpoint import save_payload
+    from g2l.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     payload = load_checkpoint(path)
     model, cfg = model_from_checkpoint(payload, str(path))

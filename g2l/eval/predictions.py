@@ -9,10 +9,11 @@ A predictions file is JSON lines, one query per line::
 
 Times are seconds. ``gt`` may also be a list of windows ``[[s, e], ...]`` (QVHighlights); a
 candidate's IoU is then its best over them. When a line has ``score_map``, re-scoring derives the
-candidates from the map (valid cells are the non-zero ones), ranks them and applies NMS;
-otherwise it takes ``candidates`` as ranked. ``saliency`` is the highlight curve derived from the
-map (g2l/eval/qvhighlights.py). Floats are written from float32 values, so the
-file reproduces the metrics of the run that wrote it exactly.
+candidates from the map (valid cells are the non-zero ones), ranks them and applies NMS
+(``rank_moments``, as the run did; a valid cell scored exactly 0, which needs a contrast cosine of
+-1, is a candidate of the run but not of the map); otherwise it takes ``candidates`` as ranked.
+``saliency`` is the highlight curve derived from the map (g2l/eval/qvhighlights.py). Floats are
+written from float32 values, so the file reproduces the metrics of the run that wrote it exactly.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l import strict_json
-from g2l.atomic import atomic_path
 from g2l.errors import G2LError, path_problem
 from g2l.eval.metrics import grounding_metrics
+from g2l.io import strict_json
+from g2l.io.atomic import atomic_path
+from g2l.io.limits import MAX_DATA_FILE_BYTES
+from g2l.io.safe_files import open_regular_file
 from g2l.ops.spans import F32, ranked_candidates
 
 
@@ -140,7 +143,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     if problem:
         raise PredictionsError(f"predictions path {path} {problem}; pass a predictions file (JSON lines)")
     predictions = []
-    with path.open("rb") as handle:
+    with open_regular_file(path, what=f"predictions file {path}", max_bytes=MAX_DATA_FILE_BYTES) as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8")

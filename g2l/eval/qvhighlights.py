@@ -53,9 +53,11 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l import strict_json
-from g2l.atomic import atomic_path
 from g2l.errors import G2LError, path_problem
+from g2l.io import strict_json
+from g2l.io.atomic import atomic_path
+from g2l.io.limits import MAX_DATA_FILE_BYTES
+from g2l.io.safe_files import open_regular_file
 from g2l.ops.spans import F32, cell_spans, ranked_candidates
 
 CLIP_LENGTH_S = 2.0  # QVHighlights' saliency clips
@@ -296,7 +298,7 @@ def _lines(path: Path, what: str):
     problem = path_problem(path)
     if problem:
         raise QVHighlightsError(f"{what} {path} {problem}; check the path")
-    with path.open("rb") as handle:
+    with open_regular_file(path, what=f"{what} {path}", max_bytes=MAX_DATA_FILE_BYTES) as handle:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}, line {number}"
             try:

@@ -20,7 +20,7 @@ matrices, and a search is two matrix products over all of them (g2l/library/exac
                               spans.npy (k 2) float32, cells_c.npy and cells_u.npy (k d) float16|float32
     INDEX/.lock               held by the one writer
 
-**Writes.** A writer holds the lock (``g2l.atomic.lock_file``); a second is refused with a sentence.
+**Writes.** A writer holds the lock (``g2l.io.atomic.lock_file``); a second is refused with a sentence.
 It writes a new shard into a temporary folder, renames it into place, then replaces index.json
 atomically, then deletes the shards the new manifest no longer lists: a reader sees the old index or
 the new one, never half of one. ``add`` commits every ``videos_per_shard`` videos, so adding 100
@@ -50,15 +50,16 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l import strict_json
-from g2l import atomic
-from g2l.atomic import atomic_path, sync_folder
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, GroundingError
+from g2l.io import strict_json
+from g2l.io import atomic
+from g2l.io.atomic import atomic_path, sync_folder
+from g2l.io.safe_files import sha256_file
 from g2l.library.exact import Block, ExactSearch
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
                                VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
-                               file_identity, map_npy, read_manifest, read_videos, refuse_links, sha256_file, take_lock,
+                               file_identity, map_npy, read_manifest, read_videos, refuse_links, take_lock,
                                writable_by_others)
 
 @dataclass

@@ -5,8 +5,6 @@ of what killed writers left."""
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
 import re
 import shutil
@@ -16,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from g2l import strict_json
-from g2l.atomic import lock_file, lock_problem, remove_stale_temporaries
 from g2l.errors import G2LError
+from g2l.io import strict_json
+from g2l.io import safe_files
+from g2l.io.atomic import lock_file, lock_problem, remove_stale_temporaries
+from g2l.io.safe_files import NotRegularFile, open_regular
 
 
 FORMAT = "g2l video index"
@@ -32,7 +32,6 @@ SHARD_NAME = re.compile(r"^[0-9]{8}$")
 TEMPORARY_NAME = re.compile(r"^\..+\.[0-9]+(\.[0-9a-f]{8})?\.tmp$")
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_VIDEOS_JSON_BYTES = 256 << 20
-NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 MEMBERS = ("videos.json", "spans.npy", "cells_c.npy", "cells_u.npy")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -62,19 +61,6 @@ def file_identity(path: str | Path) -> tuple[str, list]:
     """``(resolved path, [device, inode, size, mtime_ns, ctime_ns])``, as the feature cache keys a file."""
     info = os.stat(path)
     return str(Path(path).resolve()), [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of the regular file ``path``, opened without following a link or waiting on a
-    FIFO; anything else (a link, a FIFO, a device) is an ``OSError``, never read."""
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def take_lock(folder: Path) -> int | None:
@@ -108,8 +94,6 @@ def writable_by_others(folder: Path, manifest: dict) -> str | None:
     other than the owner's private one, as the feature cache judges its folder), or None. Whoever
     can write there can plant moments with consistent hashes, which no check of the files can tell
     from the model's own."""
-    from g2l.feature_cache import _private_group
-
     places = [folder, folder / SHARDS]
     for shard in manifest["shards"]:
         places += [folder / SHARDS / shard["name"], *(folder / SHARDS / shard["name"] / m for m in MEMBERS)]
@@ -120,7 +104,7 @@ def writable_by_others(folder: Path, manifest: dict) -> str | None:
             continue
         if stat.S_ISLNK(info.st_mode):  # a link's own mode means nothing; links are refused where read
             continue
-        if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info)):
+        if safe_files.writable_by_others(info):
             return str(place)
     return None
 
@@ -142,7 +126,7 @@ def damaged_error(folder: Path, what: str) -> VideoIndexError:
 
 
 def read_manifest(folder: Path) -> dict:
-    from g2l.safe_files import read_text_file
+    from g2l.io.safe_files import read_text_file
 
     try:
         manifest = strict_json.loads(read_text_file(folder / MANIFEST, what=f"index {folder} {MANIFEST}",
@@ -196,7 +180,7 @@ def check_manifest_model(folder: Path, manifest: dict, identity: dict) -> None:
 
 def read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
     """Every shard's videos.json, checked against the manifest."""
-    from g2l.safe_files import read_text_file
+    from g2l.io.safe_files import read_text_file
 
     videos = []
     for shard in manifest["shards"]:
@@ -249,14 +233,14 @@ def map_npy(path: Path, dtype: str, shape: tuple[int, int], *, what: str) -> np.
     """The array of the npy file ``path``, memory-mapped, after its header says ``dtype`` (little-
     endian) and ``shape`` and its size agrees; a link or special file is refused."""
     try:
-        fd = os.open(path, os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        fd = open_regular(path)
+    except NotRegularFile:
+        raise VideoIndexError(f"{what}: {path.name} is not a regular file; rebuild the index with g2l-index build") from None
     except OSError as error:
         raise VideoIndexError(f"{what}: {path.name} cannot be opened ({error.strerror or error}); rebuild the index "
                               "with g2l-index build") from None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise VideoIndexError(f"{what}: {path.name} is not a regular file; rebuild the index with g2l-index build")
         try:
             version = np.lib.format.read_magic(handle)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)

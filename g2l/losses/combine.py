@@ -1,17 +1,21 @@
 """The total loss: a set of named terms with weights (docs/method.md section 3, "Total").
 
-    L = sum over terms n of  w_n * s_n * L_n,
-    w = {bce: 1, video_contrast: lambda_c, sentence_contrast: lambda_c, ssi: w_ssi}
+    L = sum over terms n of  w_n(epoch) * L_n,     w_n(epoch) = base_n * s_n(epoch),
+    base = {bce: 1, video_contrast: lambda_c, sentence_contrast: lambda_c, ssi: w_ssi}
 
 with ``s_n = 1`` up to epoch ``only_iou_epoch`` (1-based, inclusive) and ``only_iou_scale`` (0.01)
 after it for every term but ``bce`` (MMN's "only IoU" phase). The sentence term is L_s, L_GCL or
 the authors' L_GCL, always under the name ``sentence_contrast``. As in moment_detr's criterion,
-a term is a name, a module and a weight: each module (a ``LossTerm``) computes its own value and
-its own diagnostics from the step's shared ``LossInputs``; the combiner only weights and sums.
+a term is a name, a module and a weight: each module (a ``LossTerm``) computes its own RAW value
+and its own diagnostics from the step's shared ``LossInputs``; the weights are applied in one
+place, :meth:`GroundingLoss.weight_dict` (name -> w_n for an epoch), and the combiner only weights
+and sums.
 
-The returned dict holds each weighted term under its name, their sum under ``"total"``, and the
+The returned dict holds each weighted term under its name, their sum under ``"total"``, the
 terms' diagnostics (``"stat_*"``, no gradient, not in the total), such as the share of L_GCL
-positives with IoU < 0.5.
+positives with IoU < 0.5, and each term's raw value under ``"raw_<name>"`` (not in the total):
+training logs both, so that a curve that drops because its weight changed (the only-IoU epoch
+scales the contrastive terms by 0.01) is not read as a collapse.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from g2l.losses.kernels import chosen_kernels, resolve_kernels
 from g2l.losses.positives import positive_cells
 from g2l.losses.term import LossInputs, LossTerm
 
 IOU_TERM = "bce"  # the one term the late scale leaves alone
+RAW_PREFIX = "raw_"  # a term's unweighted value is returned (and logged) as raw_<name>
 INITIAL_GEODESIC_ROUNDS = 4  # rounds of walks of up to 3 edges (geodesic_torch.relax_rounds) to try first
 
 
@@ -37,11 +43,12 @@ class GroundingLoss(nn.Module):
         only_iou_scale: float = 0.01,
         geodesic_k: int = 5,
         geodesic_cutoff: float = 0.5,
-        kernels: str = "auto",
+        kernels: str | None = None,
     ):
-        """``terms``: name -> module, summed in this order; ``weights``: name -> weight (every term has one);
-        ``num_positives``: the cells of highest IoU per sentence that L_v and L_s pull; ``kernels``:
-        ``loss.kernels`` for the geodesic closeness (g2l/losses/kernels.py)."""
+        """``terms``: name -> module, summed in this order; ``weights``: name -> base weight (every term
+        has one); ``num_positives``: the cells of highest IoU per sentence that L_v and L_s pull;
+        ``kernels``: auto, numba or torch for the geodesic closeness (None: the environment variable
+        ``G2L_KERNELS``, g2l/losses/kernels.py)."""
         super().__init__()
         if set(terms) != set(weights):
             raise ValueError(f"every term needs a weight and every weight a term: {sorted(terms)} vs {sorted(weights)}")
@@ -50,7 +57,7 @@ class GroundingLoss(nn.Module):
         self.num_positives = num_positives
         self.only_iou_epoch, self.only_iou_scale = only_iou_epoch, only_iou_scale
         self.geodesic_k, self.geodesic_cutoff = geodesic_k, geodesic_cutoff
-        self.kernels = kernels
+        self.kernels = chosen_kernels(kernels)
         self.geodesic_rounds = INITIAL_GEODESIC_ROUNDS  # torch kernels: relaxation rounds, learned (grows only)
 
     def inputs(self, output, batch, cell_start_idx: torch.Tensor, cell_end_idx: torch.Tensor, step: int,
@@ -62,7 +69,6 @@ class GroundingLoss(nn.Module):
         positives = positive_cells(iou_cells, self.num_positives)  # (q k)
         closeness = settled = None
         if any(term.needs_closeness for term in self.terms.values()):
-            from g2l.losses.kernels import resolve_kernels
             from g2l.ops.geodesic import geodesic_closeness_rows
 
             features = output.cell_contrast.detach()  # (b C d)
@@ -103,27 +109,35 @@ class GroundingLoss(nn.Module):
                 return result
             rounds = rounds + rounds // 4 + 1
 
-    def _terms(self, inputs: LossInputs, epoch: int) -> dict:
-        """The weighted terms, their sum (``total``) and their diagnostics."""
+    def weight_dict(self, epoch: int) -> dict[str, float]:
+        """Name -> the weight of each term at ``epoch`` (1-based): its base weight, times
+        ``only_iou_scale`` after ``only_iou_epoch`` for every term but ``bce``."""
         late_scale = self.only_iou_scale if epoch > self.only_iou_epoch else 1.0
+        return {name: self.weights[name] * (1.0 if name == IOU_TERM else late_scale) for name in self.terms}
+
+    def _terms(self, inputs: LossInputs, epoch: int) -> dict:
+        """The weighted terms, their sum (``total``), their diagnostics and the raw terms."""
+        weights = self.weight_dict(epoch)
+        raw: dict[str, torch.Tensor] = {}
         losses: dict[str, torch.Tensor] = {}
         stats: dict[str, torch.Tensor] = {}
         for name, term in self.terms.items():
-            value, diagnostics = term.term(inputs)
-            weight = self.weights[name] * (1.0 if name == IOU_TERM else late_scale)
-            losses[name] = value if weight == 1.0 else weight * value
+            raw[name], diagnostics = term.term(inputs)
+            losses[name] = raw[name] if weights[name] == 1.0 else weights[name] * raw[name]
             stats.update(diagnostics)
         losses["total"] = sum(losses.values())  # bce is always a term
-        return {**losses, **stats}
+        return {**losses, **stats, **{RAW_PREFIX + name: value for name, value in raw.items()}}
 
 
-def build_loss(cfg) -> GroundingLoss:
-    """Config -> the loss: every term whose weight is above 0, named as train.py logs it."""
+def build_loss(cfg, *, kernels: str | None = None) -> GroundingLoss:
+    """Config -> the loss: every term whose weight is above 0, named as train.py logs it. ``kernels``:
+    auto, numba or torch for G2L's geodesic and Shapley signals (None: ``G2L_KERNELS``, g2l/losses/kernels.py)."""
     from g2l.losses.bce import IoUBCELoss
     from g2l.losses.video_contrast import VideoToSentenceLoss
 
     lo = cfg.loss
-    terms: dict[str, LossTerm] = {"bce": IoUBCELoss()}
+    kernels = chosen_kernels(kernels)
+    terms: dict[str, LossTerm] = {"bce": IoUBCELoss(iou_min=lo.iou_min, iou_max=lo.iou_max)}
     weights = {"bce": 1.0}
     if lo.contrast_weight > 0:
         terms["video_contrast"], weights["video_contrast"] = VideoToSentenceLoss(margin=lo.margin, tau=lo.tau), lo.contrast_weight
@@ -134,11 +148,11 @@ def build_loss(cfg) -> GroundingLoss:
         from g2l.losses.ssi import ShapleyInteractionLoss
 
         terms["ssi"] = ShapleyInteractionLoss(num_players=lo.ssi_num_players, num_samples=lo.ssi_num_samples, tau=lo.tau,
-                                              seed=cfg.train.seed, kernels=lo.kernels)
+                                              seed=cfg.train.seed, kernels=kernels)
         weights["ssi"] = lo.ssi_weight
     return GroundingLoss(terms=terms, weights=weights, num_positives=lo.num_positives, only_iou_epoch=lo.only_iou_epoch,
                          only_iou_scale=lo.only_iou_scale, geodesic_k=lo.geodesic_k, geodesic_cutoff=lo.geodesic_cutoff,
-                         kernels=lo.kernels)
+                         kernels=kernels)
 
 
 def _sentence_term(lo) -> LossTerm | None:

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import torch
 
-from g2l.losses.positives import wrong_positive_share
+from g2l.losses.positives import NEGATIVE_IOU, wrong_positive_share
 from g2l.losses.term import LossInputs, LossTerm
 
 
 class GeodesicContrastLoss(LossTerm):
     needs_closeness = True
 
-    def __init__(self, *, margin: float, tau: float, num_positives: int = 1, negative_iou: float = 0.5):
+    def __init__(self, *, margin: float, tau: float, num_positives: int = 1, negative_iou: float = NEGATIVE_IOU):
         super().__init__()
         self.margin, self.tau, self.num_positives, self.negative_iou = margin, tau, num_positives, negative_iou
 

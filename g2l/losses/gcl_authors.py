@@ -24,14 +24,14 @@ import math
 
 import torch
 
-from g2l.losses.positives import wrong_positive_share
+from g2l.losses.positives import NEGATIVE_IOU, wrong_positive_share
 from g2l.losses.term import LossInputs, LossTerm
 
 
 class AuthorsGeodesicContrastLoss(LossTerm):
     needs_closeness = True
 
-    def __init__(self, *, tau: float, num_positives: int = 5, negative_iou: float = 0.5):
+    def __init__(self, *, tau: float, num_positives: int = 5, negative_iou: float = NEGATIVE_IOU):
         super().__init__()
         self.tau, self.num_positives, self.negative_iou = tau, num_positives, negative_iou
 

@@ -1,8 +1,19 @@
-"""Positive cells and sentence-sentence overlap, shared by the contrastive losses."""
+"""Positive cells, sentence-sentence overlap and the IoU thresholds shared by the contrastive losses."""
 
 from __future__ import annotations
 
 import torch
+
+# A cell of a sentence's own video whose IoU with the ground truth is below NEGATIVE_IOU is a
+# negative of L_s and L_GCL (MMN's contrastive loss; docs/method.md section 3, L_s and L_GCL); the
+# cells at or above it are neither pushed nor (unless positives) pulled. A positive below it is
+# "temporally wrong" (the stat_gcl_positives_iou_below_0.5 diagnostic).
+NEGATIVE_IOU = 0.5
+# Two sentences of one video whose ground truths overlap with IoU >= SAME_MOMENT_IOU describe the same
+# moment, so neither is a negative of the other in L_v (MMN's contrastive loss; docs/method.md section 3, L_v).
+SAME_MOMENT_IOU = 0.5
+# Neither is a setting: MMN and G2L fix both at 0.5 for every dataset, and the IoU a cell needs to
+# count as the moment is what eval.iou_thresholds measures, not what training pushes apart.
 
 
 def positive_cells(iou_cells: torch.Tensor, num_positives: int) -> torch.Tensor:
@@ -24,8 +35,8 @@ def wrong_positive_share(idx: torch.Tensor, valid: torch.Tensor, iou_cells: torc
                          gt_cell: torch.Tensor) -> torch.Tensor:
     """Diagnostic, no gradient: of a geodesic contrast's ``(q k)`` positives ``idx`` (``valid`` the
     picks that count), the share of those other than g_j ``(q,)`` whose IoU with the ground truth
-    is below 0.5 (temporally wrong moments the loss pulls); 0 when there are none."""
+    is below ``NEGATIVE_IOU`` (temporally wrong moments the loss pulls); 0 when there are none."""
     with torch.no_grad():
         extra = valid & (idx != gt_cell[:, None])
-        wrong = (iou_cells.gather(1, idx) < 0.5) & extra
+        wrong = (iou_cells.gather(1, idx) < NEGATIVE_IOU) & extra
         return wrong.sum().float() / extra.sum().clamp(min=1).float()

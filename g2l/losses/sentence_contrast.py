@@ -20,11 +20,12 @@ import math
 
 import torch
 
+from g2l.losses.positives import NEGATIVE_IOU
 from g2l.losses.term import LossInputs, LossTerm
 
 
 class SentenceToVideoLoss(LossTerm):
-    def __init__(self, *, margin: float, tau: float, negative_iou: float = 0.5):
+    def __init__(self, *, margin: float, tau: float, negative_iou: float = NEGATIVE_IOU):
         super().__init__()
         self.margin, self.tau, self.negative_iou = margin, tau, negative_iou
 

@@ -4,7 +4,7 @@ Per video v, a cooperative game whose players are its sentences and, for each se
 cells with the largest geodesic closeness G_j and the K cells most similar to s^c_j
 (de-duplicated: M_v moment players). With ``sim (S_v M_v)`` the detached cosine of sentence and
 moment features, the pairwise Shapley interaction ``I_ji`` of sentence j and moment i is estimated
-by Monte Carlo (``g2l.ops.shapley.pairwise_interaction_batch``, or its torch twin by ``loss.kernels``:
+by Monte Carlo (``g2l.ops.shapley.pairwise_interaction_batch``, or its torch twin (g2l/losses/kernels.py):
 true removal of absent players, the textbook sign; by default the stratified estimator, which
 reaches a correlation above 0.95 with the exact index at 256-512 draws per sentence,
 bench/shapley_accuracy.py) with its standard error
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from g2l.losses.kernels import interaction_estimator, resolve_kernels
+from g2l.losses.kernels import chosen_kernels, interaction_estimator, resolve_kernels
 from g2l.losses.term import LossInputs, LossTerm
 
 
@@ -87,43 +87,42 @@ def interaction_target(interactions: torch.Tensor, stderr: torch.Tensor | None, 
 class PaddedGames:
     """Every video's game, padded into one tensor: video v's is ``cos[v, :s_v, :m_v]``."""
 
-    cos: torch.Tensor  # (b s m) cosines with gradient; 0 where padded
+    cos: torch.Tensor  # (b s m) cosines with gradient; 0 on padded sentences
     present: torch.Tensor  # (b s m) bool
     shapes: list[tuple[int, int]]  # (s_v, m_v) per video, on the host
     finite: bool  # every present cosine is finite
     also_read: bool | None = None  # the flag read with the sizes
 
 
-def padded_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, sentence_video: torch.Tensor,
-                 closeness: torch.Tensor, num_players: int, max_sentences: int | None = None,
-                 also_read: torch.Tensor | None = None) -> PaddedGames:
+def padded_games(contrast_cos: torch.Tensor, sentence_video: torch.Tensor, closeness: torch.Tensor, num_players: int,
+                 num_videos: int, max_sentences: int | None = None, also_read: torch.Tensor | None = None) -> PaddedGames:
     """Each video's game: ``(s_v m_v)`` cosines, with gradient, of its sentences with its moment
     players (:func:`select_moment_players`'s union, in increasing cell order), for all videos at once.
 
-    ``cell_contrast (b C d)``, ``sentence_contrast (q d)``, ``sentence_video (q,)`` (a video's
-    sentences contiguous), ``closeness (q C)``; ``max_sentences``: the most sentences of a video
-    (the batch's ``sentence_mask.shape[1]``; None: the largest count). Everything is batched on the
-    device; the host reads one small ``(2 b + 1)`` tensor, the games' sizes and whether the cosines
-    are finite: the one read of the step (a sync on CUDA), with ``also_read`` (a bool scalar) if given."""
-    num_videos, num_cells, _ = cell_contrast.shape
-    num_sentences = sentence_video.shape[0]
+    ``contrast_cos (q C)``: cos(s^c_j, m^c of v(j)'s cells), the model's ``GroundingOutput.contrast_cos``
+    (L_SSI reads these, it does not compute them again); ``sentence_video (q,)`` (a video's sentences
+    contiguous), ``closeness (q C)``, ``num_videos`` b; ``max_sentences``: the most sentences of a
+    video (the batch's ``sentence_mask.shape[1]``; None: the largest count). Everything is batched on
+    the device; the host reads one small ``(2 b + 1)`` tensor, the games' sizes and whether the
+    cosines are finite: the one read of the step (a sync on CUDA), with ``also_read`` (a bool scalar)
+    if given."""
+    contrast_cos = contrast_cos.float()  # the loss is computed in float32 (a bf16 forward returns bf16)
+    num_sentences, num_cells = contrast_cos.shape
     device = sentence_video.device
     counts = torch.zeros(num_videos, dtype=torch.long, device=device).scatter_add_(
         0, sentence_video, torch.ones_like(sentence_video))  # (b,)
     first = torch.cumsum(counts, 0) - counts  # (b,) the first sentence of each video
     position = torch.arange(num_sentences, device=device) - first[sentence_video]  # (q,) within its video
     slots = num_sentences if max_sentences is None else max_sentences  # sentence slots per video, padded
-    padded = sentence_contrast.new_zeros(num_videos, slots, sentence_contrast.shape[1])
-    padded = padded.index_put((sentence_video, position), sentence_contrast)  # (b s d)
-    cos_padded = torch.bmm(padded, cell_contrast.transpose(1, 2).to(padded.dtype))  # (b s C)
-    cos_own = cos_padded[sentence_video, position]  # (q C)
+    cos_padded = contrast_cos.new_zeros(num_videos, slots, num_cells)
+    cos_padded = cos_padded.index_put((sentence_video, position), contrast_cos)  # (b s C)
     k = min(num_players, num_cells)
-    picks = torch.cat([torch.topk(closeness, k, dim=1).indices, torch.topk(cos_own.detach(), k, dim=1).indices], 1)
+    picks = torch.cat([torch.topk(closeness, k, dim=1).indices, torch.topk(contrast_cos.detach(), k, dim=1).indices], 1)
     chosen = torch.zeros(num_videos, num_cells, dtype=torch.bool, device=device)
     chosen[sentence_video[:, None].expand_as(picks), picks] = True  # (b C)
     order = torch.argsort((~chosen).to(torch.int8), dim=1, stable=True)  # (b C) chosen cells first, in cell order
     widths = chosen.sum(dim=1)  # (b,)
-    flags = [torch.isfinite(cos_own).all()] + ([also_read] if also_read is not None else [])
+    flags = [torch.isfinite(contrast_cos).all()] + ([also_read] if also_read is not None else [])
     read = torch.cat([counts, widths, torch.stack(flags).long()]).tolist()  # the one read of the device
     shapes = [(s, m) for s, m in zip(read[:num_videos], read[num_videos : 2 * num_videos])]
     big_s, big_m = max([s for s, _ in shapes] + [1]), max([m for _, m in shapes] + [1])
@@ -134,10 +133,10 @@ def padded_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, s
                        bool(read[-1]) if also_read is not None else None)
 
 
-def moment_games(cell_contrast: torch.Tensor, sentence_contrast: torch.Tensor, sentence_video: torch.Tensor,
-                 closeness: torch.Tensor, num_players: int, max_sentences: int | None = None) -> list[torch.Tensor]:
+def moment_games(contrast_cos: torch.Tensor, sentence_video: torch.Tensor, closeness: torch.Tensor, num_players: int,
+                 num_videos: int, max_sentences: int | None = None) -> list[torch.Tensor]:
     """:func:`padded_games` as a list of each video's ``(s_v m_v)`` game (videos with sentences)."""
-    games = padded_games(cell_contrast, sentence_contrast, sentence_video, closeness, num_players, max_sentences)
+    games = padded_games(contrast_cos, sentence_video, closeness, num_players, num_videos, max_sentences)
     return [games.cos[v, :s, :m] for v, (s, m) in enumerate(games.shapes) if s > 0]
 
 
@@ -162,22 +161,23 @@ def padded_reliability(interactions: torch.Tensor, stderr: torch.Tensor, present
 class ShapleyInteractionLoss(LossTerm):
     needs_closeness = True
 
-    def __init__(self, *, num_players: int, num_samples: int, tau: float, seed: int = 0, kernels: str = "auto"):
-        """``kernels``: ``loss.kernels`` for the Shapley estimator (g2l/losses/kernels.py)."""
+    def __init__(self, *, num_players: int, num_samples: int, tau: float, seed: int = 0, kernels: str | None = None):
+        """``kernels``: auto, numba or torch for the Shapley estimator (None: the environment variable
+        ``G2L_KERNELS``, g2l/losses/kernels.py)."""
         super().__init__()
         self.num_players, self.num_samples, self.tau, self.seed = num_players, num_samples, tau, seed
-        self.kernels = kernels
+        self.kernels = chosen_kernels(kernels)
 
     def forward(
         self,
-        cell_contrast: torch.Tensor,  # (b C d), normalised
-        sentence_contrast: torch.Tensor,  # (q d), normalised
+        contrast_cos: torch.Tensor,  # (q C) cos(s^c_j, m^c of v(j)'s cells), GroundingOutput.contrast_cos
         sentence_video: torch.Tensor,  # (q,)
         closeness: torch.Tensor,  # (q C), no gradient
+        num_videos: int,  # b
         step: int = 0,
         max_sentences: int | None = None,  # the most sentences of a video, if known on the host
     ) -> torch.Tensor:
-        games = padded_games(cell_contrast, sentence_contrast, sentence_video, closeness, self.num_players,
+        games = padded_games(contrast_cos, sentence_video, closeness, self.num_players, num_videos,
                              max_sentences)  # (b s m), with gradient
         return self.loss(games, step)
 
@@ -218,8 +218,9 @@ class ShapleyInteractionLoss(LossTerm):
 
     def term(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = inputs.output
-        games = padded_games(out.cell_contrast, out.sentence_contrast, inputs.batch.sentence_video, inputs.closeness,
-                             self.num_players, inputs.batch.sentence_mask.shape[1], also_read=inputs.closeness_settled)
+        games = padded_games(out.contrast_cos, inputs.batch.sentence_video, inputs.closeness, self.num_players,
+                             out.cell_contrast.shape[0], inputs.batch.sentence_mask.shape[1],
+                             also_read=inputs.closeness_settled)
         inputs.settled_read = games.also_read
         if games.also_read is False:  # G is not final: the combiner computes the terms again
             return games.cos.sum() * 0.0, {}

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import torch
 
-from g2l.losses.positives import window_iou
+from g2l.losses.positives import SAME_MOMENT_IOU, window_iou
 from g2l.losses.term import LossInputs, LossTerm
 
 
 class VideoToSentenceLoss(LossTerm):
-    def __init__(self, *, margin: float, tau: float, same_moment_iou: float = 0.5):
+    def __init__(self, *, margin: float, tau: float, same_moment_iou: float = SAME_MOMENT_IOU):
         super().__init__()
         self.margin, self.tau, self.same_moment_iou = margin, tau, same_moment_iou
 

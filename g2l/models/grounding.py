@@ -18,6 +18,11 @@ from g2l.models.moment_map import MapEncoder, SparseMaxPool
 from g2l.models.text_encoder import TextEncoder
 from g2l.models.video_encoder import VideoEncoder
 
+# The IoU branch's logit is IOU_LOGIT_SCALE * cos(s^u, m^u): the score's sigmoid(10 u) (docs/method.md
+# sections 1 and 3) and L_bce's logits, as in MMN's code (its IoU score is sigmoid(10 cos)). Fixed by
+# the method, not a setting: a trained model's scores mean nothing at another scale.
+IOU_LOGIT_SCALE = 10
+
 
 @dataclass
 class GroundingOutput:
@@ -121,7 +126,7 @@ class GroundingModel(nn.Module):
 
 def score_cells(contrast_cos: torch.Tensor, iou_cos: torch.Tensor, gamma: float) -> torch.Tensor:
     """The inference score ``(0.5 c + 0.5) ** gamma * sigmoid(10 u)`` of docs/method.md section 1."""
-    return (0.5 * contrast_cos + 0.5).clamp(min=0) ** gamma * torch.sigmoid(10 * iou_cos)
+    return (0.5 * contrast_cos + 0.5).clamp(min=0) ** gamma * torch.sigmoid(IOU_LOGIT_SCALE * iou_cos)
 
 
 def build_model(cfg, *, text_spec: dict | None = None, source: str = "the checkpoint",
@@ -146,7 +151,7 @@ def build_model(cfg, *, text_spec: dict | None = None, source: str = "the checkp
         map_pool=map_pool,
         map_encoder=MapEncoder(
             hidden_dim=m.hidden_dim, joint_dim=m.joint_dim, kernel_size=m.map_kernel_size,
-            num_layers=m.map_num_layers, mask2d=map_pool.mask2d, compute=m.map_compute,
+            num_layers=m.map_num_layers, mask2d=map_pool.mask2d,
         ),
         text_encoder=TextEncoder(backbone=backbone, num_layers=m.text_num_layers, joint_dim=m.joint_dim),
     )

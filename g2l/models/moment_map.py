@@ -104,23 +104,22 @@ class MapEncoder(nn.Module):
     The first layer pads ``(k - 1) * L / 2`` and the rest pad 0, so the map keeps its size.
     Returns the contrastive branch ``m^c`` and the IoU branch ``m^u``, each ``(b d' t t)``.
 
-    ``compute="full"`` runs every layer on its whole padded grid, as written above. ``"cropped"``
-    (the default) gives the same outputs, batch-norm statistics and gradients while computing
-    only what can reach a proposal (docs/method.md section 2, "cropped map"): layer ``n``'s output
-    is multiplied by a weight that is zero outside the region ``D_n`` of cells within ``(n + 1) r``
+    The layers are computed cropped: the same outputs, batch-norm statistics and gradients as
+    running every layer on its whole padded grid (as written above), while computing only what can
+    reach a proposal (docs/method.md section 2, "cropped map"): layer ``n``'s output is multiplied
+    by a weight that is zero outside the region ``D_n`` of cells within ``(n + 1) r``
     (``r = (k - 1) / 2``) of a valid cell, and its input is zero outside ``D_{n-1}``, so every cell
     outside ``D_n`` holds exactly the convolution's bias before batch norm. The cropped path
     convolves row strips that cover ``D_n`` and adds the constant cells' share to the batch-norm
     mean and variance in closed form. It also keeps oneDNN off its im2col fallback, which the
-    first layer's wide padding forces in the full path.
+    first layer's wide padding forces on the whole grid. The whole-grid computation is a test
+    reference (tests/reference/moment_map_full.py) that tests/models/test_moment_map.py holds this
+    one equal to.
     """
 
     def __init__(self, *, hidden_dim: int, joint_dim: int, kernel_size: int, num_layers: int, mask2d: torch.Tensor,
-                 compute: str = "cropped", strip_rows: int = 16):
+                 strip_rows: int = 16):
         super().__init__()
-        if compute not in ("full", "cropped"):
-            raise ValueError(f"compute must be 'full' or 'cropped', got {compute!r}")
-        self.compute = compute
         self.num_clips = int(mask2d.shape[-1])
         self.radius = (kernel_size - 1) // 2
         padding = (kernel_size - 1) * num_layers // 2
@@ -141,14 +140,8 @@ class MapEncoder(nn.Module):
         self.iou_head = nn.Conv2d(hidden_dim, joint_dim, 1)
 
     def forward(self, map2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._layers_full(map2d) if self.compute == "full" else self._layers_cropped(map2d)
+        x = self._layers_cropped(map2d)
         return self.contrast_head(x), self.iou_head(x)  # (b d' t t) each
-
-    def _layers_full(self, map2d: torch.Tensor) -> torch.Tensor:
-        x = map2d
-        for n, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            x = torch.relu(norm(conv(x))) * getattr(self, f"mask_weight_{n}")
-        return x
 
     def _layers_cropped(self, map2d: torch.Tensor) -> torch.Tensor:
         r, t = self.radius, self.num_clips

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from g2l.errors import G2LError
+from g2l.io.pretrained import TOKENIZER_FILE_NAMES
 
 MINILM_ALIAS = "minilm"
 
@@ -61,13 +62,10 @@ def load_text_backbone(name: str):
     return backbone, tokenizer
 
 
-# The text files a tokenizer's ``save_pretrained`` writes. A checkpoint may carry only these, by
+# A checkpoint may carry only the tokenizer files of TOKENIZER_FILE_NAMES (g2l/io/pretrained.py), by
 # plain name: a checkpoint is untrusted data, and a name such as ``/abs/path`` or ``../x.pth`` would
 # otherwise write a file anywhere (a ``.pth`` file in site-packages runs code at the next start).
-TOKENIZER_FILE_NAMES = frozenset({
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.txt", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json",
-})
+
 # Config keys that would make transformers import code named by the file (remote code).
 _FORBIDDEN_CONFIG_KEYS = ("auto_map", "custom_pipelines")
 
@@ -157,7 +155,7 @@ def checkpoint_text_backbone(spec: dict | None, name: str, source: str = "the ch
         return native_text_backbone(spec) or text_backbone_from_files(spec, source)
     folder = Path(resolve_text_encoder(name))
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-        try:  # the layout's names only, each a regular file inside the folder (g2l/safe_files.py)
+        try:  # the layout's names only, each a regular file inside the folder (g2l/io/safe_files.py)
             files = {}
             for file_name in sorted(TOKENIZER_FILE_NAMES):
                 try:
@@ -174,8 +172,8 @@ def checkpoint_text_backbone(spec: dict | None, name: str, source: str = "the ch
 
 
 def _read_folder_file(folder: Path, name: str) -> str:
-    from g2l.limits import MAX_TEXT_FILE_BYTES
-    from g2l.safe_files import read_text_file
+    from g2l.io.limits import MAX_TEXT_FILE_BYTES
+    from g2l.io.safe_files import read_text_file
 
     return read_text_file(folder / name, what=f"text encoder folder {folder}: {name}", max_bytes=MAX_TEXT_FILE_BYTES,
                           within=folder)

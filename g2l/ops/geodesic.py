@@ -1,6 +1,6 @@
 """Geodesic closeness G of moment cells to the ground-truth cell (docs/method.md section 3).
 
-Per video, without gradient, over the video's ``p`` valid cells with L2-normalised contrastive
+Per video, without gradient, over the video's ``C`` valid cells with L2-normalised contrastive
 features ``x``:
 
 * a directed k-nearest-neighbour graph: cell ``a`` has an edge to each of its ``k`` most
@@ -19,14 +19,14 @@ the CPU, one parallel task per video, with two ways to obtain the kNN rows:
 
 * ``knn="lazy"`` (CPU): a Dijkstra only follows the edges of the cells it settles, so each
   settled cell's kNN row is computed on demand inside the kernel and cached across the sources
-  of the same video. A row costs one dot product against every cell (``p d``) plus a partial
+  of the same video. A row costs one dot product against every cell (``C d``) plus a partial
   top-k, or, once some rows are known, far fewer: triangle-inequality bounds from "pivot" rows
   rule out most candidates exactly (see the comment above ``geodesic_numba._MAX_PIVOTS``). With few reachable
   cells (unstructured features) the cost is a handful of rows; when most of the map lies within
   ``cutoff`` (smooth, max-pooled map features) it is a fraction of one dense Gram matrix.
 * ``knn="dense"``: the whole Gram matrix per video with torch on the features' device (a GPU
   in training), exact top-k with the same tie rule, then the Numba Dijkstra on the small
-  ``(b p k)`` graph copied to the CPU.
+  ``(b C k)`` graph copied to the CPU.
 
 ``kernels="torch"`` (:mod:`g2l.ops.geodesic_torch`) keeps everything on the features' device:
 the same dense kNN graph, then a min-plus (Bellman-Ford) relaxation batched over every (video,
@@ -36,7 +36,12 @@ source) row of the batch; only the small checked source indices and mask come fr
 dense produce the same kNN graph up to float round-off in the similarities (a kNN choice can
 differ only where two candidates' similarities are within a few ulps of each other).
 
-Shapes use the axis glossary of :mod:`g2l`: ``b`` videos, ``p`` cells per video (here the valid
+Entry points: :func:`geodesic_closeness_batch` (a batch of videos, any sources per video; one video
+is a batch of one), :func:`geodesic_closeness_rows` (the training loss's form: one source per row)
+and :func:`knn_graph` (the dense graph alone). The independent reference (numpy kNN graph, scipy's
+Dijkstra) is tests/reference/geodesic_closeness.py.
+
+Shapes use the axis glossary of :mod:`g2l`: ``b`` videos, ``C`` cells per video (here the valid
 cells of the ``(t t)`` map, gathered in any fixed order), ``d`` channels, ``q`` sources (sentences)
 across the batch, ``k`` neighbours.
 """
@@ -49,16 +54,10 @@ import numpy as np
 import torch
 
 from g2l.ops.geodesic_numba import graph_batch_kernel, lazy_batch_kernel
-from g2l.ops.geodesic_torch import bounded_shortest_paths, closeness_torch, knn_graph_torch
+from g2l.ops.geodesic_torch import closeness_torch, knn_graph_torch
 from g2l.ops.threads import kernel_threads
 
-__all__ = [
-    "geodesic_closeness",
-    "geodesic_closeness_batch",
-    "knn_graph",
-    "closeness_from_knn_graph",
-    "geodesic_closeness_rows",
-]
+__all__ = ["geodesic_closeness_batch", "geodesic_closeness_rows", "knn_graph"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,19 +199,19 @@ def knn_graph(features, k: int = 5, valid=None, max_chunk_elements: int = 1 << 2
     """Dense exact kNN graph per video, computed with torch on the features' device.
 
     Args:
-        features: ``(b p d)`` tensor (any float dtype; normalised here in float32).
+        features: ``(b C d)`` tensor (any float dtype; normalised here in float32).
         k: neighbours per cell.
-        valid: optional ``(b p)`` bool mask; invalid cells are never neighbours.
-        max_chunk_elements: bound on ``videos * p * p`` similarities held at once.
+        valid: optional ``(b C)`` bool mask; invalid cells are never neighbours.
+        max_chunk_elements: bound on ``videos * C * C`` similarities held at once.
     Returns:
-        ``knn_idx (b p k)`` int64 and ``knn_cost (b p k)`` float64 numpy arrays (on the CPU),
+        ``knn_idx (b C k)`` int64 and ``knn_cost (b C k)`` float64 numpy arrays (on the CPU),
         rows in decreasing similarity, ties broken by the lower index; rows of invalid cells are
         filled but never reached.
     """
     _check_k_cutoff(k, 0.0)
     x = features.detach() if isinstance(features, torch.Tensor) else torch.as_tensor(features)
     if x.ndim != 3:
-        raise ValueError(f"knn_graph: features must be (b p d), got shape {tuple(x.shape)}.")
+        raise ValueError(f"knn_graph: features must be (b C d), got shape {tuple(x.shape)}.")
     num_videos, p, _ = x.shape
     valid_np = _valid_mask(valid, num_videos, p)
     if (valid_np.sum(axis=1) <= k).any():
@@ -222,47 +221,16 @@ def knn_graph(features, k: int = 5, valid=None, max_chunk_elements: int = 1 << 2
     return knn_idx.cpu().numpy(), knn_cost.cpu().numpy()
 
 
-def closeness_from_knn_graph(knn_idx: np.ndarray, knn_cost: np.ndarray, sources: Sequence,
-                             cutoff: float = 0.5, kernels: str = "numba") -> np.ndarray:
-    """Bounded shortest-path closeness on a given graph.
-
-    Args:
-        knn_idx: ``(b p k)`` int64 neighbour indices; knn_cost: ``(b p k)`` non-negative costs.
-        sources: ``b`` 1-D arrays of source cell indices.
-        kernels: ``"numba"`` (bounded Dijkstra) or ``"torch"`` (min-plus relaxation on the CPU);
-            the same values.
-    Returns:
-        ``(q p)`` float32 numpy array, rows grouped video by video, ``q = sum of len(sources)``.
-    """
-    _check_k_cutoff(knn_idx.shape[-1], cutoff)
-    knn_idx = np.ascontiguousarray(knn_idx, dtype=np.int64)
-    knn_cost = np.ascontiguousarray(knn_cost, dtype=np.float64)
-    num_videos, p, _ = knn_idx.shape
-    if (knn_idx < 0).any() or (knn_idx >= p).any() or (knn_cost < 0).any():
-        raise ValueError("closeness_from_knn_graph: neighbour indices must be in [0, p) and costs >= 0.")
-    _check_kernels(kernels, "dense")
-    flat, offsets = _pack_sources(sources, np.ones((num_videos, p), dtype=np.bool_))
-    if kernels == "torch":
-        video_idx = torch.from_numpy(np.repeat(np.arange(num_videos), np.diff(offsets)))
-        dist = bounded_shortest_paths(torch.from_numpy(knn_idx), torch.from_numpy(knn_cost), video_idx,
-                                      torch.from_numpy(flat), float(cutoff))  # (q p)
-        return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float().numpy()
-    out = np.zeros((flat.size, p), dtype=np.float32)
-    with kernel_threads():
-        graph_batch_kernel(knn_idx, knn_cost, flat, offsets, float(cutoff), out)
-    return out
-
-
 def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5,
                              cutoff: float = 0.5, knn: str = "auto", kernels: str = "numba"):
     """Geodesic closeness of every cell to each source, for a batch of videos in one call.
 
     Args:
-        features: ``(b p d)`` cell features (torch tensor or numpy array); rows are normalised
+        features: ``(b C d)`` cell features (torch tensor or numpy array); rows are normalised
             here; no gradient flows.
         sources: ``b`` 1-D integer arrays (or tensors), video v's source cells ``(s_v,)``
-            indexing its ``p`` cells, e.g. each sentence's best cell ``g_j``.
-        valid: optional ``(b p)`` bool mask of the cells that exist (default: all); invalid
+            indexing its ``C`` cells, e.g. each sentence's best cell ``g_j``.
+        valid: optional ``(b C)`` bool mask of the cells that exist (default: all); invalid
             cells are not in the graph and get 0.
         k: neighbours per cell; cutoff: path-length bound (reachable iff ``dist <= cutoff``).
         knn: ``"lazy"`` (Numba, on the CPU, kNN rows on demand), ``"dense"`` (torch Gram matrix
@@ -272,7 +240,7 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
             min-plus relaxation batched over every source, on the features' device; numpy input
             runs on the CPU). Both give the same values for the same kNN graph.
     Returns:
-        ``(q p)`` closeness, ``q = sum_v s_v``, rows grouped video by video in the order given:
+        ``(q C)`` closeness, ``q = sum_v s_v``, rows grouped video by video in the order given:
         a float32 torch tensor on the features' device for tensor input, else a numpy array.
     The Numba kernel runs one task per video in parallel over ``numba.get_num_threads()``
     threads; results do not depend on the thread count.
@@ -281,7 +249,7 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
     _check_kernels(kernels, knn)
     x, is_torch = _as_features(features)
     if x.ndim != 3:
-        raise ValueError(f"geodesic closeness: batch features must be (b p d), got shape {tuple(x.shape)}.")
+        raise ValueError(f"geodesic closeness: batch features must be (b C d), got shape {tuple(x.shape)}.")
     num_videos, p, _ = x.shape
     valid_np = _valid_mask(valid, num_videos, p)
     flat, offsets = _pack_sources(sources, valid_np)
@@ -301,7 +269,7 @@ def geodesic_closeness_batch(features, sources: Sequence, valid=None, k: int = 5
                 graph_batch_kernel(knn_idx, knn_cost, flat, sub_offsets.astype(np.int64), float(cutoff), out)
         else:
             x_np = x.float().cpu().numpy() if is_torch else x
-            x_np = np.ascontiguousarray(x_np, dtype=np.float32)  # (b p d), normalised in the kernel
+            x_np = np.ascontiguousarray(x_np, dtype=np.float32)  # (b C d), normalised in the kernel
             with kernel_threads():
                 lazy_batch_kernel(x_np, valid_np, flat, offsets, int(k), float(cutoff), out)
     if is_torch:
@@ -315,14 +283,14 @@ def geodesic_closeness_rows(features: torch.Tensor, source_video: torch.Tensor, 
     ``source_video[r]`` against its cell ``source_cell[r]`` (each sentence's g_j).
 
     Args:
-        features: ``(b p d)`` tensor, every cell valid (the map's valid cells); no gradient flows.
+        features: ``(b C d)`` tensor, every cell valid (the map's valid cells); no gradient flows.
         source_video, source_cell: ``(q,)`` int64 on the features' device.
         k, cutoff: as in :func:`geodesic_closeness_batch`.
         kernels: ``"torch"`` keeps everything on the device and reads none of its values on the host
             (the caller guarantees indices in range; only the relaxation's convergence checks sync);
             ``"numba"`` copies the indices and features to the CPU, checked as in the batch form.
     Returns:
-        ``(q p)`` float32 on the features' device, in the rows' order.
+        ``(q C)`` float32 on the features' device, in the rows' order.
     """
     _check_k_cutoff(k, cutoff)
     _check_kernels(kernels, "auto")
@@ -339,19 +307,3 @@ def geodesic_closeness_rows(features: torch.Tensor, source_video: torch.Tensor, 
     out[torch.as_tensor(order, device=grouped.device)] = grouped
     return out
 
-
-def geodesic_closeness(features, sources, k: int = 5, cutoff: float = 0.5, knn: str = "auto",
-                       kernels: str = "numba"):
-    """Geodesic closeness for one video.
-
-    Args:
-        features: ``(p d)`` cell features (torch tensor or numpy array), normalised here.
-        sources: ``(s,)`` source cell indices (e.g. the ground-truth cells of s sentences).
-        k, cutoff, knn, kernels: as in :func:`geodesic_closeness_batch`.
-    Returns:
-        ``G (s p)``: ``1 - dist(source, cell)`` for cells within ``cutoff``, 0 beyond, 1 at the
-        source; float32 torch tensor on the input's device for tensor input, else numpy.
-    """
-    if features.ndim != 2:
-        raise ValueError(f"geodesic closeness: features must be (p d), got shape {tuple(features.shape)}.")
-    return geodesic_closeness_batch(features[None], [sources], None, k, cutoff, knn, kernels)

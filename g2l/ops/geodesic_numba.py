@@ -4,7 +4,7 @@ each settled cell's kNN row computed on demand and cached across the sources of 
 (:func:`lazy_batch_kernel`). The definitions (graph, tie rule, cut-off, ``G``) and the public entry
 points are in :mod:`g2l.ops.geodesic`, which checks the input and calls these kernels.
 
-Shapes: ``b`` videos, ``p`` cells per video, ``d`` channels, ``q`` sources across the batch, ``k``
+Shapes: ``b`` videos, ``C`` cells per video, ``d`` channels, ``q`` sources across the batch, ``k``
 neighbours.
 """
 
@@ -27,7 +27,7 @@ def _dot(x, a, b):
 
 @njit(cache=True)
 def _unit_rows(features, valid):
-    """``(p d)`` float32 -> float32 rows of unit norm (zero rows stay zero), and whether every
+    """``(C d)`` float32 -> float32 rows of unit norm (zero rows stay zero), and whether every
     valid row came out of norm 1 up to ``1e-6`` (needed by the pivot bounds)."""
     p, d = features.shape
     x = np.empty((p, d), dtype=np.float32)
@@ -226,7 +226,7 @@ def _video_closeness(x, valid, sources, k, cutoff, knn_idx, knn_cost, has_row, p
     """Bounded Dijkstra from each source of one video; writes ``out (s p)`` (zeros beforehand).
 
     ``has_row[u]`` says whether ``knn_idx[u]``/``knn_cost[u]`` are filled; missing rows are
-    computed from ``x (p d)`` (float32 unit rows) when u is settled, then kept for the next
+    computed from ``x (C d)`` (float32 unit rows) when u is settled, then kept for the next
     sources. ``prune`` enables the pivot bounds (needs rows of norm 1 up to round-off).
     """
     p = valid.shape[0]
@@ -321,8 +321,8 @@ def _video_closeness(x, valid, sources, k, cutoff, knn_idx, knn_cost, has_row, p
 
 @njit(cache=True, parallel=True)
 def lazy_batch_kernel(features, valid, sources, source_offsets, k, cutoff, out):
-    """``features (b p d)`` float32 (normalised here), ``valid (b p)``, ``sources (q,)`` grouped
-    by video with ``source_offsets (b+1,)``; writes ``out (q p)``. One task per video."""
+    """``features (b C d)`` float32 (normalised here), ``valid (b C)``, ``sources (q,)`` grouped
+    by video with ``source_offsets (b+1,)``; writes ``out (q C)``. One task per video."""
     num_videos, p, _ = features.shape
     for v in prange(num_videos):
         first = source_offsets[v]
@@ -339,7 +339,7 @@ def lazy_batch_kernel(features, valid, sources, source_offsets, k, cutoff, out):
 
 @njit(cache=True, parallel=True)
 def graph_batch_kernel(knn_idx, knn_cost, sources, source_offsets, cutoff, out):
-    """Same as :func:`lazy_batch_kernel` on a precomputed graph ``knn_idx, knn_cost (b p k)``."""
+    """Same as :func:`lazy_batch_kernel` on a precomputed graph ``knn_idx, knn_cost (b C k)``."""
     num_videos, p, k = knn_idx.shape
     for v in prange(num_videos):
         first = source_offsets[v]

@@ -10,9 +10,9 @@ are in :mod:`g2l.ops.geodesic`, which checks the input and dispatches here for `
   No key repeats, so the result is the stable descending argsort's on every device.
 * :func:`bounded_shortest_paths`: min-plus (Bellman-Ford) relaxation of every (video, source)
   row of the batch at once, ``dist[b] = min(dist[b], min over edges u -> b of dist[u] + cost)``,
-  keeping only candidates ``<= cutoff``. A shortest path within the cut-off has at most ``p - 1``
+  keeping only candidates ``<= cutoff``. A shortest path within the cut-off has at most ``C - 1``
   edges, and so does a minimal path of the float-rounded sums (a cycle never lowers a sum of costs
-  ``>= 0``), so ``p - 1`` rounds are exact; a row that one round leaves unchanged is already the
+  ``>= 0``), so ``C - 1`` rounds are exact; a row that one round leaves unchanged is already the
   fixed point and is retired. The rows are checked every ``check_every`` rounds only (the one
   host sync of the loop), and the fixed point is the Dijkstra's: both take, per cell, the least
   float64 left-to-right sum of edge costs over paths from the source that stay within the
@@ -23,7 +23,7 @@ are in :mod:`g2l.ops.geodesic`, which checks the input and dispatches here for `
   within the cut-off; the loss reads that flag with its one read of the step and learns the rounds
   it needs (g2l/losses/combine.py).
 
-Shapes: ``b`` videos, ``p`` cells per video, ``d`` channels, ``q`` sources across the batch, ``k``
+Shapes: ``b`` videos, ``C`` cells per video, ``d`` channels, ``q`` sources across the batch, ``k``
 neighbours.
 """
 
@@ -52,13 +52,13 @@ def ieee_float32_matmul():
 
 
 def _order_keys(sims: torch.Tensor) -> torch.Tensor:
-    """``(c p p)`` float32 -> int64 keys, larger for a larger similarity, then for a lower index."""
+    """``(c C C)`` float32 -> int64 keys, larger for a larger similarity, then for a lower index."""
     p = sims.shape[-1]
     bits = (sims + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0, which ties with it
     keys = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()  # negative floats' bits flipped: int order == float order
-    keys <<= 32  # in place: this function's cost is memory traffic over (c p p)
+    keys <<= 32  # in place: this function's cost is memory traffic over (c C C)
     keys |= (2**32 - 1) - torch.arange(p, device=sims.device)  # (p,) the lower index, the larger key
-    return keys  # (c p p)
+    return keys  # (c C C)
 
 
 def knn_graph_torch(features: torch.Tensor, k: int, valid: torch.Tensor,
@@ -66,21 +66,21 @@ def knn_graph_torch(features: torch.Tensor, k: int, valid: torch.Tensor,
     """Exact kNN graph per video, on the features' device.
 
     Args:
-        features: ``(b p d)`` tensor, any float dtype (normalised here: float64 norm, float32 rows,
+        features: ``(b C d)`` tensor, any float dtype (normalised here: float64 norm, float32 rows,
             the Numba kernels' normalisation).
         k: neighbours per cell; every video must have more than ``k`` valid cells (checked by the
             caller).
-        valid: ``(b p)`` bool mask on the same device; invalid cells are never neighbours.
-        max_chunk_elements: bound on ``videos * p * p`` similarities held at once (about 20 bytes
+        valid: ``(b C)`` bool mask on the same device; invalid cells are never neighbours.
+        max_chunk_elements: bound on ``videos * C * C`` similarities held at once (about 20 bytes
             each at the peak, with their sort keys: 320 MiB at the default).
     Returns:
-        ``knn_idx (b p k)`` int64 and ``knn_cost (b p k)`` float64 ``max(0, 1 - cos)``, rows in
+        ``knn_idx (b C k)`` int64 and ``knn_cost (b C k)`` float64 ``max(0, 1 - cos)``, rows in
         decreasing similarity, ties broken by the lower index; rows of invalid cells are filled
         but never reached.
     """
     num_videos, p, _ = features.shape
     x64 = features.detach().double()
-    x = (x64 / x64.norm(dim=-1, keepdim=True).clamp_min(1e-12)).float()  # (b p d)
+    x = (x64 / x64.norm(dim=-1, keepdim=True).clamp_min(1e-12)).float()  # (b C d)
     knn_idx = torch.empty((num_videos, p, k), dtype=torch.int64, device=x.device)
     knn_cost = torch.empty((num_videos, p, k), dtype=torch.float64, device=x.device)
     chunk = max(1, max_chunk_elements // max(1, p * p))
@@ -88,11 +88,11 @@ def knn_graph_torch(features: torch.Tensor, k: int, valid: torch.Tensor,
     for first in range(0, num_videos, chunk):
         xs = x[first : first + chunk]
         with ieee_float32_matmul():
-            sims = torch.bmm(xs, xs.transpose(1, 2))  # (c p p)
-        excluded = eye | ~valid[first : first + chunk, None, :]  # (c p p)
+            sims = torch.bmm(xs, xs.transpose(1, 2))  # (c C C)
+        excluded = eye | ~valid[first : first + chunk, None, :]  # (c C C)
         sims.masked_fill_(excluded, -torch.inf)
-        top_idx = _order_keys(sims).topk(k, dim=-1).indices  # (c p k), sorted
-        top_val = sims.gather(-1, top_idx).double()  # (c p k)
+        top_idx = _order_keys(sims).topk(k, dim=-1).indices  # (c C k), sorted
+        top_val = sims.gather(-1, top_idx).double()  # (c C k)
         knn_idx[first : first + chunk] = top_idx
         knn_cost[first : first + chunk] = (1.0 - top_val).clamp_min(0.0)
     return knn_idx, knn_cost
@@ -104,13 +104,13 @@ def bounded_shortest_paths(knn_idx: torch.Tensor, knn_cost: torch.Tensor, video_
     """Shortest path lengths from each source along the kNN edges, bounded by ``cutoff``.
 
     Args:
-        knn_idx: ``(b p k)`` int64 neighbour indices; knn_cost: ``(b p k)`` float64 costs ``>= 0``.
+        knn_idx: ``(b C k)`` int64 neighbour indices; knn_cost: ``(b C k)`` float64 costs ``>= 0``.
         video_idx: ``(q,)`` int64, the video of each source; sources: ``(q,)`` int64 cell indices.
         cutoff: a cell is reachable iff its distance is ``<= cutoff``.
         check_every: rounds between convergence checks (each check syncs with the host once).
         max_chunk_elements: bound on ``rows * p * k`` edge candidates held at once.
     Returns:
-        ``dist (q p)`` float64 on the graph's device, ``inf`` where unreachable.
+        ``dist (q C)`` float64 on the graph's device, ``inf`` where unreachable.
     """
     _, p, k = knn_idx.shape
     num_rows = sources.shape[0]
@@ -155,14 +155,14 @@ def _relax_rows(nbr: torch.Tensor, cost: torch.Tensor, sources: torch.Tensor, cu
 
 
 def hop_edges(knn_idx: torch.Tensor, knn_cost: torch.Tensor, hops: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(b p k)`` edges -> the heads ``(b p E)`` of every walk of 1 .. ``hops`` edges from each
+    """``(b C k)`` edges -> the heads ``(b C E)`` of every walk of 1 .. ``hops`` edges from each
     cell (``E = k + k^2 + ... + k^hops``, walks of 1 edge first) and the edge costs along each walk
-    (a list: ``(b p k)``, ``(b p k k)``, ...), so that a round can add them left to right."""
+    (a list: ``(b C k)``, ``(b C k k)``, ...), so that a round can add them left to right."""
     num_videos, p, k = knn_idx.shape
     batch = torch.arange(num_videos, device=knn_idx.device)[:, None]
     heads, costs = [knn_idx], [knn_cost]
     for _ in range(hops - 1):  # a walk of h + 1 edges: one of h edges, then an edge from its head
-        last = heads[-1].reshape(num_videos, -1)  # (b p*k^h)
+        last = heads[-1].reshape(num_videos, -1)  # (b C*k^h)
         shape = (*heads[-1].shape, k)
         heads.append(knn_idx[batch, last].reshape(shape))
         costs.append(knn_cost[batch, last].reshape(shape))
@@ -179,15 +179,15 @@ def relax_rounds(knn_idx: torch.Tensor, knn_cost: torch.Tensor, video_idx: torch
     exact length. Values above the cut-off are left to travel (a path within the cut-off has every
     prefix within it) and set to ``inf`` at the end.
 
-    Returns ``dist (q p)`` float64 and ``settled``, a device bool: True when the last round changed
+    Returns ``dist (q C)`` float64 and ``settled``, a device bool: True when the last round changed
     no value within the cut-off (the fixed point: the result is exact), or when ``rounds * hops``
-    reaches ``p - 1``. The caller reads ``settled`` with whatever else it reads from the device, and
+    reaches ``C - 1``. The caller reads ``settled`` with whatever else it reads from the device, and
     runs more rounds when it is False.
     """
     _, p, k = knn_idx.shape
     num_rows = sources.shape[0]
     device = knn_cost.device
-    heads, costs = hop_edges(knn_idx, knn_cost, hops)  # (b p E), [(b p k), (b p k k), ...]
+    heads, costs = hop_edges(knn_idx, knn_cost, hops)  # (b C E), [(b C k), (b C k k), ...]
     costs = [c[video_idx] for c in costs]  # each row its own graph: (r p k), (r p k k), ...
     sizes = [c.numel() for c in costs]
     rows = torch.arange(num_rows, device=device)
@@ -216,17 +216,17 @@ def relax_rounds(knn_idx: torch.Tensor, knn_cost: torch.Tensor, video_idx: torch
 
 def closeness_torch(features: torch.Tensor, valid: torch.Tensor, video_idx: torch.Tensor, sources: torch.Tensor,
                     k: int, cutoff: float, rounds: int | None = None):
-    """``G (q p)`` float32 on the features' device: ``1 - dist`` within the cut-off, 0 beyond.
+    """``G (q C)`` float32 on the features' device: ``1 - dist`` within the cut-off, 0 beyond.
 
     Args:
-        features: ``(b p d)``; valid: ``(b p)`` bool; video_idx, sources: ``(q,)`` int64, the
+        features: ``(b C d)``; valid: ``(b C)`` bool; video_idx, sources: ``(q,)`` int64, the
             video and the cell of each source, all on one device and checked by the caller.
         rounds: None: relax to the fixed point, checking every few rounds (host syncs); a number:
             :func:`relax_rounds` (no host read), and the result is ``(G, settled)``.
     """
     if rounds is None:
-        knn_idx, knn_cost = knn_graph_torch(features, k, valid)  # (b p k) each
-        dist = bounded_shortest_paths(knn_idx, knn_cost, video_idx, sources, cutoff)  # (q p)
+        knn_idx, knn_cost = knn_graph_torch(features, k, valid)  # (b C k) each
+        dist = bounded_shortest_paths(knn_idx, knn_cost, video_idx, sources, cutoff)  # (q C)
         return torch.where(dist <= cutoff, 1.0 - dist, 0.0).float()
     knn_idx, knn_cost = knn_graph_torch(features, k, valid, max_chunk_elements=1 << 26)  # few chunks: few launches
     dist, settled = relax_rounds(knn_idx, knn_cost, video_idx, sources, cutoff, rounds)

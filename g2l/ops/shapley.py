@@ -22,20 +22,20 @@ and C is uniform among the subsets of that size of the other n - 2 players. (The
 the first of i, j in a random ordering of all n players do NOT follow this law.)
 
 * :func:`pairwise_interaction` / :func:`pairwise_interaction_batch`: unbiased Monte Carlo
-  estimates with standard errors, in Numba kernels parallel over sentences (or pairs). The four
-  values of a bracket share their softmax sums, so a bracket costs ``O(|Sc| |Mc|)`` multiply-adds.
-  Random draws come from a counter-based generator (SplitMix64) keyed by ``(seed, game, j[, i])``:
-  the same seed gives the same output whatever the thread count.
-* ``method="stratified"`` (the default): strata over how MANY other sentences and moments C holds
+  estimates with standard errors, in a Numba kernel parallel over sentences. The four values of a
+  bracket share their softmax sums, so a bracket costs ``O(|Sc| |Mc|)`` multiply-adds. Random draws
+  come from a counter-based generator (SplitMix64) keyed by ``(seed, game, j)``: the same seed
+  gives the same output whatever the thread count.
+* The estimator is stratified: strata over how MANY other sentences and moments C holds
   (:mod:`g2l.ops.shapley_plan`, exact law, ``s * m`` cells, bins of counts), the players drawn
   within a stratum; a draw of the other sentences and of a moment ordering serves every moment of
   sentence j at once; Neyman-like allocation (fewer draws for large, low-spread, costly
   coalitions). Cost ``O(s * num_samples * m * E[|Sc| |Mc|])``, memory ``O(s m)`` per game:
   polynomial in s (the former strata over WHICH sentences were ``2^(s-1)``).
-* ``method="plain"``: independent draws of C per pair from the index's law; the baseline.
 
-Exact enumeration and a plain-Python reference of the plain estimator, for the tests and the
-benchmarks, are in ``tests/support/shapley_reference.py``.
+Exact enumeration and the plain estimator (independent draws of C per pair, the baseline the
+stratified one beats), in Numba and in plain Python, are test references in
+``tests/reference/shapley_interaction.py``.
 
 Shapes use the axis glossary of :mod:`g2l`; here ``s`` sentences and ``m`` moment players of one
 video (``m = 2 K s`` before de-duplication).
@@ -43,7 +43,6 @@ video (``m = 2 K s`` before de-duplication).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,131 +59,9 @@ __all__ = [
     "StratifiedPlan",
     "context_probabilities",
     "stratified_plan",
-    "METHODS",
 ]
 
 _MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
-
-
-# ---------------------------------------------------------------------------------------------
-# Monte Carlo kernel
-# ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _sample_pair(weights, num_sentences, j, i, num_samples, state, out_stats):
-    """Monte Carlo bracket average for sentence j and moment i of one game.
-
-    ``weights (s m)`` = exp((sim - row max) / tau), so that ``A = weights / row sum`` over the
-    present moments. Writes ``out_stats = (mean, standard error)``.
-    """
-    s_all, m_all = weights.shape
-    n = s_all + m_all
-    others = np.empty(n - 2, dtype=np.int64)  # players other than j and i (moment i = player s+i)
-    fill = 0
-    for player in range(n):
-        if player != j and player != num_sentences + i:
-            others[fill] = player
-            fill += 1
-    sentences = np.empty(s_all + 1, dtype=np.int64)  # present sentences, then j
-    moments = np.empty(m_all, dtype=np.int64)
-    inv0 = np.empty(s_all + 1, dtype=np.float64)  # 1 / softmax sum over Mc
-    inv1 = np.empty(s_all + 1, dtype=np.float64)  # 1 / softmax sum over Mc u {i}
-    row0 = np.empty(s_all + 1, dtype=np.float64)  # max over Mc of A
-    row1 = np.empty(s_all + 1, dtype=np.float64)  # max over Mc u {i} of A
-    mean = 0.0
-    m2 = 0.0
-    for t in range(num_samples):
-        # C: size uniform on 0..n-2, then a uniform subset of that size (partial Fisher-Yates).
-        state, size = next_below(state, n - 1)
-        for pos in range(size):
-            state, r = next_below(state, n - 2 - pos)
-            r += pos
-            tmp = others[pos]
-            others[pos] = others[r]
-            others[r] = tmp
-        ns = 0
-        nm = 0
-        for pos in range(size):
-            player = others[pos]
-            if player < num_sentences:
-                sentences[ns] = player
-                ns += 1
-            else:
-                moments[nm] = player - num_sentences
-                nm += 1
-        sentences[ns] = j
-        # Per sentence (the present ones, then j): softmax sums and row maxima.
-        sum_row0 = 0.0
-        sum_row1 = 0.0
-        for a in range(ns + 1):
-            s = sentences[a]
-            total = 0.0
-            largest = 0.0
-            for b in range(nm):
-                w = weights[s, moments[b]]
-                total += w
-                if w > largest:
-                    largest = w
-            w_i = weights[s, i]
-            if nm > 0:
-                inv0[a] = 1.0 / total
-                row0[a] = largest * inv0[a]
-            else:
-                inv0[a] = 0.0
-                row0[a] = 0.0
-            inv1[a] = 1.0 / (total + w_i)
-            row1[a] = max(largest, w_i) * inv1[a]
-            if a < ns:
-                sum_row0 += row0[a]
-                sum_row1 += row1[a]
-        # Per moment: max over present sentences of A, without and with j, without and with i.
-        col = 0.0  # C
-        col_i = 0.0  # C u {i}, the moments of Mc
-        col_j = 0.0  # C u {j}
-        col_ij = 0.0  # C u {i, j}, the moments of Mc
-        for b in range(nm):
-            m = moments[b]
-            best0 = 0.0
-            best1 = 0.0
-            for a in range(ns):
-                w = weights[sentences[a], m]
-                best0 = max(best0, w * inv0[a])
-                best1 = max(best1, w * inv1[a])
-            w_j = weights[j, m]
-            col += best0
-            col_i += best1
-            col_j += max(best0, w_j * inv0[ns])
-            col_ij += max(best1, w_j * inv1[ns])
-        best_i = 0.0  # column of moment i
-        for a in range(ns):
-            best_i = max(best_i, weights[sentences[a], i] * inv1[a])
-        best_ij = max(best_i, weights[j, i] * inv1[ns])
-        v = 0.5 * (col / nm + sum_row0 / ns) if ns > 0 and nm > 0 else 0.0
-        v_i = 0.5 * ((col_i + best_i) / (nm + 1) + sum_row1 / ns) if ns > 0 else 0.0
-        v_j = 0.5 * (col_j / nm + (sum_row0 + row0[ns]) / (ns + 1)) if nm > 0 else 0.0
-        v_ij = 0.5 * ((col_ij + best_ij) / (nm + 1) + (sum_row1 + row1[ns]) / (ns + 1))
-        bracket = v_ij - v_i - v_j + v
-        # Welford running mean and sum of squared deviations.
-        delta = bracket - mean
-        mean += delta / (t + 1)
-        m2 += delta * (bracket - mean)
-    out_stats[0] = mean
-    out_stats[1] = math.sqrt(m2 / (num_samples - 1) / num_samples) if num_samples > 1 else np.inf
-
-
-@njit(cache=True, parallel=True)
-def _interaction_kernel(weights_flat, weight_offsets, num_sentences, num_moments, pair_game,
-                        pair_j, pair_i, num_samples, seed, out_stats):
-    """All pairs of all games; ``out_stats (pairs 2)`` = (mean, standard error). One pair per
-    task; each pair has its own random stream, so results do not depend on scheduling."""
-    for q in prange(pair_game.shape[0]):
-        g = pair_game[q]
-        s_g = num_sentences[g]
-        m_g = num_moments[g]
-        weights = weights_flat[weight_offsets[g] : weight_offsets[g] + s_g * m_g].reshape((s_g, m_g))
-        state = stream_start(seed, g, pair_j[q], pair_i[q])
-        _sample_pair(weights, s_g, pair_j[q], pair_i[q], num_samples, state, out_stats[q])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,9 +335,6 @@ def _softmax_weights(sim: np.ndarray, tau: float) -> np.ndarray:
     return np.exp(logits - logits.max(axis=1, keepdims=True))
 
 
-METHODS = ("stratified", "plain")
-
-
 def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, tau: float = 0.1,
                                return_stderr: bool = False, method: str = "stratified", *,
                                return_mean_stderr: bool = False):
@@ -469,20 +343,19 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     Args:
         sims: one ``(s_v m_v)`` similarity matrix per video (numpy or torch; no gradient).
         num_samples: about this many brackets evaluated per (sentence, moment) pair.
-        seed: any integer; with ``"plain"`` the draws of pair (j, i) of game g depend only on
-            (seed, g, j, i), with ``"stratified"`` those of sentence j on (seed, g, j).
+        seed: any integer; the draws of sentence j of game g depend only on (seed, g, j).
         tau: softmax temperature.
         return_stderr: also return the standard errors of the estimates.
-        method: ``"stratified"`` (default): strata over how many other sentences and moments C
-            holds (:func:`stratified_plan`, cost polynomial in s and m), coalitions drawn per
-            stratum and shared by the pairs of a sentence (:func:`_stratified_sentence`);
-            ``"plain"``: independent draws of C per pair.
+        method: ``"stratified"``, the only one (kept beside :mod:`g2l.ops.shapley_torch`'s, which
+            takes the same arguments): strata over how many other sentences and moments C holds
+            (:func:`stratified_plan`, cost polynomial in s and m), coalitions drawn per stratum
+            and shared by the pairs of a sentence (:func:`_stratified_sentence`).
         return_mean_stderr: also return the standard errors and, per game, the ``(s_v,)``
             standard error of each sentence's mean estimate over its moments, ``mean_i I[j, i]``.
-            The stratified draws serve every moment of a sentence, so the errors of a sentence's
-            estimates are correlated and this exceeds ``sqrt(sum_i se_ji^2) / m_v``, which it
-            equals for the plain estimator's independent pairs; L_SSI's reliability needs it
-            (g2l/losses/ssi.py's ``estimate_reliability``).
+            The draws serve every moment of a sentence, so the errors of a sentence's estimates
+            are correlated and this exceeds ``sqrt(sum_i se_ji^2) / m_v``, which it would be for
+            independent pairs; L_SSI's reliability needs it (g2l/losses/ssi.py's
+            ``estimate_reliability``).
     Returns:
         a list of ``(s_v m_v)`` arrays ``I[j, i]`` (and a list of standard errors, and a list of
         ``(s_v,)`` standard errors of the row means): float64 numpy for numpy input, float32 torch
@@ -492,8 +365,9 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         raise ValueError(
             f"Shapley interaction: num_samples must be a positive integer, got {num_samples!r}."
         )
-    if method not in METHODS:
-        raise ValueError(f"Shapley interaction: method must be one of {', '.join(METHODS)}, got {method!r}.")
+    if method != "stratified":
+        raise ValueError(f"Shapley interaction: method must be 'stratified' (the plain estimator is a test "
+                         f"reference now), got {method!r}.")
     mats = [_as_sim(sim, f"sims[{g}]") for g, sim in enumerate(sims)]
     weights = [_softmax_weights(sim, tau) for sim in mats]
     num_sentences = np.array([w.shape[0] for w in weights], dtype=np.int64)
@@ -501,18 +375,11 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
     sizes = num_sentences * num_moments
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     weights_flat = np.concatenate([w.ravel() for w in weights] + [np.zeros(0)])
-    pair_game = np.repeat(np.arange(len(mats), dtype=np.int64), sizes)
+    num_pairs = int(sizes.sum())
     shapes = list(zip(num_sentences, num_moments))
-    pair_j = np.concatenate([np.repeat(np.arange(s), m) for s, m in shapes] + [np.zeros(0)])  # (pairs,)
-    pair_i = np.concatenate([np.tile(np.arange(m), s) for s, m in shapes] + [np.zeros(0)])  # (pairs,)
-    stats = np.zeros((pair_game.size, 2), dtype=np.float64)
-    row_var = None  # (sentences,) variance of each sentence's mean estimate; None: independent pairs
-    if pair_game.size and method == "plain":
-        with kernel_threads():
-            _interaction_kernel(weights_flat, offsets, num_sentences, num_moments, pair_game,
-                                pair_j.astype(np.int64), pair_i.astype(np.int64), int(num_samples),
-                                np.uint64(int(seed) & MASK64), stats)
-    elif pair_game.size:
+    stats = np.zeros((num_pairs, 2), dtype=np.float64)
+    row_var = np.zeros(num_sentences.sum())  # (sentences,) variance of each sentence's mean estimate
+    if num_pairs:
         plans = [stratified_plan(int(s_g), int(m_g), int(num_samples)) if s_g * m_g else None
                  for s_g, m_g in shapes]
         used = [plan for plan in plans if plan is not None]
@@ -524,7 +391,7 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
         stratum_offsets_cells = stratum_offsets[:-1] + np.arange(len(plans))
         task_game = np.concatenate([np.full(s_g, g, dtype=np.int64) for g, (s_g, m_g) in enumerate(shapes) if m_g])
         task_j = np.concatenate([np.arange(s_g, dtype=np.int64) for s_g, m_g in shapes if m_g])
-        mean, var, task_var = np.zeros(pair_game.size), np.zeros(pair_game.size), np.zeros(task_game.size)
+        mean, var, task_var = np.zeros(num_pairs), np.zeros(num_pairs), np.zeros(task_game.size)
         with kernel_threads():
             _stratified_kernel(weights_flat, offsets, num_sentences, num_moments, task_game, task_j,
                                np.concatenate([p.probability for p in used]),
@@ -536,17 +403,13 @@ def pairwise_interaction_batch(sims: Sequence, num_samples: int, seed: int = 0, 
                                np.uint64(int(seed) & MASK64), mean, var, task_var)
         stats[:, 0], stats[:, 1] = mean, np.sqrt(var)
         # Tasks are the sentences of the games with moments, in order; other games' rows stay 0.
-        row_var = np.zeros(num_sentences.sum())
         row_var[np.repeat(num_moments > 0, num_sentences)] = task_var
     sentence_offsets = np.concatenate([[0], np.cumsum(num_sentences)]).astype(np.int64)
     means, errors, mean_errors = [], [], []
     for g, sim in enumerate(sims):
         block = stats[offsets[g] : offsets[g + 1]].reshape(num_sentences[g], num_moments[g], 2)
         mean, err = block[..., 0].copy(), block[..., 1].copy()
-        if row_var is not None:
-            mean_err = np.sqrt(row_var[sentence_offsets[g] : sentence_offsets[g + 1]])
-        else:  # independent pairs
-            mean_err = np.sqrt((err**2).sum(axis=1)) / max(int(num_moments[g]), 1)
+        mean_err = np.sqrt(row_var[sentence_offsets[g] : sentence_offsets[g + 1]])
         if isinstance(sim, torch.Tensor):
             mean = torch.from_numpy(mean).float().to(sim.device)
             err = torch.from_numpy(err).float().to(sim.device)

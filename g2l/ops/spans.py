@@ -15,6 +15,8 @@ All functions here take and return numpy arrays; they are pure and know nothing 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 F32 = np.float32
@@ -86,18 +88,6 @@ def iou_map(window_s: tuple[float, float] | np.ndarray, duration_s: float, num_c
     return span_iou(cell_spans(num_clips, duration_s), np.asarray(window_s, dtype=F32))
 
 
-def scale_iou(iou: np.ndarray, iou_min: float, iou_max: float) -> np.ndarray:
-    """The training target ``clamp((IoU - t_min) / (t_max - t_min), 0, 1)``."""
-    return np.clip((iou - F32(iou_min)) / F32(iou_max - iou_min), 0.0, 1.0).astype(F32)
-
-
-def best_cell(window_s: tuple[float, float], duration_s: float, mask: np.ndarray) -> tuple[int, int]:
-    """The valid cell with the highest IoU to ``window_s`` (first in row-major order on ties)."""
-    ious = np.where(mask, iou_map(window_s, duration_s, mask.shape[0]), F32(-1))
-    flat = int(np.argmax(ious))
-    return divmod(flat, mask.shape[0])
-
-
 def cell_candidates(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None = None):
     """Score map ``(t t)`` -> ``(spans (k, 2), scores (k,))`` of its valid cells in row-major order.
 
@@ -113,13 +103,6 @@ def cell_candidates(score_map: np.ndarray, duration_s: float, mask: np.ndarray |
 def best_first(scores: np.ndarray) -> np.ndarray:
     """Indices that sort ``scores (k,)`` descending; a stable sort, so equal scores keep their order."""
     return np.argsort(-np.asarray(scores), kind="stable")
-
-
-def rank_cells(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None = None):
-    """Score map ``(t t)`` -> ``(spans (k, 2), scores (k,))`` of the valid cells, best first (no NMS)."""
-    spans, scores = cell_candidates(score_map, duration_s, mask)
-    order = best_first(scores)
-    return spans[order], scores[order]
 
 
 # Up to this many kept spans, NMS runs as numpy passes (one per kept span) and grounding never
@@ -167,18 +150,46 @@ def nms(spans: np.ndarray, thresh: float, max_keep: int | None = None) -> np.nda
 
 
 def rank_candidates(spans: np.ndarray, scores: np.ndarray, nms_thresh: float, max_keep: int | None = None) -> np.ndarray:
-    """What a model answers, as indices into the candidates ``spans (k, 2)``, ``scores (k,)``: best
-    first (stable, so equal scores keep the given order), after greedy NMS, at most ``max_keep``.
-
-    The one ranking of the package: the evaluator, the baselines and ``Grounder`` all rank here.
-    """
+    """The ranking rule, as indices into the candidates ``spans (k, 2)``, ``scores (k,)``: best
+    first (stable, so equal scores keep the given order), after greedy NMS, at most ``max_keep``."""
     order = best_first(scores)
     return order[nms(np.asarray(spans)[order], nms_thresh, max_keep)]
 
 
+@dataclass
+class RankedMoments:
+    """A query's moments, best first: what a model answers."""
+
+    index: np.ndarray  # (k,) int64: each moment's position among the query's candidate cells
+    spans: np.ndarray  # (k, 2) float32 seconds
+    scores: np.ndarray  # (k,) float32
+
+
+def rank_moments(scores: np.ndarray, spans: np.ndarray, nms_thresh: float, max_keep: int | None = None) -> RankedMoments:
+    """A query's scores of its candidate cells ``(k,)``, whose spans in seconds are ``spans (k, 2)``
+    (``cells_to_spans``, ``window_cell_spans``) -> its moments, ranked by ``rank_candidates``.
+
+    The one road from scores to moments: ``Grounder``, the evaluator, the corpus evaluation and
+    the re-scoring of a predictions file's maps (``ranked_candidates``) all rank here. A cell
+    scored exactly 0 is a candidate like any other."""
+    scores = np.asarray(scores, dtype=F32).reshape(-1)
+    spans = np.asarray(spans, dtype=F32).reshape(-1, 2)
+    keep = rank_candidates(spans, scores, nms_thresh, max_keep)
+    return RankedMoments(keep, spans[keep], scores[keep])
+
+
+def window_cell_spans(start_idx: np.ndarray, end_idx: np.ndarray, num_clips: int,
+                      windows_s: list[tuple[float, float]]) -> np.ndarray:
+    """``(C,)`` cells of a map of ``num_clips`` clips laid over each window ``(start_s, length_s)``
+    -> ``(w*C, 2)`` float32 seconds, window by window (each window's spans, then its start added)."""
+    return np.concatenate([cells_to_spans(start_idx, end_idx, length_s, num_clips) + F32(start_s)
+                           for start_s, length_s in windows_s])
+
+
 def ranked_candidates(score_map: np.ndarray, duration_s: float, nms_thresh: float,
                       max_keep: int | None = None, mask: np.ndarray | None = None):
-    """Score map -> ``(spans (k, 2), scores (k,))`` ranked after NMS: what a model answers."""
+    """Score map ``(t t)`` -> ``(spans (k, 2), scores (k,))`` ranked after NMS: ``rank_moments`` of
+    the map's valid cells (``cell_candidates``: ``mask``'s, or the non-zero ones)."""
     spans, scores = cell_candidates(score_map, duration_s, mask)
-    keep = rank_candidates(spans, scores, nms_thresh, max_keep)
-    return spans[keep], scores[keep]
+    moments = rank_moments(scores, spans, nms_thresh, max_keep)
+    return moments.spans, moments.scores

@@ -1,6 +1,6 @@
 """Counter-based random numbers for the Numba Shapley kernels (g2l/ops/shapley.py): SplitMix64
 streams keyed by ``(seed, game, j, i)``, so that the same seed gives the same draws whatever the
-thread count (tests/support/shapley_reference.py has a plain-Python twin)."""
+thread count (tests/reference/shapley_interaction.py has a plain-Python twin)."""
 
 from __future__ import annotations
 

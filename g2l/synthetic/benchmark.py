@@ -74,8 +74,8 @@ from pathlib import Path
 import h5py
 from tqdm import tqdm
 
-from g2l.atomic import atomic_path, write_text_atomic
 from g2l.errors import G2LError
+from g2l.io.atomic import atomic_path, write_text_atomic
 from g2l.synthetic.features import render_features
 from g2l.synthetic.plan import count_unannotated_repeats, plan_video
 from g2l.synthetic.world import (

@@ -57,8 +57,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from g2l.atomic import atomic_path, write_text_atomic
 from g2l.errors import G2LError
+from g2l.io.atomic import atomic_path, write_text_atomic
 from g2l.synthetic.drawing import render_scene
 from g2l.synthetic.scene import (
     ACTIONS,

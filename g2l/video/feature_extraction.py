@@ -41,6 +41,8 @@ import numpy as np
 from tqdm import tqdm
 
 from g2l.errors import G2LError
+from g2l.io.limits import MAX_TEXT_FILE_BYTES
+from g2l.io.safe_files import read_text_file
 from g2l.video.decoding import (
     VIDEO_EXTENSIONS,
     SamplingRateError,
@@ -116,9 +118,9 @@ def declare_release(folder: str | Path, release: str) -> Path:
     """Write ``folder/g2l_encoder_spec.json``: the spec of the public release ``release`` (a key of
     ``RELEASE_SPECS``) that made the folder's features. An existing declaration is kept when it says
     the same and refused when it differs; the folder must hold ``.npy``/``.npz`` features."""
-    from g2l import strict_json
-    from g2l.atomic import write_text_atomic
     from g2l.data.features import SPEC_FILE, FeatureStore
+    from g2l.io import strict_json
+    from g2l.io.atomic import write_text_atomic
 
     if release not in RELEASE_SPECS:
         raise FeatureFileError(f"unknown release {release!r}; declare one of {', '.join(sorted(RELEASE_SPECS))}")
@@ -213,7 +215,7 @@ def list_videos(inputs: Sequence[str | Path]) -> list[Path]:
                 raise VideoListError(f"Folder {str(path)!r} holds no video file (looked for {', '.join(VIDEO_EXTENSIONS)}).")
             videos += found
         elif path.suffix.lower() == ".txt" and path.is_file():
-            for line in path.read_text().splitlines():
+            for line in read_text_file(path, what=f"video list {path}", max_bytes=MAX_TEXT_FILE_BYTES).splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
                     listed = Path(line)
@@ -310,9 +312,3 @@ def _write_video(handle: h5py.File, video_id: str, features: np.ndarray, *, dura
     dataset.attrs["fps"] = float(fps)
     handle.move(partial, video_id)
     handle.flush()
-
-
-def read_encoder_spec(path: str | Path) -> dict | None:
-    """The encoder spec stored in a feature file, or None if it has none (e.g. a public file)."""
-    with h5py.File(path, "r") as handle:
-        return json.loads(handle.attrs[SPEC_ATTR]) if SPEC_ATTR in handle.attrs else None

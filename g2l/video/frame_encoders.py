@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from g2l.errors import G2LError
+from g2l.io.safe_files import sha256_file
 from g2l.video.mobilenet import MobileNetV2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -218,11 +219,8 @@ def find_mobilenet_v2_weights() -> Path:
 
 
 def sha256_of_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The SHA-256 of a weights file (a link to it is followed; it must be a regular file)."""
+    return sha256_file(path, follow_links=True)
 
 
 class MobileNetV2Encoder(FrameEncoder):

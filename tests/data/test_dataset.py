@@ -9,6 +9,7 @@ from g2l.config import load_config
 from g2l.data.annotations import load_annotations
 from g2l.data.dataset import Collate, GroundingDataset, build_dataset
 from g2l.data.features import FeatureError, VideoFeatures
+from g2l.losses.bce import scaled_iou
 from g2l.ops.spans import iou_map
 
 
@@ -52,13 +53,14 @@ def test_collate_flattens_sentences(tiny_split):
     ann, feats = tiny_split
     annotations, _ = load_annotations(ann)
     dataset = GroundingDataset(annotations, VideoFeatures(str(feats), num_pre_clips=8), num_clips=4, feature_dim=6)
-    batch = Collate(0.5, 1.0)([dataset[0], dataset[1]])
+    batch = Collate()([dataset[0], dataset[1]])
     assert batch.features.shape == (2, 8, 6)
     assert batch.sentence_video.tolist() == [0, 0, 1]
     assert batch.sentence_mask.tolist() == [[True, True], [True, False]]
     assert batch.iou_maps.shape == (3, 4, 4)
     expected = torch.clamp((batch.iou_maps - 0.5) / 0.5, 0, 1)
-    torch.testing.assert_close(batch.targets, expected)
+    torch.testing.assert_close(scaled_iou(batch.iou_maps, 0.5, 1.0), expected)  # L_bce builds its target
+    assert not hasattr(batch, "targets")  # the batch carries the plain IoU only
     assert batch.input_ids is None
     moved = batch.to("cpu")
     assert moved.features.data_ptr() == batch.features.data_ptr() and moved.sentences == batch.sentences
@@ -68,7 +70,7 @@ def test_dataloader_with_workers_and_tokenizer(tiny_split, tiny_tokenizer):
     ann, feats = tiny_split
     annotations, _ = load_annotations(ann)
     dataset = GroundingDataset(annotations, VideoFeatures(str(feats), num_pre_clips=8), num_clips=4, feature_dim=6)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=1, collate_fn=Collate(0.5, 1.0, tiny_tokenizer))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=1, collate_fn=Collate(tiny_tokenizer))
     (batch,) = list(loader)
     assert batch.input_ids.shape[0] == 3 and batch.attention_mask.shape == batch.input_ids.shape
 

@@ -20,9 +20,9 @@ import_or_missing("transformers", install="pip install 'g2l[train]'")
 from g2l.cli.data import extract_main  # noqa: E402
 from g2l.config import load_config  # noqa: E402
 from g2l.data.features import SPEC_FILE, FeatureStore, VideoFeatures  # noqa: E402
-from g2l.engine.checkpoint import load_checkpoint  # noqa: E402
 from g2l.eval.evaluator import evaluate_checkpoint  # noqa: E402
 from g2l.inference import Grounder, GroundingError  # noqa: E402
+from g2l.models.checkpoint import load_checkpoint  # noqa: E402
 from g2l.train import train  # noqa: E402
 from g2l.video.feature_extraction import extract_video_features  # noqa: E402
 from g2l.video.frame_encoders import RELEASE_SPECS, build_frame_encoder  # noqa: E402

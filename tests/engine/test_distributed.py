@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from g2l.data.dataset import build_dataset
-from g2l.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from g2l.eval.evaluator import evaluate, evaluate_checkpoint
 from g2l.eval.predictions import write_predictions
+from g2l.models.checkpoint import load_checkpoint, model_from_checkpoint
 from g2l.models.grounding import build_model
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 

@@ -153,8 +153,8 @@ def tiny(tmp_path_factory, tiny_text_encoder_dir):
 
 
 def test_eval_corpus_fits_a_match_that_travels_with_the_model(tiny, tmp_path):
-    from g2l.batch import result_json
     from g2l.cli import eval_main, export_main
+    from g2l.inference import result_json
     from g2l.inference import Grounder
 
     folder, checkpoint = tiny
@@ -189,7 +189,8 @@ def test_eval_corpus_fits_a_match_that_travels_with_the_model(tiny, tmp_path):
 @pytest.mark.parametrize("match", [[0.5], {"threshold": "0.5"}, {"threshold": float("nan")},
                                    {"threshold": 0.5, "note": [1, 2]}])
 def test_a_malformed_match_entry_is_refused(tiny, tmp_path, match):
-    from g2l.engine.checkpoint import CheckpointError, load_checkpoint, save_payload
+    from g2l.io.checkpoint import CheckpointError, save_payload
+    from g2l.models.checkpoint import load_checkpoint
 
     _, checkpoint = tiny
     path = save_payload(tmp_path / "bad.pt", {**load_checkpoint(checkpoint), "match": match})

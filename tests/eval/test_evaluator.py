@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from g2l.config import load_config
-from g2l.engine.checkpoint import save_checkpoint
 from g2l.eval.evaluator import evaluate_checkpoint
+from g2l.models.checkpoint import save_checkpoint
 from g2l.models.grounding import build_model
+from g2l.ops.spans import ranked_candidates
 from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
 TOLERANCE = 1e-5  # absolute, on scores in [0, 1]: the README's bound across CPUs and batches in fp32
@@ -71,6 +72,31 @@ def test_evaluation_in_bf16_on_request(checkpoints, tmp_path):
     bf16 = _evaluate(checkpoints["auto"], tmp_path, "bf16", precision="bf16")
     difference = max(np.abs(a.score_map - b.score_map).max() for a, b in zip(fp32.predictions, bf16.predictions))
     assert TOLERANCE < difference < 0.05  # bf16 ran: scores within bf16's rounding, not fp32's
+    for run in (fp32, bf16):  # bf16 scores tie often: the order of equal scores is checked too
+        assert_ranked_as_their_maps(run, load_config(None, []).eval.nms_thresh)
+
+
+def assert_ranked_as_their_maps(run, nms_thresh):
+    """The evaluator ranks each query's valid cells (``rank_moments``); it used to scatter them into
+    the score map and rank the map's non-zero cells: the same candidates, to the bit."""
+    for p in run.predictions:
+        spans, scores = ranked_candidates(p.score_map, p.duration, nms_thresh, len(p.candidates))
+        np.testing.assert_array_equal(p.candidates, np.concatenate([spans, scores[:, None]], axis=1))
+
+
+def test_a_cell_scored_zero_is_still_a_candidate(checkpoints, tmp_path, monkeypatch):
+    """A valid cell whose score is exactly 0 is ranked like any other (through the score map, whose
+    0 means "not a cell", a query whose cells all score 0 had no candidate at all)."""
+    import torch
+
+    import g2l.eval.evaluator as evaluator
+
+    monkeypatch.setattr(evaluator, "score_cells", lambda contrast_cos, iou_cos, gamma: torch.zeros_like(contrast_cos))
+    run = _evaluate(checkpoints["auto"], tmp_path, "zero")
+    for p in run.predictions:
+        assert len(p.candidates) >= 2 and np.all(p.candidates[:, 2] == 0)
+        # All tie at 0, so the first is the first cell in row-major order, (0, 0): the first of 8 clips.
+        np.testing.assert_array_equal(p.candidates[0, :2], [0, np.float32(p.duration) / np.float32(8)])
 
 
 @pytest.mark.parametrize("forced", ["0", "1"])

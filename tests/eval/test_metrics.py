@@ -9,7 +9,7 @@ import pytest
 from g2l.eval.metrics import grounding_metrics
 from g2l.eval.predictions import Prediction, read_predictions, rescore_predictions, write_predictions
 from g2l.ops.spans import pooling_mask, ranked_candidates
-from tests import reference_mmn as ref
+from tests.reference import mmn as ref
 
 REPO = Path(__file__).resolve().parents[2]
 

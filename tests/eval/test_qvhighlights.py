@@ -1,5 +1,5 @@
 """QVHighlights metrics (g2l/eval/qvhighlights.py) against a port of Moment-DETR's standalone
-evaluation script (tests/support/qvhighlights_eval.py): random splits with several windows per
+evaluation script (tests/reference/moment_detr_eval.py): random splits with several windows per
 query, tied scores, windows on the 2-second grid (exact IoU ties at the thresholds), mismatched
 saliency lengths, and hand-made cases whose values are worked out below."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from g2l.eval import qvhighlights as qvh
-from tests.support import qvhighlights_eval as ref
+from tests.reference import moment_detr_eval as ref
 
 SALIENCY_TIE_DECIMALS = 1  # rounding the random scores makes many ties
 

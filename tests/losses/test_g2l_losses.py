@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from g2l.losses.ssi import ShapleyInteractionLoss, estimate_reliability, interaction_target, select_moment_players
+from g2l.models.grounding import per_video_cosine
 from g2l.ops.shapley import pairwise_interaction_batch
 from tests.losses.test_gcl import case as gcl_case
 
@@ -26,7 +27,7 @@ def test_ssi_targets_from_interactions_and_gradient_through_alignment_only():
     cell, sent, sv, ious, closeness = case(4, cells=20)
     cell.requires_grad_(True), sent.requires_grad_(True)
     loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=200, tau=0.1, seed=7)
-    loss = loss_fn(cell, sent, sv, closeness, step=5)
+    loss = loss_fn(per_video_cosine(sent, cell, sv), sv, closeness, len(cell), step=5)
     # Independent recomputation, video by video: the confidence target t = softmax(rho I / (tau (max |I| + 1e-8))),
     # rho = max(0, 1 - noise / var I) (kept >= 1e-6), noise = m / (m - 1) (mean se^2 - se_mean^2),
     # and the alignment A = softmax(cos / tau).
@@ -52,9 +53,10 @@ def test_ssi_targets_from_interactions_and_gradient_through_alignment_only():
     loss.backward()
     assert cell.grad.abs().sum() > 0 and sent.grad.abs().sum() > 0
     # The same step gives the same loss; another step draws other coalitions.
-    again = loss_fn(cell.detach(), sent.detach(), sv, closeness, step=5)
+    again = loss_fn(per_video_cosine(sent.detach(), cell.detach(), sv), sv, closeness, len(cell), step=5)
     assert float(again) == float(loss.detach())
-    assert float(loss_fn(cell.detach(), sent.detach(), sv, closeness, step=6)) != float(loss.detach())
+    other_step = loss_fn(per_video_cosine(sent.detach(), cell.detach(), sv), sv, closeness, len(cell), step=6)
+    assert float(other_step) != float(loss.detach())
 
 
 def test_ssi_pulls_alignment_towards_cooperating_moments():
@@ -62,13 +64,13 @@ def test_ssi_pulls_alignment_towards_cooperating_moments():
     cell, sent, sv, ious, closeness = case(5, cells=20)
     sent = sent.clone().requires_grad_(True)
     loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=100, tau=0.1, seed=1)
-    first = float(loss_fn(cell, sent, sv, closeness, step=0).detach())
+    first = float(loss_fn(per_video_cosine(sent, cell, sv), sv, closeness, len(cell), step=0).detach())
     opt = torch.optim.SGD([sent], lr=0.05)
     for _ in range(20):
         opt.zero_grad()
-        loss_fn(cell, sent, sv, closeness, step=0).backward()
+        loss_fn(per_video_cosine(sent, cell, sv), sv, closeness, len(cell), step=0).backward()
         opt.step()
-    assert float(loss_fn(cell, sent, sv, closeness, step=0).detach()) < first
+    assert float(loss_fn(per_video_cosine(sent, cell, sv), sv, closeness, len(cell), step=0).detach()) < first
 
 
 def test_reliability_is_the_share_of_spread_that_is_not_noise():

@@ -1,7 +1,9 @@
-"""loss.kernels: the G2L losses computed with the torch kernels equal those with the Numba kernels
-(the geodesic part exactly, the Shapley part within its Monte Carlo standard errors), ``auto``
-resolves as documented, and the torch path reads the device's values on the host only where the
-result needs it (counted here on the CPU; on CUDA with torch's sync debug mode)."""
+"""The kernels (g2l/losses/kernels.py; ``kernels=``, else the environment variable G2L_KERNELS): the
+G2L losses computed with the torch kernels equal those with the Numba kernels (the geodesic part
+exactly, the Shapley part within its Monte Carlo standard errors), ``auto`` resolves as documented,
+the variable picks them when no ``kernels=`` is given, and the torch path reads the device's values
+on the host only where the result needs it (counted here on the CPU; on CUDA with torch's sync
+debug mode)."""
 
 import contextlib
 import math
@@ -11,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.config import ConfigError, load_config
+from g2l.config import load_config
 from g2l.losses.combine import build_loss
-from g2l.losses.kernels import CPU_CHOICE, interaction_estimator, resolve_kernels
+from g2l.losses.kernels import CPU_CHOICE, KernelsError, interaction_estimator, resolve_kernels
 from g2l.losses.ssi import moment_games
 from g2l.ops.geodesic import geodesic_closeness_batch
-from tests.losses.make_reference_losses import reference_batch
-from tests.support.host_reads import HostReads
+from tests.reference.losses_ablation_2026_12 import reference_batch
+from bench.host_reads import HostReads
 
 G2L = ["loss.sentence_contrast=gcl", "loss.ssi_weight=5e-4", "loss.ssi_num_players=3", "loss.ssi_num_samples=256"]
 
@@ -41,7 +43,7 @@ def g2l_terms(kernels: str, extra=(), *, t: int = 16, d: int = 32, seed: int = 0
     ``reads``: a HostReads to count the loss's reads in."""
     torch.set_num_threads(1)
     output, batch, start_idx, end_idx = smooth_batch(seed, t, d)
-    loss_fn = build_loss(load_config(None, G2L + [f"loss.kernels={kernels}", *extra]))
+    loss_fn = build_loss(load_config(None, G2L + [*extra]), kernels=kernels)
     with reads or contextlib.nullcontext():
         terms = loss_fn(output, batch, start_idx, end_idx, epoch=1, step=step)
     inputs = loss_fn.inputs(output, batch, start_idx, end_idx, step)
@@ -71,8 +73,7 @@ def test_the_shapley_interactions_agree_within_their_standard_errors():
     # beyond 5 (chance ~6e-7 per pair) and a mean z^2 near 1.
     output, batch, start_idx, end_idx = smooth_batch()
     closeness = torch.rand(6, start_idx.shape[0], generator=torch.Generator().manual_seed(1))
-    games = [g.detach() for g in moment_games(output.cell_contrast, output.sentence_contrast, batch.sentence_video,
-                                              closeness, 3)]
+    games = [g.detach() for g in moment_games(output.contrast_cos, batch.sentence_video, closeness, 3, batch.num_videos)]
     z = []
     for seed in range(4):  # z within a sentence are correlated (shared draws): several seeds for the mean
         got_n, se_n = interaction_estimator("numba")([g.numpy() for g in games], 512, seed=seed, tau=0.1,
@@ -105,7 +106,7 @@ def test_the_torch_path_reads_the_device_once():
     torch.set_num_threads(1)
     output, batch, start_idx, end_idx = smooth_batch()
     for extra, kind in ((["loss.ssi_weight=0"], "__bool__"), ([], "tolist")):
-        loss_fn = build_loss(load_config(None, G2L + ["loss.kernels=torch", *extra]))
+        loss_fn = build_loss(load_config(None, G2L + [*extra]), kernels="torch")
         loss_fn(output, batch, start_idx, end_idx, epoch=1, step=4)  # warm-up
         reads = HostReads()
         with reads:
@@ -121,7 +122,7 @@ def test_syncs_of_the_torch_path_on_cuda():
     output, batch, start_idx, end_idx = smooth_batch()
     output = type(output)(**{k: v.cuda() for k, v in vars(output).items()})
     batch = batch.to("cuda")
-    loss_fn = build_loss(load_config(None, G2L + ["loss.kernels=torch"]))
+    loss_fn = build_loss(load_config(None, G2L), kernels="torch")
     loss_fn(output, batch, start_idx.cuda(), end_idx.cuda(), epoch=1)  # warm-up
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
@@ -135,27 +136,43 @@ def test_syncs_of_the_torch_path_on_cuda():
     assert len(syncs) == 1, [str(w.message) for w in syncs]  # the games' sizes and the closeness's flag
 
 
-def test_auto_resolves_to_torch_on_cuda_and_to_the_measured_choice_on_a_cpu():
+def test_auto_resolves_to_torch_on_cuda_and_to_the_measured_choice_on_a_cpu(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert resolve_kernels("auto", cuda, "geodesic") == resolve_kernels("auto", cuda, "shapley") == "torch"
     assert resolve_kernels("auto", cpu, "geodesic") == CPU_CHOICE["geodesic"]
     assert resolve_kernels("auto", cpu, "shapley") == CPU_CHOICE["shapley"]
     assert resolve_kernels("numba", cuda, "geodesic") == "numba"
     assert resolve_kernels("torch", cpu, "shapley") == "torch"
-    with pytest.raises(ConfigError, match="'loss.kernels'"):
-        load_config(None, G2L + ["loss.kernels=cuda"])
+    monkeypatch.setenv("G2L_KERNELS", "cuda")
+    with pytest.raises(KernelsError, match=r"G2L_KERNELS='cuda' is not a kernel choice; set it to one of auto, numba, torch"):
+        build_loss(load_config(None, G2L))
 
 
-def test_a_tiny_g2l_training_runs_with_the_torch_kernels(tmp_path, tiny_text_encoder_dir):
+@pytest.mark.parametrize("variable", [None, "", "numba", "torch"])
+def test_the_loss_takes_its_kernels_from_the_argument_else_from_g2l_kernels(monkeypatch, variable):
+    if variable is None:
+        monkeypatch.delenv("G2L_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("G2L_KERNELS", variable)
+    loss_fn = build_loss(load_config(None, G2L))
+    assert loss_fn.kernels == loss_fn.terms["ssi"].kernels == (variable or "auto")  # unset or empty: auto
+    for explicit in ("numba", "torch", "auto"):  # an explicit kernels= wins over the variable
+        loss_fn = build_loss(load_config(None, G2L), kernels=explicit)
+        assert loss_fn.kernels == loss_fn.terms["ssi"].kernels == explicit
+    with pytest.raises(KernelsError, match=r"kernels='cuda' is not a kernel choice; pass one of auto, numba, torch"):
+        build_loss(load_config(None, G2L), kernels="cuda")
+
+
+def test_a_tiny_g2l_training_runs_with_the_torch_kernels(tmp_path, tiny_text_encoder_dir, monkeypatch):
     import json
 
     from g2l.train import train
     from tests.fixtures import tiny_overrides, write_tiny_benchmark
 
+    monkeypatch.setenv("G2L_KERNELS", "torch")
     folder = write_tiny_benchmark(tmp_path / "bench")
     overrides = tiny_overrides(folder, tiny_text_encoder_dir, tmp_path / "runs", **{
-        "loss.sentence_contrast": "gcl", "loss.ssi_weight": 0.05, "loss.ssi_num_samples": 64, "loss.kernels": "torch",
-        "train.epochs": 1})
+        "loss.sentence_contrast": "gcl", "loss.ssi_weight": 0.05, "loss.ssi_num_samples": 64, "train.epochs": 1})
     result = train(load_config(None, overrides))
     (record,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert math.isfinite(record["train_epoch/total"]) and record["train_epoch/ssi"] > 0

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from g2l.losses.ssi import estimate_reliability, interaction_target, padded_games, padded_reliability
+from g2l.models.grounding import per_video_cosine
 from tests.losses.test_gcl import case as gcl_case
 
 
 def test_padded_games_are_each_videos_game():
     cell, sent, sv, _, closeness = gcl_case(3, 4, 20, 6)[:5]
-    games = padded_games(cell, sent, sv, closeness, 3)
+    games = padded_games(per_video_cosine(sent, cell, sv), sv, closeness, 3, len(cell))
     assert len(games.shapes) == 4 and games.finite
     for v, (s, m) in enumerate(games.shapes):
         rows = torch.nonzero(sv == v).flatten()
@@ -63,8 +64,8 @@ def test_the_loss_is_the_one_computed_video_by_video(kernels):
     torch.set_num_threads(1)
     cell, sent, sv, _, closeness = gcl_case(5, 3, 20, 6)[:5]
     loss = ShapleyInteractionLoss(num_players=3, num_samples=64, tau=0.1, seed=2, kernels=kernels)
-    value = float(loss(cell, sent, sv, closeness, step=3))
-    games = moment_games(cell, sent, sv, closeness, 3)  # (s_v m_v)
+    value = float(loss(per_video_cosine(sent, cell, sv), sv, closeness, len(cell), step=3))
+    games = moment_games(per_video_cosine(sent, cell, sv), sv, closeness, 3, len(cell))  # (s_v m_v)
     estimator = shapley_torch.pairwise_interaction_batch if kernels == "torch" else shapley.pairwise_interaction_batch
     players = [g.detach() if kernels == "torch" else g.detach().numpy() for g in games]
     estimates = estimator(players, 64, seed=2 * 1_000_003 + 3, tau=0.1, return_mean_stderr=True)
@@ -85,5 +86,6 @@ def test_games_that_are_not_finite_give_a_loss_that_is_not():
     cell, sent, sv, _, closeness = gcl_case(3, 3, 12, 6)[:5]
     sent = sent.clone()
     sent[0, 0] = float("nan")
-    loss = ShapleyInteractionLoss(num_players=3, num_samples=32, tau=0.1, kernels="torch")(cell, sent, sv, closeness)
+    loss_fn = ShapleyInteractionLoss(num_players=3, num_samples=32, tau=0.1, kernels="torch")
+    loss = loss_fn(per_video_cosine(sent, cell, sv), sv, closeness, len(cell))
     assert torch.isnan(loss)  # training reports it as diverged, with its one sentence

@@ -18,7 +18,7 @@ import torch
 
 from g2l.losses.ssi import estimate_reliability
 from g2l.ops import shapley, shapley_torch
-from tests.support.shapley_reference import exact_pairwise_interaction
+from tests.reference.shapley_interaction import exact_pairwise_interaction, plain_pairwise_interaction_batch
 
 TOLERANCE = 0.08
 REPLICATES = 400  # copies of the game in one batch: each game index has its own random streams
@@ -60,8 +60,7 @@ def test_noise_across_moments_matches_repeated_estimates(kernel):
 
 def test_plain_estimator_row_mean_error_is_that_of_independent_pairs():
     sims = [clustered_game(0, 2, 5), np.zeros((3, 0)), clustered_game(1, 1, 4)]
-    estimates, stderr, mean_stderr = shapley.pairwise_interaction_batch(sims, 64, seed=1, method="plain",
-                                                                        return_mean_stderr=True)
+    estimates, stderr, mean_stderr = plain_pairwise_interaction_batch(sims, 64, seed=1, return_mean_stderr=True)
     for err, mean_err, sim in zip(stderr, mean_stderr, sims):
         assert mean_err.shape == (sim.shape[0],)
         expected = np.sqrt((err**2).sum(axis=1)) / max(sim.shape[1], 1)

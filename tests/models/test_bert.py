@@ -182,8 +182,8 @@ def test_demo_checkpoint_grounds_without_importing_transformers():
 
 def test_demo_sentence_features_match_the_transformers_build():
     """The same checkpoint built both ways gives the same sentence features."""
-    from g2l.engine.checkpoint import load_checkpoint, load_model_state
     from g2l.config import config_from_dict
+    from g2l.models.checkpoint import load_checkpoint, load_model_state
     from g2l.models.grounding import build_model
 
     demo = REPO_ROOT / "checkpoints" / "demo.pt"

@@ -6,19 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from g2l.ops.geodesic import (
-    closeness_from_knn_graph,
-    geodesic_closeness,
-    geodesic_closeness_batch,
-    knn_graph,
-)
-from tests.geodesic_reference import (
+from g2l.ops.geodesic import geodesic_closeness_batch, knn_graph
+from tests.reference.geodesic_closeness import (
     assert_matches,
     dyadic_features,
     map_features,
     reference_closeness,
     reference_graph,
 )
+from tests.support.geodesic_kernels import closeness_on_graph, one_video_closeness
+
 
 # ---------------------------------------------------------------------------------------------
 # Agreement with scipy
@@ -48,7 +45,7 @@ def test_matches_scipy_dijkstra(name, knn, kernels):
     features = make(rng)
     sources = rng.choice(len(features), size=num_sources, replace=False)
     G_ref, dist_ref = reference_closeness(features, sources, k=5, cutoff=0.5, min_margin=1e-6)
-    G = geodesic_closeness(features, sources, k=5, cutoff=0.5, knn=knn, kernels=kernels)
+    G = one_video_closeness(features, sources, k=5, cutoff=0.5, knn=knn, kernels=kernels)
     assert isinstance(G, np.ndarray) and G.dtype == np.float32 and G.shape == (num_sources, len(features))
     assert_matches(G, G_ref, dist_ref, 0.5)
 
@@ -60,7 +57,7 @@ def test_lazy_pivot_bounds_other_k_and_cutoff(k, cutoff):
     features = map_features(64, 64, 0.9, 0.0, rng)
     sources = rng.choice(len(features), size=6, replace=False)
     G_ref, dist_ref = reference_closeness(features, sources, k=k, cutoff=cutoff, min_margin=1e-6)
-    assert_matches(geodesic_closeness(features, sources, k=k, cutoff=cutoff), G_ref, dist_ref, cutoff)
+    assert_matches(one_video_closeness(features, sources, k=k, cutoff=cutoff), G_ref, dist_ref, cutoff)
 
 
 @pytest.mark.parametrize("k,cutoff", [(1, 0.5), (3, 0.25), (5, 0.5), (8, 1.0)])
@@ -73,7 +70,7 @@ def test_exact_ties_and_boundary(k, cutoff, p, knn, kernels):
     features = np.concatenate([dyadic_features(p, rng), np.zeros((1, 4), np.float32)])  # + a zero row
     sources = np.array([0, 17, 23, p])
     G_ref, _ = reference_closeness(features, sources, k=k, cutoff=cutoff)
-    G = geodesic_closeness(features, sources, k=k, cutoff=cutoff, knn=knn, kernels=kernels)
+    G = one_video_closeness(features, sources, k=k, cutoff=cutoff, knn=knn, kernels=kernels)
     np.testing.assert_array_equal(G, G_ref.astype(np.float32))
     assert set(np.unique(G).tolist()) <= {0.0, 0.5, 1.0}  # costs are multiples of 0.5
 
@@ -82,9 +79,9 @@ def test_exact_ties_and_boundary(k, cutoff, p, knn, kernels):
 def test_distance_equal_to_cutoff_is_reachable(kernels):
     # cos(a, b) = 0.5 exactly, so the edge a -> b costs exactly 0.5.
     features = np.array([[1, 0, 0, 0], [0.5, 0.5, 0.5, 0.5], [0, 0, 0, 1], [0, 0, 1, 0]], np.float32)
-    G = geodesic_closeness(features, [0], k=1, cutoff=0.5, kernels=kernels)
+    G = one_video_closeness(features, [0], k=1, cutoff=0.5, kernels=kernels)
     np.testing.assert_array_equal(G, [[1.0, 0.5, 0.0, 0.0]])
-    G = geodesic_closeness(features, [0], k=1, cutoff=0.4999, kernels=kernels)
+    G = one_video_closeness(features, [0], k=1, cutoff=0.4999, kernels=kernels)
     np.testing.assert_array_equal(G, [[1.0, 0.0, 0.0, 0.0]])
 
 
@@ -105,7 +102,7 @@ def test_properties_of_G():
     features = map_features(64, 64, 0.9, 0.3, rng)
     sources = rng.choice(len(features), size=6, replace=False)
     cutoff = 0.4
-    G = geodesic_closeness(features, sources, k=5, cutoff=cutoff)
+    G = one_video_closeness(features, sources, k=5, cutoff=cutoff)
     np.testing.assert_array_equal(G[np.arange(6), sources], 1.0)
     nonzero = G[G > 0]
     assert nonzero.min() >= 1 - cutoff - 1e-6 and nonzero.max() <= 1.0
@@ -120,7 +117,7 @@ def test_properties_of_G():
 def test_batch_equals_per_video_calls():
     rng = np.random.default_rng(11)
     p, d = 136, 16
-    features = np.stack([map_features(16, d, 0.9, 0.4, rng) for _ in range(4)])  # (b p d)
+    features = np.stack([map_features(16, d, 0.9, 0.4, rng) for _ in range(4)])  # (b C d)
     valid = np.ones((4, p), dtype=bool)
     valid[1, rng.choice(p, 30, replace=False)] = False
     valid[3, 100:] = False
@@ -138,7 +135,7 @@ def test_batch_equals_per_video_calls():
             for s in range(len(sources[v])):
                 expected = np.zeros(p, np.float32)
                 if len(local):
-                    expected[cells] = geodesic_closeness(features[v, cells], local, knn=knn, kernels=kernels)[s]
+                    expected[cells] = one_video_closeness(features[v, cells], local, knn=knn, kernels=kernels)[s]
                 np.testing.assert_allclose(G[row], expected, rtol=0, atol=0 if knn == "lazy" else 1e-6)
                 row += 1
         assert not G[:, ~valid.any(axis=0)].any()
@@ -165,12 +162,12 @@ def test_closeness_from_given_graph():
     rng = np.random.default_rng(2)
     features = rng.standard_normal((200, 3)).astype(np.float32)
     idx, cost = knn_graph(torch.from_numpy(features)[None], k=4)
-    G = closeness_from_knn_graph(idx, cost, [np.array([0, 1])], cutoff=0.5)
-    np.testing.assert_array_equal(G, geodesic_closeness(features, [0, 1], k=4, knn="dense"))
+    G = closeness_on_graph(idx, cost, [np.array([0, 1])], cutoff=0.5)
+    np.testing.assert_array_equal(G, one_video_closeness(features, [0, 1], k=4, knn="dense"))
     ref_idx, ref_cost, _ = reference_graph(features, 4)
     np.testing.assert_array_equal(idx[0], ref_idx)
     np.testing.assert_allclose(cost[0], ref_cost, rtol=0, atol=1e-6)
-    G_ref = closeness_from_knn_graph(ref_idx[None], ref_cost[None], [np.array([0, 1])], cutoff=0.5)
+    G_ref = closeness_on_graph(ref_idx[None], ref_cost[None], [np.array([0, 1])], cutoff=0.5)
     np.testing.assert_allclose(G, G_ref, rtol=0, atol=1e-5)
 
 
@@ -182,27 +179,27 @@ def test_closeness_from_given_graph():
 def test_invalid_input_raises_clear_errors():
     features = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
     with pytest.raises(ValueError, match="out of range"):
-        geodesic_closeness(features, [10])
+        one_video_closeness(features, [10])
     with pytest.raises(ValueError, match="out of range"):
-        geodesic_closeness(features, [-1])
+        one_video_closeness(features, [-1])
     with pytest.raises(ValueError, match="more than k"):
-        geodesic_closeness(features, [0], k=10)
+        one_video_closeness(features, [0], k=10)
     with pytest.raises(ValueError, match="positive integer"):
-        geodesic_closeness(features, [0], k=0)
+        one_video_closeness(features, [0], k=0)
     with pytest.raises(ValueError, match="cutoff"):
-        geodesic_closeness(features, [0], cutoff=-0.1)
+        one_video_closeness(features, [0], cutoff=-0.1)
     with pytest.raises(ValueError, match="integer"):
-        geodesic_closeness(features, [0.5])
+        one_video_closeness(features, [0.5])
     with pytest.raises(ValueError, match="NaN|finite"):
-        geodesic_closeness(np.full((10, 4), np.nan, np.float32), [0])
-    with pytest.raises(ValueError, match=r"\(p d\)"):
-        geodesic_closeness(features[None], [0])
+        one_video_closeness(np.full((10, 4), np.nan, np.float32), [0])
+    with pytest.raises(ValueError, match=r"\(b C d\)"):
+        geodesic_closeness_batch(features, [[0]])
     with pytest.raises(ValueError, match="kernels must be"):
-        geodesic_closeness(features, [0], kernels="cuda")
+        one_video_closeness(features, [0], kernels="cuda")
     with pytest.raises(ValueError, match="Numba strategy"):
-        geodesic_closeness(features, [0], knn="lazy", kernels="torch")
+        one_video_closeness(features, [0], knn="lazy", kernels="torch")
     with pytest.raises(ValueError, match="out of range"):
-        geodesic_closeness(features, [10], kernels="torch")
+        one_video_closeness(features, [10], kernels="torch")
     with pytest.raises(ValueError, match="source arrays"):
         geodesic_closeness_batch(features[None], [[0], [1]])
     valid = np.ones((1, 10), bool)

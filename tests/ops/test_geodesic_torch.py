@@ -8,13 +8,14 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import dijkstra
 
-from g2l.ops.geodesic import closeness_from_knn_graph, geodesic_closeness_batch, knn_graph
+from g2l.ops.geodesic import geodesic_closeness_batch, knn_graph
 from g2l.ops.geodesic_torch import bounded_shortest_paths, knn_graph_torch
-from tests.geodesic_reference import assert_matches, map_features, reference_closeness, reference_graph
+from tests.reference.geodesic_closeness import assert_matches, map_features, reference_closeness, reference_graph
+from tests.support.geodesic_kernels import closeness_on_graph
 
 
 def random_graph(num_videos, p, k, rng, zero_share=0.0, dyadic=False):
-    """``(b p k)`` random directed graphs with costs in [0, 0.4): some exactly 0, or all multiples
+    """``(b C k)`` random directed graphs with costs in [0, 0.4): some exactly 0, or all multiples
     of 1/16 (many equal path lengths, sums exact in float64)."""
     idx = np.stack([np.stack([rng.choice(np.delete(np.arange(p), u), k, replace=False) for u in range(p)])
                     for _ in range(num_videos)])
@@ -24,7 +25,7 @@ def random_graph(num_videos, p, k, rng, zero_share=0.0, dyadic=False):
 
 
 def scipy_distances(idx, cost, video_of, sources, cutoff):
-    """``(q p)`` scipy Dijkstra distances on each row's video graph (inf beyond the cut-off)."""
+    """``(q C)`` scipy Dijkstra distances on each row's video graph (inf beyond the cut-off)."""
     _, p, k = idx.shape
     rows = []
     for v, src in zip(video_of, sources):
@@ -77,8 +78,8 @@ def test_closeness_on_given_graph_matches_numba():
     rng = np.random.default_rng(4)
     idx, cost = random_graph(4, 80, 5, rng, zero_share=0.1)
     sources = [np.array([0, 79]), np.array([], dtype=np.int64), np.array([5]), np.array([1, 2, 3])]
-    numba_G = closeness_from_knn_graph(idx, cost, sources, cutoff=0.4)
-    torch_G = closeness_from_knn_graph(idx, cost, sources, cutoff=0.4, kernels="torch")
+    numba_G = closeness_on_graph(idx, cost, sources, cutoff=0.4)
+    torch_G = closeness_on_graph(idx, cost, sources, cutoff=0.4, kernels="torch")
     assert isinstance(torch_G, np.ndarray) and torch_G.dtype == np.float32 and torch_G.shape == (6, 80)
     np.testing.assert_array_equal(torch_G, numba_G)
     assert 6 < (torch_G > 0).sum() < torch_G.size
@@ -111,7 +112,7 @@ def test_knn_graph_tie_rule_on_many_duplicates():
 
 def batch_of_videos(rng, d=16):
     """Four videos of 136 cells, some cells invalid (smaller videos), 3, 1, 0 and 2 sources."""
-    features = np.stack([map_features(16, d, 0.9, 0.4, rng) for _ in range(4)])  # (b p d)
+    features = np.stack([map_features(16, d, 0.9, 0.4, rng) for _ in range(4)])  # (b C d)
     valid = np.ones((4, 136), dtype=bool)
     valid[1, rng.choice(136, 30, replace=False)] = False
     valid[3, 60:] = False

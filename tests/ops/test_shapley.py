@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from g2l.ops.shapley import context_probabilities, pairwise_interaction, pairwise_interaction_batch, stratified_plan
-from tests.support.shapley_reference import (
+from tests.reference.shapley_interaction import (
     coalition_value,
     exact_interaction_from_value_table,
     exact_pairwise_interaction,
     game_value_table,
+    plain_pairwise_interaction,
+    plain_pairwise_interaction_batch,
     reference_pairwise_interaction_python,
 )
 
@@ -156,7 +158,7 @@ def test_monte_carlo_reproducible_and_seeded():
 @pytest.mark.parametrize("shape,seed", [((1, 1), 0), ((1, 3), 1), ((3, 2), 2), ((2, 6), 3)])
 def test_numba_kernel_equals_python_reference(shape, seed):
     sim = random_sim(*shape, seed=seed)
-    mean, err = pairwise_interaction(sim, 300, seed=seed, tau=0.1, return_stderr=True, method="plain")
+    mean, err = plain_pairwise_interaction(sim, 300, seed=seed, tau=0.1, return_stderr=True)
     ref_mean, ref_err = reference_pairwise_interaction_python(sim, 300, seed=seed, tau=0.1, return_stderr=True)
     np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-12)
     np.testing.assert_allclose(err, ref_err, rtol=1e-9, atol=1e-14)
@@ -167,7 +169,7 @@ def test_batch_equals_single_games():
     batch = pairwise_interaction_batch(sims, 200, seed=5)
     assert [b.shape for b in batch] == [(2, 4), (1, 3), (0, 3), (3, 2)]
     np.testing.assert_array_equal(batch[0], pairwise_interaction(sims[0], 200, seed=5))
-    plain = pairwise_interaction_batch(sims, 200, seed=5, method="plain")
+    plain = plain_pairwise_interaction_batch(sims, 200, seed=5)
     for g in (1, 3):  # game g draws from the streams keyed by g
         ref = reference_pairwise_interaction_python(sims[g], 200, seed=5, game=g)
         np.testing.assert_allclose(plain[g], ref, rtol=0, atol=1e-12)
@@ -275,9 +277,9 @@ def test_stratified_is_unbiased_and_its_standard_error_is_calibrated(shape):
 def test_stratified_beats_plain_sampling_at_equal_samples():
     sim = random_sim(3, 9, seed=4)
     exact = exact_pairwise_interaction(sim, 0.1)
-    def rms(method):
-        return np.sqrt(np.mean([(pairwise_interaction(sim, 64, seed=s, method=method) - exact) ** 2 for s in range(20)]))
-    assert rms("stratified") < 0.5 * rms("plain")
+    def rms(estimator):
+        return np.sqrt(np.mean([(estimator(sim, 64, seed=s) - exact) ** 2 for s in range(20)]))
+    assert rms(pairwise_interaction) < 0.5 * rms(plain_pairwise_interaction)
 
 
 def test_stratified_converges_and_is_seeded():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from g2l.ops import shapley_torch
-from tests.support.shapley_reference import exact_pairwise_interaction
+from tests.reference.shapley_interaction import exact_pairwise_interaction
 
 
 def random_sim(num_sentences, num_moments, seed):

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from g2l.ops.spans import (
-    best_cell,
+    best_first,
+    cell_candidates,
     cell_spans,
     cells_to_spans,
     iou_map,
@@ -12,12 +13,13 @@ from g2l.ops.spans import (
     pooling_diagonals,
     pooling_mask,
     rank_candidates,
-    rank_cells,
+    rank_moments,
     ranked_candidates,
-    scale_iou,
     span_iou,
+    window_cell_spans,
 )
-from tests import reference_mmn as ref
+from tests.reference import mmn as ref
+from tests.reference.mmn import scale_iou
 
 CONFIGS = [(16, [15]), (64, [15, 8, 8]), (128, [15, 8, 8, 8])]
 
@@ -95,6 +97,20 @@ def test_iou_map_and_scaling():
     assert target.min() >= 0 and target.max() <= 1
     target_tacos = scale_iou(ious, 0.3, 0.7)
     assert target_tacos[0, 3] == pytest.approx(0.5)
+
+
+def best_cell(window_s: tuple[float, float], duration_s: float, mask: np.ndarray) -> tuple[int, int]:
+    """The valid cell with the highest IoU to ``window_s`` (first in row-major order on ties)."""
+    ious = np.where(mask, iou_map(window_s, duration_s, mask.shape[0]), np.float32(-1))
+    flat = int(np.argmax(ious))
+    return divmod(flat, mask.shape[0])
+
+
+def rank_cells(score_map: np.ndarray, duration_s: float, mask: np.ndarray | None = None):
+    """Score map ``(t t)`` -> ``(spans (k, 2), scores (k,))`` of the valid cells, best first (no NMS)."""
+    spans, scores = cell_candidates(score_map, duration_s, mask)
+    order = best_first(scores)
+    return spans[order], scores[order]
 
 
 def test_best_cell_respects_mask():
@@ -178,3 +194,48 @@ def test_rank_candidates_is_a_stable_sort_then_nms():
     np.testing.assert_array_equal(rank_candidates(spans, scores, 0.85), [1, 3, 2])
     np.testing.assert_array_equal(rank_candidates(spans, scores, 0.5), [1, 2])
     np.testing.assert_array_equal(rank_candidates(spans, scores, 0.95, max_keep=2), [1, 3])
+
+
+def test_rank_moments_by_hand():
+    """The ranked moments are ``rank_candidates``' indices with their spans and scores; a cell scored
+    exactly 0 is a candidate (a map's non-zero gather would drop it)."""
+    spans = np.array([[0, 10], [0, 9], [20, 30], [1, 10], [40, 50]], np.float32)
+    scores = np.array([0.5, 0.9, 0.5, 0.9, 0.0], np.float32)
+    moments = rank_moments(scores, spans, 0.85)
+    np.testing.assert_array_equal(moments.index, [1, 3, 2, 4])
+    np.testing.assert_array_equal(moments.spans, [[0, 9], [1, 10], [20, 30], [40, 50]])
+    np.testing.assert_array_equal(moments.scores, np.array([0.9, 0.9, 0.5, 0.0], np.float32))
+    assert moments.spans.dtype == moments.scores.dtype == np.float32
+    np.testing.assert_array_equal(rank_moments(scores, spans, 0.85, max_keep=2).index, [1, 3])
+    assert rank_moments(scores[:0], spans[:0], 0.5).index.size == 0
+
+
+def test_window_cell_spans_by_hand():
+    # Cells (0, 0), (0, 1), (1, 1) of a 2-clip map over the windows [0, 10] and [5, 15] (start 5, length 10).
+    start_idx, end_idx = np.array([0, 0, 1]), np.array([0, 1, 1])
+    spans = window_cell_spans(start_idx, end_idx, 2, [(0.0, 10.0), (5.0, 10.0)])
+    np.testing.assert_array_equal(spans, [[0, 5], [0, 10], [5, 10], [5, 10], [5, 15], [10, 15]])
+    assert spans.dtype == np.float32
+    np.testing.assert_array_equal(window_cell_spans(start_idx, end_idx, 2, [(0.0, 7.3)]),
+                                  cells_to_spans(start_idx, end_idx, 7.3, 2))  # one window from 0: the cells' spans
+
+
+@pytest.mark.parametrize("num_clips,counts", CONFIGS[:2])
+def test_ranking_the_cells_equals_ranking_their_map(num_clips, counts):
+    """The evaluator ranks a query's valid cells (``rank_moments``); it used to scatter them into a
+    map and rank the map's non-zero cells (``ranked_candidates``): the same moments, to the bit,
+    whenever no valid cell scores exactly 0, ties included (the cells are in the map's row-major order)."""
+    rng = np.random.default_rng(num_clips)
+    mask = pooling_mask(num_clips, counts)
+    start_idx, end_idx = np.nonzero(mask)
+    for trial in range(4):
+        duration = float(np.round(rng.uniform(5, 200), 2))
+        cell_scores = rng.random(len(start_idx)).astype(np.float32) + np.float32(0.01)
+        if trial % 2:  # coarse scores: many exact ties
+            cell_scores = np.round(cell_scores * 4) / 4 + np.float32(0.25)
+        score_map = np.zeros((num_clips, num_clips), np.float32)
+        score_map[start_idx, end_idx] = cell_scores
+        moments = rank_moments(cell_scores, cells_to_spans(start_idx, end_idx, duration, num_clips), 0.5, 10)
+        spans, scores = ranked_candidates(score_map, duration, 0.5, 10)
+        np.testing.assert_array_equal(moments.spans, spans)
+        np.testing.assert_array_equal(moments.scores, scores)

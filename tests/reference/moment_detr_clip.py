@@ -18,7 +18,7 @@ What is changed, and only that:
   ``bicubic`` flags that the ffmpeg command line gives it, and cropped by slicing the array;
 - OpenAI's ``clip.load(...).encode_image`` -> a transformers CLIP's projected image embedding.
 
-Test code only: g2l never imports this.
+Test code only (tests/video/test_clip_release.py): nothing in g2l or bench imports it.
 """
 
 import math

@@ -1,5 +1,5 @@
 """bench/gpu_parity.py with its sections replaced by two quick stand-in checks and then a stall:
-what tests/test_gpu_check.py runs in place of the parity section to force its timeout. The
+what tests/bench/test_gpu_check.py runs in place of the parity section to force its timeout. The
 script's own argument parsing, JSON writer and check recorder run as they are.
 
     python tests/support/stalled_parity.py [gpu_parity.py's arguments]

@@ -23,12 +23,12 @@ from g2l.video.feature_extraction import (
     extract_video_features,
     list_videos,
     prefetch,
-    read_encoder_spec,
 )
 from g2l.video.decoding import VideoReadError, read_video_frames
 from g2l.video.frame_encoders import ClipImageEncoder, EncoderMismatchError
 
 from tests.video_utils import write_test_video
+from tests.video_utils import read_encoder_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
