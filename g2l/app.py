@@ -42,7 +42,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from g2l.app_library import LIBRARY_CSS, LibraryHandlers, connect_library, lay_out_library
+from g2l.app_library import LIBRARY_CSS, LibraryHandlers, connect_library, lay_out_library, serve_in_place
 from g2l.errors import G2LError
 from g2l.explain import explain_top_moment
 from g2l.inference import Grounder, GroundingError, check_queries
@@ -337,6 +337,8 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
     ``queue_size`` and see their place); ``explain_target``: what the word values explain
     (``g2l.explain.TARGETS``); ``library_index``: an index folder opened at start (its errors are
     raised here, as ``VideoIndex.open`` words them)."""
+    library = LibraryHandlers(grounder, max_queries=max_queries, serve=serve_in_place)
+    opened = library.preload(library_index) if library_index is not None else None  # refused before any folder is made
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (read when gradio is imported)
     temp_dir = private_temp_dir()  # before gradio is imported: its upload folder is read from the environment
     import gradio as gr
@@ -345,8 +347,6 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
     figures.mkdir()
     handlers = AppHandlers(grounder, figures, top_k=top_k, max_video_s=max_video_s, max_queries=max_queries,
                            explain_target=explain_target)
-    library = LibraryHandlers(grounder, max_queries=max_queries, serve=lambda path: gr.set_static_paths([path]))
-    opened = library.preload(library_index) if library_index is not None else None
     with gr.Blocks(title="g2l") as app:
         gr.Markdown(f"## {title}")
         with gr.Tab("Ground a video", elem_id="g2l-tab-ground"):

@@ -19,8 +19,10 @@ it to the moment's start, plays it, and pauses it once at the moment's end.
 from __future__ import annotations
 
 import html
+import math
 import os
 import stat
+import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -122,7 +124,7 @@ def search_limits(top_k, per_video) -> tuple[int, int | None]:
             number = float(value)
         except (TypeError, ValueError):
             number = float("nan")
-        if not number == number or number != int(number):  # NaN, inf or a fraction
+        if not math.isfinite(number) or number != int(number):
             raise LibraryAppError(f"{what} must be a whole number, got {value!r}")
         return int(number)
 
@@ -245,16 +247,18 @@ class LibraryHandlers:
         self.serve = serve
         self.cached = cached
         self._opened: OrderedDict[str, _Opened] = OrderedDict()
+        self._lock = threading.Lock()  # Open, Search and a click may run at once (one Gradio worker each)
 
     # The indexes ---------------------------------------------------------------------------------
     def index_of(self, key: str):
         """The index at ``key``, opened again when its manifest changed since it was opened."""
-        opened = self._opened.get(key)
-        now = _manifest_key(key)
-        if opened is None or now is None or opened.manifest_key != now:
-            self._keep(key, self._open(key)[0], now)
-        self._opened.move_to_end(key)
-        return self._opened[key].index
+        with self._lock:
+            opened = self._opened.get(key)
+            now = _manifest_key(key)
+            if opened is None or now is None or opened.manifest_key != now:
+                opened = self._keep(key, self._open(key)[0], now)
+            self._opened.move_to_end(key)
+            return opened.index
 
     def _open(self, folder: str):
         """``(index, warnings)``: ``VideoIndex.open`` for reading with the app's model, its warnings kept."""
@@ -265,12 +269,13 @@ class LibraryHandlers:
             index = VideoIndex.open(folder, self.grounder)
         return index, [str(w.message) for w in caught]
 
-    def _keep(self, key: str, index, manifest_key: tuple | None) -> None:
+    def _keep(self, key: str, index, manifest_key: tuple | None) -> _Opened:
         """Keep ``index`` opened from the manifest seen as ``manifest_key`` (taken before opening)."""
-        self._opened[key] = _Opened(index, manifest_key)
+        opened = self._opened[key] = _Opened(index, manifest_key)
         self._opened.move_to_end(key)
         while len(self._opened) > self.cached:
             self._opened.popitem(last=False)
+        return opened
 
     def open(self, text: str | None):
         """On Open: ``(status, current, results, found)`` for the folder typed in."""
@@ -281,12 +286,13 @@ class LibraryHandlers:
             if "\x00" in folder:
                 raise LibraryAppError("the index folder's name holds a NUL character; type the folder's path")
             key = os.path.abspath(os.path.expanduser(folder))  # not resolved: VideoIndex.open refuses a link
-            seen = _manifest_key(key)
-            index, said = self._open(key)
+            with self._lock:
+                seen = _manifest_key(key)
+                index, said = self._open(key)
+                self._keep(key, index, seen)
         except G2LError as error:
             message = str(error)
             return error_html(message), {"error": message}, "", None
-        self._keep(key, index, seen)
         status = f"<div>{html.escape(index_summary(index))}: write queries and press Search</div>"
         status += "".join(f'<div class="g2l-warning">warning: {html.escape(line)}</div>' for line in said)
         return status, key, "", None
@@ -297,14 +303,16 @@ class LibraryHandlers:
         from g2l.library import VideoIndex
 
         key = os.path.abspath(os.path.expanduser(folder))  # not resolved: VideoIndex.open refuses a link
-        seen = _manifest_key(key)
-        self._keep(key, VideoIndex.open(key, self.grounder), seen)
+        with self._lock:
+            seen = _manifest_key(key)
+            self._keep(key, VideoIndex.open(key, self.grounder), seen)
         return key
 
     def status_of(self, current) -> str:
         """The status line of a new page: the index opened at start, or how to open one."""
-        if isinstance(current, str) and current in self._opened:
-            return f"<div>{html.escape(index_summary(self._opened[current].index))}: write queries and press Search</div>"
+        opened = self._opened.get(current) if isinstance(current, str) else None
+        if opened is not None:
+            return f"<div>{html.escape(index_summary(opened.index))}: write queries and press Search</div>"
         return f"<div>{html.escape(NO_INDEX)}</div>"
 
     # Search and play -----------------------------------------------------------------------------
@@ -355,6 +363,13 @@ class LibraryHandlers:
         if self.serve is not None:
             self.serve(path)
         return path, playing_html(video, start_s, end_s, score)
+
+
+def serve_in_place(path: str) -> None:
+    """Let Gradio serve this one file where it is (its static paths), rather than copy it into its cache."""
+    import gradio as gr
+
+    gr.set_static_paths([path])
 
 
 @dataclass

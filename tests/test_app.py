@@ -4,7 +4,10 @@ its two queries and checks the one table of moments against ``g2l-ground --json`
 line's timing, seeks the player by clicking a row, is refused too many queries and a query with
 no letters, uploads a file that is not a video (the CLI's message, with the file's name and no
 temporary path anywhere in the page, kept when Ground is pressed; the app keeps serving) and then
-a good video, which grounds again. In CI (``CI`` set) a missing browser fails the test. What is not in the page is tested
+a good video, which grounds again. The Library tab is driven the same way on an index of three short
+clips given with ``--index`` (its rows against ``VideoIndex.search``, a click that plays the row's
+video from its moment, the files served, an index of another model refused); its handlers are
+tested without a browser in tests/test_app_library.py. In CI (``CI`` set) a missing browser fails the test. What is not in the page is tested
 through the Python functions (limits, the ground-truth box, the message after a failed upload) and
 a server run as a subprocess (the upload limit, the temporary folder removed on SIGTERM).
 
@@ -278,7 +281,7 @@ def test_the_library_tab_in_a_browser(app_url, library, grounder):
             expect(verdicts.first).to_contain_text("no match threshold was fitted for this model")
 
             # A click plays that row's video from its moment (it starts there, and pauses at its end);
-            # then a row of another video.
+            # then a row of another video (its start only).
             first = expected[1].moments[0]
             second = next(m for m in expected[0].moments if m.video != first.video)
             for q, moment in ((1, first), (0, second)):
@@ -289,8 +292,19 @@ def test_the_library_tab_in_a_browser(app_url, library, grounder):
                 page.wait_for_function(
                     "([path, start, end]) => { const v = document.querySelector('#g2l-library-player video');"
                     " return v && decodeURIComponent(v.currentSrc).includes(path) && v.played.length > 0"
-                    " && Math.abs(v.played.start(0) - start) < 0.3 && v.paused && Math.abs(v.currentTime - end) < 0.5; }",
-                    arg=[str(Path(moment.video).resolve()), moment.start_s, moment.end_s])
+                    " && Math.abs(v.played.start(0) - start) < 0.3 && (end === null || (v.paused"
+                    " && Math.abs(v.currentTime - end) < 0.5)); }",
+                    arg=[str(Path(moment.video).resolve()), moment.start_s, moment.end_s if q == 1 else None])
+
+            # The played file is served; the index's own files and a video not played are not.
+            unplayed = next(p for p in ("a.mp4", "b.mp4", "sub/c.mp4") if str(library / p) not in (first.video, second.video))
+            for path, code in ((Path(second.video).resolve(), 200), (library / "lib" / "index.json", 403),
+                               (library / unplayed, 403)):
+                try:
+                    code_got = urllib.request.urlopen(f"{app_url}gradio_api/file={path}", timeout=30).status
+                except urllib.error.HTTPError as error:
+                    code_got = error.code
+                assert (path.name, code_got) == (path.name, code)
 
             # An index of another model: the library's sentence, and Search repeats it.
             page.locator("#g2l-library-index textarea, #g2l-library-index input").first.fill(str(library / "other"))
