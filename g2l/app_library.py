@@ -409,7 +409,7 @@ def lay_out_library(*, max_queries: int, folder: str | None, current, status: st
             with gr.Row():
                 top_k = gr.Number(value=10, label=f"Moments per query (1 to {MAX_TOP_K})", precision=0, minimum=1,
                                   maximum=MAX_TOP_K, elem_id="g2l-library-top-k")
-                per_video = gr.Number(value=None, label="At most per video (empty: no limit)", precision=0,
+                per_video = gr.Number(value=0, label="At most per video (0: no limit)", precision=0,
                                       minimum=0, elem_id="g2l-library-per-video")
             go = gr.Button("Search", variant="primary", elem_id="g2l-library-search")
         with gr.Column(scale=1):

@@ -141,6 +141,20 @@ def test_search_and_play_through_the_handlers(grounder, tmp_path):
                                                    for r in expected]}
     assert table == results_html(expected, None) and "searched 2 queries" in status
 
+    # A model with a match threshold: each query says match or no match, with its best score.
+    best = [r.moments[0].score for r in expected]
+    grounder.match = {"threshold": (best[0] + best[1]) / 2}
+    try:
+        matched = handlers.search(current, "the red circle grows.\na dog", 4, 1)[1]
+    finally:
+        grounder.match = None
+    sentences = re.findall(r'<span class="g2l-verdict ([^"]*)">([^<]*)</span>', matched)
+    high, low = (0, 1) if best[0] > best[1] else (1, 0)
+    assert sentences[high] == ("g2l-match", f"match: the best moment scores {best[high]:.3f}, at or above the "
+                                            f"model&#x27;s threshold {(best[0] + best[1]) / 2:.3f}")
+    assert sentences[low] == ("g2l-no-match", f"no match: the best moment scores {best[low]:.3f}, below the "
+                                              f"model&#x27;s threshold {(best[0] + best[1]) / 2:.3f}")
+
     path, playing = handlers.play(found, 1, 2)
     second = expected[1].moments[1]
     assert path == str(Path(second.video).resolve()) and served == [path]
