@@ -1,8 +1,9 @@
 """The web app (``g2l-app``, the optional extra ``g2l[app]``): upload a video or pick the shipped
 example, type queries, press Ground; one table of the ranked moments of every query (click a row
 and the player jumps to it), the ``--plot`` picture (timeline with the optional ground truth, score
-map, a bar per word of the explanation) and a status line with the timing. A second tab, Library (g2l/app_library.py), searches an index
-of many videos made by ``g2l-index build`` and plays the moments it finds.
+map, a bar per word of the explanation) and a status line with the timing. A second tab, Library
+(g2l/app_library.py), searches an index of many videos made by ``g2l-index build`` and plays the
+moments it finds.
 
 A video is encoded once, when it is uploaded (with a progress bar), and every Ground reuses it.
 Limits keep one user from holding the server, each refused with a sentence that says it:
@@ -354,8 +355,8 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
                             max_upload_mb=max_upload_mb, max_queries=max_queries)
             _connect(page, handlers, example_video, example_queries)
         with gr.Tab("Library", elem_id="g2l-tab-library"):
-            shelf = lay_out_library(max_queries=max_queries, folder=None if library_index is None else str(library_index),
-                                    current=opened, status=library.status_of(opened))
+            shelf = lay_out_library(max_queries=max_queries, current=opened, status=library.status_of(opened),
+                                    folder=None if library_index is None else str(library_index))
             connect_library(shelf, library)
     app.queue(default_concurrency_limit=concurrency, max_size=queue_size, status_update_rate="auto")
     app.g2l_videos = handlers.videos  # the cache, for tests

@@ -85,7 +85,8 @@ LIBRARY_CSS = """
 #g2l-library-status .g2l-error, #g2l-library-playing .g2l-error { color: #b00020; font-weight: 600; }
 #g2l-library-status .g2l-warning { color: #8a5a00; font-weight: 600; }
 #g2l-library-results table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.8em; }
-#g2l-library-results td, #g2l-library-results th { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; }
+#g2l-library-results td, #g2l-library-results th { padding: 2px 10px; border-bottom: 1px solid #ddd; }
+#g2l-library-results td { text-align: right; }
 #g2l-library-results td.g2l-video-cell { text-align: left; }
 #g2l-library-results tr.g2l-hit { cursor: pointer; }
 #g2l-library-results tr.g2l-hit:hover { background: #eef3ff; }
@@ -146,7 +147,8 @@ def verdict(result, threshold: float | None) -> tuple[str, str]:
         return "g2l-no-match", "no match: the index holds no moments"
     best = result.moments[0].score
     if result.match:
-        return "g2l-match", f"match: the best moment scores {best:.3f}, at or above the model's threshold {threshold:.3f}"
+        return "g2l-match", f"match: the best moment scores {best:.3f}, at or above the model's threshold " \
+                            f"{threshold:.3f}"
     return "g2l-no-match", f"no match: the best moment scores {best:.3f}, below the model's threshold {threshold:.3f}"
 
 
@@ -336,7 +338,8 @@ class LibraryHandlers:
         found = {"index": current, "rows": [[(m.video, m.start_s, m.end_s, m.score) for m in r.moments]
                                             for r in results]}
         what = f"searched {len(results)} quer{'y' if len(results) == 1 else 'ies'} in {index_summary(index)}"
-        return f"<div>{html.escape(what)}: click a row to play its moment</div>", results_html(results, threshold), found
+        status = f"<div>{html.escape(what)}: click a row to play its moment</div>"
+        return status, results_html(results, threshold), found
 
     def play(self, found, query, rank):
         """On a click of row ``rank`` (1-based) of query ``query``: ``(player, playing)``, the file of

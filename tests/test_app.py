@@ -7,7 +7,8 @@ temporary path anywhere in the page, kept when Ground is pressed; the app keeps 
 a good video, which grounds again. The Library tab is driven the same way on an index of three short
 clips given with ``--index`` (its rows against ``VideoIndex.search``, a click that plays the row's
 video from its moment, the files served, an index of another model refused); its handlers are
-tested without a browser in tests/test_app_library.py. In CI (``CI`` set) a missing browser fails the test. What is not in the page is tested
+tested without a browser in tests/test_app_library.py. In CI (``CI`` set) a missing browser fails
+the test. What is not in the page is tested
 through the Python functions (limits, the ground-truth box, the message after a failed upload) and
 a server run as a subprocess (the upload limit, the temporary folder removed on SIGTERM).
 
@@ -297,7 +298,8 @@ def test_the_library_tab_in_a_browser(app_url, library, grounder):
                     arg=[str(Path(moment.video).resolve()), moment.start_s, moment.end_s if q == 1 else None])
 
             # The played file is served; the index's own files and a video not played are not.
-            unplayed = next(p for p in ("a.mp4", "b.mp4", "sub/c.mp4") if str(library / p) not in (first.video, second.video))
+            unplayed = next(p for p in ("a.mp4", "b.mp4", "sub/c.mp4")
+                            if str(library / p) not in (first.video, second.video))
             for path, code in ((Path(second.video).resolve(), 200), (library / "lib" / "index.json", 403),
                                (library / unplayed, 403)):
                 try:

@@ -25,14 +25,16 @@ def result(query, match, *moments):
 
 
 def test_results_table_and_match_sentences():
-    results = [result("the red circle grows.", True, ("clips/a <1>.mp4", 1.5, 3.0, 0.8125), ("b.mp4", 0.0, 2.25, 0.5)),
+    results = [result("the red circle grows.", True, ("clips/a <1>.mp4", 1.5, 3.0, 0.8125),
+                      ("b.mp4", 0.0, 2.25, 0.5)),
                result("a dog", False, ("sub/c.mp4", 4.0, 6.0, 0.25))]
     page = results_html(results, 0.7)
-    rows = re.findall(r'<tr class="g2l-hit" data-query="(\d)" data-rank="(\d)" data-video="([^"]*)" data-start="([^"]*)" '
-                      r'data-end="([^"]*)" data-score="([^"]*)"', page)
-    assert rows == [("0", "1", "clips/a &lt;1&gt;.mp4", "1.5", "3.0", "0.8125"), ("0", "2", "b.mp4", "0.0", "2.25", "0.5"),
-                    ("1", "1", "sub/c.mp4", "4.0", "6.0", "0.25")]
-    cells = re.findall(r'<td class="g2l-video-cell">([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>', page)
+    rows = re.findall(r'<tr class="g2l-hit" data-query="(\d)" data-rank="(\d)" data-video="([^"]*)" '
+                      r'data-start="([^"]*)" data-end="([^"]*)" data-score="([^"]*)"', page)
+    assert rows == [("0", "1", "clips/a &lt;1&gt;.mp4", "1.5", "3.0", "0.8125"),
+                    ("0", "2", "b.mp4", "0.0", "2.25", "0.5"), ("1", "1", "sub/c.mp4", "4.0", "6.0", "0.25")]
+    cells = re.findall(r'<td class="g2l-video-cell">([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>',
+                       page)
     assert cells == [("a &lt;1&gt;.mp4", "1.50", "3.00", "0.812"), ("b.mp4", "0.00", "2.25", "0.500"),
                      ("c.mp4", "4.00", "6.00", "0.250")]  # the file name; the path as indexed is in the row's title
     assert 'title="clips/a &lt;1&gt;.mp4: play from 1.5 s"' in page and "<1>" not in page
@@ -53,7 +55,8 @@ def test_the_boxes_limits():
         library_queries("a\nb\nc", 2)
     with pytest.raises(GroundingError, match="every query must be a non-empty sentence"):
         library_queries("  \n", 2)
-    assert search_limits(10, None) == (10, None) and search_limits(3.0, 0) == (3, None) and search_limits(1, 2) == (1, 2)
+    assert search_limits(10, None) == (10, None) and search_limits(3.0, 0) == (3, None)
+    assert search_limits(1, 2) == (1, 2)
     for top_k, per_video, message in ((0, None, "moments per query must be 1 to 100"), (101, None, "1 to 100"),
                                       (None, None, "1 to 100"), (2.5, None, "must be a whole number"),
                                       (float("nan"), None, "whole number"), (5, -1, "moments per video must be empty"),
@@ -175,7 +178,8 @@ def test_search_and_play_through_the_handlers(grounder, tmp_path):
     # The index rewritten while the app runs is opened again; a damaged one says so.
     with VideoIndex.open(folder, grounder, write=True) as index:
         index.remove([files[0]])
-    assert {row[0] for rows in handlers.search(current, "a dog", 10, None)[2]["rows"] for row in rows} == {str(files[1])}
+    rows = handlers.search(current, "a dog", 10, None)[2]["rows"]
+    assert {row[0] for row in rows[0]} == {str(files[1])}
     manifest = folder / "index.json"
     manifest.write_text(manifest.read_text()[:-20])
     status, table, found = handlers.search(current, "a dog", 5, None)
