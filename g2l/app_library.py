@@ -368,11 +368,17 @@ class LibraryHandlers:
         return path, playing_html(video, start_s, end_s, score)
 
 
+_SERVED: set[str] = set()  # the files serve_in_place gave Gradio (its list only grows: each once)
+
+
 def serve_in_place(path: str) -> None:
-    """Let Gradio serve this one file where it is (its static paths), rather than copy it into its cache."""
+    """Let Gradio serve this one file where it is (its static paths), rather than copy it into its
+    cache; it stays served until the app stops."""
     import gradio as gr
 
-    gr.set_static_paths([path])
+    if path not in _SERVED:
+        gr.set_static_paths([path])
+        _SERVED.add(path)
 
 
 @dataclass
