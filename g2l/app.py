@@ -1,7 +1,9 @@
 """The web app (``g2l-app``, the optional extra ``g2l[app]``): upload a video or pick the shipped
 example, type queries, press Ground; one table of the ranked moments of every query (click a row
 and the player jumps to it), the ``--plot`` picture (timeline with the optional ground truth, score
-map, a bar per word of the explanation) and a status line with the timing.
+map, a bar per word of the explanation) and a status line with the timing. A second tab, Library
+(g2l/app_library.py), searches an index of many videos made by ``g2l-index build`` and plays the
+moments it finds.
 
 A video is encoded once, when it is uploaded (with a progress bar), and every Ground reuses it.
 Limits keep one user from holding the server, each refused with a sentence that says it:
@@ -41,6 +43,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from g2l.app_library import LIBRARY_CSS, LibraryHandlers, connect_library, lay_out_library, serve_in_place
 from g2l.errors import G2LError
 from g2l.explain import explain_top_moment
 from g2l.inference import Grounder, GroundingError, check_queries
@@ -325,13 +328,18 @@ def private_temp_dir() -> Path:
 def build_app(grounder: Grounder, *, example_video: str | Path | None = None, example_queries: list[str] | None = None,
               top_k: int = 5, max_video_s: float = MAX_VIDEO_S, max_queries: int = MAX_QUERIES,
               max_upload_mb: float = MAX_UPLOAD_MB, concurrency: int = CONCURRENCY, queue_size: int = QUEUE_SIZE,
-              explain_target: str = "runner_up", title: str = "g2l: find when a sentence happens in a video"):
-    """The Gradio Blocks of the app, queued (launch it with ``launch``). ``max_video_s``: the
-    longest video accepted (seconds; with the frame limits of ``check_video_limits``, checked from
-    the headers before decoding); ``max_queries``: the most query lines per Ground;
-    ``max_upload_mb``: the largest upload (megabytes); ``concurrency``: requests worked on at once
-    (the rest wait in a queue of at most ``queue_size`` and see their place); ``explain_target``:
-    what the word values explain (``g2l.explain.TARGETS``)."""
+              explain_target: str = "runner_up", library_index: str | Path | None = None,
+              title: str = "g2l: find when a sentence happens in a video"):
+    """The Gradio Blocks of the app, queued (launch it with ``launch``): a tab to ground a video and
+    the Library tab (g2l/app_library.py). ``max_video_s``: the longest video accepted (seconds; with
+    the frame limits of ``check_video_limits``, checked from the headers before decoding);
+    ``max_queries``: the most query lines per Ground or Search; ``max_upload_mb``: the largest upload
+    (megabytes); ``concurrency``: requests worked on at once (the rest wait in a queue of at most
+    ``queue_size`` and see their place); ``explain_target``: what the word values explain
+    (``g2l.explain.TARGETS``); ``library_index``: an index folder opened at start (its errors are
+    raised here, as ``VideoIndex.open`` words them)."""
+    library = LibraryHandlers(grounder, max_queries=max_queries, serve=serve_in_place)
+    opened = library.preload(library_index) if library_index is not None else None  # refused before any folder is made
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (read when gradio is imported)
     temp_dir = private_temp_dir()  # before gradio is imported: its upload folder is read from the environment
     import gradio as gr
@@ -341,9 +349,15 @@ def build_app(grounder: Grounder, *, example_video: str | Path | None = None, ex
     handlers = AppHandlers(grounder, figures, top_k=top_k, max_video_s=max_video_s, max_queries=max_queries,
                            explain_target=explain_target)
     with gr.Blocks(title="g2l") as app:
-        page = _lay_out(title, has_example=example_video is not None, max_video_s=max_video_s,
-                        max_upload_mb=max_upload_mb, max_queries=max_queries)
-        _connect(page, handlers, example_video, example_queries)
+        gr.Markdown(f"## {title}")
+        with gr.Tab("Ground a video", elem_id="g2l-tab-ground"):
+            page = _lay_out(has_example=example_video is not None, max_video_s=max_video_s,
+                            max_upload_mb=max_upload_mb, max_queries=max_queries)
+            _connect(page, handlers, example_video, example_queries)
+        with gr.Tab("Library", elem_id="g2l-tab-library"):
+            shelf = lay_out_library(max_queries=max_queries, current=opened, status=library.status_of(opened),
+                                    folder=None if library_index is None else str(library_index))
+            connect_library(shelf, library)
     app.queue(default_concurrency_limit=concurrency, max_size=queue_size, status_update_rate="auto")
     app.g2l_videos = handlers.videos  # the cache, for tests
     app.g2l_temp_dir = temp_dir  # uploads and figures, removed at exit (and by ``launch`` when it returns)
@@ -368,12 +382,12 @@ class _Page:
     current: object  # AppHandlers' current: the encoded video's path, None, or {"error": message}
 
 
-def _lay_out(title: str, *, has_example: bool, max_video_s: float, max_upload_mb: float, max_queries: int) -> _Page:
-    """The page's components, in a ``gr.Blocks`` being built: inputs on the left, the player on
-    the right, the moments and the figure below."""
+def _lay_out(*, has_example: bool, max_video_s: float, max_upload_mb: float, max_queries: int) -> _Page:
+    """The grounding tab's components, in a ``gr.Tab`` being built: inputs on the left, the player
+    on the right, the moments and the figure below."""
     import gradio as gr
 
-    gr.Markdown(f"## {title}\nUpload a video (or use the example), write one query per line, press **Ground**. "
+    gr.Markdown("Upload a video (or use the example), write one query per line, press **Ground**. "
                 f"Click a row of the table to play its moment. Videos up to {max_video_s / 60:g} min and "
                 f"{max_upload_mb:g} MB, up to {max_queries} queries.")
     with gr.Row():
@@ -446,7 +460,7 @@ def launch(app, *, host: str, port: int, example_video: str | Path | None = None
     try:
         with sigterm_as_interrupt():
             app.launch(server_name=host, server_port=port, inbrowser=False, share=False, show_error=False, quiet=True,
-                       allowed_paths=allowed, css=CSS, head=SEEK_JS,
+                       allowed_paths=allowed, css=CSS + LIBRARY_CSS, head=SEEK_JS,
                        max_file_size=getattr(app, "g2l_max_upload_bytes", None))
     finally:
         folder = getattr(app, "g2l_temp_dir", None)

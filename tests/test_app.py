@@ -4,7 +4,11 @@ its two queries and checks the one table of moments against ``g2l-ground --json`
 line's timing, seeks the player by clicking a row, is refused too many queries and a query with
 no letters, uploads a file that is not a video (the CLI's message, with the file's name and no
 temporary path anywhere in the page, kept when Ground is pressed; the app keeps serving) and then
-a good video, which grounds again. In CI (``CI`` set) a missing browser fails the test. What is not in the page is tested
+a good video, which grounds again. The Library tab is driven the same way on an index of three short
+clips given with ``--index`` (its rows against ``VideoIndex.search``, a click that plays the row's
+video from its moment, the files served, an index of another model refused); its handlers are
+tested without a browser in tests/test_app_library.py. In CI (``CI`` set) a missing browser fails
+the test. What is not in the page is tested
 through the Python functions (limits, the ground-truth box, the message after a failed upload) and
 a server run as a subprocess (the upload limit, the temporary folder removed on SIGTERM).
 
@@ -65,10 +69,39 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def grounder():
+    from g2l.assets import demo_checkpoint
+    from g2l.inference import Grounder
+
+    return Grounder.from_pretrained(str(demo_checkpoint()), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, grounder):
+    """An index of three short clips (a.mp4, b.mp4, sub/c.mp4) made with the demo model, and a copy of
+    it that says it was made with another model."""
+    from g2l.library import VideoIndex
+
+    folder = tmp_path_factory.mktemp("library")
+    (folder / "sub").mkdir()
+    paths = [folder / "a.mp4", folder / "b.mp4", folder / "sub" / "c.mp4"]
+    for path, seconds in zip(paths, (6.0, 9.0, 4.0)):
+        write_test_video(path, duration_s=seconds, fps=5.0, size=(64, 48))
+    with VideoIndex.create(folder / "lib", grounder) as index:
+        assert len(index.add(paths, grounder).added) == 3
+    shutil.copytree(folder / "lib", folder / "other")
+    manifest = json.loads((folder / "other" / "index.json").read_text())
+    manifest["model"]["weights_sha256"] = "0" * 64
+    (folder / "other" / "index.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, library):
     port = free_port()
     log = (tmp_path_factory.mktemp("app") / "app.log").open("w")
-    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "app.py"), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "app.py"), "--port", str(port),
+                             "--index", str(library / "lib")],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path_factory.mktemp("cwd"))
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -203,6 +236,87 @@ def test_the_app_in_a_browser(app_url, tmp_path, capsys):
         image = Image.open(tmp_path / "app.png").convert("RGB")
         image = image.resize((800, round(image.height * 800 / image.width)), Image.LANCZOS)
         image.quantize(colors=64).save(REPO / "docs" / "app.png", optimize=True)
+
+
+def test_the_library_tab_in_a_browser(app_url, library, grounder):
+    """The index given with --index is open; a search shows each query's ranked moments as
+    VideoIndex.search finds them; a click plays that video from the moment's start; an index of
+    another model typed in is refused with the library's sentence (and Search then repeats it)."""
+    executable = browser_or_fail()
+    from playwright.sync_api import expect, sync_playwright
+
+    from g2l.library import VideoIndex, VideoIndexError
+
+    queries = ["the red circle grows.", "a blue square leaves."]
+    expected = VideoIndex.open(library / "lib", grounder).search(grounder, queries, top_k=4, per_video=2)
+    with pytest.raises(VideoIndexError) as refused:
+        VideoIndex.open(library / "other", grounder)
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(app_url)
+            page.get_by_role("tab", name="Library").click()
+            status = page.locator("#g2l-library-status")
+            expect(status).to_contain_text(f"index {library / 'lib'}: 3 videos")
+            page.locator("#g2l-library-queries textarea").fill("\n".join(queries))
+            page.locator("#g2l-library-top-k input").fill("4")
+            page.locator("#g2l-library-per-video input").fill("2")
+            page.click("#g2l-library-search")
+            expect(status).to_contain_text("searched 2 queries")
+            rows = page.locator("#g2l-library-results tr.g2l-hit")
+            assert rows.count() == 8
+            for q, result in enumerate(expected):
+                shown = page.locator(f"#g2l-library-results tr.g2l-hit[data-query='{q}']")
+                assert [(shown.nth(i).get_attribute("data-video"), float(shown.nth(i).get_attribute("data-start")),
+                         float(shown.nth(i).get_attribute("data-end"))) for i in range(shown.count())] == [
+                    (m.video, m.start_s, m.end_s) for m in result.moments]
+                assert np.allclose([float(shown.nth(i).get_attribute("data-score")) for i in range(shown.count())],
+                                   [m.score for m in result.moments], atol=1e-5)
+                assert [shown.nth(i).locator("td").nth(1).inner_text() for i in range(shown.count())] == [
+                    Path(m.video).name for m in result.moments]
+            verdicts = page.locator("#g2l-library-results .g2l-verdict")
+            assert verdicts.count() == 2  # the demo model has no match threshold, and says so
+            expect(verdicts.first).to_contain_text("no match threshold was fitted for this model")
+
+            # A click plays that row's video from its moment (it starts there, and pauses at its end);
+            # then a row of another video (its start only).
+            first = expected[1].moments[0]
+            second = next(m for m in expected[0].moments if m.video != first.video)
+            for q, moment in ((1, first), (0, second)):
+                rank = expected[q].moments.index(moment) + 1
+                page.locator(f"#g2l-library-results tr.g2l-hit[data-query='{q}'][data-rank='{rank}']").click()
+                expect(page.locator("#g2l-library-playing")).to_contain_text(
+                    f"{moment.start_s:.2f} s to {moment.end_s:.2f} s of {Path(moment.video).name}")
+                page.wait_for_function(
+                    "([path, start, end]) => { const v = document.querySelector('#g2l-library-player video');"
+                    " return v && decodeURIComponent(v.currentSrc).includes(path) && v.played.length > 0"
+                    " && Math.abs(v.played.start(0) - start) < 0.3 && (end === null || (v.paused"
+                    " && Math.abs(v.currentTime - end) < 0.5)); }",
+                    arg=[str(Path(moment.video).resolve()), moment.start_s, moment.end_s if q == 1 else None])
+
+            # The played file is served; the index's own files and a video not played are not.
+            unplayed = next(p for p in ("a.mp4", "b.mp4", "sub/c.mp4")
+                            if str(library / p) not in (first.video, second.video))
+            for path, code in ((Path(second.video).resolve(), 200), (library / "lib" / "index.json", 403),
+                               (library / unplayed, 403)):
+                try:
+                    code_got = urllib.request.urlopen(f"{app_url}gradio_api/file={path}", timeout=30).status
+                except urllib.error.HTTPError as error:
+                    code_got = error.code
+                assert (path.name, code_got) == (path.name, code)
+
+            # An index of another model: the library's sentence, and Search repeats it.
+            page.locator("#g2l-library-index textarea, #g2l-library-index input").first.fill(str(library / "other"))
+            page.click("#g2l-library-open")
+            expect(status.locator(".g2l-error")).to_have_text(f"error: {refused.value}")
+            page.click("#g2l-library-search")
+            expect(status.locator(".g2l-error")).to_have_text(f"error: {refused.value}")
+            assert page.locator("#g2l-library-results tr.g2l-hit").count() == 0
+        finally:
+            browser.close()
 
 
 class CountingGrounder:

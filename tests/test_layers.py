@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "g2l"
 LAYERS = [
     ["g2l.cli"],                                              # one module per command family, argument parsing, output
     ["g2l.cli.common"],                                       # the parser, run_cli and exit codes every command shares
-    ["g2l.app"],                                              # the web app (Gradio)
+    ["g2l.app", "g2l.app_library"],                           # the web app (Gradio) and its Library tab
     ["g2l.demo"],                                             # the demo build pipeline: render, extract, train, ground
     ["g2l.batch", "g2l.batch_output", "g2l.feature_cache", "g2l.library"],  # many videos: batch JSONL, cache, index
     ["g2l.train", "g2l.inference", "g2l.explain", "g2l.plots", "g2l.hub"],  # training; Grounder; why; picture; export

@@ -13,7 +13,8 @@ from g2l.cli.common import CliError, OneLineParser, require_extras, run_cli
 def _app(argv: Sequence[str] | None) -> int:
     parser = OneLineParser(
         description="The web app: upload a video or use the example, type queries, see the moments, the score map "
-                    "and why. Example: g2l-app, then open http://127.0.0.1:7860",
+                    "and why; or search a library of videos (g2l-index) in its Library tab. Example: g2l-app, then "
+                    "open http://127.0.0.1:7860",
     )
     parser.add_argument("--checkpoint", default=None,
                         help="a checkpoint, an exported folder or a hub repo id (default: the shipped demo)")
@@ -27,6 +28,8 @@ def _app(argv: Sequence[str] | None) -> int:
     parser.add_argument("--max-queries", type=int, default=20, help="the most query lines per request (default 20)")
     parser.add_argument("--max-upload-mb", type=float, default=500.0,
                         help="refuse uploads larger than this many megabytes (default 500)")
+    parser.add_argument("--index", default=None, metavar="FOLDER",
+                        help="an index made by g2l-index build (with the same model), opened in the Library tab at start")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="requests worked on at once; the others wait in a queue that shows their place (default 1)")
     args = parser.parse_args(argv)
@@ -53,7 +56,8 @@ def _app(argv: Sequence[str] | None) -> int:
         example_video, example_queries = demo_example()
         app = build_app(grounder, example_video=example_video, example_queries=example_queries, top_k=args.top_k,
                         max_video_s=60 * args.max_video_min, max_queries=args.max_queries,
-                        max_upload_mb=args.max_upload_mb, concurrency=args.concurrency)
+                        max_upload_mb=args.max_upload_mb, concurrency=args.concurrency,
+                        library_index=args.index)
         print(f"g2l-app: open http://{args.host}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
         try:
             launch(app, host=args.host, port=args.port, example_video=example_video)
