@@ -264,14 +264,14 @@ class VideoIndex:
         threshold = getattr(grounder, "match_threshold", None)
         results = []
         for query, c, u in zip([q.strip() for q in queries], s_c, s_u):
-            scores = self._search.scores(c, u)
-            kept = self._search.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
+            kept, scores = self._search.top(c, u, top_k=top_k, per_video=per_video,
+                                            nms_thresh=grounder.cfg.eval.nms_thresh)
             moments = []
-            for index in kept:
+            for index, score in zip(kept, scores):
                 video = self.videos[int(self._search.video[index])]
                 start, end = self._search.spans_s[index]
                 moments.append(LibraryMoment(video.path, float(start), float(min(end, video.duration_s)),
-                                             float(scores[index])))
+                                             float(score)))
             match = None if threshold is None else bool(moments and moments[0].score >= threshold)
             results.append(LibraryResult(query, match, moments))
         return results
