@@ -103,8 +103,8 @@ class ExactSearch:
         n = len(self.video)
         if n == 0:
             return [], np.zeros(0, np.float32)
-        factor = self._contrast_factor(s_c)
-        if not np.isfinite(factor) or any(b.cells_c.dtype != np.float16 for b in self.blocks):
+        factor = np.inf if any(b.cells_c.dtype != np.float16 for b in self.blocks) else self._contrast_factor(s_c)
+        if not np.isfinite(factor):
             scores = self.scores(s_c, s_u)
             kept = self.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=nms_thresh)
             return kept, scores[kept]
