@@ -6,6 +6,9 @@ This is the embedded backend behind ``VideoIndex.search``. Its interface is the 
 or remote backend would implement: built from the shards' arrays, ``scores(s_c, s_u)`` gives one
 float32 score per stored moment, and ``rank`` turns scores into hits. An approximate index (FAISS,
 Milvus) would fetch candidates by one cosine and return exact ``scores`` for those alone.
+``top(s_c, s_u, ...)`` (what ``VideoIndex.search`` runs) returns ``rank(scores(...))`` and its
+scores, the same bits, reading the contrast features only of the moments whose bound from the IoU
+cosine can still enter the ranking (its docstring proves the stopping rule).
 
 Why the merge is exact: greedy NMS of one video takes its candidates best first and keeps one
 unless it overlaps a kept one by more than the threshold; taking the candidates of all videos
