@@ -75,6 +75,8 @@ def test_top_equals_full_scoring(monkeypatch, kind, first, pruned):
                                 related=kind != "unrelated", ties=kind == "ties", crafted=kind == "crafted")
         gamma = float(rng.choice([0.5, 0.5, 0.0, 1.0, 2.0]))
         search = ExactSearch(blocks, gamma=gamma)
+        search.top(np.ones(blocks[0].cells_c.shape[1], np.float32), np.ones(blocks[0].cells_c.shape[1], np.float32),
+                   top_k=1, per_video=None, nms_thresh=0.5)  # the first query scores every moment
         for query in range(3):
             s_c, s_u = rng.standard_normal((2, blocks[0].cells_c.shape[1])).astype(np.float32)
             if kind == "ties":
@@ -147,6 +149,7 @@ def test_top_scores_carry_the_full_arrays_rounding(monkeypatch):
         spans = np.tile(np.array([[0, 1]], np.float32), (n, 1))
         block = Block(cells_c, cells_u, spans, np.arange(n))  # one moment a video: no NMS
         search = ExactSearch([block], gamma=float(rng.choice([0.5, 0.7])))
+        search._queried = True  # the bound from the first query on
         s_c, s_u = np.array([1, 0], np.float32), np.array([1, 0], np.float32)
         scores = plain_scores([block], s_c, s_u, search.gamma)
         expected = plain_rank(scores, spans, block.video, 10, None, 0.5)
