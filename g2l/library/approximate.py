@@ -21,7 +21,7 @@ FAISS never opens a path, so a file swapped after the check is never read, and n
 **The FAISS index**: ``IVF{nlist},Flat`` (exact inner products within the probed lists) while the
 float32 vectors fit in ``FLAT_BYTES``; above it ``IVF{nlist},PQ{dim/4}`` (32 bytes a moment at the
 demo model's width 128: 100k videos x 136 moments in about 0.5 GB), whose approximate inner products
-only pick candidates. ``nlist`` is about sqrt(moments), at most 4096; a search probes ``nprobe`` lists
+only pick candidates. ``nlist`` is about sqrt(moments), at most 2048; a search probes ``nprobe`` lists
 and re-scores ``candidates`` moments.
 """
 
@@ -41,6 +41,7 @@ FLAT_BYTES = 1 << 30  # float32 vectors up to this size stay unquantised in the 
 MAX_FAISS_BYTES = 16 << 30
 CANDIDATES = 4096  # moments fetched per query, then scored exactly
 NPROBE = 32
+MAX_NLIST = 2048  # lists: about sqrt(moments), at most this (the build's cost grows with it)
 INSTALL = "pip install 'g2l[library]'"
 
 
@@ -55,7 +56,7 @@ def import_faiss():
 
 def factory_for(moments: int, dim: int) -> str:
     """The FAISS factory string for ``moments`` vectors of width ``dim`` (module docstring)."""
-    nlist = int(min(4096, max(1, round(np.sqrt(moments))), max(1, moments // 39)))
+    nlist = int(min(MAX_NLIST, max(1, round(np.sqrt(moments))), max(1, moments // 39)))
     if moments * dim * 4 <= FLAT_BYTES or dim % 4 or moments < 256 * 39:
         return f"IVF{nlist},Flat"
     return f"IVF{nlist},PQ{dim // 4}"
