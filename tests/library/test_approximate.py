@@ -5,6 +5,7 @@ after its SHA-256 matches the manifest (a flipped byte, a foreign file, a missin
 or exact search with that sentence as a warning where the user did not ask for approximate)."""
 
 import json
+import re
 import os
 import sys
 from pathlib import Path
@@ -197,3 +198,18 @@ def test_faiss_missing_names_the_extra(grounder, library, tmp_path, monkeypatch,
     index = VideoIndex.open(folder, grounder)
     with pytest.warns(UserWarning, match="pip install 'g2l\\[library\\]'; searching exactly"):
         assert index.search(grounder, QUERIES)[0].moments
+
+
+def test_cli_build_approximate_then_search_and_info(tmp_path, capsys):
+    from tests.video_utils import write_test_video
+
+    write_test_video(tmp_path / "a.mp4", duration_s=6.0, fps=5.0, size=(64, 48))
+    folder = tmp_path / "index"
+    assert index_main(["build", str(folder), str(tmp_path / "a.mp4"), "--approximate", "--quiet"]) == 0
+    assert re.search(r"g2l-index approximate: \d+ moments in IVF\d+,Flat", capsys.readouterr().err)
+    assert index_main(["info", str(folder)]) == 0
+    assert "approximate index: ready" in capsys.readouterr().out
+    assert search_main([str(folder), QUERIES[0], "--approximate", "--json"]) == 0
+    approximate_lines = capsys.readouterr().out
+    assert search_main([str(folder), QUERIES[0], "--json"]) == 0  # below the size: exact, the same here
+    assert capsys.readouterr().out == approximate_lines
