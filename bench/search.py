@@ -129,7 +129,27 @@ def approximate_worker(folder: str, queries_file: str, out: str) -> int:
         times.append(time.perf_counter() - started)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     Path(out).write_text(json.dumps({"times": times, "tops": tops, "rss": rss, "load_s": loaded}))
+    # other settings (after the peak RSS above was taken), each against exact search's top 10
+    exact = ExactSearch(index._blocks(), gamma=grounder.cfg.eval.score_gamma)
+    exact_tops = [exact.rank(exact.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5) for c, u in zip(s_c, s_u)]
+    del exact
+    import faiss
+
+    for candidates, nprobe in SWEEP:
+        search.candidates = candidates
+        faiss.extract_index_ivf(search.faiss_index).nprobe = nprobe
+        times, recalls = [], []
+        for c, u, want in zip(s_c, s_u, exact_tops):
+            started = time.perf_counter()
+            got = search.rank(search.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5)
+            times.append(time.perf_counter() - started)
+            recalls.append(len(set(got) & set(want)) / 10)
+        print(f"    candidates {candidates:>6}, nprobe {nprobe:>3}: approximate {percentiles(times)}; recall@10 "
+              f"{np.mean(recalls):.3f}", flush=True)
     return 0
+
+
+SWEEP = [(1024, 16), (4096, 32), (4096, 64), (16384, 64), (16384, 128)]  # (candidates, nprobe)
 
 
 def approximate_rows(tmp: Path, grounder: Grounder, sizes: list[int], structures: list[str], count: int) -> None:
