@@ -288,16 +288,16 @@ class VideoIndex:
         """ExactSearch or ApproximateSearch (the same interface), as ``search``'s ``approximate`` picks."""
         from g2l.library import approximate as ann
 
-        if approximate is None:
-            moments = sum(v.cells for v in self.videos)
-            approximate = moments > APPROXIMATE_ABOVE and ann.approximate_state(self.manifest) == "ready"
-            if approximate and "approximate" not in self._search:
+        if approximate is None:  # decided once per opened index (and once more after each change)
+            if "auto" not in self._search:
+                moments = sum(v.cells for v in self.videos)
+                wanted = moments > APPROXIMATE_ABOVE and ann.approximate_state(self.manifest) == "ready"
                 try:  # a damaged FAISS file or a missing faiss: exact search, with the sentence as a warning
-                    self._search["approximate"] = ann.ApproximateSearch(
-                        self._blocks(), ann.load_faiss_index(self.folder, self.manifest), gamma=gamma)
+                    self._search["auto"] = self._backend(gamma, wanted)
                 except VideoIndexError as error:
                     warnings.warn(f"{error}; searching exactly", stacklevel=3)
-                    approximate = False
+                    self._search["auto"] = self._backend(gamma, False)
+            return self._search["auto"]
         if not approximate:
             if "exact" not in self._search:
                 self._search["exact"] = ExactSearch(self._blocks(), gamma=gamma)
