@@ -286,12 +286,12 @@ def _search(argv: Sequence[str] | None) -> int:
     from g2l.library import VideoIndex
 
     check_queries(args.queries)
-    index = VideoIndex.open(args.index)  # the folder is checked before the model loads
-    grounder = _load_grounder(args)
     if args.approximate:
         from g2l.library.approximate import import_faiss
 
-        import_faiss()
+        import_faiss()  # before any work
+    index = VideoIndex.open(args.index)  # the folder is checked before the model loads
+    grounder = _load_grounder(args)
     results = index.search(grounder, args.queries, top_k=args.top_k, per_video=args.per_video,
                            approximate=args.approximate)
     for result in results:
