@@ -128,6 +128,10 @@ def approximate_worker(folder: str, queries_file: str, out: str) -> int:
         tops.append(search.rank(search.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5))
         times.append(time.perf_counter() - started)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    print(f"    memory after the timed queries: anonymous {int(status['RssAnon'].split()[0]) / 2**20:.2f} GiB, mapped "
+          f"shard pages {int(status['RssFile'].split()[0]) / 2**20:.2f} GiB (page cache, shared and reclaimable); "
+          f"peak RSS {rss / 2**30:.2f} GiB counts both", flush=True)
     Path(out).write_text(json.dumps({"times": times, "tops": tops, "rss": rss, "load_s": loaded}))
     # other settings (after the peak RSS above was taken), each against exact search's top 10
     exact = ExactSearch(index._blocks(), gamma=grounder.cfg.eval.score_gamma)
