@@ -292,11 +292,15 @@ class VideoIndex:
             if "auto" not in self._search:
                 moments = sum(v.cells for v in self.videos)
                 wanted = moments > APPROXIMATE_ABOVE and ann.approximate_state(self.manifest) == "ready"
-                try:  # a damaged FAISS file or a missing faiss: exact search, with the sentence as a warning
-                    self._search["auto"] = self._backend(gamma, wanted)
-                except VideoIndexError as error:
-                    warnings.warn(f"{error}; searching exactly", stacklevel=3)
-                    self._search["auto"] = self._backend(gamma, False)
+                if wanted and "approximate" not in self._search:
+                    blocks = self._blocks()  # a damaged shard is an error, as for exact search
+                    try:  # a damaged FAISS file or a missing faiss: exact search, with the sentence as a warning
+                        self._search["approximate"] = ann.ApproximateSearch(
+                            blocks, ann.load_faiss_index(self.folder, self.manifest), gamma=gamma)
+                    except VideoIndexError as error:
+                        warnings.warn(f"{error}; searching exactly", stacklevel=3)
+                        wanted = False
+                self._search["auto"] = self._backend(gamma, wanted)
             return self._search["auto"]
         if not approximate:
             if "exact" not in self._search:
