@@ -40,7 +40,7 @@ FAISS_FILE = "approximate.faiss"
 FLAT_BYTES = 1 << 30  # float32 vectors up to this size stay unquantised in the lists
 MAX_FAISS_BYTES = 16 << 30
 CANDIDATES = 4096  # moments fetched per query, then scored exactly
-NPROBE = 32
+NPROBE = 64  # lists probed per query (bench/search.py sweeps it)
 MAX_NLIST = 2048  # lists: about sqrt(moments), at most this (the build's cost grows with it)
 INSTALL = "pip install 'g2l[library]'"
 

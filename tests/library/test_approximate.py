@@ -213,3 +213,13 @@ def test_cli_build_approximate_then_search_and_info(tmp_path, capsys):
     approximate_lines = capsys.readouterr().out
     assert search_main([str(folder), QUERIES[0], "--json"]) == 0  # below the size: exact, the same here
     assert capsys.readouterr().out == approximate_lines
+
+
+def test_a_damaged_shard_is_an_error_not_a_fallback(grounder, library, tmp_path, monkeypatch):
+    folder = copy_of(library, tmp_path)
+    shard = next((folder / "shards").iterdir())
+    (shard / "cells_u.npy").write_bytes(b"not an array")
+    monkeypatch.setattr(index_module, "APPROXIMATE_ABOVE", 0)
+    index = VideoIndex.open(folder, grounder)
+    with pytest.raises(VideoIndexError, match="cells_u.npy is damaged"):
+        index.search(grounder, QUERIES)
