@@ -62,6 +62,12 @@ from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, 
                                file_identity, map_npy, read_manifest, read_videos, refuse_links, take_lock,
                                writable_by_others)
 
+# Above this many stored moments (about 15k videos of the demo model's 136; exact search's p95 is
+# about 115 ms at 10k, docs/benchmarks.md), search is approximate by default where the index has a
+# current FAISS index (g2l-index approximate): below it exact search is fast enough to keep exact.
+APPROXIMATE_ABOVE = 2_000_000
+
+
 @dataclass
 class LibraryMoment:
     video: str
@@ -122,7 +128,7 @@ class VideoIndex:
         self.manifest = manifest
         self.videos = videos
         self._lock_fd = lock_fd
-        self._search: ExactSearch | None = None
+        self._search: dict = {}  # exact and approximate backends, by name, built on first use
 
     # Opening ---------------------------------------------------------------------------------------
     @classmethod
@@ -226,7 +232,7 @@ class VideoIndex:
         return {"index": str(self.folder), "videos": len(self.videos), "moments": sum(v.cells for v in self.videos),
                 "hours": sum(v.duration_s for v in self.videos) / 3600, "shards": len(self.manifest["shards"]),
                 "bytes": size, "dtype": settings["dtype"], "dim": settings["dim"], "window_s": settings["window_s"],
-                "model": self.manifest["model"]}
+                "model": self.manifest["model"], "approximate": _approximate_state(self.manifest)}
 
     def _blocks(self) -> list[Block]:
         settings, blocks, number = self.manifest["settings"], [], 0
@@ -247,10 +253,13 @@ class VideoIndex:
         return blocks
 
     def search(self, grounder: Grounder, queries: list[str], *, top_k: int = 10,
-               per_video: int | None = None) -> list[LibraryResult]:
+               per_video: int | None = None, approximate: bool | None = None) -> list[LibraryResult]:
         """The best ``top_k`` moments of each query across the index, at most ``per_video`` per video
         (after NMS within each video, as ``Grounder.ground``); ``match``: the best score reaches the
-        model's ``match_threshold`` (None when the model has none)."""
+        model's ``match_threshold`` (None when the model has none). ``approximate``: True searches the
+        FAISS candidates (g2l/library/approximate.py; refused in a sentence when it is missing, stale
+        or damaged), False every moment exactly, None (default) approximately above
+        ``APPROXIMATE_ABOVE`` moments when a current FAISS index is there, else exactly."""
         if top_k < 1 or (per_video is not None and per_video < 1):
             raise VideoIndexError("top_k and per_video must be at least 1")
         self.check_model(grounder)
@@ -259,22 +268,75 @@ class VideoIndex:
         if s_c.shape[-1] != dim:  # a manifest edited to another width
             raise damaged_error(self.folder, f"{MANIFEST} says its moments have width {dim}, where this model's have "
                                 f"{s_c.shape[-1]}")
-        if self._search is None:
-            self._search = ExactSearch(self._blocks(), gamma=grounder.cfg.eval.score_gamma)
+        search = self._backend(grounder.cfg.eval.score_gamma, approximate)
         threshold = getattr(grounder, "match_threshold", None)
         results = []
         for query, c, u in zip([q.strip() for q in queries], s_c, s_u):
-            scores = self._search.scores(c, u)
-            kept = self._search.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
+            scores = search.scores(c, u)
+            kept = search.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
             moments = []
             for index in kept:
-                video = self.videos[int(self._search.video[index])]
-                start, end = self._search.spans_s[index]
+                video = self.videos[int(search.video[index])]
+                start, end = search.spans_s[index]
                 moments.append(LibraryMoment(video.path, float(start), float(min(end, video.duration_s)),
                                              float(scores[index])))
             match = None if threshold is None else bool(moments and moments[0].score >= threshold)
             results.append(LibraryResult(query, match, moments))
         return results
+
+    def _backend(self, gamma: float, approximate: bool | None):
+        """ExactSearch or ApproximateSearch (the same interface), as ``search``'s ``approximate`` picks."""
+        from g2l.library import approximate as ann
+
+        if approximate is None:  # decided once per opened index (and once more after each change)
+            if "auto" not in self._search:
+                moments = sum(v.cells for v in self.videos)
+                wanted = moments > APPROXIMATE_ABOVE and ann.approximate_state(self.manifest) == "ready"
+                if wanted and "approximate" not in self._search:
+                    blocks = self._blocks()  # a damaged shard is an error, as for exact search
+                    try:  # a damaged FAISS file or a missing faiss: exact search, with the sentence as a warning
+                        self._search["approximate"] = ann.ApproximateSearch(
+                            blocks, ann.load_faiss_index(self.folder, self.manifest), gamma=gamma)
+                    except VideoIndexError as error:
+                        warnings.warn(f"{error}; searching exactly", stacklevel=3)
+                        wanted = False
+                self._search["auto"] = self._backend(gamma, wanted)
+            return self._search["auto"]
+        if not approximate:
+            if "exact" not in self._search:
+                self._search["exact"] = ExactSearch(self._blocks(), gamma=gamma)
+            return self._search["exact"]
+        if "approximate" not in self._search:
+            state = ann.approximate_state(self.manifest)
+            if state != "ready":
+                what = "no" if state == "none" else "a stale (older than its videos)"
+                raise VideoIndexError(f"index {self.folder} has {what} approximate index; build it with g2l-index "
+                                      f"approximate {self.folder}, or search with --exact")
+            self._search["approximate"] = ann.ApproximateSearch(
+                self._blocks(), ann.load_faiss_index(self.folder, self.manifest), gamma=gamma)
+        return self._search["approximate"]
+
+    def build_approximate(self) -> dict:
+        """Build the FAISS index of every stored moment (g2l/library/approximate.py), write it and
+        record it in the manifest; returns that record."""
+        from g2l.library import approximate as ann
+
+        self._require_writer()
+        ann.import_faiss()
+        try:
+            record = ann.write_faiss_index(self.folder, self.manifest, ann.build_faiss_index(self._blocks()))
+            old, self.manifest = self.manifest, dict(self.manifest, approximate=record)
+            try:
+                self._write_manifest()
+            except BaseException:
+                self.manifest = old
+                raise
+        except OSError as error:
+            raise VideoIndexError(f"index {self.folder}: its approximate index could not be written "
+                                  f"({error.strerror or error}); free space or fix permissions and run the command "
+                                  "again") from None
+        self._search = {}
+        return record
 
     # Writing ---------------------------------------------------------------------------------------
     def _require_writer(self) -> None:
@@ -523,7 +585,7 @@ class VideoIndex:
         for name in sorted(dropped_from):
             shutil.rmtree(self.folder / SHARDS / name, ignore_errors=True)
         self.videos = read_videos(self.folder, self.manifest)
-        self._search = None
+        self._search = {}
 
     def _write_shard(self, group: list) -> dict:
         settings = self.manifest["settings"]
@@ -558,6 +620,12 @@ class VideoIndex:
     def _write_manifest(self) -> None:
         with atomic_path(self.folder / MANIFEST) as temporary:
             temporary.write_text(strict_json.dumps(self.manifest, indent=1) + "\n")
+
+
+def _approximate_state(manifest: dict) -> str:
+    from g2l.library.approximate import approximate_state
+
+    return approximate_state(manifest)
 
 
 # Checks ------------------------------------------------------------------------------------------
