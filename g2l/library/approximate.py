@@ -34,7 +34,7 @@ import numpy as np
 
 from g2l.io.atomic import atomic_path
 from g2l.library.exact import Block, ExactSearch
-from g2l.library.store import MANIFEST, SHARDS, VideoIndexError
+from g2l.library.store import MANIFEST, VideoIndexError
 
 FAISS_FILE = "approximate.faiss"
 FLAT_BYTES = 1 << 30  # float32 vectors up to this size stay unquantised in the lists
