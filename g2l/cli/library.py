@@ -308,7 +308,7 @@ def _search(argv: Sequence[str] | None) -> int:
     return 0
 
 
-APPROXIMATE_ABOVE_TEXT = "2,000,000"  # g2l.library.index.APPROXIMATE_ABOVE, without importing it at startup
+APPROXIMATE_ABOVE_TEXT = "2,000,000"  # g2l.library.approximate.APPROXIMATE_ABOVE, without importing it at startup
 
 
 def index_main(argv: Sequence[str] | None = None) -> int:

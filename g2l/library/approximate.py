@@ -43,6 +43,10 @@ CANDIDATES = 4096  # moments fetched per query, then scored exactly
 NPROBE = 64  # lists probed per query (bench/search.py sweeps it)
 MAX_NLIST = 2048  # lists: about sqrt(moments), at most this (the build's cost grows with it)
 INSTALL = "pip install 'g2l[library]'"
+# Above this many stored moments (about 15k videos of the demo model's 136; exact search's p95 is
+# about 115 ms at 10k, docs/benchmarks.md), search is approximate by default where the index has a
+# current FAISS index (g2l-index approximate): below it exact search is fast enough to keep exact.
+APPROXIMATE_ABOVE = 2_000_000
 
 
 def import_faiss():
@@ -210,3 +214,37 @@ class ApproximateSearch:
                                         self.video[ids])] if len(ids) else [], gamma=self.gamma)
         kept = subset.rank(np.asarray(scores[ids]), top_k=top_k, per_video=per_video, nms_thresh=nms_thresh)
         return [int(ids[i]) for i in kept]
+
+
+def backend(cache: dict, folder: Path, manifest: dict, moments: int, blocks, *, gamma: float, approximate: bool | None):
+    """The search backend of an index, kept in ``cache`` (``VideoIndex._search``): ``approximate``
+    True, the FAISS candidates (refused in a sentence when missing, stale or damaged); False, exact
+    search of every moment; None, approximate above ``APPROXIMATE_ABOVE`` moments when a current FAISS
+    index is there (a damaged one, or no faiss, warns with its sentence and searches exactly), decided
+    once per opened index. ``blocks``: the index's shards (a callable; a damaged shard is an error)."""
+    import warnings
+
+    if approximate is None:
+        if "auto" not in cache:
+            wanted = moments > APPROXIMATE_ABOVE and approximate_state(manifest) == "ready"
+            if wanted and "approximate" not in cache:
+                loaded = blocks()  # a damaged shard is an error, as for exact search
+                try:
+                    cache["approximate"] = ApproximateSearch(loaded, load_faiss_index(folder, manifest), gamma=gamma)
+                except VideoIndexError as error:
+                    warnings.warn(f"{error}; searching exactly", stacklevel=4)
+                    wanted = False
+            cache["auto"] = backend(cache, folder, manifest, moments, blocks, gamma=gamma, approximate=wanted)
+        return cache["auto"]
+    if not approximate:
+        if "exact" not in cache:
+            cache["exact"] = ExactSearch(blocks(), gamma=gamma)
+        return cache["exact"]
+    if "approximate" not in cache:
+        state = approximate_state(manifest)
+        if state != "ready":
+            what = "no" if state == "none" else "a stale (older than its videos)"
+            raise VideoIndexError(f"index {folder} has {what} approximate index; build it with g2l-index "
+                                  f"approximate {folder}, or search with --exact")
+        cache["approximate"] = ApproximateSearch(blocks(), load_faiss_index(folder, manifest), gamma=gamma)
+    return cache["approximate"]

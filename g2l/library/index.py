@@ -56,17 +56,12 @@ from g2l.io import strict_json
 from g2l.io import atomic
 from g2l.io.atomic import atomic_path, sync_folder
 from g2l.io.safe_files import sha256_file
-from g2l.library.exact import Block, ExactSearch
+from g2l.library.approximate import approximate_state
+from g2l.library.exact import Block
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
                                VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
                                file_identity, map_npy, read_manifest, read_videos, refuse_links, take_lock,
                                writable_by_others)
-
-# Above this many stored moments (about 15k videos of the demo model's 136; exact search's p95 is
-# about 115 ms at 10k, docs/benchmarks.md), search is approximate by default where the index has a
-# current FAISS index (g2l-index approximate): below it exact search is fast enough to keep exact.
-APPROXIMATE_ABOVE = 2_000_000
-
 
 @dataclass
 class LibraryMoment:
@@ -232,7 +227,7 @@ class VideoIndex:
         return {"index": str(self.folder), "videos": len(self.videos), "moments": sum(v.cells for v in self.videos),
                 "hours": sum(v.duration_s for v in self.videos) / 3600, "shards": len(self.manifest["shards"]),
                 "bytes": size, "dtype": settings["dtype"], "dim": settings["dim"], "window_s": settings["window_s"],
-                "model": self.manifest["model"], "approximate": _approximate_state(self.manifest)}
+                "model": self.manifest["model"], "approximate": approximate_state(self.manifest)}
 
     def _blocks(self) -> list[Block]:
         settings, blocks, number = self.manifest["settings"], [], 0
@@ -259,7 +254,7 @@ class VideoIndex:
         model's ``match_threshold`` (None when the model has none). ``approximate``: True searches the
         FAISS candidates (g2l/library/approximate.py; refused in a sentence when it is missing, stale
         or damaged), False every moment exactly, None (default) approximately above
-        ``APPROXIMATE_ABOVE`` moments when a current FAISS index is there, else exactly."""
+        ``approximate.APPROXIMATE_ABOVE`` moments when a current FAISS index is there, else exactly."""
         if top_k < 1 or (per_video is not None and per_video < 1):
             raise VideoIndexError("top_k and per_video must be at least 1")
         self.check_model(grounder)
@@ -285,36 +280,12 @@ class VideoIndex:
         return results
 
     def _backend(self, gamma: float, approximate: bool | None):
-        """ExactSearch or ApproximateSearch (the same interface), as ``search``'s ``approximate`` picks."""
-        from g2l.library import approximate as ann
+        """ExactSearch or ApproximateSearch (the same interface), as ``search``'s ``approximate`` picks
+        (g2l/library/approximate.py's ``backend``), kept for the next search."""
+        from g2l.library.approximate import backend
 
-        if approximate is None:  # decided once per opened index (and once more after each change)
-            if "auto" not in self._search:
-                moments = sum(v.cells for v in self.videos)
-                wanted = moments > APPROXIMATE_ABOVE and ann.approximate_state(self.manifest) == "ready"
-                if wanted and "approximate" not in self._search:
-                    blocks = self._blocks()  # a damaged shard is an error, as for exact search
-                    try:  # a damaged FAISS file or a missing faiss: exact search, with the sentence as a warning
-                        self._search["approximate"] = ann.ApproximateSearch(
-                            blocks, ann.load_faiss_index(self.folder, self.manifest), gamma=gamma)
-                    except VideoIndexError as error:
-                        warnings.warn(f"{error}; searching exactly", stacklevel=3)
-                        wanted = False
-                self._search["auto"] = self._backend(gamma, wanted)
-            return self._search["auto"]
-        if not approximate:
-            if "exact" not in self._search:
-                self._search["exact"] = ExactSearch(self._blocks(), gamma=gamma)
-            return self._search["exact"]
-        if "approximate" not in self._search:
-            state = ann.approximate_state(self.manifest)
-            if state != "ready":
-                what = "no" if state == "none" else "a stale (older than its videos)"
-                raise VideoIndexError(f"index {self.folder} has {what} approximate index; build it with g2l-index "
-                                      f"approximate {self.folder}, or search with --exact")
-            self._search["approximate"] = ann.ApproximateSearch(
-                self._blocks(), ann.load_faiss_index(self.folder, self.manifest), gamma=gamma)
-        return self._search["approximate"]
+        return backend(self._search, self.folder, self.manifest, sum(v.cells for v in self.videos), self._blocks,
+                       gamma=gamma, approximate=approximate)
 
     def build_approximate(self) -> dict:
         """Build the FAISS index of every stored moment (g2l/library/approximate.py), write it and
@@ -620,12 +591,6 @@ class VideoIndex:
     def _write_manifest(self) -> None:
         with atomic_path(self.folder / MANIFEST) as temporary:
             temporary.write_text(strict_json.dumps(self.manifest, indent=1) + "\n")
-
-
-def _approximate_state(manifest: dict) -> str:
-    from g2l.library.approximate import approximate_state
-
-    return approximate_state(manifest)
 
 
 # Checks ------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from g2l.cli import index_main, search_main
 from g2l.inference import Grounder
 from g2l.library import IndexedVideo, VideoIndex, VideoIndexError
 from g2l.library import approximate as ann
-from g2l.library import index as index_module
+from g2l.library import approximate as approximate_module
 from g2l.library.exact import ExactSearch
 
 faiss = pytest.importorskip("faiss")
@@ -150,7 +150,7 @@ def test_a_damaged_foreign_or_missing_faiss_file_is_refused_in_a_sentence(ground
     err = capsys.readouterr().err
     assert err.startswith("error: index ") and err.count("\n") == 1 and sentence in err
     # the default, above the size where it is used: exact search, the sentence as a warning
-    monkeypatch.setattr(index_module, "APPROXIMATE_ABOVE", 0)
+    monkeypatch.setattr(approximate_module, "APPROXIMATE_ABOVE", 0)
     with pytest.warns(UserWarning, match=sentence.replace("(", r"\(").replace(")", r"\)") + ".*; searching exactly"):
         found = index.search(grounder, QUERIES)
     assert found == index.search(grounder, QUERIES, approximate=False)
@@ -170,7 +170,7 @@ def test_a_stale_faiss_index_is_not_used_and_add_approximate_rebuilds_it(grounde
     assert index.info()["approximate"] == "stale"
     with pytest.raises(VideoIndexError, match="has a stale .* approximate index; build it with g2l-index approximate"):
         index.search(grounder, QUERIES, approximate=True)
-    monkeypatch.setattr(index_module, "APPROXIMATE_ABOVE", 0)
+    monkeypatch.setattr(approximate_module, "APPROXIMATE_ABOVE", 0)
     assert index.search(grounder, QUERIES) == index.search(grounder, QUERIES, approximate=False)  # exact, silently
     assert index_main(["approximate", str(folder)]) == 0
     index = VideoIndex.open(folder, grounder)
@@ -194,7 +194,7 @@ def test_faiss_missing_names_the_extra(grounder, library, tmp_path, monkeypatch,
     assert search_main([str(folder), QUERIES[0], "--approximate"]) == 2
     assert capsys.readouterr().err == f"error: {sentence}\n"
     assert sorted(p.name for p in folder.iterdir()) == before
-    monkeypatch.setattr(index_module, "APPROXIMATE_ABOVE", 0)  # the default: exact, with the sentence as a warning
+    monkeypatch.setattr(approximate_module, "APPROXIMATE_ABOVE", 0)  # the default: exact, with the sentence as a warning
     index = VideoIndex.open(folder, grounder)
     with pytest.warns(UserWarning, match="pip install 'g2l\\[library\\]'; searching exactly"):
         assert index.search(grounder, QUERIES)[0].moments
@@ -219,7 +219,13 @@ def test_a_damaged_shard_is_an_error_not_a_fallback(grounder, library, tmp_path,
     folder = copy_of(library, tmp_path)
     shard = next((folder / "shards").iterdir())
     (shard / "cells_u.npy").write_bytes(b"not an array")
-    monkeypatch.setattr(index_module, "APPROXIMATE_ABOVE", 0)
+    monkeypatch.setattr(approximate_module, "APPROXIMATE_ABOVE", 0)
     index = VideoIndex.open(folder, grounder)
     with pytest.raises(VideoIndexError, match="cells_u.npy is damaged"):
         index.search(grounder, QUERIES)
+
+
+def test_the_commands_help_names_the_default_size_the_library_uses():
+    from g2l.cli.library import APPROXIMATE_ABOVE_TEXT
+
+    assert APPROXIMATE_ABOVE_TEXT == f"{approximate_module.APPROXIMATE_ABOVE:,}"
