@@ -57,7 +57,7 @@ from g2l.io import atomic
 from g2l.io.atomic import atomic_path, sync_folder
 from g2l.io.safe_files import sha256_file
 from g2l.library.approximate import approximate_state
-from g2l.library.exact import Block
+from g2l.library.exact import Block, ExactSearch
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
                                VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
                                file_identity, map_npy, read_manifest, read_videos, refuse_links, take_lock,
@@ -267,14 +267,18 @@ class VideoIndex:
         threshold = getattr(grounder, "match_threshold", None)
         results = []
         for query, c, u in zip([q.strip() for q in queries], s_c, s_u):
-            scores = search.scores(c, u)
-            kept = search.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
+            if isinstance(search, ExactSearch):  # bounded: the same hits and score bits as scores + rank
+                kept, scores = search.top(c, u, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
+            else:
+                scores = search.scores(c, u)
+                kept = search.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
+                scores = scores[kept]
             moments = []
-            for index in kept:
+            for index, score in zip(kept, scores):
                 video = self.videos[int(search.video[index])]
                 start, end = search.spans_s[index]
                 moments.append(LibraryMoment(video.path, float(start), float(min(end, video.duration_s)),
-                                             float(scores[index])))
+                                             float(score)))
             match = None if threshold is None else bool(moments and moments[0].score >= threshold)
             results.append(LibraryResult(query, match, moments))
         return results
