@@ -335,7 +335,7 @@ class LibraryHandlers:
         except G2LError as error:
             return error_html(str(error)), "", None
         threshold = getattr(self.grounder, "match_threshold", None)
-        found = {"index": current, "rows": [[(m.video, m.start_s, m.end_s, m.score) for m in r.moments]
+        found = {"index": current, "rows": [[(m.video, m.start_s, m.end_s, m.score, m.resolved) for m in r.moments]
                                             for r in results]}
         what = f"searched {len(results)} quer{'y' if len(results) == 1 else 'ies'} in {index_summary(index)}"
         status = f"<div>{html.escape(what)}: click a row to play its moment</div>"
@@ -351,16 +351,15 @@ class LibraryHandlers:
             if not (isinstance(query, int) and isinstance(rank, int) and 0 <= query < len(rows)
                     and 1 <= rank <= len(rows[query])):
                 raise LibraryAppError("that row is not one of the last search's results; search again")
-            video, start_s, end_s, score = rows[query][rank - 1]
+            row = rows[query][rank - 1]
+            if not (isinstance(row, (list, tuple)) and len(row) == 5):
+                raise LibraryAppError("that row is not one of the last search's results; search again")
+            video, start_s, end_s, score, resolved = row
             index = self.index_of(found["index"])
-            entries = [v for v in index.videos if v.path == video]
+            entries = [v for v in index.videos if v.path == video and v.resolved == resolved]
             if not entries:
                 raise LibraryAppError(f"video {video} is no longer in index {index.folder}; search again")
-            if len(entries) > 1:
-                raise LibraryAppError(f"index {index.folder} holds {len(entries)} videos indexed as {video} (from "
-                                      "different folders) and a result does not say which; index them under "
-                                      "distinct paths to play them")
-            path = playable_file(index, entries[0])
+            path = playable_file(index, entries[0])  # path and resolved path name one video of the index
         except G2LError as error:
             return None, error_html(str(error))
         if self.serve is not None:

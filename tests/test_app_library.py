@@ -140,8 +140,8 @@ def test_search_and_play_through_the_handlers(grounder, tmp_path):
     status, table, found = handlers.search(current, "the red circle grows.\na dog", 4, 1)
     expected = VideoIndex.open(folder, grounder).search(grounder, ["the red circle grows.", "a dog"], top_k=4,
                                                         per_video=1)
-    assert found == {"index": str(folder), "rows": [[(m.video, m.start_s, m.end_s, m.score) for m in r.moments]
-                                                   for r in expected]}
+    assert found == {"index": str(folder), "rows": [[(m.video, m.start_s, m.end_s, m.score, m.resolved)
+                                                    for m in r.moments] for r in expected]}
     assert table == results_html(expected, None) and "searched 2 queries" in status
 
     # A model with a match threshold: each query says match or no match, with its best score.
@@ -165,9 +165,10 @@ def test_search_and_play_through_the_handlers(grounder, tmp_path):
     # Only a row of the last search, and only a file of the index, is ever served.
     for bad_found, q, rank in ((found, 0, 3), (found, 2, 1), (found, "0", 1), (found, None, None), (None, 0, 1)):
         assert handlers.play(bad_found, q, rank)[0] is None
-    planted = {"index": str(folder), "rows": [[("/etc/passwd", 0.0, 1.0, 1.0)]]}
+    planted = {"index": str(folder), "rows": [[("/etc/passwd", 0.0, 1.0, 1.0, "/etc/passwd")]]}
     player, playing = handlers.play(planted, 0, 1)
     assert player is None and "video /etc/passwd is no longer in index" in playing
+    assert "not one of the last search&#x27;s results" in handlers.play({**planted, "rows": [[("/etc/passwd",)]]}, 0, 1)[1]
     assert served == [path]
 
     # A video of the index gone since: one sentence, nothing served.
@@ -212,3 +213,28 @@ def test_g2l_app_refuses_a_bad_index_before_serving(grounder, tmp_path, capsys):
     assert app_main(["--index", str(tmp_path / "nowhere"), "--port", "9"]) == 2
     assert capsys.readouterr().err.strip() == (f"error: index {tmp_path / 'nowhere'} is not a folder; pass the folder "
                                                "g2l-index build made")
+
+
+def test_two_videos_indexed_under_one_path_each_play_their_own_file(grounder, tmp_path):
+    """Two folders' clip.mp4, both indexed as "clip.mp4" (each added from its own folder): a result
+    carries the video's resolved path, so a click plays that file and not the other."""
+    folder = tmp_path / "lib"
+    files = [tmp_path / "one" / "clip.mp4", tmp_path / "two" / "clip.mp4"]
+    entries = []
+    for seed, path in enumerate(files):
+        path.parent.mkdir()
+        path.write_bytes(b"video %d" % seed)
+        features = np.random.default_rng(seed).normal(size=(12, grounder.cfg.data.feature_dim)).astype(np.float32)
+        resolved, identity = file_identity(path)
+        entries.append((IndexedVideo("clip.mp4", resolved, identity, 12.0, 0),
+                        *grounder.moment_embeddings(grounder.encode_features(features, 12.0, name=path.name))))
+    with VideoIndex.create(folder, grounder) as index:
+        index.add_embeddings(entries)
+    handlers = LibraryHandlers(grounder, max_queries=3, serve=None)
+    _, current, _, _ = handlers.open(str(folder))
+    _, _, found = handlers.search(current, "a dog", 10, 1)  # one moment of each video
+    rows = found["rows"][0]
+    assert {row[0] for row in rows} == {"clip.mp4"} and {row[4] for row in rows} == {str(f.resolve()) for f in files}
+    for rank, row in enumerate(rows, start=1):
+        path, playing = handlers.play(found, 0, rank)
+        assert path == row[4] and "clip.mp4" in playing

@@ -65,10 +65,11 @@ from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, 
 
 @dataclass
 class LibraryMoment:
-    video: str
+    video: str  # the path as indexed; resolved: its absolute path then (two folders' clip.mp4 differ there)
     start_s: float
     end_s: float
     score: float
+    resolved: str = ""
 
 
 @dataclass
@@ -251,10 +252,8 @@ class VideoIndex:
                per_video: int | None = None, approximate: bool | None = None) -> list[LibraryResult]:
         """The best ``top_k`` moments of each query across the index, at most ``per_video`` per video
         (after NMS within each video, as ``Grounder.ground``); ``match``: the best score reaches the
-        model's ``match_threshold`` (None when the model has none). ``approximate``: True searches the
-        FAISS candidates (g2l/library/approximate.py; refused in a sentence when it is missing, stale
-        or damaged), False every moment exactly, None (default) approximately above
-        ``approximate.APPROXIMATE_ABOVE`` moments when a current FAISS index is there, else exactly."""
+        model's ``match_threshold`` (None when the model has none). ``approximate``: True, the FAISS
+        candidates; False, every moment exactly; None, as g2l/library/approximate.py's ``backend`` decides."""
         if top_k < 1 or (per_video is not None and per_video < 1):
             raise VideoIndexError("top_k and per_video must be at least 1")
         self.check_model(grounder)
@@ -278,7 +277,7 @@ class VideoIndex:
                 video = self.videos[int(search.video[index])]
                 start, end = search.spans_s[index]
                 moments.append(LibraryMoment(video.path, float(start), float(min(end, video.duration_s)),
-                                             float(score)))
+                                             float(score), video.resolved))
             match = None if threshold is None else bool(moments and moments[0].score >= threshold)
             results.append(LibraryResult(query, match, moments))
         return results
@@ -595,6 +594,3 @@ class VideoIndex:
     def _write_manifest(self) -> None:
         with atomic_path(self.folder / MANIFEST) as temporary:
             temporary.write_text(strict_json.dumps(self.manifest, indent=1) + "\n")
-
-
-# Checks ------------------------------------------------------------------------------------------
