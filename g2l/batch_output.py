@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, frame_encoder_name
-from g2l.io import strict_json
-from g2l.io.atomic import atomic_path, lock_file, lock_problem
+from g2l.io import atomic, strict_json
+from g2l.io.atomic import atomic_path
 from g2l.io.safe_files import NotRegularFile, open_regular, open_regular_file, read_text_file
 
 MADE_BY_SUFFIX = ".made-by.json"  # PREDS.jsonl.made-by.json: what wrote PREDS.jsonl
@@ -48,14 +48,9 @@ def lock_path(out_path: str | Path) -> Path:
 
 def hold_lock(out_path: Path) -> int | None:
     path = lock_path(out_path)
-    try:
-        return lock_file(path)
-    except BlockingIOError:
-        raise BatchError(f"output {out_path} is being written by another g2l-ground --batch run (it holds {path}); "
-                         "wait for that run to end, or pick another --out") from None
-    except OSError as error:
-        raise BatchError(f"the lock file {path} of output {out_path} cannot be used ({lock_problem(error)}); remove it if it is a "
-                         "stray, or pick another --out") from None
+    return atomic.hold_lock(path, error=BatchError, fix=", or pick another --out",
+                            busy=f"output {out_path} is being written by another g2l-ground --batch run (it holds "
+                                 f"{path}); wait for that run to end, or pick another --out")
 
 
 def read_answer_keys(handle: BinaryIO, out_path: Path, mark: Callable[[int, str], None]) -> int:

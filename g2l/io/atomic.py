@@ -116,6 +116,18 @@ def lock_file(path: str | Path) -> int | None:
 lock_problem = open_problem  # why a lock file cannot be used, as the end of a sentence
 
 
+def hold_lock(path: str | Path, *, error: type[Exception], busy: str, fix: str) -> int | None:
+    """``lock_file(path)``, its failures as one ``error`` sentence: ``busy`` when another process holds
+    the lock; else that the lock file cannot be used and why, then "remove it if it is a stray" and ``fix``."""
+    try:
+        return lock_file(path)
+    except BlockingIOError:
+        raise error(busy) from None
+    except OSError as problem:
+        raise error(f"the lock file {path} cannot be used ({lock_problem(problem)}); remove it if it is a "
+                    f"stray{fix}") from None
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text)

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from g2l.errors import G2LError
-from g2l.io import strict_json
-from g2l.io import safe_files
-from g2l.io.atomic import lock_file, lock_problem, remove_stale_temporaries
+from g2l.io import atomic, safe_files, strict_json
+from g2l.io.atomic import remove_stale_temporaries
 from g2l.io.safe_files import NotRegularFile, open_regular
 
 
@@ -64,15 +63,9 @@ def file_identity(path: str | Path) -> tuple[str, list]:
 
 
 def take_lock(folder: Path) -> int | None:
-    path = folder / LOCK
-    try:
-        return lock_file(path)
-    except BlockingIOError:
-        raise VideoIndexError(f"index {folder} is being changed by another g2l-index command (it holds {path}); "
-                              "wait for it to end") from None
-    except OSError as error:
-        raise VideoIndexError(f"the lock file {path} of index {folder} cannot be used ({lock_problem(error)}); "
-                              "remove it if it is a stray") from None
+    return atomic.hold_lock(folder / LOCK, error=VideoIndexError, fix="",
+                            busy=f"index {folder} is being changed by another g2l-index command (it holds "
+                                 f"{folder / LOCK}); wait for it to end")
 
 
 def refuse_links(folder: Path) -> None:
