@@ -20,7 +20,6 @@ from typing import BinaryIO
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, frame_encoder_name
 from g2l.io import atomic, strict_json
-from g2l.io.atomic import atomic_path
 from g2l.io.safe_files import NotRegularFile, open_regular, open_regular_file, read_text_file
 
 MADE_BY_SUFFIX = ".made-by.json"  # PREDS.jsonl.made-by.json: what wrote PREDS.jsonl
@@ -159,8 +158,7 @@ def check_made_by(out_path: Path, recorded: dict | None, record: dict) -> None:
     record = strict_json.loads(strict_json.dumps(record))  # as it reads back
     if recorded is None:
         try:
-            with atomic_path(made_by_path(out_path)) as tmp:
-                tmp.write_text(strict_json.dumps(record, indent=2) + "\n")
+            atomic.write_text_atomic(made_by_path(out_path), strict_json.dumps(record, indent=2) + "\n")
         except OSError as error:
             raise BatchError(f"{made_by_path(out_path)} cannot be written ({error.strerror or error}); "
                              "pick another --out") from None

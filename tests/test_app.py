@@ -96,6 +96,19 @@ def library(tmp_path_factory, grounder):
     return folder
 
 
+def wait_for_app(proc, url: str, log=lambda: "") -> None:
+    """Until ``url`` answers: the app started (or it stopped, or two minutes passed: fail with ``log()``)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("g2l-app did not start: " + log())
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, library):
     port = free_port()
@@ -105,16 +118,7 @@ def app_url(tmp_path_factory, library):
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path_factory.mktemp("cwd"))
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    raise AssertionError("g2l-app did not start: " + Path(log.name).read_text()[-2000:])
-                time.sleep(0.5)
+        wait_for_app(proc, url, lambda: (log.flush(), Path(log.name).read_text()[-2000:])[1])
         yield url
     finally:
         proc.terminate()
@@ -432,14 +436,7 @@ def test_uploads_are_bounded_and_go_with_the_app_on_sigterm(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "g2l-app did not start"
-                time.sleep(0.5)
+        wait_for_app(proc, url)
         status, answer = upload(url, "small.mp4", b"x" * 1000)
         (stored,) = json.loads(answer)
         assert status == 200 and Path(stored).read_bytes() == b"x" * 1000

@@ -33,9 +33,7 @@ def _export(argv: Sequence[str] | None) -> int:
         raise CliError(f"--push-to-hub {args.push_to_hub!r} is not a repo id; pass ORG/NAME")
     if args.floors is not None and not Path(args.floors).is_file():
         raise CliError(f"--floors file {args.floors} does not exist; pass the JSON that g2l-baselines --json wrote")
-    out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"{args.out_dir} exists and is not a folder; pass a folder path")
+    out = Path(args.out_dir)  # export_pretrained refuses a file there, or a folder of other files, first
     try:
         folder = export_pretrained(args.checkpoint, out, floors=args.floors, name=args.name)
     except OSError as error:

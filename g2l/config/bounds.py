@@ -144,7 +144,7 @@ def validate_config(cfg: Config) -> None:
     surface deep inside the model or after an epoch of training."""
     _check_values(cfg)
     m, d, t, lo = cfg.model, cfg.data, cfg.train, cfg.loss
-    if m.num_clips <= 0 or d.num_pre_clips % m.num_clips != 0:
+    if d.num_pre_clips % m.num_clips != 0:  # num_clips >= 1: BOUNDS
         raise ConfigError(
             f"data.num_pre_clips ({d.num_pre_clips}) must be a positive multiple of model.num_clips ({m.num_clips})"
         )

@@ -110,10 +110,7 @@ def _apply(section: Any, overrides: dict, prefix: str) -> None:
 def _read_yaml(path: Path) -> dict:
     from g2l.io.safe_files import UnsafeFileError, open_regular_file
 
-    try:
-        problem = path_problem(path)
-    except (OSError, ValueError) as error:  # a name too long, a NUL in the name
-        problem = f"cannot be reached ({getattr(error, 'strerror', None) or error})"
+    problem = path_problem(path)  # also a name too long or holding a NUL: "cannot be reached", ...
     if problem:
         fix = "check the path" if problem.endswith("does not exist") else "pass a YAML config file"
         raise ConfigError(f"config file {path} {problem}; {fix}")

@@ -93,11 +93,11 @@ def predict(
         video_of = batch.sentence_video.cpu().numpy()
         durations = batch.durations_s.cpu().numpy()
         per_video: dict[int, list[Prediction]] = {}
+        spans = [cells_to_spans(start_idx, end_idx, float(d), model.num_clips) for d in durations]  # per video (C 2)
         for q in range(cell_scores.shape[0]):
             b = int(video_of[q])
             duration = float(durations[b])
-            spans = cells_to_spans(start_idx, end_idx, duration, model.num_clips)  # (C 2)
-            ranked = rank_moments(cell_scores[q], spans, nms_thresh, num_candidates)
+            ranked = rank_moments(cell_scores[q], spans[b], nms_thresh, num_candidates)
             per_video.setdefault(b, []).append(
                 Prediction(
                     video=batch.video_ids[b], query=batch.sentences[q], duration=duration, gt=batch.gt_windows[q],
@@ -183,8 +183,8 @@ def evaluate_checkpoint(
         raise PredictionsError(f"predictions file {out} {problem}; pass --out with a path you can write to")
     qvhighlights = qvhighlights_annotations(cfg.data, split)  # also scored as its users score it
     submission = out.with_name(f"{out.stem}_qvhighlights.jsonl") if qvhighlights else None
-    if submission and unwritable_reason(submission):
-        raise PredictionsError(f"QVHighlights submission file {submission} {unwritable_reason(submission)}; "
+    if submission and (problem := unwritable_reason(submission)):
+        raise PredictionsError(f"QVHighlights submission file {submission} {problem}; "
                                "pass --out in a folder you can write to")
     dataset, report = build_dataset(cfg.data, split, cfg.model.num_clips)
     import sys

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from g2l.io.safe_files import open_problem, open_regular
 
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:\.[0-9a-f]{8})?\.tmp$")
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:\.[0-9a-f]{8})?\.tmp$")
 
 
 def _fsync(path: Path) -> None:
@@ -91,8 +91,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-
-
 def lock_file(path: str | Path) -> int | None:
     """Take an exclusive lock (``flock``) on the lock file ``path``, creating it if missing; the lock
     is held until the returned descriptor is closed (or the process ends, however it ends). The file
@@ -152,7 +150,7 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return removed
     for path in sorted(folder.iterdir()):
-        match = _TEMPORARY.match(path.name)
+        match = TEMPORARY.match(path.name)
         if match and path.is_file() and not _process_alive(int(match["pid"])):
             path.unlink(missing_ok=True)
             removed.append(path)

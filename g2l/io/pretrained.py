@@ -202,13 +202,15 @@ def exported_files(folder: str | Path) -> list[str]:
     are present, each checked to be a regular file inside the folder (a link out is refused)."""
     folder = Path(folder)
     names = []
-    for name in fixed_names():
-        limit = MAX_WEIGHTS_BYTES if name == WEIGHTS_NAME else MAX_TEXT_FILE_BYTES
-        try:
-            with open_regular_file(folder / name, what=f"model folder {folder}: {name}", max_bytes=limit, within=folder):
-                names.append(name)
-        except FileNotFoundError:
-            continue
+    with Folder(folder) as held:  # the folder resolved once, every file opened below it
+        for name in fixed_names():
+            limit = MAX_WEIGHTS_BYTES if name == WEIGHTS_NAME else MAX_TEXT_FILE_BYTES
+            try:
+                with open_regular_file(folder / name, what=f"model folder {folder}: {name}", max_bytes=limit,
+                                       within=held):
+                    names.append(name)
+            except FileNotFoundError:
+                continue
     return names
 
 

@@ -234,6 +234,7 @@ def backend(cache: dict, folder: Path, manifest: dict, moments: int, blocks, *, 
                 except VideoIndexError as error:
                     warnings.warn(f"{error}; searching exactly", stacklevel=4)
                     wanted = False
+                    cache["exact"] = ExactSearch(loaded, gamma=gamma)  # the shards already mapped and checked
             cache["auto"] = backend(cache, folder, manifest, moments, blocks, gamma=gamma, approximate=wanted)
         return cache["auto"]
     if not approximate:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from g2l.models.grounding import score_cells
-from g2l.ops.spans import span_iou
+from g2l.ops.spans import best_first, span_iou
 
 
 @dataclass
@@ -229,7 +229,7 @@ def _greedy(scores: np.ndarray, spans_s: np.ndarray, video: np.ndarray, top_k: i
             part = np.argpartition(-scores, upto - 1)[:upto]
             order = part[np.lexsort((part, -scores[part]))]
         else:
-            order = np.lexsort((np.arange(len(scores)), -scores))
+            order = best_first(scores)
         for index in order[seen:upto]:
             v = int(video[index])
             mine = kept_of.setdefault(v, [])

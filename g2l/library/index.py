@@ -52,9 +52,8 @@ import numpy as np
 
 from g2l.errors import G2LError, path_problem
 from g2l.inference import Grounder, GroundingError
-from g2l.io import strict_json
-from g2l.io import atomic
-from g2l.io.atomic import atomic_path, sync_folder
+from g2l.io import atomic, strict_json
+from g2l.io.atomic import sync_folder, write_text_atomic
 from g2l.io.safe_files import sha256_file
 from g2l.library.approximate import approximate_state
 from g2l.library.exact import Block, ExactSearch
@@ -592,5 +591,4 @@ class VideoIndex:
         return {"name": name, "videos": len(videos), "cells": int(len(arrays["spans"])), "sha256": digests}
 
     def _write_manifest(self) -> None:
-        with atomic_path(self.folder / MANIFEST) as temporary:
-            temporary.write_text(strict_json.dumps(self.manifest, indent=1) + "\n")
+        write_text_atomic(self.folder / MANIFEST, strict_json.dumps(self.manifest, indent=1) + "\n")

@@ -28,7 +28,6 @@ LOCK = ".lock"
 DTYPES = ("float16", "float32")
 VIDEOS_PER_SHARD = 256
 SHARD_NAME = re.compile(r"^[0-9]{8}$")
-TEMPORARY_NAME = re.compile(r"^\..+\.[0-9]+(\.[0-9a-f]{8})?\.tmp$")
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_VIDEOS_JSON_BYTES = 256 << 20
 MEMBERS = ("videos.json", "spans.npy", "cells_c.npy", "cells_u.npy")
@@ -108,9 +107,9 @@ def clean_up(folder: Path) -> None:
     listed = {s.get("name") for s in (read_manifest(folder).get("shards") or []) if isinstance(s, dict)}
     for entry in os.scandir(folder / SHARDS):
         orphan = SHARD_NAME.match(entry.name) and entry.name not in listed
-        if (orphan or TEMPORARY_NAME.match(entry.name)) and entry.is_dir(follow_symlinks=False):
+        if (orphan or atomic.TEMPORARY.match(entry.name)) and entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path)
-        elif TEMPORARY_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+        elif atomic.TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
             os.unlink(entry.path)
 
 

@@ -21,7 +21,7 @@ from g2l.models.grounding import IOU_LOGIT_SCALE
 
 def scaled_iou(iou: torch.Tensor, iou_min: float, iou_max: float) -> torch.Tensor:
     """The target ``clamp((IoU - t_min) / (t_max - t_min), 0, 1)`` in float32, rounded as
-    ``g2l.ops.spans.scale_iou`` rounds it: the bounds are float32 tensors filled on ``iou``'s device
+    MMN's numpy target (``tests/reference/mmn.py``'s ``scale_iou``) rounds it: the bounds are float32 tensors filled on ``iou``'s device
     (no copy from the host), so that on CUDA too the division is a true division and not, as with a
     Python number, a product with its reciprocal."""
     iou = iou.float()

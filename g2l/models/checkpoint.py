@@ -199,7 +199,6 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if not include_text_backbone:
         state = {k: v for k, v in state.items() if not k.startswith(TEXT_BACKBONE_PREFIX)}

@@ -62,10 +62,6 @@ def load_text_backbone(name: str):
     return backbone, tokenizer
 
 
-# A checkpoint may carry only the tokenizer files of TOKENIZER_FILE_NAMES (g2l/io/pretrained.py), by
-# plain name: a checkpoint is untrusted data, and a name such as ``/abs/path`` or ``../x.pth`` would
-# otherwise write a file anywhere (a ``.pth`` file in site-packages runs code at the next start).
-
 # Config keys that would make transformers import code named by the file (remote code).
 _FORBIDDEN_CONFIG_KEYS = ("auto_map", "custom_pipelines")
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from g2l.ops.shapley_plan import StratifiedPlan, context_probabilities, stratified_plan
+from g2l.ops.shapley_plan import MAX_LOGIT_RANGE, StratifiedPlan, context_probabilities, stratified_plan
 from g2l.ops.splitmix import MASK64, next_below, next_unit, stream_start
 from g2l.ops.threads import kernel_threads
 
@@ -61,7 +61,6 @@ __all__ = [
     "stratified_plan",
 ]
 
-_MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,10 +326,10 @@ def _softmax_weights(sim: np.ndarray, tau: float) -> np.ndarray:
         return sim.copy()
     logits = sim / tau
     spread = (logits.max(axis=1) - logits.min(axis=1)).max()
-    if spread > _MAX_LOGIT_RANGE:
+    if spread > MAX_LOGIT_RANGE:
         raise ValueError(
             f"Shapley interaction: (max - min) similarity / tau = {spread:.0f} per sentence is too "
-            f"large for float64 softmax weights (limit {_MAX_LOGIT_RANGE:.0f}); raise tau."
+            f"large for float64 softmax weights (limit {MAX_LOGIT_RANGE:.0f}); raise tau."
         )
     return np.exp(logits - logits.max(axis=1, keepdims=True))
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_LOGIT_RANGE = 700.0  # of the softmax weights' logits: exp(-700) is still a normal float64
+
 __all__ = ["context_probabilities", "count_bins", "StratifiedPlan", "stratified_plan"]
 
 

@@ -53,13 +53,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from g2l.ops.shapley_plan import stratified_plan
+from g2l.ops.shapley_plan import MAX_LOGIT_RANGE, stratified_plan
 
 __all__ = ["interaction_padded", "pairwise_interaction_batch", "plan_chunks"]
 
-MAX_LOGIT_RANGE = 700.0  # exp(-700) is still a normal float64
 DEFAULT_MAX_ELEMENTS = 1 << 26  # elements of one (r a q+3 e) float64 chunk on a GPU: 512 MiB (4 at the peak)
 CPU_MAX_ELEMENTS = 1 << 20  # on the CPU: 8 MiB, about cache-sized (faster than larger chunks)
 # A chunk (about 40 operations) is worth this many padded elements: on a GPU, where each operation
