@@ -230,18 +230,18 @@ class VideoIndex:
                 "model": self.manifest["model"], "approximate": approximate_state(self.manifest)}
 
     def _blocks(self) -> list[Block]:
-        settings, blocks, number = self.manifest["settings"], [], 0
+        settings, blocks, number, of_shard = self.manifest["settings"], [], 0, {}
+        for v in self.videos:  # grouped once, not scanned again for each shard
+            of_shard.setdefault(v.shard, []).append(v)
         for shard in self.manifest["shards"]:
-            folder = self.folder / SHARDS / shard["name"]
-            k = shard["cells"]
-            counts = [v.cells for v in self.videos if v.shard == shard["name"]]
+            folder, k, mine = self.folder / SHARDS / shard["name"], shard["cells"], of_shard.get(shard["name"], [])
+            counts = [v.cells for v in mine]
             arrays = {name: map_npy(folder / f"{name}.npy", dtype, (k, width), what=f"index {self.folder} shard "
                                      f"{shard['name']}")
                       for name, dtype, width in (("cells_c", settings["dtype"], settings["dim"]),
                                                  ("cells_u", settings["dtype"], settings["dim"]),
                                                  ("spans", "float32", 2))}
-            check_spans(self.folder, shard["name"], arrays["spans"],
-                        [v for v in self.videos if v.shard == shard["name"]])
+            check_spans(self.folder, shard["name"], arrays["spans"], mine)
             video = np.repeat(np.arange(number, number + len(counts)), counts)
             number += len(counts)
             blocks.append(Block(arrays["cells_c"], arrays["cells_u"], np.asarray(arrays["spans"]), video))
@@ -544,9 +544,11 @@ class VideoIndex:
             rest = [v for v in self.videos if v.shard == name and v.resolved not in drop]
             if rest:
                 rewritten.append([(v, *self._arrays_of(v)) for v in rest])
-        new_shards = []
+        new_shards, new_videos = [], []
         for group in rewritten + ([pending] if pending else []):
-            new_shards.append(self._write_shard(group))
+            record, videos = self._write_shard(group)
+            new_shards.append(record)
+            new_videos += videos
         manifest = dict(self.manifest, shards=keep_shards + new_shards)
         old = self.manifest
         self.manifest = manifest
@@ -557,10 +559,12 @@ class VideoIndex:
             raise
         for name in sorted(dropped_from):
             shutil.rmtree(self.folder / SHARDS / name, ignore_errors=True)
-        self.videos = read_videos(self.folder, self.manifest)
+        # the manifest's order, as read_videos gives it, without reading every shard again at each commit
+        self.videos = [v for v in self.videos if v.shard not in dropped_from] + new_videos
         self._search = {}
 
-    def _write_shard(self, group: list) -> dict:
+    def _write_shard(self, group: list) -> tuple[dict, list[IndexedVideo]]:
+        """Write ``group``'s videos as a new shard: its manifest record, and its videos as indexed."""
         settings = self.manifest["settings"]
         dtype, dim = settings["dtype"], settings["dim"]
         name = f"{self.manifest['next_shard']:08d}"
@@ -588,7 +592,9 @@ class VideoIndex:
         os.rename(temporary, shards / name)
         digests = {member: sha256_file(shards / name / member)
                    for member in ("videos.json", "spans.npy", "cells_c.npy", "cells_u.npy")}
-        return {"name": name, "videos": len(videos), "cells": int(len(arrays["spans"])), "sha256": digests}
+        record = {"name": name, "videos": len(videos), "cells": int(len(arrays["spans"])), "sha256": digests}
+        return record, [IndexedVideo(v["path"], v["resolved"], v["identity"], float(v["duration_s"]), v["cells"], name)
+                        for v in videos]
 
     def _write_manifest(self) -> None:
         write_text_atomic(self.folder / MANIFEST, strict_json.dumps(self.manifest, indent=1) + "\n")

@@ -190,7 +190,7 @@ def read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
             raise damaged_error(folder, f"shard {shard['name']} has no videos.json") from None
         except (OSError, ValueError) as error:
             raise damaged_error(folder, f"shard {shard['name']} videos.json cannot be read ({str(error)[:120]})") from None
-        ok = isinstance(entries, list) and len(entries) == shard["videos"]
+        ok, mine = isinstance(entries, list) and len(entries) == shard["videos"], []
         for entry in entries if ok else []:
             ok = ok and (isinstance(entry, dict) and isinstance(entry.get("path"), str)
                          and isinstance(entry.get("resolved"), str) and _is_count(entry.get("cells"))
@@ -200,10 +200,11 @@ def read_videos(folder: Path, manifest: dict) -> list[IndexedVideo]:
                          and (entry.get("identity") is None or (isinstance(entry["identity"], list)
                               and len(entry["identity"]) == 5 and all(_is_stat_number(x) for x in entry["identity"]))))
             if ok:
-                videos.append(IndexedVideo(entry["path"], entry["resolved"], entry["identity"],
-                                           float(entry["duration_s"]), entry["cells"], shard["name"]))
-        if not ok or sum(v.cells for v in videos if v.shard == shard["name"]) != shard["cells"]:
+                mine.append(IndexedVideo(entry["path"], entry["resolved"], entry["identity"],
+                                         float(entry["duration_s"]), entry["cells"], shard["name"]))
+        if not ok or sum(v.cells for v in mine) != shard["cells"]:
             raise damaged_error(folder, f"shard {shard['name']} videos.json does not agree with {MANIFEST}")
+        videos += mine
     return videos
 
 

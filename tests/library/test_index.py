@@ -130,7 +130,9 @@ def test_add_remove_round_trip_writes_only_new_shards(grounder, tmp_path):
         assert {k: after[k] for k in first} == first and len(after) == 2  # the old shard untouched
         removed, missing = index.remove(["v2.mp4", "nope.mp4"])
         assert removed == ["v2.mp4"] and missing == ["nope.mp4"]
+        in_memory = index.videos  # kept in memory at each commit: what reading the folder again gives
     index = VideoIndex.open(folder, grounder)
+    assert index.videos == in_memory
     assert [v.path for v in index.videos] == ["v3.mp4", "v1.mp4"]  # v1's shard rewritten without v2, after v3's
     assert index.info()["videos"] == 2 and len(list((folder / "shards").iterdir())) == 2
     hits = index.search(grounder, QUERIES[:1], top_k=50)[0].moments
