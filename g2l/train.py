@@ -49,9 +49,8 @@ from g2l.errors import G2LError
 from g2l.eval.evaluator import evaluate
 from g2l.eval.predictions import write_predictions
 from g2l.io import atomic
-from g2l.io.checkpoint import save_payload
 from g2l.losses.combine import RAW_PREFIX, build_loss
-from g2l.models.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from g2l.models.checkpoint import load_model_state, save_checkpoint
 from g2l.models.grounding import build_model
 
 
@@ -116,8 +115,7 @@ def train(cfg: Config | None = None, *, resume_dir: str | Path | None = None, ov
                 train_record = train_epoch(run, epoch)
                 end_epoch(run, epoch, train_record)
             if epoch >= run.start_epoch:
-                fit_match(run)
-                fit_domain(run)
+                fit_into_best(run)
             run.logger.finish()
             return TrainResult(run_dir=run.run_dir, best=run.best, last_metrics=run.last_metrics,
                                epochs_run=max(epoch - run.start_epoch + 1, 0))
@@ -289,28 +287,21 @@ def end_epoch(run: Run, epoch: int, train_record: dict[str, float]) -> None:
     barrier()
 
 
-def fit_match(run: Run) -> None:
-    """(rank 0) Fit best.pt's match threshold on the eval split, leave-one-video-out (g2l/eval/match.py)."""
-    best = run.run_dir / "checkpoints" / "best.pt"
-    if run.main and best.is_file():
-        from g2l.eval.match import fit_match_into_checkpoint
-
-        split = run.cfg.data.eval_split
-        fit = fit_match_into_checkpoint(best, run.eval_set, run.device, fitted_on=f"{split} split (leave-one-video-out)")
-        say(f"match threshold {fit.threshold:.4f} fitted on the {split} split: AUROC {100 * fit.auroc:.1f}, "
-            f"precision {100 * fit.precision:.1f}, recall {100 * fit.recall:.1f} (written into {best})")
-    barrier()
-
-
-def fit_domain(run: Run) -> None:
-    """(rank 0) Store in best.pt what the training videos' features looked like (g2l/data/domain.py),
-    so that grounding can warn about a video unlike them."""
+def fit_into_best(run: Run) -> None:
+    """(rank 0) Write into best.pt, in one rewrite of the file: its match threshold, fitted on the eval
+    split leave-one-video-out (g2l/eval/match.py), and what the training videos' features looked like
+    (g2l/data/domain.py), so that grounding can say "not here" and warn about a video unlike them."""
     best = run.run_dir / "checkpoints" / "best.pt"
     if run.main and best.is_file():
         from g2l.data.domain import fit_dataset_summary
+        from g2l.eval.match import fit_match_into_checkpoint
 
+        split = run.cfg.data.eval_split
         summary = fit_dataset_summary(run.loader.dataset)
-        save_payload(best, {**load_checkpoint(best), "domain": summary})
+        fit = fit_match_into_checkpoint(best, run.eval_set, run.device, fitted_on=f"{split} split (leave-one-video-out)",
+                                        also={"domain": summary})
+        say(f"match threshold {fit.threshold:.4f} fitted on the {split} split: AUROC {100 * fit.auroc:.1f}, "
+            f"precision {100 * fit.precision:.1f}, recall {100 * fit.recall:.1f} (written into {best})")
         say(f"domain summary of {summary['num_videos']} training videos written into {best} (a video is "
             f"flagged beyond feature distance {summary['threshold']:.2f})")
     barrier()

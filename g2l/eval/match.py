@@ -80,14 +80,15 @@ def fit_match(model, dataset, cfg, device, *, fitted_on: str, progress: bool = F
     return fit_threshold(result.present, result.absent, fitted_on), result.metrics
 
 
-def fit_match_into_checkpoint(path, dataset, device, *, fitted_on: str) -> MatchFit:
+def fit_match_into_checkpoint(path, dataset, device, *, fitted_on: str, also: dict | None = None) -> MatchFit:
     """Fit the match threshold of the model in checkpoint ``path`` (one g2l wrote, e.g. a run's
-    best.pt) on ``dataset`` and write it into that checkpoint, atomically."""
+    best.pt) on ``dataset`` and write it into that checkpoint, atomically, with the entries of
+    ``also`` (training's domain summary: one read and one write of the file for both)."""
     from g2l.io.checkpoint import save_payload
     from g2l.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     payload = load_checkpoint(path)
     model, cfg = model_from_checkpoint(payload, str(path))
     fit, _ = fit_match(model.to(device), dataset, cfg, device, fitted_on=fitted_on)
-    save_payload(path, {**payload, "match": fit.as_dict()})
+    save_payload(path, {**payload, "match": fit.as_dict(), **(also or {})})
     return fit
