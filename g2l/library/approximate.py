@@ -1,6 +1,7 @@
-"""Approximate search for large libraries: FAISS fetches each query's candidate moments by the contrast
-cosine alone (inner product with the normalised ``cells_c``, an inverted-file index), then the
-candidates are scored EXACTLY from the memory-mapped shards (both cosines, ``score_cells``) and ranked
+"""Approximate search for large libraries: FAISS fetches each query's candidate moments by the mean of
+its two cosines, ``(c + u) / 2`` (the inner product of ``fetch_vectors``: the normalised ``cells_c``
+and ``cells_u`` side by side, over sqrt 2; an inverted-file index), then the candidates are scored
+EXACTLY from the memory-mapped shards (both cosines, ``score_cells``) and ranked
 by exact search's own code: ``ExactSearch`` built over the candidates' rows, so its scores and its
 ``rank`` (NMS within each video, ``per_video``, ties in stored order) are the same functions. With a
 candidate count that covers every stored moment the result is exact search's, hit for hit.
@@ -19,9 +20,13 @@ SHA-256 against the manifest, and only then hands those same bytes to ``faiss.de
 FAISS never opens a path, so a file swapped after the check is never read, and no pickle is involved.
 
 **The FAISS index**: ``IVF{nlist},Flat`` (exact inner products within the probed lists) while the
-float32 vectors fit in ``FLAT_BYTES``; above it ``IVF{nlist},PQ{dim/4}`` (32 bytes a moment at the
-demo model's width 128: 100k videos x 136 moments in about 0.5 GB), whose approximate inner products
-only pick candidates. ``nlist`` is about sqrt(moments), at most 2048; a search probes ``nprobe`` lists
+float32 vectors fit in ``FLAT_BYTES``; above it ``IVF{nlist},PQ{width/8}`` (32 bytes a moment at the
+demo model's width 128, fetched on 256: 100k videos x 136 moments in about 0.5 GB), whose approximate
+inner products only pick candidates. Why both cosines: the score grows with each, and where the IoU
+cosine varies more than the contrast one (Gaussian moments: the worst case) candidates by the contrast
+cosine alone miss the top (recall@10 0.115 at 100k videos, docs/benchmarks.md); on the demo model's
+moments of 680 rendered videos the mean fetches better at small candidate counts too (0.985 against
+0.931 at 256 candidates). A FAISS file from before this choice (no ``"fetch"`` in its record) is stale. ``nlist`` is about sqrt(moments), at most 2048; a search probes ``nprobe`` lists
 and re-scores ``candidates`` moments.
 """
 
@@ -58,12 +63,22 @@ def import_faiss():
     return faiss
 
 
-def factory_for(moments: int, dim: int) -> str:
-    """The FAISS factory string for ``moments`` vectors of width ``dim`` (module docstring)."""
+FETCH = "mean of the contrast and IoU cosines"  # the manifest record's "fetch": what the vectors hold
+
+
+def fetch_vectors(cells_c: np.ndarray, cells_u: np.ndarray) -> np.ndarray:
+    """``(... 2d)`` float32 vectors whose inner products are the mean of the two cosines (unit norm
+    when the inputs are): a moment's stored rows, or a query's ``s_c`` and ``s_u``."""
+    both = np.concatenate([np.asarray(cells_c, np.float32), np.asarray(cells_u, np.float32)], axis=-1)
+    return np.ascontiguousarray(both * np.float32(np.sqrt(0.5)))
+
+
+def factory_for(moments: int, width: int) -> str:
+    """The FAISS factory string for ``moments`` fetch vectors of ``width`` (module docstring)."""
     nlist = int(min(MAX_NLIST, max(1, round(np.sqrt(moments))), max(1, moments // 39)))
-    if moments * dim * 4 <= FLAT_BYTES or dim % 4 or moments < 256 * 39:
+    if moments * width * 4 <= FLAT_BYTES or width % 8 or moments < 256 * 39:
         return f"IVF{nlist},Flat"
-    return f"IVF{nlist},PQ{dim // 4}"
+    return f"IVF{nlist},PQ{width // 8}"
 
 
 def covers(manifest: dict) -> list[list[str]]:
@@ -84,23 +99,23 @@ def _rows(blocks: list[Block], ids: np.ndarray, which: str) -> np.ndarray:
 
 
 def build_faiss_index(blocks: list[Block], *, seed: int = 0, chunk: int = 1 << 18):
-    """A trained FAISS index of every moment's ``cells_c`` (as float32), ids = rows in block order."""
+    """A trained FAISS index of every moment's ``fetch_vectors``, ids = rows in block order."""
     faiss = import_faiss()
     moments = sum(len(b.video) for b in blocks)
     if moments == 0:
         raise VideoIndexError("the index holds no moments; add videos before building its approximate index")
-    dim = blocks[0].cells_c.shape[1]
-    factory = factory_for(moments, dim)
-    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    width = 2 * blocks[0].cells_c.shape[1]
+    factory = factory_for(moments, width)
+    index = faiss.index_factory(width, factory, faiss.METRIC_INNER_PRODUCT)
     nlist = int(factory.split(",")[0][3:])
     sample = min(moments, max(64 * nlist, 256 * 64))
     ids = np.sort(np.random.default_rng(seed).choice(moments, size=sample, replace=False))
-    train = np.ascontiguousarray(_rows(blocks, ids, "cells_c"), dtype=np.float32)
+    train = fetch_vectors(_rows(blocks, ids, "cells_c"), _rows(blocks, ids, "cells_u"))
     index.train(train)
     del train
     for block in blocks:  # streamed: one chunk of float32 rows at a time
         for first in range(0, len(block.video), chunk):
-            index.add(np.ascontiguousarray(block.cells_c[first:first + chunk], dtype=np.float32))
+            index.add(fetch_vectors(block.cells_c[first:first + chunk], block.cells_u[first:first + chunk]))
     return index
 
 
@@ -111,15 +126,18 @@ def write_faiss_index(folder: Path, manifest: dict, index) -> dict:
     with atomic_path(folder / FAISS_FILE) as temporary:
         temporary.write_bytes(data)
     return {"file": FAISS_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "factory": factory_for(index.ntotal, index.d), "moments": int(index.ntotal), "covers": covers(manifest)}
+            "factory": factory_for(index.ntotal, index.d), "moments": int(index.ntotal), "fetch": FETCH,
+            "covers": covers(manifest)}
 
 
 def approximate_state(manifest: dict) -> str:
-    """``"none"`` (never built), ``"stale"`` (built before the last change), ``"ready"``."""
+    """``"none"`` (never built), ``"stale"`` (built before the last change, or by a g2l that fetched
+    by another vector), ``"ready"``."""
     record = manifest.get("approximate")
     if record is None:
         return "none"
-    return "ready" if isinstance(record, dict) and record.get("covers") == covers(manifest) else "stale"
+    current = isinstance(record, dict) and record.get("fetch") == FETCH
+    return "ready" if current and record.get("covers") == covers(manifest) else "stale"
 
 
 def load_faiss_index(folder: Path, manifest: dict):
@@ -153,7 +171,8 @@ def load_faiss_index(folder: Path, manifest: dict):
     except RuntimeError as error:  # our hash, yet unreadable: another FAISS version's format
         raise VideoIndexError(f"index {folder}: its approximate index {FAISS_FILE} cannot be read by this FAISS "
                               f"({str(error).splitlines()[0][:100]}); {fix}") from None
-    if index.ntotal != record["moments"] or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+    width = 2 * manifest["settings"]["dim"]
+    if index.ntotal != record["moments"] or index.metric_type != faiss.METRIC_INNER_PRODUCT or index.d != width:
         raise VideoIndexError(f"index {folder}: its approximate index {FAISS_FILE} does not hold the index's "
                               f"moments; {fix}")
     return index
@@ -161,7 +180,7 @@ def load_faiss_index(folder: Path, manifest: dict):
 
 class ApproximateSearch:
     """``ExactSearch``'s interface over a FAISS candidate search: ``scores`` is exact for the
-    ``candidates`` moments of best contrast cosine and -inf for the rest; ``rank`` ranks those
+    ``candidates`` moments of best mean cosine (``fetch_vectors``) and -inf for the rest; ``rank`` ranks those
     candidates with ``ExactSearch.rank``."""
 
     def __init__(self, blocks: list[Block], faiss_index, *, gamma: float, candidates: int | None = None,
@@ -173,7 +192,7 @@ class ApproximateSearch:
         self.spans_s = (np.concatenate([b.spans_s for b in blocks]) if blocks
                         else np.zeros((0, 2), np.float32))  # (k 2)
         self.video = np.concatenate([b.video for b in blocks]) if blocks else np.zeros(0, np.int64)  # (k)
-        if faiss_index.ntotal != len(self.video):
+        if faiss_index.ntotal != len(self.video) or (blocks and faiss_index.d != 2 * blocks[0].cells_c.shape[1]):
             raise VideoIndexError("the approximate index does not hold the index's moments; rebuild it with "
                                   "g2l-index approximate")
         faiss = import_faiss()
@@ -185,16 +204,16 @@ class ApproximateSearch:
     def __len__(self) -> int:
         return len(self.video)
 
-    def candidate_ids(self, s_c: np.ndarray) -> np.ndarray:
-        """The stored rows (sorted) of the best ``candidates`` contrast cosines by FAISS."""
+    def candidate_ids(self, s_c: np.ndarray, s_u: np.ndarray) -> np.ndarray:
+        """The stored rows (sorted) of the best ``candidates`` mean cosines by FAISS."""
         wanted = min(self.candidates, len(self.video))
-        _, ids = self.faiss_index.search(np.asarray(s_c, np.float32)[None], wanted)
+        _, ids = self.faiss_index.search(fetch_vectors(s_c, s_u)[None], wanted)
         ids = ids[0]
         return np.unique(ids[ids >= 0])
 
     def scores(self, s_c: np.ndarray, s_u: np.ndarray) -> np.ndarray:
         """Float32 scores ``(k)``: exact (ExactSearch's) for the candidates, -inf elsewhere."""
-        ids = self.candidate_ids(s_c)
+        ids = self.candidate_ids(s_c, s_u)
         rows = [Block(_rows(self.blocks, ids, "cells_c"), _rows(self.blocks, ids, "cells_u"),
                       self.spans_s[ids], self.video[ids])] if len(ids) else []
         subset = ExactSearch(rows, gamma=self.gamma)

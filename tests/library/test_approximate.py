@@ -229,3 +229,56 @@ def test_the_commands_help_names_the_default_size_the_library_uses():
     from g2l.cli.library import APPROXIMATE_ABOVE_TEXT
 
     assert APPROXIMATE_ABOVE_TEXT == f"{approximate_module.APPROXIMATE_ABOVE:,}"
+
+
+def test_fetch_vectors_inner_products_are_the_mean_of_the_two_cosines():
+    rng = np.random.default_rng(3)
+    c, u, s_c, s_u = (normalised(rng.standard_normal((7, 16))) for _ in range(4))
+    moments, queries = ann.fetch_vectors(c, u), ann.fetch_vectors(s_c, s_u)
+    assert moments.shape == (7, 32) and moments.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(moments, axis=-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(moments @ queries.T, (c @ s_c.T + u @ s_u.T) / 2, atol=1e-6)
+
+
+def random_entries(grounder, videos: int, seed: int = 0):
+    """Gaussian moments with independent IoU features: the IoU cosine decides much of the score."""
+    rng = np.random.default_rng(seed)
+    spans = grounder.moment_embeddings(grounder.encode_features(np.ones((30, 1280), np.float32), 30.0))[0]
+    dim = grounder.cfg.model.joint_dim
+    return [(IndexedVideo(f"r{v}.mp4", f"/nowhere/r{v}.mp4", None, 30.0, 0), spans,
+             normalised(rng.standard_normal((len(spans), dim))), normalised(rng.standard_normal((len(spans), dim))))
+            for v in range(videos)]
+
+
+def test_candidates_by_both_cosines_find_the_top_where_the_iou_cosine_decides(grounder, tmp_path):
+    with VideoIndex.create(tmp_path / "random", grounder) as index:
+        index.add_embeddings(random_entries(grounder, 40))
+        index.build_approximate()
+    index = VideoIndex.open(tmp_path / "random", grounder)
+    blocks, gamma = index._blocks(), grounder.cfg.eval.score_gamma
+    exact = ExactSearch(blocks, gamma=gamma)
+    approximate = ann.ApproximateSearch(blocks, ann.load_faiss_index(index.folder, index.manifest), gamma=gamma,
+                                        candidates=300, nprobe=1000)  # every list: the fetch alone is tested
+    cells_c = np.concatenate([np.asarray(b.cells_c, np.float32) for b in blocks])
+    rng = np.random.default_rng(8)
+    recall_both, recall_contrast = [], []
+    for s_c, s_u in zip(normalised(rng.standard_normal((20, 128))), normalised(rng.standard_normal((20, 128)))):
+        want = set(exact.rank(exact.scores(s_c, s_u), top_k=10, per_video=None, nms_thresh=0.5))
+        got = approximate.rank(approximate.scores(s_c, s_u), top_k=10, per_video=None, nms_thresh=0.5)
+        recall_both.append(len(want & set(got)) / 10)
+        by_contrast = np.argsort(-(cells_c @ s_c), kind="stable")[:300]  # the former fetch, done exactly
+        scores = np.full(len(cells_c), -np.inf, np.float32)
+        scores[by_contrast] = exact.scores(s_c, s_u)[by_contrast]
+        recall_contrast.append(len(want & set(exact.rank(scores, top_k=10, per_video=None, nms_thresh=0.5))) / 10)
+    assert np.mean(recall_both) >= 0.95 and np.mean(recall_contrast) < 0.5, (recall_both, recall_contrast)
+
+
+def test_a_faiss_file_that_fetched_by_the_contrast_cosine_alone_is_stale(grounder, library, tmp_path):
+    folder = copy_of(library, tmp_path)
+    manifest = json.loads((folder / "index.json").read_text())
+    del manifest["approximate"]["fetch"]  # as the first approximate indexes were recorded
+    (folder / "index.json").write_text(json.dumps(manifest))
+    index = VideoIndex.open(folder, grounder)
+    assert index.info()["approximate"] == "stale"
+    with pytest.raises(VideoIndexError, match="has a stale .* approximate index; build it with g2l-index approximate"):
+        index.search(grounder, QUERIES, approximate=True)
