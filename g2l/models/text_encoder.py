@@ -178,7 +178,8 @@ def _read_folder_file(folder: Path, name: str) -> str:
 def _load_pretrained(backbone: nn.Module, path: Path) -> bool:
     """Load a transformers BERT's safetensors weights into ``backbone`` (a ``bert.`` prefix and
     buffers such as ``position_ids`` dropped); False, loading nothing, unless every parameter is
-    there with its shape."""
+    there with its shape. The tensors read are assigned, not copied again (each in its parameter's
+    dtype)."""
     from safetensors.torch import load_file
 
     try:
@@ -189,7 +190,7 @@ def _load_pretrained(backbone: nn.Module, path: Path) -> bool:
     own = backbone.state_dict()
     if any(k not in weights or weights[k].shape != v.shape for k, v in own.items()):
         return False
-    backbone.load_state_dict({k: weights[k] for k in own})
+    backbone.load_state_dict({k: weights[k].to(v.dtype) for k, v in own.items()}, assign=True)
     return True
 
 
