@@ -2,11 +2,10 @@
 in-process by the same client as a server): with candidates covering every moment it IS exact search;
 on a small clustered library its recall@10 against exact search is high; an export older than the
 shards is refused; a collection this index did not write is neither overwritten (without --replace)
-nor believed; the commands run end to end; a missing pymilvus is one sentence naming the extra."""
+nor believed; the commands run end to end (a missing pymilvus: tests/test_missing_extras.py)."""
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,8 @@ from g2l.cli import index_main, search_main
 from g2l.library import VideoIndex, VideoIndexError
 from g2l.library import milvus as mv
 from g2l.library.exact import ExactSearch
-from tests.library.test_approximate import QUERIES, clustered_entries, grounder, query_vectors  # noqa: F401
+from tests.library.test_approximate import (QUERIES, clustered_entries, grounder, query_vectors,  # noqa: F401
+                                            recalls_at_10)
 
 pytest.importorskip("pymilvus", reason="the Milvus backend needs pymilvus (pip install 'g2l[milvus]')")
 EVERY_LIST = 65536  # nprobe: every list of the IVF index (FAISS takes at most nlist)
@@ -62,11 +62,7 @@ def test_with_every_moment_a_candidate_it_is_exact_search(grounder, library, per
 
 def test_recall_on_a_small_clustered_library(grounder, library):  # noqa: F811
     exact, search = milvus_search(grounder, library, candidates=500)  # the default nprobe
-    recalls = []
-    for s_c, s_u in zip(*query_vectors(grounder, 20)):
-        want = exact.rank(exact.scores(s_c, s_u), top_k=10, per_video=None, nms_thresh=0.5)
-        got = search.rank(search.scores(s_c, s_u), top_k=10, per_video=None, nms_thresh=0.5)
-        recalls.append(len(set(want) & set(got)) / 10)
+    recalls = recalls_at_10(grounder, exact, search)
     assert np.mean(recalls) >= 0.9, recalls  # 500 of 5,440 moments scored
 
 
@@ -161,14 +157,3 @@ def test_a_bad_address_is_one_sentence(library, tmp_path, capsys, uri, sentence)
     assert err.startswith(f"error: {sentence}") and err.count("\n") == 1
     assert (folder / "index.json").read_text() == before
 
-
-def test_pymilvus_missing_names_the_extra(library, tmp_path, monkeypatch, capsys):
-    folder = copy_of(library, tmp_path)
-    before = sorted(p.name for p in folder.iterdir())
-    monkeypatch.setitem(sys.modules, "pymilvus", None)
-    sentence = "Milvus search needs pymilvus, which is not installed; pip install 'g2l[milvus]'"
-    assert index_main(["milvus", str(folder)]) == 2
-    assert capsys.readouterr().err == f"error: {sentence}\n"
-    assert search_main([str(folder), QUERIES[0], "--milvus"]) == 2
-    assert capsys.readouterr().err == f"error: {sentence}\n"
-    assert sorted(p.name for p in folder.iterdir()) == before
