@@ -157,3 +157,9 @@ def test_a_bad_address_is_one_sentence(library, tmp_path, capsys, uri, sentence)
     assert err.startswith(f"error: {sentence}") and err.count("\n") == 1
     assert (folder / "index.json").read_text() == before
 
+
+
+@pytest.mark.parametrize("moments, chosen", [(5440, ("IVF_FLAT", 74)), (1_360_000, ("IVF_FLAT", 1166)),
+                                             (10_000_000, ("IVF_SQ8", 2048))])
+def test_the_index_type_follows_the_faiss_choice(moments, chosen):
+    assert mv._index_params(moments, 128) == chosen  # float32 vectors above 1 GiB: 8-bit lists (as FAISS's PQ)
