@@ -6,19 +6,21 @@ same client), searched behind ``ExactSearch``'s interface like the FAISS index (
     index.search(grounder, ["the red circle grows"], approximate="milvus")   # g2l-search INDEX ... --milvus
 
 **What Milvus stores**: one entity per stored moment, its primary key ``row`` the moment's row across
-the library (the shards in manifest order, as ``ExactSearch`` numbers them), ``c`` its ``cells_c``
-and ``u`` its ``cells_u`` as FLOAT_VECTOR (float16 storage converts exactly), an inner-product index
-on ``c`` (IVF_FLAT with FAISS's list count while the vectors fit ``FLAT_BYTES``, IVF_SQ8 above).
+the library (the shards in manifest order, as ``ExactSearch`` numbers them), ``fetch`` the FAISS
+index's vector (``approximate.fetch_vectors``: inner product = the mean of the two cosines), ``c`` its
+``cells_c`` and ``u`` its ``cells_u``, all FLOAT_VECTOR (float16 storage converts exactly); an
+inner-product index on ``fetch`` (IVF_FLAT with FAISS's list count while the vectors fit
+``FLAT_BYTES``, IVF_SQ8 above), FLAT on ``c`` and ``u`` (Milvus loads only indexed vector fields).
 **What stays local**: the index folder (manifest, videos, spans); a search fetches the ``candidates``
-moments of best contrast cosine WITH both vectors (no shard is read), turns them back into the
+moments of best mean cosine WITH ``c`` and ``u`` (no shard is read), turns them back into the
 storage dtype and scores them exactly with ``ExactSearch`` (``CandidateSearch``): with candidates
 covering every moment the hits are exact search's, hit for hit.
 
 **The record** ``"milvus"`` in the manifest: ``uri`` (a Lite ``.db`` inside the index folder is
 recorded relative to it), ``collection``, ``token`` (this index's mark, also stored as the
-collection's property ``g2l.index``), ``index_type``, ``nlist``, ``moments``, ``dim`` and ``covers``
+collection's property ``g2l.index``), ``index_type``, ``nlist``, ``moments``, ``dim``, ``fetch`` and ``covers``
 (the shards exported, as ``approximate.covers``): stale when the shards differ (videos added or
-removed since), and then refused with a sentence. Nothing Milvus holds is believed unchecked: at
+removed since) or it fetched by another vector, and then refused with a sentence. Nothing Milvus holds is believed unchecked: at
 load the collection must carry this index's token and the digest of ``covers``, and its row count
 and widths must be the index's; returned rows must be rows of the index, with vectors of its width.
 A collection not marked with this index's token is never dropped without ``replace``.
@@ -89,8 +91,8 @@ def _mark(record: dict) -> str:
 
 
 def _index_params(moments: int, dim: int) -> tuple[str, int]:
-    """The Milvus index type on ``c`` and its list count, as FAISS's choice (``ann.factory_for``)."""
-    factory = ann.factory_for(moments, dim)
+    """The Milvus index type on ``fetch`` and its list count, as FAISS's choice (``ann.factory_for``)."""
+    factory = ann.factory_for(moments, 2 * dim)
     return ("IVF_FLAT" if factory.endswith(",Flat") else "IVF_SQ8"), int(factory.split(",")[0][3:])
 
 
@@ -118,7 +120,7 @@ def export(index, *, uri: str | None = None, collection: str | None = None, repl
     token = old.get("token") if same and isinstance(old.get("token"), str) else secrets.token_hex(8)
     index_type, nlist = _index_params(moments, dim)
     record = {"uri": given, "collection": name, "token": token, "index_type": index_type, "nlist": nlist,
-              "moments": moments, "dim": dim, "covers": ann.covers(manifest)}
+              "moments": moments, "dim": dim, "fetch": ann.FETCH, "covers": ann.covers(manifest)}
     client = connect(address)
     DataType = pymilvus.DataType
     try:
@@ -130,6 +132,7 @@ def export(index, *, uri: str | None = None, collection: str | None = None, repl
             client.drop_collection(name)
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("row", DataType.INT64, is_primary=True)
+        schema.add_field("fetch", DataType.FLOAT_VECTOR, dim=2 * dim)
         schema.add_field("c", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("u", DataType.FLOAT_VECTOR, dim=dim)
         client.create_collection(name, schema=schema, properties={MARK: _mark(record)})
@@ -138,15 +141,18 @@ def export(index, *, uri: str | None = None, collection: str | None = None, repl
             for first in range(0, len(block.video), BATCH):
                 c = np.asarray(block.cells_c[first:first + BATCH], np.float32)
                 u = np.asarray(block.cells_u[first:first + BATCH], np.float32)
-                client.insert(name, [{"row": start + first + i, "c": c[i], "u": u[i]} for i in range(len(c))])
+                fetch = ann.fetch_vectors(c, u)
+                client.insert(name, [{"row": start + first + i, "fetch": fetch[i], "c": c[i], "u": u[i]}
+                                     for i in range(len(c))])
                 done += len(c)
                 if on_batch is not None:
                     on_batch(done, moments)
             start += len(block.video)
         client.flush(name)
         params = client.prepare_index_params()
-        params.add_index(field_name="c", index_type=index_type, metric_type="IP", nlist=nlist)  # Lite 3.2 keeps 128
-        params.add_index(field_name="u", index_type="FLAT", metric_type="IP")  # Milvus loads only indexed vectors
+        params.add_index(field_name="fetch", index_type=index_type, metric_type="IP", nlist=nlist)  # Lite 3.2: 128
+        for field in ("c", "u"):  # Milvus loads only indexed vector fields
+            params.add_index(field_name=field, index_type="FLAT", metric_type="IP")
         client.create_index(name, params)
         client.load_collection(name)
     except pymilvus.MilvusException as error:
@@ -162,7 +168,8 @@ def milvus_state(manifest: dict) -> str:
     record = manifest.get("milvus")
     if record is None:
         return "none"
-    return "ready" if isinstance(record, dict) and record.get("covers") == ann.covers(manifest) else "stale"
+    current = isinstance(record, dict) and record.get("fetch") == ann.FETCH
+    return "ready" if current and record.get("covers") == ann.covers(manifest) else "stale"
 
 
 def _check(client, folder: Path, record: dict, address: str) -> None:
@@ -181,14 +188,15 @@ def _check(client, folder: Path, record: dict, address: str) -> None:
                if str(described.get("properties", {}).get(MARK, "")) != _mark(record)
                else f"it holds {rows} moments, the index {record['moments']}" if rows != record["moments"]
                else f"its vectors have widths {widths.get('c')}, {widths.get('u')}, the index {record['dim']}"
-               if not (str(widths.get("c")) == str(widths.get("u")) == str(record["dim"])) else None)
+               if not (str(widths.get("c")) == str(widths.get("u")) == str(record["dim"])
+                       and str(widths.get("fetch")) == str(2 * record["dim"])) else None)
     if problem:
         raise VideoIndexError(f"Milvus collection {name} at {address} does not hold this index's moments ({problem}); "
                               f"{fix}")
 
 
 class MilvusSearch(ann.CandidateSearch):
-    """The candidates of best contrast cosine by a Milvus search, their vectors from Milvus too
+    """The candidates of best mean cosine by a Milvus search, their vectors from Milvus too
     (``CandidateSearch``: re-scored exactly, ranked by ``ExactSearch.rank``)."""
 
     def __init__(self, blocks: list[Block], client, collection: str, *, gamma: float, dtype: str,
@@ -199,11 +207,11 @@ class MilvusSearch(ann.CandidateSearch):
         self.nprobe = int(NPROBE if nprobe is None else nprobe)
         self.dim = blocks[0].cells_c.shape[1] if blocks else 0
 
-    def candidate_rows(self, s_c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def candidate_rows(self, s_c: np.ndarray, s_u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pymilvus = import_pymilvus()
         limit = min(self.candidates, len(self.video), MAX_LIMIT)
         try:
-            hits = self.client.search(self.collection, data=[np.asarray(s_c, np.float32)], anns_field="c",
+            hits = self.client.search(self.collection, data=[ann.fetch_vectors(s_c, s_u)], anns_field="fetch",
                                       limit=limit, output_fields=["c", "u"],
                                       search_params={"metric_type": "IP", "params": {"nprobe": self.nprobe}})[0]
         except pymilvus.MilvusException as error:

@@ -95,6 +95,9 @@ def test_an_export_older_than_the_shards_is_refused_then_exported_again(grounder
         index.add_embeddings(clustered_entries(grounder, 2, first=40, seed=1))
     index = VideoIndex.open(folder, grounder)
     assert mv.milvus_state(index.manifest) == "stale"
+    ready = VideoIndex.open(library, grounder).manifest
+    older = {k: v for k, v in ready["milvus"].items() if k != "fetch"}  # fetched by another vector
+    assert mv.milvus_state(ready) == "ready" and mv.milvus_state(dict(ready, milvus=older)) == "stale"
     with pytest.raises(VideoIndexError, match=rf"^index {folder} has a stale \(older than its videos\) Milvus export; "
                                               rf"export it with g2l-index milvus {folder}, or search with --exact$"):
         index.search(grounder, QUERIES, approximate="milvus")
@@ -159,7 +162,8 @@ def test_a_bad_address_is_one_sentence(library, tmp_path, capsys, uri, sentence)
 
 
 
-@pytest.mark.parametrize("moments, chosen", [(5440, ("IVF_FLAT", 74)), (1_360_000, ("IVF_FLAT", 1166)),
-                                             (10_000_000, ("IVF_SQ8", 2048))])
+@pytest.mark.parametrize("moments, chosen", [(5440, ("IVF_FLAT", 74)), (1_000_000, ("IVF_FLAT", 1000)),
+                                             (1_360_000, ("IVF_SQ8", 1166)), (10_000_000, ("IVF_SQ8", 2048))])
 def test_the_index_type_follows_the_faiss_choice(moments, chosen):
-    assert mv._index_params(moments, 128) == chosen  # float32 vectors above 1 GiB: 8-bit lists (as FAISS's PQ)
+    # fetch vectors of width 256: float32 above 1 GiB (1,048,576 moments) get 8-bit lists (as FAISS's PQ)
+    assert mv._index_params(moments, 128) == chosen
