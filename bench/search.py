@@ -27,6 +27,11 @@ and the output says so.
   drawn around 4,096 centres (as real moment features cluster), each IoU feature correlated with
   its contrast feature (cosine about 0.7), queries drawn around the same centres.
     python bench/search.py --approximate-only --approximate-sizes 100000 --structure random,clustered
+* Milvus (``--milvus-sizes 10000``, with ``--approximate-only`` for these rows alone): a clustered
+  float16 index exported by ``g2l.library.milvus.export`` into a Milvus Lite file (the export's
+  time), then ``MilvusSearch`` in this process (the default candidates and nprobe; the candidates'
+  vectors come back from Milvus): warm p50/p95 and recall@10 against exact search. Milvus Lite is a
+  pure-Python server in a thread of this process: its figures are Lite's, not a cluster's.
 """
 
 import argparse
@@ -105,6 +110,17 @@ def percentiles(times) -> str:
     return f"p50 {np.percentile(times, 50):7.1f} ms  p95 {np.percentile(times, 95):7.1f} ms"
 
 
+def timed_recall(search, s_c, s_u, exact_tops) -> tuple[list[float], list[float]]:
+    """Each query's search time (scores and rank) and recall@10 against exact search's top 10."""
+    times, recalls = [], []
+    for c, u, want in zip(s_c, s_u, exact_tops):
+        started = time.perf_counter()
+        got = search.rank(search.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5)
+        times.append(time.perf_counter() - started)
+        recalls.append(len(set(got) & set(want)) / 10)
+    return times, recalls
+
+
 def approximate_worker(folder: str, queries_file: str, out: str) -> int:
     """In a fresh process: open the index, load its FAISS index, search each query approximately
     (3 warm-up queries first); write the top 10s and the times, print the peak RSS."""
@@ -143,15 +159,39 @@ def approximate_worker(folder: str, queries_file: str, out: str) -> int:
     for candidates, nprobe in SWEEP:
         search.candidates = candidates
         faiss.extract_index_ivf(search.faiss_index).nprobe = nprobe
-        times, recalls = [], []
-        for c, u, want in zip(s_c, s_u, exact_tops):
-            started = time.perf_counter()
-            got = search.rank(search.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5)
-            times.append(time.perf_counter() - started)
-            recalls.append(len(set(got) & set(want)) / 10)
+        times, recalls = timed_recall(search, s_c, s_u, exact_tops)
         print(f"    candidates {candidates:>6}, nprobe {nprobe:>3}: approximate {percentiles(times)}; recall@10 "
               f"{np.mean(recalls):.3f}", flush=True)
     return 0
+
+
+def milvus_rows(tmp: Path, grounder: Grounder, sizes: list[int], count: int) -> None:
+    from g2l.library import milvus
+
+    dim = grounder.cfg.model.joint_dim
+    s_c, s_u = clustered(np.random.default_rng(3), centres(dim), (count, dim))
+    for videos in sizes:
+        folder = tmp / f"milvus-{videos}"
+        shutil.rmtree(folder, ignore_errors=True)
+        synthetic_index(folder, grounder, videos, "float16", structure="clustered")
+        with VideoIndex.open(folder, grounder, write=True) as index:
+            started = time.perf_counter()
+            record = milvus.export(index)
+            exported = time.perf_counter() - started
+        index = VideoIndex.open(folder, grounder)
+        blocks = index._blocks()
+        exact = ExactSearch(blocks, gamma=grounder.cfg.eval.score_gamma)
+        exact_tops = [exact.rank(exact.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5) for c, u in zip(s_c, s_u)]
+        del exact
+        search = milvus.open_search(index.folder, index.manifest, blocks, gamma=grounder.cfg.eval.score_gamma)
+        for c, u in zip(s_c[:3], s_u[:3]):
+            search.rank(search.scores(c, u), top_k=10, per_video=None, nms_thresh=0.5)
+        times, recalls = timed_recall(search, s_c, s_u, exact_tops)
+        print(f"{videos:>7} videos clustered: Milvus Lite {percentiles(times)}; recall@10 {np.mean(recalls):.3f} "
+              f"({search.candidates} candidates, nprobe {search.nprobe}); export of {record['moments']:,} moments "
+              f"({record['index_type']}) in {exported:.0f} s", flush=True)
+        del search, index, blocks
+        shutil.rmtree(folder)
 
 
 SWEEP = [(1024, 16), (4096, 32), (4096, 64), (16384, 64), (16384, 128)]  # (candidates, nprobe)
@@ -212,8 +252,10 @@ def main() -> int:
     parser.add_argument("--tmp", default=None, help="where the indexes go (default: a temporary folder)")
     parser.add_argument("--approximate-sizes", default="", help="videos per index for the approximate rows "
                         "(comma-separated; default none)")
+    parser.add_argument("--milvus-sizes", default="", help="videos per index for the Milvus Lite rows "
+                        "(comma-separated; default none)")
     parser.add_argument("--structure", default="random,clustered", help="synthetic moments: random, clustered")
-    parser.add_argument("--approximate-only", action="store_true", help="only the approximate rows")
+    parser.add_argument("--approximate-only", action="store_true", help="only the approximate (and Milvus) rows")
     parser.add_argument("--approximate-worker", nargs=3, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine's cores are shared)")
     args = parser.parse_args()
@@ -230,6 +272,8 @@ def main() -> int:
     if args.approximate_sizes:
         approximate_rows(tmp, grounder, [int(s) for s in args.approximate_sizes.split(",")],
                          args.structure.split(","), args.queries)
+    if args.milvus_sizes:
+        milvus_rows(tmp, grounder, [int(s) for s in args.milvus_sizes.split(",")], args.queries)
     if args.approximate_only:
         if not args.tmp:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -47,6 +47,7 @@ def test_each_module_is_installed_by_the_extra_it_names():
 
 SYNTHETIC = str(REPO / "configs" / "synthetic_charades.yaml")
 APPROXIMATE = "approximate search needs faiss, which is not installed; pip install 'g2l[library]'"
+MILVUS = "Milvus search needs pymilvus, which is not installed; pip install 'g2l[milvus]'"
 CASES = [  # (command, argv, hidden modules, what the sentence says)
     (train_main, ["--config", SYNTHETIC], ["transformers"], "g2l-train needs transformers, which is not installed; pip install 'g2l[train]'"),
     (train_main, ["--config", SYNTHETIC], ["numba"], "g2l-train needs numba, which is not installed; pip install 'g2l[train]'"),
@@ -67,6 +68,8 @@ CASES = [  # (command, argv, hidden modules, what the sentence says)
     (index_main, ["approximate", "lib"], ["faiss"], APPROXIMATE),
     (index_main, ["build", "lib", "video.mp4", "--approximate"], ["faiss"], APPROXIMATE),
     (search_main, ["lib", "a query", "--approximate"], ["faiss"], APPROXIMATE),
+    (index_main, ["milvus", "lib"], ["pymilvus"], MILVUS),
+    (search_main, ["lib", "a query", "--milvus"], ["pymilvus"], MILVUS),
 ]
 
 

@@ -103,6 +103,16 @@ def _index(argv: Sequence[str] | None) -> int:
     approximate = commands.add_parser("approximate", help="build (or rebuild) the FAISS index that g2l-search uses "
                                                           "for large libraries (needs pip install 'g2l[library]')")
     approximate.add_argument("index")
+    milvus = commands.add_parser("milvus", help="export the index's moments into a Milvus collection, which g2l-search "
+                                                "--milvus searches (default: a Milvus Lite file INDEX/milvus.db, no "
+                                                "server; needs pip install 'g2l[milvus]')")
+    milvus.add_argument("index")
+    milvus.add_argument("--uri", default=None, help="a Milvus server (http://host:19530) or a Milvus Lite file (*.db; "
+                                                    "default INDEX/milvus.db)")
+    milvus.add_argument("--collection", default=None, help="the collection's name (default g2l_moments)")
+    milvus.add_argument("--replace", action="store_true", help="overwrite a collection of that name that another "
+                                                               "index (or program) wrote")
+    milvus.add_argument("--quiet", action="store_true", help="no progress bar")
     remove = commands.add_parser("remove", help="drop videos from an index")
     remove.add_argument("index")
     remove.add_argument("videos", nargs="+", help="the videos, by the path they were indexed under")
@@ -121,6 +131,9 @@ def _index(argv: Sequence[str] | None) -> int:
     if args.command == "info":
         index = VideoIndex.open(args.index)
         summary = index.info()
+        from g2l.library.milvus import milvus_state
+
+        summary["milvus"] = milvus_state(index.manifest)
         if args.json:
             print(strict_json.dumps(summary))
         else:
@@ -130,6 +143,7 @@ def _index(argv: Sequence[str] | None) -> int:
             print(f"model: weights sha256 {summary['model'].get('weights_sha256', '?')[:16]}..., frame encoder "
                   f"{(summary['model'].get('frame_encoder') or {}).get('name')}")
             print(f"approximate index: {summary['approximate']}")
+            print(f"milvus export: {summary['milvus']}")
         return 0
     if args.command == "remove":
         with VideoIndex.open(args.index, write=True) as index:
@@ -147,7 +161,28 @@ def _index(argv: Sequence[str] | None) -> int:
         with VideoIndex.open(args.index, write=True) as index:
             _build_approximate(index, args.index)
         return 0
+    if args.command == "milvus":
+        return _export_milvus(args)
     return _build_or_add(args)
+
+
+def _export_milvus(args) -> int:
+    import time
+
+    from g2l.library import VideoIndex
+    from g2l.library.milvus import export, import_pymilvus
+
+    import_pymilvus()  # before the lock and any work
+    started = time.perf_counter()
+    with VideoIndex.open(args.index, write=True) as index:
+        with terminal_progress("moments", quiet=args.quiet, total=sum(v.cells for v in index.videos),
+                               unit="moment") as update:
+            record = export(index, uri=args.uri, collection=args.collection, replace=args.replace,
+                            on_batch=lambda done, total: update(done))
+    print(f"g2l-index milvus: {record['moments']} moments in collection {record['collection']} at {record['uri']} "
+          f"({record['index_type']}, nlist {record['nlist']}) in {time.perf_counter() - started:.1f} s; "
+          f"g2l-search {args.index} --milvus uses it", file=sys.stderr)
+    return 0
 
 
 def _build_approximate(index, folder: str) -> None:
@@ -276,6 +311,9 @@ def _search(argv: Sequence[str] | None) -> int:
     how.add_argument("--approximate", dest="approximate", action="store_true",
                      help="fetch candidates from the index's FAISS index (g2l-index approximate) and score those "
                           "exactly (the default above " + APPROXIMATE_ABOVE_TEXT + " moments when it is current)")
+    how.add_argument("--milvus", dest="approximate", action="store_const", const="milvus",
+                     help="fetch candidates and their features from the index's Milvus collection (g2l-index milvus) "
+                          "and score those exactly")
     _model_options(parser)
     args = parser.parse_args(argv)
     if args.top_k < 1:
@@ -286,7 +324,11 @@ def _search(argv: Sequence[str] | None) -> int:
     from g2l.library import VideoIndex
 
     check_queries(args.queries)
-    if args.approximate:
+    if args.approximate == "milvus":
+        from g2l.library.milvus import import_pymilvus
+
+        import_pymilvus()  # before any work
+    elif args.approximate:
         from g2l.library.approximate import import_faiss
 
         import_faiss()  # before any work

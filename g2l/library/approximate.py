@@ -178,44 +178,32 @@ def load_faiss_index(folder: Path, manifest: dict):
     return index
 
 
-class ApproximateSearch:
-    """``ExactSearch``'s interface over a FAISS candidate search: ``scores`` is exact for the
-    ``candidates`` moments of best mean cosine (``fetch_vectors``) and -inf for the rest; ``rank`` ranks those
-    candidates with ``ExactSearch.rank``."""
+class CandidateSearch:
+    """``ExactSearch``'s interface over a candidate search: ``scores`` is exact for the ``candidates``
+    moments that ``candidate_rows`` fetches (the best by mean cosine, ``fetch_vectors``) and -inf for
+    the rest; ``rank`` ranks those candidates with ``ExactSearch.rank``. ``ApproximateSearch`` fetches
+    them from a FAISS index, g2l/library/milvus.py's ``MilvusSearch`` from a Milvus collection."""
 
-    def __init__(self, blocks: list[Block], faiss_index, *, gamma: float, candidates: int | None = None,
-                 nprobe: int | None = None, threads: int | None = 1):
+    def __init__(self, blocks: list[Block], *, gamma: float, candidates: int | None = None):
         self.blocks = blocks
         self.gamma = float(gamma)
-        self.faiss_index = faiss_index
         self.candidates = int(CANDIDATES if candidates is None else candidates)
         self.spans_s = (np.concatenate([b.spans_s for b in blocks]) if blocks
                         else np.zeros((0, 2), np.float32))  # (k 2)
         self.video = np.concatenate([b.video for b in blocks]) if blocks else np.zeros(0, np.int64)  # (k)
-        if faiss_index.ntotal != len(self.video) or (blocks and faiss_index.d != 2 * blocks[0].cells_c.shape[1]):
-            raise VideoIndexError("the approximate index does not hold the index's moments; rebuild it with "
-                                  "g2l-index approximate")
-        faiss = import_faiss()
-        faiss.extract_index_ivf(faiss_index).nprobe = int(NPROBE if nprobe is None else nprobe)
-        if threads is not None:
-            faiss.omp_set_num_threads(int(threads))
         self._last: tuple[np.ndarray, np.ndarray, ExactSearch] | None = None
 
     def __len__(self) -> int:
         return len(self.video)
 
-    def candidate_ids(self, s_c: np.ndarray, s_u: np.ndarray) -> np.ndarray:
-        """The stored rows (sorted) of the best ``candidates`` mean cosines by FAISS."""
-        wanted = min(self.candidates, len(self.video))
-        _, ids = self.faiss_index.search(fetch_vectors(s_c, s_u)[None], wanted)
-        ids = ids[0]
-        return np.unique(ids[ids >= 0])
+    def candidate_rows(self, s_c: np.ndarray, s_u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids (m), cells_c (m d), cells_u (m d))``: the candidates' stored rows, sorted, and their features."""
+        raise NotImplementedError
 
     def scores(self, s_c: np.ndarray, s_u: np.ndarray) -> np.ndarray:
         """Float32 scores ``(k)``: exact (ExactSearch's) for the candidates, -inf elsewhere."""
-        ids = self.candidate_ids(s_c, s_u)
-        rows = [Block(_rows(self.blocks, ids, "cells_c"), _rows(self.blocks, ids, "cells_u"),
-                      self.spans_s[ids], self.video[ids])] if len(ids) else []
+        ids, cells_c, cells_u = self.candidate_rows(s_c, s_u)
+        rows = [Block(cells_c, cells_u, self.spans_s[ids], self.video[ids])] if len(ids) else []
         subset = ExactSearch(rows, gamma=self.gamma)
         scores = np.full(len(self.video), -np.inf, np.float32)
         if len(ids):
@@ -233,6 +221,33 @@ class ApproximateSearch:
                                         self.video[ids])] if len(ids) else [], gamma=self.gamma)
         kept = subset.rank(np.asarray(scores[ids]), top_k=top_k, per_video=per_video, nms_thresh=nms_thresh)
         return [int(ids[i]) for i in kept]
+
+
+class ApproximateSearch(CandidateSearch):
+    """The candidates of best mean cosine by FAISS (``CandidateSearch``), read from the shards."""
+
+    def __init__(self, blocks: list[Block], faiss_index, *, gamma: float, candidates: int | None = None,
+                 nprobe: int | None = None, threads: int | None = 1):
+        super().__init__(blocks, gamma=gamma, candidates=candidates)
+        self.faiss_index = faiss_index
+        if faiss_index.ntotal != len(self.video) or (blocks and faiss_index.d != 2 * blocks[0].cells_c.shape[1]):
+            raise VideoIndexError("the approximate index does not hold the index's moments; rebuild it with "
+                                  "g2l-index approximate")
+        faiss = import_faiss()
+        faiss.extract_index_ivf(faiss_index).nprobe = int(NPROBE if nprobe is None else nprobe)
+        if threads is not None:
+            faiss.omp_set_num_threads(int(threads))
+
+    def candidate_ids(self, s_c: np.ndarray, s_u: np.ndarray) -> np.ndarray:
+        """The stored rows (sorted) of the best ``candidates`` mean cosines by FAISS."""
+        wanted = min(self.candidates, len(self.video))
+        _, ids = self.faiss_index.search(fetch_vectors(s_c, s_u)[None], wanted)
+        ids = ids[0]
+        return np.unique(ids[ids >= 0])
+
+    def candidate_rows(self, s_c: np.ndarray, s_u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = self.candidate_ids(s_c, s_u)
+        return ids, _rows(self.blocks, ids, "cells_c"), _rows(self.blocks, ids, "cells_u")
 
 
 def backend(cache: dict, folder: Path, manifest: dict, moments: int, blocks, *, gamma: float, approximate: bool | None):

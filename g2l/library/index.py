@@ -248,11 +248,12 @@ class VideoIndex:
         return blocks
 
     def search(self, grounder: Grounder, queries: list[str], *, top_k: int = 10,
-               per_video: int | None = None, approximate: bool | None = None) -> list[LibraryResult]:
+               per_video: int | None = None, approximate: bool | str | None = None) -> list[LibraryResult]:
         """The best ``top_k`` moments of each query across the index, at most ``per_video`` per video
         (after NMS within each video, as ``Grounder.ground``); ``match``: the best score reaches the
         model's ``match_threshold`` (None when the model has none). ``approximate``: True, the FAISS
-        candidates; False, every moment exactly; None, as g2l/library/approximate.py's ``backend`` decides."""
+        candidates; ``"milvus"``, the Milvus export's (g2l/library/milvus.py); False, every moment exactly;
+        None, as g2l/library/approximate.py's ``backend`` decides."""
         if top_k < 1 or (per_video is not None and per_video < 1):
             raise VideoIndexError("top_k and per_video must be at least 1")
         self.check_model(grounder)
@@ -282,9 +283,9 @@ class VideoIndex:
         return results
 
     def _backend(self, gamma: float, approximate: bool | None):
-        """ExactSearch or ApproximateSearch (the same interface), as ``search``'s ``approximate`` picks
-        (g2l/library/approximate.py's ``backend``), kept for the next search."""
-        from g2l.library.approximate import backend
+        """ExactSearch, ApproximateSearch or MilvusSearch (the same interface), as ``search``'s
+        ``approximate`` picks (g2l/library/milvus.py's ``backend``), kept for the next search."""
+        from g2l.library.milvus import backend
 
         return backend(self._search, self.folder, self.manifest, sum(v.cells for v in self.videos), self._blocks,
                        gamma=gamma, approximate=approximate)
@@ -298,18 +299,23 @@ class VideoIndex:
         ann.import_faiss()
         try:
             record = ann.write_faiss_index(self.folder, self.manifest, ann.build_faiss_index(self._blocks()))
-            old, self.manifest = self.manifest, dict(self.manifest, approximate=record)
-            try:
-                self._write_manifest()
-            except BaseException:
-                self.manifest = old
-                raise
+            self._record("approximate", record)
         except OSError as error:
             raise VideoIndexError(f"index {self.folder}: its approximate index could not be written "
                                   f"({error.strerror or error}); free space or fix permissions and run the command "
                                   "again") from None
-        self._search = {}
         return record
+
+    def _record(self, key: str, value) -> None:
+        """Set the manifest's ``key`` and write it atomically (under the writer's lock); the search
+        backends built from the old one are dropped. A failed write keeps the old manifest."""
+        old, self.manifest = self.manifest, dict(self.manifest, **{key: value})
+        try:
+            self._write_manifest()
+        except BaseException:
+            self.manifest = old
+            raise
+        self._search = {}
 
     # Writing ---------------------------------------------------------------------------------------
     def _require_writer(self) -> None:
@@ -549,14 +555,7 @@ class VideoIndex:
             record, videos = self._write_shard(group)
             new_shards.append(record)
             new_videos += videos
-        manifest = dict(self.manifest, shards=keep_shards + new_shards)
-        old = self.manifest
-        self.manifest = manifest
-        try:
-            self._write_manifest()
-        except BaseException:
-            self.manifest = old
-            raise
+        self._record("shards", keep_shards + new_shards)
         for name in sorted(dropped_from):
             shutil.rmtree(self.folder / SHARDS / name, ignore_errors=True)
         # the manifest's order, as read_videos gives it, without reading every shard again at each commit

@@ -108,12 +108,18 @@ def test_recall_on_a_small_clustered_library(grounder, library):
     exact = ExactSearch(blocks, gamma=grounder.cfg.eval.score_gamma)
     approximate = ann.ApproximateSearch(blocks, ann.load_faiss_index(library, index.manifest),
                                         gamma=grounder.cfg.eval.score_gamma, candidates=500, nprobe=8)
-    recalls = []
-    for s_c, s_u in zip(*query_vectors(grounder, 20)):
-        want = exact.rank(exact.scores(s_c, s_u), top_k=10, per_video=None, nms_thresh=0.5)
-        got = approximate.rank(approximate.scores(s_c, s_u), top_k=10, per_video=None, nms_thresh=0.5)
-        recalls.append(len(set(want) & set(got)) / 10)
+    recalls = recalls_at_10(grounder, exact, approximate)
     assert np.mean(recalls) >= 0.9, recalls  # 500 of 5,440 moments scored
+
+
+def recalls_at_10(grounder, exact: ExactSearch, search, queries: int = 20) -> list[float]:
+    """``search``'s recall@10 against ``exact``'s top 10, for each of ``queries`` clustered queries."""
+    recalls = []
+    for s_c, s_u in zip(*query_vectors(grounder, queries)):
+        want = exact.rank(exact.scores(s_c, s_u), top_k=10, per_video=None, nms_thresh=0.5)
+        got = search.rank(search.scores(s_c, s_u), top_k=10, per_video=None, nms_thresh=0.5)
+        recalls.append(len(set(want) & set(got)) / 10)
+    return recalls
 
 
 def _flip_byte(path: Path) -> None:
