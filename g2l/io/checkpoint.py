@@ -50,9 +50,11 @@ class CheckpointError(G2LError):
 
 
 def save_payload(path: str | Path, payload: dict) -> Path:
-    """Write a loaded (and amended) checkpoint payload atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write a loaded (and amended) checkpoint payload atomically. Through a file object, so the zip's
+    folder is torch's fixed "archive", not the temporary file's name: the same payload gives the same
+    bytes (and SHA-256) on every write."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
     return Path(path)
 
 
