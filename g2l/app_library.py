@@ -141,8 +141,9 @@ def search_limits(top_k, per_video) -> tuple[int, int | None]:
 def verdict(result, threshold: float | None) -> tuple[str, str]:
     """``(css class, sentence)`` of a query's match decision (``LibraryResult.match``)."""
     if result.match is None or threshold is None:
-        return ("g2l-no-threshold", "no match threshold was fitted for this model: the scores rank the moments but do "
-                                    "not say whether the library holds the answer")
+        return ("g2l-no-threshold", "this model makes no match decision (no threshold was fitted, or its fit could not "
+                                    "tell libraries with the answer from those without): the scores rank the moments "
+                                    "but do not say whether the library holds the answer")
     if not result.moments:
         return "g2l-no-match", "no match: the index holds no moments"
     best = result.moments[0].score

@@ -185,8 +185,11 @@ class Grounder:
     @property
     def match_threshold(self) -> float | None:
         """The score at or above which a query's best moment counts as "its answer is here" (fitted
-        leave-one-video-out on a validation split, g2l/eval/match.py); None for a model without one."""
-        return None if self.match is None else float(self.match["threshold"])
+        leave-one-video-out on a validation split, g2l/eval/match.py); None for a model without one,
+        or whose fit's AUROC is below g2l/eval/match.py's ``MIN_AUROC`` (it decides nothing)."""
+        from g2l.eval.match import decides
+
+        return float(self.match["threshold"]) if decides(self.match) else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", frame_encoder: str | None = None,

@@ -294,14 +294,16 @@ def fit_into_best(run: Run) -> None:
     best = run.run_dir / "checkpoints" / "best.pt"
     if run.main and best.is_file():
         from g2l.data.domain import fit_dataset_summary
-        from g2l.eval.match import fit_match_into_checkpoint
+        from g2l.eval.match import MIN_AUROC, decides, fit_match_into_checkpoint
 
         split = run.cfg.data.eval_split
         summary = fit_dataset_summary(run.loader.dataset)
         fit = fit_match_into_checkpoint(best, run.eval_set, run.device, fitted_on=f"{split} split (leave-one-video-out)",
                                         also={"domain": summary})
         say(f"match threshold {fit.threshold:.4f} fitted on the {split} split: AUROC {100 * fit.auroc:.1f}, "
-            f"precision {100 * fit.precision:.1f}, recall {100 * fit.recall:.1f} (written into {best})")
+            f"precision {100 * fit.precision:.1f}, recall {100 * fit.recall:.1f} (written into {best})"
+            + ("" if decides(fit.as_dict()) else f"; below AUROC {100 * MIN_AUROC:.0f} it decides nothing: 'match' "
+               "stays null"))
         say(f"domain summary of {summary['num_videos']} training videos written into {best} (a video is "
             f"flagged beyond feature distance {summary['threshold']:.2f})")
     barrier()

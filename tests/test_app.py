@@ -283,7 +283,7 @@ def test_the_library_tab_in_a_browser(app_url, library, grounder):
                     Path(m.video).name for m in result.moments]
             verdicts = page.locator("#g2l-library-results .g2l-verdict")
             assert verdicts.count() == 2  # the demo model has no match threshold, and says so
-            expect(verdicts.first).to_contain_text("no match threshold was fitted for this model")
+            expect(verdicts.first).to_contain_text("this model makes no match decision")
 
             # A click plays that row's video from its moment (it starts there, and pauses at its end);
             # then a row of another video (its start only).

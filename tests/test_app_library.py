@@ -45,8 +45,8 @@ def test_results_table_and_match_sentences():
     assert html.escape(verdict(results[1], 0.7)[1]) in page
     unfitted = result("x", None, ("b.mp4", 0.0, 1.0, 0.9))
     kind, sentence = verdict(unfitted, None)
-    assert kind == "g2l-no-threshold" and sentence.startswith("no match threshold was fitted for this model")
-    assert "no match threshold" in results_html([unfitted], None) and "g2l-match" not in results_html([unfitted], None)
+    assert kind == "g2l-no-threshold" and sentence.startswith("this model makes no match decision")
+    assert "makes no match decision" in results_html([unfitted], None) and "g2l-match" not in results_html([unfitted], None)
 
 
 def test_the_boxes_limits():
@@ -146,7 +146,7 @@ def test_search_and_play_through_the_handlers(grounder, tmp_path):
 
     # A model with a match threshold: each query says match or no match, with its best score.
     best = [r.moments[0].score for r in expected]
-    grounder.match = {"threshold": (best[0] + best[1]) / 2}
+    grounder.match = {"threshold": (best[0] + best[1]) / 2, "auroc": 0.9}  # a fit that decides
     try:
         matched = handlers.search(current, "the red circle grows.\na dog", 4, 1)[1]
     finally:

@@ -78,7 +78,10 @@ def test_training_ends_by_fitting_best_pt_s_match_threshold(two_epoch_run, bench
     dataset, _ = build_dataset(cfg.data, "test", cfg.model.num_clips)
     refit, _ = fit_match(model, dataset, cfg, torch.device("cpu"), fitted_on="test split (leave-one-video-out)")
     assert stored == refit.as_dict() and stored["num_queries"] == 16 and 0 <= stored["auroc"] <= 1
-    assert Grounder.from_checkpoint(best, device="cpu").match_threshold == stored["threshold"]
+    from g2l.eval.match import MIN_AUROC
+
+    deciding = stored["auroc"] >= MIN_AUROC  # a fit below it is kept for the record and decides nothing
+    assert Grounder.from_checkpoint(best, device="cpu").match_threshold == (stored["threshold"] if deciding else None)
 
 
 def test_resume_equals_uninterrupted_training(bench, two_epoch_run, tmp_path):

@@ -10,6 +10,13 @@ probability that a random ``present`` score exceeds a random ``absent`` one (tie
 
 Stored with the model as ``payload["match"] = {"threshold", "fitted_on", "precision", "recall",
 "f1", "auroc", "num_queries"}`` (g2l/io/checkpoint.py; ``metrics.json`` of an exported folder).
+
+A fit whose AUROC is below ``MIN_AUROC`` is kept for the record but decides nothing (``decides``;
+``Grounder.match_threshold`` is then None and ``match`` is null): its scores do not tell a library
+holding the answer from one without it, and the F1-maximising threshold of such a fit lies below
+nearly every best score over the library it was fitted on, yet above many correct answers' scores in
+a smaller one (the best of 60 videos runs higher than the best of one), so "match" and "no match"
+would both mislead.
 """
 
 from __future__ import annotations
@@ -17,6 +24,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+
+MIN_AUROC = 0.6  # below it a fitted threshold decides nothing (module docstring)
+
+
+def decides(match: dict | None) -> bool:
+    """Whether a stored fit (``payload["match"]``) makes match decisions: AUROC >= ``MIN_AUROC``."""
+    return match is not None and float(match.get("auroc", 0.0)) >= MIN_AUROC
 
 
 @dataclass

@@ -171,8 +171,13 @@ def test_eval_corpus_fits_a_match_that_travels_with_the_model(tiny, tmp_path):
     assert corpus["corpus_R100@0.5"] >= corpus["corpus_R10@0.5"] >= corpus["corpus_R1@0.5"]
     assert corpus["corpus_R1@0.5"] <= corpus["R1@0.5"] and 0 <= corpus["match_auroc"] <= 1
 
+    from g2l.eval.match import MIN_AUROC
+
     grounder = Grounder.from_checkpoint(out, device="cpu")
-    assert grounder.match_threshold == corpus["match_threshold"]
+    assert grounder.match["threshold"] == corpus["match_threshold"]
+    assert grounder.match["auroc"] == pytest.approx(corpus["match_auroc"])  # fitted on this split
+    deciding = grounder.match["auroc"] >= MIN_AUROC  # a random tiny model: usually not
+    assert grounder.match_threshold == (corpus["match_threshold"] if deciding else None)
     assert grounder.match["fitted_on"].startswith("test split")
     assert Grounder.from_checkpoint(checkpoint, device="cpu").match_threshold is None
     exported = tmp_path / "exported"
@@ -180,8 +185,12 @@ def test_eval_corpus_fits_a_match_that_travels_with_the_model(tiny, tmp_path):
     assert Grounder.from_pretrained(exported, device="cpu").match == grounder.match
 
     rows = np.random.default_rng(0).normal(size=(32, 16)).astype(np.float32)
-    result = grounder.ground(grounder.encode_features(rows, 30.0), ["a person opens the door."])[0]
-    assert result_json(result)["match"] == (result.moments[0].score >= grounder.match_threshold)
+    fitted = grounder.match
+    for fit_auroc, decided in ((MIN_AUROC, True), (MIN_AUROC - 0.01, False)):
+        grounder.match = {**fitted, "auroc": fit_auroc}
+        result = grounder.ground(grounder.encode_features(rows, 30.0), ["a person opens the door."])[0]
+        want = (result.moments[0].score >= fitted["threshold"]) if decided else None
+        assert result_json(result).get("match") == want and result.match == want  # no key: no decision
 
     assert eval_main(["--checkpoint", str(checkpoint), "--fit-match", str(out), "--device", "cpu"]) == 2  # exists
 

@@ -471,8 +471,10 @@ def test_match_is_the_best_score_against_the_models_threshold(grounder, tmp_path
     folder = _tiny_index(grounder, tmp_path / "index")
     best = VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].moments[0].score
     for threshold, expected in ((best, True), (best + 1e-3, False)):
-        monkeypatch.setattr(grounder, "match", {"threshold": threshold})
+        monkeypatch.setattr(grounder, "match", {"threshold": threshold, "auroc": 0.9})
         assert VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].match is expected
+    monkeypatch.setattr(grounder, "match", {"threshold": 0.0, "auroc": 0.55})  # a fit that cannot tell: no decision
+    assert VideoIndex.open(folder, grounder).search(grounder, QUERIES[:1])[0].match is None
 
 
 def test_paths_are_printed_without_their_control_characters():
