@@ -54,8 +54,12 @@ FEATURE_FPS = 1.0
 
 
 def write_checkpoint_readme(path: Path, summary: dict, command: str) -> None:
-    best = summary["best"]
-    metrics = "  ".join(f"{k} {100 * v:.1f}" for k, v in best.items() if k.startswith("R") or k == "mIoU")
+    def percent(metrics: dict) -> str:
+        return "  ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if k.startswith("R") or k == "mIoU")
+
+    best, test, corpus, match, domain = (summary["best"], summary["test"], summary["corpus"], summary["match"],
+                                         summary["domain"])
+    quantiles = domain["quantiles"]
     text = f"""# Shipped checkpoints
 
 ## demo.pt
@@ -72,20 +76,44 @@ queries answered by different moments).
 - size: {summary['size_bytes']} bytes
 - rebuild (about 20 minutes on 2 CPU cores; the same seed gives the same data, training is
   deterministic on a CPU with the same library versions): `{command}`
-- test split of the rendered data ({best.get('num_queries')} queries), epoch {best.get('epoch')}: {metrics}
+- the epoch ({best.get('epoch')}) was picked on the validation split ({summary['num_val']} videos, {best.get('num_queries')} queries):
+  {percent(best)}
+- test split ({test.get('num_queries')} queries, {summary['num_test']} videos, never used for a choice): {percent(test)}
   (R1@0.5 through the video-file path, decoding and encoding each test video again: {100 * summary['file_path_r1_at_0.5']:.1f});
-  the prior-only floor on that split: R1@0.5 {100 * summary['prior_r1_at_0.5']:.1f}. The demo data has no
-  validation split, so the epoch was picked on this test split: read the figures as optimistic.
+  the prior-only floor on that split: R1@0.5 {100 * summary['prior_r1_at_0.5']:.1f}.
+- the test split as one library (`g2l-eval --corpus`, TVR convention: the right video and IoU >= 0.5):
+  corpus R@1 {100 * corpus['corpus_R1@0.5']:.1f}, R@10 {100 * corpus['corpus_R10@0.5']:.1f}, R@100 {100 * corpus['corpus_R100@0.5']:.1f};
+  video retrieval R@1 {100 * corpus['video_R1']:.1f}, R@10 {100 * corpus['video_R10']:.1f}.
+- match threshold (`g2l-search`'s `match`, g2l/eval/match.py): {match['threshold']:.4f}, fitted on the
+  {match['fitted_on']}: AUROC {100 * match['auroc']:.1f}, precision {100 * match['precision']:.1f}, recall {100 * match['recall']:.1f}.
+  On the test split: AUROC {100 * summary['test_match']['auroc']:.1f}, precision {100 * summary['test_match']['precision']:.1f}, recall {100 * summary['test_match']['recall']:.1f}.
+- domain summary (the out-of-domain warning, g2l/data/domain.py), fitted on its {domain['num_videos']} training videos'
+  features at the end of training: distances median {quantiles['0.5']:.2f}, 99th percentile
+  {quantiles['0.99']:.2f}, max {quantiles['1']:.2f}; a video is flagged beyond {domain['threshold']:.2f}
+  (how often: `python bench/domain_rates.py`).
+
+## demo-hf/
+
+The same model in the Hugging Face layout (`g2l-export`, README *Checkpoints in the Hugging Face
+layout*), so that `--checkpoint checkpoints/demo-hf` and `Grounder.from_pretrained("checkpoints/demo-hf")`
+work; its weights are demo.pt's, tensor for tensor (`tests/test_hub.py` checks). Like
+demo.pt it does not carry the MiniLM weights. Built with
+
+    python tools/export.py checkpoints/demo.pt checkpoints/demo-hf --floors checkpoints/demo-floors.json --name "g2l demo (shapes)"
+
+where `demo-floors.json` holds the prior-only floor on the validation split, whose figures the card
+shows (the demo data is not in the repository, so `g2l-baselines` cannot recompute it here).
 """
     write_text_atomic(path, text)
 
 
-def build_demo(work_dir: str | Path, *, repo: str | Path = ".", num_train: int = 560, num_test: int = 60, seed: int = 0,
-               checkpoint_out: str | Path | None = None, example_dir: str | Path | None = None,
+def build_demo(work_dir: str | Path, *, repo: str | Path = ".", num_train: int = 560, num_val: int = 60,
+               num_test: int = 60, seed: int = 0, checkpoint_out: str | Path | None = None, example_dir: str | Path | None = None,
                overrides: list[str] | None = None) -> dict:
     """Train ``repo``'s configs/demo.yaml on freshly rendered videos and ship the result into
     ``repo`` (checkpoints/demo.pt and examples/, unless ``checkpoint_out`` or ``example_dir`` say
-    otherwise); returns the summary that checkpoints/README.md is written from."""
+    otherwise); returns the summary that checkpoints/README.md is written from. The epoch is picked
+    and the match threshold fitted on the validation split; the test split is only measured."""
     repo = Path(repo)
     config = repo / "configs" / "demo.yaml"
     if not config.is_file():
@@ -97,7 +125,8 @@ def build_demo(work_dir: str | Path, *, repo: str | Path = ".", num_train: int =
     from g2l.video.frame_encoders import build_frame_encoder
 
     work_dir = Path(work_dir)
-    data_dir = render_dataset(work_dir / "data", num_train=num_train, num_val=0, num_test=num_test, seed=seed)
+    data_dir = render_dataset(work_dir / "data", num_train=num_train, num_val=num_val, num_test=num_test,
+                              seed=seed)
     torch.set_num_threads(2)
     encoder = build_frame_encoder("mobilenet_v2")
     report = extract_features_to_hdf5(list_videos([data_dir / "videos"]), data_dir / "features.hdf5", encoder,
@@ -105,25 +134,36 @@ def build_demo(work_dir: str | Path, *, repo: str | Path = ".", num_train: int =
     if report.failed:
         raise RuntimeError(f"feature extraction failed for {len(report.failed)} rendered videos: {report.failed[:3]}")
     cfg = load_config(config, [
-        f"data.train_annotations={data_dir / 'train.json'}", f"data.test_annotations={data_dir / 'test.json'}",
+        f"data.train_annotations={data_dir / 'train.json'}", f"data.val_annotations={data_dir / 'val.json'}",
+        f"data.test_annotations={data_dir / 'test.json'}",
         f"data.features={data_dir / 'features.hdf5'}", f"log.output_dir={work_dir / 'runs'}",
         f"train.seed={seed}", *(overrides or []),
     ])
     result = train(cfg)
-    return ship_demo(result.run_dir / "checkpoints" / "best.pt", data_dir, result.best, seed=seed, num_train=num_train,
-                     checkpoint_out=checkpoint_out or repo / "checkpoints" / "demo.pt",
+    return ship_demo(result.run_dir / "checkpoints" / "best.pt", data_dir, result.best, seed=seed,
+                     counts={"num_train": num_train, "num_val": num_val, "num_test": num_test}, checkpoint_out=checkpoint_out or repo / "checkpoints" / "demo.pt",
                      example_dir=example_dir or repo / "examples")
 
 
-def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_train: int,
+def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, counts: dict,
               checkpoint_out: str | Path, example_dir: str | Path) -> dict:
-    """Pick the example from the trained model, copy the checkpoint and the example into the
-    repository, and write ``checkpoints/README.md``; the last step of ``build_demo``."""
+    """Measure the trained model on the test split (one video at a time and as one library), pick
+    the example, copy the checkpoint and the example into the repository, and write
+    ``checkpoints/README.md``; the last step of ``build_demo``. ``counts``: the videos of each split."""
     from g2l.data.annotations import load_annotations
     from g2l.eval.baselines import prior_only_metrics
+    from g2l.eval.corpus import corpus_checkpoint
+    from g2l.eval.evaluator import evaluate_checkpoint
+    from g2l.eval.match import auroc, precision_recall
     from g2l.inference import Grounder
     from g2l.models.checkpoint import write_portable_checkpoint
 
+    test = evaluate_checkpoint(str(best), split="test", device="cpu").metrics  # the paths best.pt's config names
+    corpus, _, payload = corpus_checkpoint(str(best), split="test", device="cpu")
+    threshold = payload["match"]["threshold"]
+    precision, recall = precision_recall(corpus.present, corpus.absent, threshold)
+    test_match = {"auroc": auroc(corpus.present, corpus.absent[corpus.absent > float("-inf")]),
+                  "precision": precision, "recall": recall}
     grounder = Grounder.from_checkpoint(best, device="cpu")
     chosen, file_r1 = choose_example(grounder, data_dir)
     if chosen is None:
@@ -141,7 +181,8 @@ def ship_demo(best: Path, data_dir: Path, best_metrics: dict, *, seed: int, num_
     summary = {
         "checkpoint": str(checkpoint_out), "sha256": sha256_file(checkpoint_out), "size_bytes": checkpoint_out.stat().st_size,
         "best": best_metrics, "file_path_r1_at_0.5": file_r1, "prior_r1_at_0.5": prior["R1@0.5"], "example": video_id,
-        "example_ious": ious, "num_train": num_train,
+        "example_ious": ious, **counts, "test": test, "corpus": corpus.metrics, "match": payload["match"],
+        "test_match": test_match, "domain": {k: payload["domain"][k] for k in ("num_videos", "threshold", "quantiles")},
     }
     command = "python tools/build_demo.py" + (f" --seed {seed}" if seed else "")
     write_checkpoint_readme(checkpoint_out.parent / "README.md", summary, command)

@@ -30,7 +30,7 @@ def rendered_run(tmp_path_factory, tiny_text_encoder_dir):
     extract_features_to_hdf5(list_videos([data / "videos"]), data / "features.hdf5", build_frame_encoder("mobilenet_v2"),
                              fps=1.0, progress=False)
     cfg = load_config(REPO / "configs" / "demo.yaml", [
-        f"data.train_annotations={data / 'train.json'}", f"data.test_annotations={data / 'test.json'}",
+        f"data.train_annotations={data / 'train.json'}", f"data.test_annotations={data / 'test.json'}", "data.eval_split=test",
         f"data.features={data / 'features.hdf5'}", f"log.output_dir={root / 'runs'}", "log.run_name=r",
         f"model.text_encoder={tiny_text_encoder_dir}", "model.hidden_dim=16", "model.joint_dim=8", "model.map_num_layers=2",
         "train.epochs=1", "train.batch_size=2", "log.progress=false", "log.checkpoint_text_backbone=true",

