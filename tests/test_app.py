@@ -173,10 +173,12 @@ def test_the_app_in_a_browser(app_url, tmp_path, capsys):
             page.click("#g2l-example")
             expect(status).to_contain_text("encoded")
             assert page.locator("#g2l-queries textarea").input_value().splitlines() == queries
-            page.locator("#g2l-truths textarea").fill("2.6 12.3\n18.9 29.6")
+            truths = [q["gt"] for q in json.loads(Path(str(video).replace(".mp4", ".json")).read_text())["queries"]]
+            page.locator("#g2l-truths textarea").fill("\n".join(f"{start} {end}" for start, end in truths))
             page.click("#g2l-ground")
-            expect(status).to_contain_text("grounded 2 queries")
-            assert re.search(r"grounded 2 queries and explained them in \d+\.\d s on demo\.mp4", status.inner_text())
+            expect(status).to_contain_text(f"grounded {len(queries)} queries")
+            assert re.search(rf"grounded {len(queries)} queries and explained them in \d+\.\d s on demo\.mp4",
+                             status.inner_text())
             # ONE table holds every moment of every query; nothing else lists them again.
             assert page.locator("#g2l-moments table").first.locator("tr.g2l-moment").count() == sum(
                 len(r["moments"]) for r in expected)
@@ -229,7 +231,7 @@ def test_the_app_in_a_browser(app_url, tmp_path, capsys):
             page.locator("#g2l-queries textarea").fill("\n".join(queries))
             page.locator("#g2l-truths textarea").fill("")
             page.click("#g2l-ground")
-            expect(status).to_contain_text("grounded 2 queries")
+            expect(status).to_contain_text(f"grounded {len(queries)} queries")
             assert_same_moments(shown_moments(page), expected)
             assert "/tmp/" not in page.locator("body").inner_text()
         finally:
