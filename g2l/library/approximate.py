@@ -25,9 +25,10 @@ demo model's width 128, fetched on 256: 100k videos x 136 moments in about 0.5 G
 inner products only pick candidates. Why both cosines: the score grows with each, and where the IoU
 cosine varies more than the contrast one (Gaussian moments: the worst case) candidates by the contrast
 cosine alone miss the top (recall@10 0.115 at 100k videos, docs/benchmarks.md); on the demo model's
-moments of 680 rendered videos the mean fetches better at small candidate counts too (0.985 against
-0.931 at 256 candidates). A FAISS file from before this choice (no ``"fetch"`` in its record) is stale. ``nlist`` is about sqrt(moments), at most 2048; a search probes ``nprobe`` lists
-and re-scores ``candidates`` moments.
+moments of 680 rendered videos the mean fetches better at small candidate counts too (0.984 against
+0.931 at 256 candidates; bench/approximate_real.py). A FAISS file from before this choice (no
+``"fetch"`` in its record) is stale. ``nlist`` is about sqrt(moments), at most 2048; a search probes
+``nprobe`` lists and re-scores ``candidates`` moments.
 """
 
 from __future__ import annotations
