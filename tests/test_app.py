@@ -358,9 +358,11 @@ def no_decoding(*args, **kwargs):
 def test_the_limits_and_the_ground_truth_box(tmp_path, monkeypatch):
     monkeypatch.setattr(g2l.video.decoding, "_get_batch", no_decoding)  # every check reads headers only
     video, _ = demo_example()
-    assert check_video_limits(str(video), 60.0).duration_s == pytest.approx(40.0, abs=0.5)  # from the container
-    with pytest.raises(GroundingError, match=r"video demo\.mp4 is 0\.7 min long and this app takes videos of at most 0\.5 min"):
-        check_video_limits(str(video), 30.0)
+    duration = json.loads(Path(str(video).replace(".mp4", ".json")).read_text())["duration"]
+    assert check_video_limits(str(video), 60.0).duration_s == pytest.approx(duration, abs=0.5)  # from the container
+    with pytest.raises(GroundingError, match=rf"video demo\.mp4 is {duration / 60:.1f} min long and this app takes "
+                                             rf"videos of at most {duration / 120:.1f} min"):
+        check_video_limits(str(video), duration / 2)
     assert app_queries(" a\n\n b \n", 2) == ["a", "b"]
     with pytest.raises(GroundingError, match="3 queries were given and this app grounds at most 2"):
         app_queries("a\nb\nc", 2)

@@ -100,7 +100,7 @@ def controlled_game(monkeypatch, effects: np.ndarray, base: np.ndarray):
 @pytest.mark.parametrize("target", ["runner_up", "mean", "raw"])
 def test_the_targets_on_a_game_whose_scores_are_known(demo, monkeypatch, target):
     grounder, video, queries = demo
-    query = queries[1]  # five words
+    query = "the yellow triangle turns green."  # five words (the game is set by hand below)
     top = explain_module.find_top_cell(grounder, video, query, None)
     cells = top.cells_c.shape[0]
     rival = int(np.flatnonzero(top.rivals)[0])
@@ -222,7 +222,8 @@ def test_sampled_values_converge_to_the_exact_ones_on_the_model(demo):
         sampled = explain_top_moment(grounder, video, query, max_exact_words=0, num_permutations=permutations, seed=1)
         values = np.array([w.value for w in sampled.words])
         assert not sampled.exact and values.sum() == pytest.approx(exact_values.sum(), abs=1e-6)
-        assert np.all(np.abs(values - exact_values) <= 5 * np.array([w.stderr for w in sampled.words]) + 1e-6)
+        if permutations >= 64:  # a standard error estimated from 4 orderings can be far too small
+            assert np.all(np.abs(values - exact_values) <= 5 * np.array([w.stderr for w in sampled.words]) + 1e-6)
         errors.append(np.abs(values - exact_values).max())
     assert errors[-1] < errors[0] / 4
 
