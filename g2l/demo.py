@@ -54,12 +54,16 @@ FEATURE_FPS = 1.0
 
 
 def write_checkpoint_readme(path: Path, summary: dict, command: str) -> None:
+    from g2l.eval.match import MIN_AUROC, decides
+
     def percent(metrics: dict) -> str:
         return "  ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if k.startswith("R") or k == "mIoU")
 
     best, test, corpus, match, domain = (summary["best"], summary["test"], summary["corpus"], summary["match"],
                                          summary["domain"])
     quantiles = domain["quantiles"]
+    decision = "" if decides(match) else (f"\n  Below AUROC {100 * MIN_AUROC:.0f} a fit decides nothing: this model's `match` stays "
+                                          "null (g2l/eval/match.py).")
     text = f"""# Shipped checkpoints
 
 ## demo.pt
@@ -86,7 +90,7 @@ queries answered by different moments).
   video retrieval R@1 {100 * corpus['video_R1']:.1f}, R@10 {100 * corpus['video_R10']:.1f}.
 - match threshold (`g2l-search`'s `match`, g2l/eval/match.py): {match['threshold']:.4f}, fitted on the
   {match['fitted_on']}: AUROC {100 * match['auroc']:.1f}, precision {100 * match['precision']:.1f}, recall {100 * match['recall']:.1f}.
-  On the test split: AUROC {100 * summary['test_match']['auroc']:.1f}, precision {100 * summary['test_match']['precision']:.1f}, recall {100 * summary['test_match']['recall']:.1f}.
+  On the test split: AUROC {100 * summary['test_match']['auroc']:.1f}, precision {100 * summary['test_match']['precision']:.1f}, recall {100 * summary['test_match']['recall']:.1f}.{decision}
 - domain summary (the out-of-domain warning, g2l/data/domain.py), fitted on its {domain['num_videos']} training videos'
   features at the end of training: distances median {quantiles['0.5']:.2f}, 99th percentile
   {quantiles['0.99']:.2f}, max {quantiles['1']:.2f}; a video is flagged beyond {domain['threshold']:.2f}
@@ -108,8 +112,8 @@ shows (the demo data is not in the repository, so `g2l-baselines` cannot recompu
 
 
 def build_demo(work_dir: str | Path, *, repo: str | Path = ".", num_train: int = 560, num_val: int = 60,
-               num_test: int = 60, seed: int = 0, checkpoint_out: str | Path | None = None, example_dir: str | Path | None = None,
-               overrides: list[str] | None = None) -> dict:
+               num_test: int = 60, seed: int = 0, checkpoint_out: str | Path | None = None,
+               example_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict:
     """Train ``repo``'s configs/demo.yaml on freshly rendered videos and ship the result into
     ``repo`` (checkpoints/demo.pt and examples/, unless ``checkpoint_out`` or ``example_dir`` say
     otherwise); returns the summary that checkpoints/README.md is written from. The epoch is picked
@@ -141,7 +145,8 @@ def build_demo(work_dir: str | Path, *, repo: str | Path = ".", num_train: int =
     ])
     result = train(cfg)
     return ship_demo(result.run_dir / "checkpoints" / "best.pt", data_dir, result.best, seed=seed,
-                     counts={"num_train": num_train, "num_val": num_val, "num_test": num_test}, checkpoint_out=checkpoint_out or repo / "checkpoints" / "demo.pt",
+                     counts={"num_train": num_train, "num_val": num_val, "num_test": num_test},
+                     checkpoint_out=checkpoint_out or repo / "checkpoints" / "demo.pt",
                      example_dir=example_dir or repo / "examples")
 
 

