@@ -43,9 +43,9 @@ SPEC_FILE = "g2l_encoder_spec.json"  # a folder's declared frame encoder (the HD
 MAX_SPEC_BYTES = 64 << 10
 
 
-def check_spec(spec, source: str) -> dict:
+def check_spec(spec, source: str, fix: str = "write it again with g2l-extract --declare") -> dict:
     """A frame-encoder spec is a small flat mapping of names to short plain values (or short lists
-    of them), as checkpoints require; anything else is a FeatureError naming ``source``."""
+    of them), as checkpoints require; anything else is a FeatureError naming ``source`` and ``fix``."""
 
     def plain(value) -> bool:
         return value is None or isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) <= 4096)
@@ -55,7 +55,7 @@ def check_spec(spec, source: str) -> dict:
                                                                    and all(plain(item) for item in v)))
             for k, v in spec.items())):
         raise FeatureError(f"{source} is not a frame-encoder declaration (a JSON object with a 'name' and short "
-                           "plain values); write it again with g2l-extract --declare")
+                           f"plain values); {fix}")
     return spec
 
 
@@ -160,9 +160,9 @@ class FeatureStore:
 
     def encoder_spec(self) -> dict | None:
         """The frame-encoder spec g2l's extraction tool stores in the file's attributes, or that a
-        folder declares in ``g2l_encoder_spec.json``; None if there is none."""
-        import json
-
+        folder declares in ``g2l_encoder_spec.json``; None if there is none. Either is read as strict
+        JSON (g2l/io/strict_json.py) and checked (``check_spec``) before it is believed."""
+        from g2l.io import strict_json
         from g2l.io.safe_files import UnsafeFileError, read_text_file
 
         if self._is_folder:
@@ -171,14 +171,26 @@ class FeatureStore:
                 return None
             source = f"the frame-encoder declaration {declared}"
             try:
-                return check_spec(json.loads(read_text_file(declared, what=source, max_bytes=MAX_SPEC_BYTES)), source)
+                text = read_text_file(declared, what=source, max_bytes=MAX_SPEC_BYTES)
+                return check_spec(strict_json.loads(text), source)
             except UnsafeFileError:
                 raise
             except (OSError, ValueError) as error:
                 raise FeatureError(f"{source} cannot be read as JSON ({type(error).__name__}); write it again with "
                                    "g2l-extract --declare") from None
         raw = self._file().attrs.get("g2l_encoder_spec")
-        return json.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        source, fix = f"the frame-encoder spec stored in {self.path}", "extract the features again with g2l-extract"
+        try:
+            if isinstance(raw, bytes):
+                raw = raw.decode("utf-8")
+            if not isinstance(raw, str) or len(raw) > MAX_SPEC_BYTES:
+                raise ValueError("not a short text")
+            spec = strict_json.loads(raw)
+        except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise FeatureError(f"{source} cannot be read as JSON ({type(error).__name__}); {fix}") from None
+        return check_spec(spec, source, fix)
 
     def close(self) -> None:
         if self._handle is not None:

@@ -166,3 +166,29 @@ def test_store_opens_file_once(stores, monkeypatch):
     clone = pickle.loads(pickle.dumps(store))  # as a DataLoader worker receives it
     clone.read("v1")
     assert len(opened) == 2
+
+
+@pytest.mark.parametrize("stored, why", [
+    ('{"name": "mobilenet_v2", "fps": NaN}', r"cannot be read as JSON \(ValueError\)"),  # not standard JSON
+    ('{"name": "a", "name": "b"}', r"cannot be read as JSON \(ValueError\)"),  # a key twice
+    ('{"name": "mobilenet_v2"', r"cannot be read as JSON \(JSONDecodeError\)"),  # cut short
+    (b"\xff\xfe not utf-8", r"cannot be read as JSON \(ValueError\)"),
+    ('["mobilenet_v2"]', r"is not a frame-encoder declaration \(.*\)"),  # not a mapping
+    ('{"name": {"nested": 1}}', r"is not a frame-encoder declaration \(.*\)"),  # not a plain value
+])
+def test_a_features_file_s_encoder_spec_is_checked_before_it_is_believed(tmp_path, stored, why):
+    path = tmp_path / "f.hdf5"
+    with h5py.File(path, "w") as f:
+        f["v"] = np.zeros((4, 8), np.float32)
+        f.attrs["g2l_encoder_spec"] = np.void(stored) if isinstance(stored, bytes) else stored
+    with pytest.raises(FeatureError, match=rf"^the frame-encoder spec stored in .*f\.hdf5 {why}; extract the features "
+                                           r"again with g2l-extract$"):
+        VideoFeatures(str(path), "", 32).encoder_spec()
+
+
+def test_a_good_encoder_spec_attribute_reads_back(tmp_path):
+    path = tmp_path / "f.hdf5"
+    with h5py.File(path, "w") as f:
+        f["v"] = np.zeros((4, 8), np.float32)
+        f.attrs["g2l_encoder_spec"] = '{"name": "mobilenet_v2", "fps": 1.0, "mean": [0.5, 0.5]}'
+    assert VideoFeatures(str(path), "", 32).encoder_spec() == {"name": "mobilenet_v2", "fps": 1.0, "mean": [0.5, 0.5]}
