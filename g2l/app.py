@@ -43,10 +43,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from g2l.app_library import LIBRARY_CSS, LibraryHandlers, connect_library, lay_out_library, serve_in_place
+from g2l.app_library import (LIBRARY_CSS, LibraryHandlers, box_queries, connect_library, error_html, lay_out_library,
+                              serve_in_place)
 from g2l.errors import G2LError
 from g2l.explain import explain_top_moment
-from g2l.inference import Grounder, GroundingError, check_queries
+from g2l.inference import Grounder, GroundingError
 from g2l.plots import plot_grounding
 
 NO_VIDEO = "no video yet: upload a video file or press 'Use the example video'"
@@ -142,12 +143,8 @@ def check_video_limits(path: str, max_video_s: float):
 
 
 def app_queries(text: str | None, max_queries: int) -> list[str]:
-    """The non-blank lines of the queries box, at most ``max_queries`` of them, each with letters."""
-    queries = [line for line in (text or "").splitlines() if line.strip()]
-    if len(queries) > max_queries:
-        raise GroundingError(f"{len(queries)} queries were given and this app grounds at most {max_queries} at once; "
-                             "remove some lines")
-    return check_queries(queries)  # stripped; none at all, or one without letters, is refused
+    """The grounding tab's queries box (g2l/app_library.py's ``box_queries``)."""
+    return box_queries(text, max_queries, doing="grounds")
 
 
 def parse_ground_truths(text: str | None, num_queries: int) -> list | None:
@@ -182,10 +179,6 @@ def user_message(error: Exception, path: str | None) -> str:
         for shown in {str(path), str(Path(path).resolve())}:
             message = message.replace(shown, Path(path).name)
     return message
-
-
-def error_html(message: str) -> str:
-    return f'<div class="g2l-error">error: {html.escape(message)}</div>'
 
 
 def domain_html(grounder: Grounder, video, name: str) -> str:

@@ -106,13 +106,19 @@ def error_html(message: str) -> str:
     return f'<div class="g2l-error">error: {html.escape(message)}</div>'
 
 
-def library_queries(text: str | None, max_queries: int) -> list[str]:
-    """The non-blank lines of the queries box, at most ``max_queries``, each with letters."""
+def box_queries(text: str | None, max_queries: int, *, doing: str) -> list[str]:
+    """The non-blank lines of a queries box, at most ``max_queries`` of them ("this app ``doing`` at
+    most ..."), each with letters (stripped; none at all, or one without letters, is refused)."""
     queries = [line for line in (text or "").splitlines() if line.strip()]
     if len(queries) > max_queries:
-        raise GroundingError(f"{len(queries)} queries were given and this app searches at most {max_queries} at once; "
+        raise GroundingError(f"{len(queries)} queries were given and this app {doing} at most {max_queries} at once; "
                              "remove some lines")
     return check_queries(queries)
+
+
+def library_queries(text: str | None, max_queries: int) -> list[str]:
+    """The Library tab's queries box (``box_queries``)."""
+    return box_queries(text, max_queries, doing="searches")
 
 
 def search_limits(top_k, per_video) -> tuple[int, int | None]:

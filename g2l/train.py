@@ -294,7 +294,7 @@ def fit_into_best(run: Run) -> None:
     best = run.run_dir / "checkpoints" / "best.pt"
     if run.main and best.is_file():
         from g2l.data.domain import fit_dataset_summary
-        from g2l.eval.match import MIN_AUROC, decides, fit_match_into_checkpoint
+        from g2l.eval.match import decision_note, fit_match_into_checkpoint
 
         split = run.cfg.data.eval_split
         summary = fit_dataset_summary(run.loader.dataset)
@@ -302,8 +302,7 @@ def fit_into_best(run: Run) -> None:
                                         also={"domain": summary})
         say(f"match threshold {fit.threshold:.4f} fitted on the {split} split: AUROC {100 * fit.auroc:.1f}, "
             f"precision {100 * fit.precision:.1f}, recall {100 * fit.recall:.1f} (written into {best})"
-            + ("" if decides(fit.as_dict()) else f"; below AUROC {100 * MIN_AUROC:.0f} it decides nothing: 'match' "
-               "stays null"))
+            + decision_note(fit.as_dict()))
         say(f"domain summary of {summary['num_videos']} training videos written into {best} (a video is "
             f"flagged beyond feature distance {summary['threshold']:.2f})")
     barrier()

@@ -14,6 +14,7 @@ a server run as a subprocess (the upload limit, the temporary folder removed on 
 
 ``G2L_UPDATE_SCREENSHOT=1`` also writes the README's picture, docs/app.png, small."""
 
+import contextlib
 import json
 import os
 import re
@@ -149,9 +150,27 @@ def cli_error(argv, capsys) -> str:
     return capsys.readouterr().err.strip().removeprefix("error: ")
 
 
+@contextlib.contextmanager
+def app_page(app_url: str, executable: str):
+    """A Chromium page on the test app (the default expect timeout raised: encoding on a busy CPU
+    takes a while), closed afterwards."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(app_url)
+            yield page
+        finally:
+            browser.close()
+
+
 def test_the_app_in_a_browser(app_url, tmp_path, capsys):
     executable = browser_or_fail()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     video, queries = demo_example()
     assert ground_main([str(video), *queries, "--json"]) == 0
@@ -160,82 +179,74 @@ def test_the_app_in_a_browser(app_url, tmp_path, capsys):
     not_video.write_text("these are notes, not a video\n")
     cli_message = cli_error([str(not_video), queries[0]], capsys)
 
-    expect.set_options(timeout=TIMEOUT_MS)  # encoding on a busy CPU takes a while
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(app_url)
-            status = page.locator("#g2l-status")
+    with app_page(app_url, executable) as page:
+        status = page.locator("#g2l-status")
 
-            # The shipped example: its queries are filled in, the video encoded once, both grounded.
-            page.click("#g2l-example")
-            expect(status).to_contain_text("encoded")
-            assert page.locator("#g2l-queries textarea").input_value().splitlines() == queries
-            truths = [q["gt"] for q in json.loads(Path(str(video).replace(".mp4", ".json")).read_text())["queries"]]
-            page.locator("#g2l-truths textarea").fill("\n".join(f"{start} {end}" for start, end in truths))
-            page.click("#g2l-ground")
-            expect(status).to_contain_text(f"grounded {len(queries)} queries")
-            assert re.search(rf"grounded {len(queries)} queries and explained them in \d+\.\d s on demo\.mp4",
-                             status.inner_text())
-            # ONE table holds every moment of every query; nothing else lists them again.
-            assert page.locator("#g2l-moments table").first.locator("tr.g2l-moment").count() == sum(
-                len(r["moments"]) for r in expected)
-            assert page.locator("#g2l-moments tr.g2l-moment").count() == sum(len(r["moments"]) for r in expected)
-            assert page.locator("#g2l-jump").count() == 0 and page.locator("input[type=radio]").count() == 0
-            assert_same_moments(shown_moments(page), expected)
-            words = page.locator("#g2l-moments tr.g2l-word[data-query='1']")
-            shown_words = [words.nth(i).get_attribute("data-word") for i in range(words.count())]
-            assert shown_words == queries[1].rstrip(".").split()  # "green." is shown as "green"
-            expect(page.locator("#g2l-moments .g2l-relative").first).to_contain_text("runner-up")
-            expect(page.locator("#g2l-figure img")).to_be_visible()
+        # The shipped example: its queries are filled in, the video encoded once, both grounded.
+        page.click("#g2l-example")
+        expect(status).to_contain_text("encoded")
+        assert page.locator("#g2l-queries textarea").input_value().splitlines() == queries
+        truths = [q["gt"] for q in json.loads(Path(str(video).replace(".mp4", ".json")).read_text())["queries"]]
+        page.locator("#g2l-truths textarea").fill("\n".join(f"{start} {end}" for start, end in truths))
+        page.click("#g2l-ground")
+        expect(status).to_contain_text(f"grounded {len(queries)} queries")
+        assert re.search(rf"grounded {len(queries)} queries and explained them in \d+\.\d s on demo\.mp4",
+                         status.inner_text())
+        # ONE table holds every moment of every query; nothing else lists them again.
+        assert page.locator("#g2l-moments table").first.locator("tr.g2l-moment").count() == sum(
+            len(r["moments"]) for r in expected)
+        assert page.locator("#g2l-moments tr.g2l-moment").count() == sum(len(r["moments"]) for r in expected)
+        assert page.locator("#g2l-jump").count() == 0 and page.locator("input[type=radio]").count() == 0
+        assert_same_moments(shown_moments(page), expected)
+        words = page.locator("#g2l-moments tr.g2l-word[data-query='1']")
+        shown_words = [words.nth(i).get_attribute("data-word") for i in range(words.count())]
+        assert shown_words == queries[1].rstrip(".").split()  # "green." is shown as "green"
+        expect(page.locator("#g2l-moments .g2l-relative").first).to_contain_text("runner-up")
+        expect(page.locator("#g2l-figure img")).to_be_visible()
 
-            # Clicking a row seeks the player to its start.
-            page.locator("#g2l-moments tr.g2l-moment[data-query='1'][data-rank='1']").click()
-            start = expected[1]["moments"][0]["start"]
-            page.wait_for_function(f"() => Math.abs(document.querySelector('#g2l-player video').currentTime - {start}) < 2")
-            page.evaluate("document.querySelector('#g2l-player video').pause()")
-            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        # Clicking a row seeks the player to its start.
+        page.locator("#g2l-moments tr.g2l-moment[data-query='1'][data-rank='1']").click()
+        start = expected[1]["moments"][0]["start"]
+        page.wait_for_function(f"() => Math.abs(document.querySelector('#g2l-player video').currentTime - {start}) < 2")
+        page.evaluate("document.querySelector('#g2l-player video').pause()")
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
 
-            # Too many queries, then a query with no letters: the library's sentences.
-            page.locator("#g2l-queries textarea").fill("\n".join(f"query {k}" for k in range(21)))
-            page.click("#g2l-ground")
-            expect(status.locator(".g2l-error")).to_have_text(
-                "error: 21 queries were given and this app grounds at most 20 at once; remove some lines")
-            page.locator("#g2l-queries textarea").fill("\u200b\u200b")
-            page.click("#g2l-ground")
-            expect(status.locator(".g2l-error")).to_contain_text("has no letters")
+        # Too many queries, then a query with no letters: the library's sentences.
+        page.locator("#g2l-queries textarea").fill("\n".join(f"query {k}" for k in range(21)))
+        page.click("#g2l-ground")
+        expect(status.locator(".g2l-error")).to_have_text(
+            "error: 21 queries were given and this app grounds at most 20 at once; remove some lines")
+        page.locator("#g2l-queries textarea").fill("\u200b\u200b")
+        page.click("#g2l-ground")
+        expect(status.locator(".g2l-error")).to_contain_text("has no letters")
 
-            # A file that is not a video: the CLI's sentence, naming the file, not the app's copy of it.
-            page.locator("#g2l-upload button[aria-label='Clear']").click()
-            page.locator("#g2l-upload input[type=file]").set_input_files(str(not_video))
-            expected_message = "error: " + cli_message.replace(str(not_video), "notes.mp4")
-            expect(status.locator(".g2l-error")).to_have_text(expected_message)
-            body = page.locator("body").inner_text()
-            for temporary in {tempfile.gettempdir(), "/tmp/", str(tmp_path)}:
-                assert temporary not in body and temporary not in status.inner_html()
-            # Ground now (after another message, so that the answer shows): the upload's message, not "no video yet".
-            page.locator("#g2l-truths textarea").fill("")
-            page.locator("#g2l-queries textarea").fill("\u200b")
-            page.click("#g2l-ground")
-            expect(status.locator(".g2l-error")).to_contain_text("has no letters")
-            page.locator("#g2l-queries textarea").fill(queries[0])
-            page.click("#g2l-ground")
-            expect(status.locator(".g2l-error")).to_have_text(expected_message)
+        # A file that is not a video: the CLI's sentence, naming the file, not the app's copy of it.
+        page.locator("#g2l-upload button[aria-label='Clear']").click()
+        page.locator("#g2l-upload input[type=file]").set_input_files(str(not_video))
+        expected_message = "error: " + cli_message.replace(str(not_video), "notes.mp4")
+        expect(status.locator(".g2l-error")).to_have_text(expected_message)
+        body = page.locator("body").inner_text()
+        for temporary in {tempfile.gettempdir(), "/tmp/", str(tmp_path)}:
+            assert temporary not in body and temporary not in status.inner_html()
+        # Ground now (after another message, so that the answer shows): the upload's message, not "no video yet".
+        page.locator("#g2l-truths textarea").fill("")
+        page.locator("#g2l-queries textarea").fill("\u200b")
+        page.click("#g2l-ground")
+        expect(status.locator(".g2l-error")).to_contain_text("has no letters")
+        page.locator("#g2l-queries textarea").fill(queries[0])
+        page.click("#g2l-ground")
+        expect(status.locator(".g2l-error")).to_have_text(expected_message)
 
-            # The app keeps serving: a good upload grounds again.
-            page.locator("#g2l-upload button[aria-label='Clear']").click()
-            page.locator("#g2l-upload input[type=file]").set_input_files(str(video))
-            expect(status).to_contain_text("encoded")
-            page.locator("#g2l-queries textarea").fill("\n".join(queries))
-            page.locator("#g2l-truths textarea").fill("")
-            page.click("#g2l-ground")
-            expect(status).to_contain_text(f"grounded {len(queries)} queries")
-            assert_same_moments(shown_moments(page), expected)
-            assert "/tmp/" not in page.locator("body").inner_text()
-        finally:
-            browser.close()
+        # The app keeps serving: a good upload grounds again.
+        page.locator("#g2l-upload button[aria-label='Clear']").click()
+        page.locator("#g2l-upload input[type=file]").set_input_files(str(video))
+        expect(status).to_contain_text("encoded")
+        page.locator("#g2l-queries textarea").fill("\n".join(queries))
+        page.locator("#g2l-truths textarea").fill("")
+        page.click("#g2l-ground")
+        expect(status).to_contain_text(f"grounded {len(queries)} queries")
+        assert_same_moments(shown_moments(page), expected)
+        assert "/tmp/" not in page.locator("body").inner_text()
     if os.environ.get("G2L_UPDATE_SCREENSHOT"):
         from PIL import Image
 
@@ -249,7 +260,7 @@ def test_the_library_tab_in_a_browser(app_url, library, grounder):
     VideoIndex.search finds them; a click plays that video from the moment's start; an index of
     another model typed in is refused with the library's sentence (and Search then repeats it)."""
     executable = browser_or_fail()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from g2l.library import VideoIndex, VideoIndexError
 
@@ -257,72 +268,64 @@ def test_the_library_tab_in_a_browser(app_url, library, grounder):
     expected = VideoIndex.open(library / "lib", grounder).search(grounder, queries, top_k=4, per_video=2)
     with pytest.raises(VideoIndexError) as refused:
         VideoIndex.open(library / "other", grounder)
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(app_url)
-            page.get_by_role("tab", name="Library").click()
-            status = page.locator("#g2l-library-status")
-            expect(status).to_contain_text(f"index {library / 'lib'}: 3 videos")
-            page.locator("#g2l-library-queries textarea").fill("\n".join(queries))
-            page.locator("#g2l-library-top-k input").fill("4")
-            page.locator("#g2l-library-per-video input").fill("2")
-            page.click("#g2l-library-search")
-            expect(status).to_contain_text("searched 2 queries")
-            rows = page.locator("#g2l-library-results tr.g2l-hit")
-            assert rows.count() == 8
-            for q, result in enumerate(expected):
-                shown = page.locator(f"#g2l-library-results tr.g2l-hit[data-query='{q}']")
-                assert [(shown.nth(i).get_attribute("data-video"), float(shown.nth(i).get_attribute("data-start")),
-                         float(shown.nth(i).get_attribute("data-end"))) for i in range(shown.count())] == [
-                    (m.video, m.start_s, m.end_s) for m in result.moments]
-                assert np.allclose([float(shown.nth(i).get_attribute("data-score")) for i in range(shown.count())],
-                                   [m.score for m in result.moments], atol=1e-5)
-                assert [shown.nth(i).locator("td").nth(1).inner_text() for i in range(shown.count())] == [
-                    Path(m.video).name for m in result.moments]
-            verdicts = page.locator("#g2l-library-results .g2l-verdict")
-            assert verdicts.count() == 2  # the demo model has no match threshold, and says so
-            expect(verdicts.first).to_contain_text("this model makes no match decision")
+    with app_page(app_url, executable) as page:
+        page.get_by_role("tab", name="Library").click()
+        status = page.locator("#g2l-library-status")
+        expect(status).to_contain_text(f"index {library / 'lib'}: 3 videos")
+        page.locator("#g2l-library-queries textarea").fill("\n".join(queries))
+        page.locator("#g2l-library-top-k input").fill("4")
+        page.locator("#g2l-library-per-video input").fill("2")
+        page.click("#g2l-library-search")
+        expect(status).to_contain_text("searched 2 queries")
+        rows = page.locator("#g2l-library-results tr.g2l-hit")
+        assert rows.count() == 8
+        for q, result in enumerate(expected):
+            shown = page.locator(f"#g2l-library-results tr.g2l-hit[data-query='{q}']")
+            assert [(shown.nth(i).get_attribute("data-video"), float(shown.nth(i).get_attribute("data-start")),
+                     float(shown.nth(i).get_attribute("data-end"))) for i in range(shown.count())] == [
+                (m.video, m.start_s, m.end_s) for m in result.moments]
+            assert np.allclose([float(shown.nth(i).get_attribute("data-score")) for i in range(shown.count())],
+                               [m.score for m in result.moments], atol=1e-5)
+            assert [shown.nth(i).locator("td").nth(1).inner_text() for i in range(shown.count())] == [
+                Path(m.video).name for m in result.moments]
+        verdicts = page.locator("#g2l-library-results .g2l-verdict")
+        assert verdicts.count() == 2  # the demo model has no match threshold, and says so
+        expect(verdicts.first).to_contain_text("this model makes no match decision")
 
-            # A click plays that row's video from its moment (it starts there, and pauses at its end);
-            # then a row of another video (its start only).
-            first = expected[1].moments[0]
-            second = next(m for m in expected[0].moments if m.video != first.video)
-            for q, moment in ((1, first), (0, second)):
-                rank = expected[q].moments.index(moment) + 1
-                page.locator(f"#g2l-library-results tr.g2l-hit[data-query='{q}'][data-rank='{rank}']").click()
-                expect(page.locator("#g2l-library-playing")).to_contain_text(
-                    f"{moment.start_s:.2f} s to {moment.end_s:.2f} s of {Path(moment.video).name}")
-                page.wait_for_function(
-                    "([path, start, end]) => { const v = document.querySelector('#g2l-library-player video');"
-                    " return v && decodeURIComponent(v.currentSrc).includes(path) && v.played.length > 0"
-                    " && Math.abs(v.played.start(0) - start) < 0.3 && (end === null || (v.paused"
-                    " && Math.abs(v.currentTime - end) < 0.5)); }",
-                    arg=[str(Path(moment.video).resolve()), moment.start_s, moment.end_s if q == 1 else None])
+        # A click plays that row's video from its moment (it starts there, and pauses at its end);
+        # then a row of another video (its start only).
+        first = expected[1].moments[0]
+        second = next(m for m in expected[0].moments if m.video != first.video)
+        for q, moment in ((1, first), (0, second)):
+            rank = expected[q].moments.index(moment) + 1
+            page.locator(f"#g2l-library-results tr.g2l-hit[data-query='{q}'][data-rank='{rank}']").click()
+            expect(page.locator("#g2l-library-playing")).to_contain_text(
+                f"{moment.start_s:.2f} s to {moment.end_s:.2f} s of {Path(moment.video).name}")
+            page.wait_for_function(
+                "([path, start, end]) => { const v = document.querySelector('#g2l-library-player video');"
+                " return v && decodeURIComponent(v.currentSrc).includes(path) && v.played.length > 0"
+                " && Math.abs(v.played.start(0) - start) < 0.3 && (end === null || (v.paused"
+                " && Math.abs(v.currentTime - end) < 0.5)); }",
+                arg=[str(Path(moment.video).resolve()), moment.start_s, moment.end_s if q == 1 else None])
 
-            # The played file is served; the index's own files and a video not played are not.
-            unplayed = next(p for p in ("a.mp4", "b.mp4", "sub/c.mp4")
-                            if str(library / p) not in (first.video, second.video))
-            for path, code in ((Path(second.video).resolve(), 200), (library / "lib" / "index.json", 403),
-                               (library / unplayed, 403)):
-                try:
-                    code_got = urllib.request.urlopen(f"{app_url}gradio_api/file={path}", timeout=30).status
-                except urllib.error.HTTPError as error:
-                    code_got = error.code
-                assert (path.name, code_got) == (path.name, code)
+        # The played file is served; the index's own files and a video not played are not.
+        unplayed = next(p for p in ("a.mp4", "b.mp4", "sub/c.mp4")
+                        if str(library / p) not in (first.video, second.video))
+        for path, code in ((Path(second.video).resolve(), 200), (library / "lib" / "index.json", 403),
+                           (library / unplayed, 403)):
+            try:
+                code_got = urllib.request.urlopen(f"{app_url}gradio_api/file={path}", timeout=30).status
+            except urllib.error.HTTPError as error:
+                code_got = error.code
+            assert (path.name, code_got) == (path.name, code)
 
-            # An index of another model: the library's sentence, and Search repeats it.
-            page.locator("#g2l-library-index textarea, #g2l-library-index input").first.fill(str(library / "other"))
-            page.click("#g2l-library-open")
-            expect(status.locator(".g2l-error")).to_have_text(f"error: {refused.value}")
-            page.click("#g2l-library-search")
-            expect(status.locator(".g2l-error")).to_have_text(f"error: {refused.value}")
-            assert page.locator("#g2l-library-results tr.g2l-hit").count() == 0
-        finally:
-            browser.close()
+        # An index of another model: the library's sentence, and Search repeats it.
+        page.locator("#g2l-library-index textarea, #g2l-library-index input").first.fill(str(library / "other"))
+        page.click("#g2l-library-open")
+        expect(status.locator(".g2l-error")).to_have_text(f"error: {refused.value}")
+        page.click("#g2l-library-search")
+        expect(status.locator(".g2l-error")).to_have_text(f"error: {refused.value}")
+        assert page.locator("#g2l-library-results tr.g2l-hit").count() == 0
 
 
 class CountingGrounder:

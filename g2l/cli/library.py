@@ -131,9 +131,6 @@ def _index(argv: Sequence[str] | None) -> int:
     if args.command == "info":
         index = VideoIndex.open(args.index)
         summary = index.info()
-        from g2l.library.milvus import milvus_state
-
-        summary["milvus"] = milvus_state(index.manifest)
         if args.json:
             print(strict_json.dumps(summary))
         else:
@@ -155,9 +152,7 @@ def _index(argv: Sequence[str] | None) -> int:
     if args.command == "verify":
         return _verify(args)
     if args.command == "approximate":
-        from g2l.library.approximate import import_faiss
-
-        import_faiss()  # before the lock and any work
+        _require_backend(True)  # before the lock and any work
         with VideoIndex.open(args.index, write=True) as index:
             _build_approximate(index, args.index)
         return 0
@@ -170,9 +165,9 @@ def _export_milvus(args) -> int:
     import time
 
     from g2l.library import VideoIndex
-    from g2l.library.milvus import export, import_pymilvus
+    from g2l.library.milvus import export
 
-    import_pymilvus()  # before the lock and any work
+    _require_backend("milvus")  # before the lock and any work
     started = time.perf_counter()
     with VideoIndex.open(args.index, write=True) as index:
         with terminal_progress("moments", quiet=args.quiet, total=sum(v.cells for v in index.videos),
@@ -183,6 +178,19 @@ def _export_milvus(args) -> int:
           f"({record['index_type']}, nlist {record['nlist']}) in {time.perf_counter() - started:.1f} s; "
           f"g2l-search {args.index} --milvus uses it", file=sys.stderr)
     return 0
+
+
+def _require_backend(approximate) -> None:
+    """The library a search backend needs (``approximate``: True, FAISS; "milvus", pymilvus), or
+    the sentence naming the extra that installs it; nothing for exact search."""
+    if approximate == "milvus":
+        from g2l.library.milvus import import_pymilvus
+
+        import_pymilvus()
+    elif approximate:
+        from g2l.library.approximate import import_faiss
+
+        import_faiss()
 
 
 def _build_approximate(index, folder: str) -> None:
@@ -207,9 +215,7 @@ def _build_or_add(args) -> int:
     elif not args.inputs:
         raise CliError("pass videos, folders or @list.txt to index")
     if args.approximate:
-        from g2l.library.approximate import import_faiss
-
-        import_faiss()  # before any work
+        _require_backend(True)  # before any work
     if args.commit_every < 1:
         raise CliError("--commit-every must be at least 1")
     videos = [] if from_split else expand_inputs(args.inputs)
@@ -324,14 +330,7 @@ def _search(argv: Sequence[str] | None) -> int:
     from g2l.library import VideoIndex
 
     check_queries(args.queries)
-    if args.approximate == "milvus":
-        from g2l.library.milvus import import_pymilvus
-
-        import_pymilvus()  # before any work
-    elif args.approximate:
-        from g2l.library.approximate import import_faiss
-
-        import_faiss()  # before any work
+    _require_backend(args.approximate)  # before any work
     index = VideoIndex.open(args.index)  # the folder is checked before the model loads
     grounder = _load_grounder(args)
     results = index.search(grounder, args.queries, top_k=args.top_k, per_video=args.per_video,

@@ -149,7 +149,7 @@ def _eval_corpus(args) -> int:
 
     from g2l.engine.distributed import resolve_device
     from g2l.eval.corpus import corpus_checkpoint, format_corpus_table
-    from g2l.eval.match import MIN_AUROC, auroc, decides, fit_threshold, precision_recall
+    from g2l.eval.match import auroc, decides, decision_note, fit_threshold, precision_recall
     from g2l.io.checkpoint import save_payload
 
     if args.fit_match:
@@ -168,8 +168,8 @@ def _eval_corpus(args) -> int:
         print(f"checkpoint with its match threshold written to {args.fit_match}", file=sys.stderr)
         if not decides(match):
             print(f"note: on this split the best score hardly tells a library holding the answer from one without it "
-                  f"(AUROC {100 * match['auroc']:.1f}, below {100 * MIN_AUROC:.0f}), so the fit is stored for the "
-                  "record and decides nothing: 'match' stays null", file=sys.stderr)
+                  f"(AUROC {100 * match['auroc']:.1f}); the fit is stored for the record{decision_note(match)}",
+                  file=sys.stderr)
     print(format_corpus_table(metrics))
     print(f"match: AUROC {100 * metrics['match_auroc']:.2f} of the best score with the query's own video in the "
           "library against without it")
@@ -177,8 +177,7 @@ def _eval_corpus(args) -> int:
         precision, recall = precision_recall(result.present, result.absent, match["threshold"])
         metrics.update(match_threshold=match["threshold"], match_precision=precision, match_recall=recall)
         print(f"       threshold {match['threshold']:.4f} ({match.get('fitted_on', 'fitted')}): precision "
-              f"{100 * precision:.2f}, recall {100 * recall:.2f} on this split"
-              + ("" if decides(match) else f"; it decides nothing (fitted AUROC below {100 * MIN_AUROC:.0f})"))
+              f"{100 * precision:.2f}, recall {100 * recall:.2f} on this split" + decision_note(match))
     else:
         print("       this model has no match threshold (fit one with --fit-match OUT.pt)")
     if args.json_out:

@@ -34,6 +34,11 @@ def decides(match: dict | None) -> bool:
     return match is not None and float(match.get("auroc", 0.0)) >= MIN_AUROC
 
 
+def decision_note(match: dict) -> str:
+    """What to add where a fit is reported: nothing when it decides, else that it does not and why."""
+    return "" if decides(match) else f"; below AUROC {100 * MIN_AUROC:.0f} the fit decides nothing: 'match' stays null"
+
+
 @dataclass
 class MatchFit:
     threshold: float

@@ -38,7 +38,7 @@ import torch
 from g2l.errors import G2LError
 from g2l.io.atomic import atomic_path
 from g2l.io.limits import MAX_WEIGHTS_BYTES, check_zip_members
-from g2l.io.safe_files import open_regular_file
+from g2l.io.safe_files import open_regular, open_regular_file
 
 FORMAT = "g2l-checkpoint"
 TEXT_BACKBONE_PREFIX = "text_encoder.backbone."
@@ -53,8 +53,8 @@ def save_payload(path: str | Path, payload: dict) -> Path:
     """Write a loaded (and amended) checkpoint payload atomically. Through a file object, so the zip's
     folder is torch's fixed "archive", not the temporary file's name: the same payload gives the same
     bytes (and SHA-256) on every write."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(payload, handle)
+    with atomic_path(path) as tmp, os.fdopen(open_regular(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as handle:
+        torch.save(payload, handle)  # the temporary atomic_path made, never through a link planted since
     return Path(path)
 
 

@@ -131,14 +131,16 @@ def write_faiss_index(folder: Path, manifest: dict, index) -> dict:
             "covers": covers(manifest)}
 
 
-def approximate_state(manifest: dict) -> str:
-    """``"none"`` (never built), ``"stale"`` (built before the last change, or by a g2l that fetched
-    by another vector), ``"ready"``."""
-    record = manifest.get("approximate")
+def record_state(manifest: dict, key: str = "approximate") -> str:
+    """The state of the manifest's candidate index under ``key`` (``"approximate"``: the FAISS file;
+    ``"milvus"``: the Milvus export): ``"none"`` (never built), ``"stale"`` (built before the last
+    change, or by a g2l that fetched by another vector), ``"ready"``."""
+    record = manifest.get(key)
     if record is None:
         return "none"
     current = isinstance(record, dict) and record.get("fetch") == FETCH
     return "ready" if current and record.get("covers") == covers(manifest) else "stale"
+
 
 
 def load_faiss_index(folder: Path, manifest: dict):
@@ -212,6 +214,13 @@ class CandidateSearch:
         self._last = (scores, ids, subset)
         return scores
 
+    def top(self, s_c: np.ndarray, s_u: np.ndarray, *, top_k: int, per_video: int | None,
+            nms_thresh: float) -> tuple[list[int], np.ndarray]:
+        """``ExactSearch.top``'s contract: the ranked moments and their scores."""
+        scores = self.scores(s_c, s_u)
+        kept = self.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=nms_thresh)
+        return kept, scores[kept]
+
     def rank(self, scores: np.ndarray, *, top_k: int, per_video: int | None, nms_thresh: float) -> list[int]:
         """``ExactSearch.rank`` over the candidates of ``scores`` (the array ``scores`` returned)."""
         if self._last is not None and self._last[0] is scores:
@@ -261,7 +270,7 @@ def backend(cache: dict, folder: Path, manifest: dict, moments: int, blocks, *, 
 
     if approximate is None:
         if "auto" not in cache:
-            wanted = moments > APPROXIMATE_ABOVE and approximate_state(manifest) == "ready"
+            wanted = moments > APPROXIMATE_ABOVE and record_state(manifest) == "ready"
             if wanted and "approximate" not in cache:
                 loaded = blocks()  # a damaged shard is an error, as for exact search
                 try:
@@ -277,7 +286,7 @@ def backend(cache: dict, folder: Path, manifest: dict, moments: int, blocks, *, 
             cache["exact"] = ExactSearch(blocks(), gamma=gamma)
         return cache["exact"]
     if "approximate" not in cache:
-        state = approximate_state(manifest)
+        state = record_state(manifest)
         if state != "ready":
             what = "no" if state == "none" else "a stale (older than its videos)"
             raise VideoIndexError(f"index {folder} has {what} approximate index; build it with g2l-index "

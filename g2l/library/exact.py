@@ -4,8 +4,9 @@ video, after NMS within each video as ``Grounder.ground`` does it.
 
 This is the embedded backend behind ``VideoIndex.search``. Its interface is the one an approximate
 or remote backend would implement: built from the shards' arrays, ``scores(s_c, s_u)`` gives one
-float32 score per stored moment, and ``rank`` turns scores into hits. An approximate index (FAISS,
-Milvus) would fetch candidates by one cosine and return exact ``scores`` for those alone.
+float32 score per stored moment, and ``rank`` turns scores into hits. The candidate backends
+(g2l/library/approximate.py: FAISS; g2l/library/milvus.py) fetch candidates by the mean of the two
+cosines and return exact ``scores`` for those alone, through this class.
 ``top(s_c, s_u, ...)`` (what ``VideoIndex.search`` runs) returns ``rank(scores(...))`` and its
 scores, the same bits, reading the contrast features only of the moments whose bound from the IoU
 cosine can still enter the ranking (its docstring proves the stopping rule).

@@ -55,8 +55,8 @@ from g2l.inference import Grounder, GroundingError
 from g2l.io import atomic, strict_json
 from g2l.io.atomic import sync_folder, write_text_atomic
 from g2l.io.safe_files import sha256_file
-from g2l.library.approximate import approximate_state
-from g2l.library.exact import Block, ExactSearch
+from g2l.library.approximate import record_state
+from g2l.library.exact import Block
 from g2l.library.store import (DTYPES, FORMAT, LOCK, MANIFEST, SHARDS, VERSION, VIDEOS_PER_SHARD, IndexedVideo,
                                VideoIndexError, check_manifest_model, check_spans, clean_up, damaged_error,
                                file_identity, map_npy, read_manifest, read_videos, refuse_links, take_lock,
@@ -227,7 +227,8 @@ class VideoIndex:
         return {"index": str(self.folder), "videos": len(self.videos), "moments": sum(v.cells for v in self.videos),
                 "hours": sum(v.duration_s for v in self.videos) / 3600, "shards": len(self.manifest["shards"]),
                 "bytes": size, "dtype": settings["dtype"], "dim": settings["dim"], "window_s": settings["window_s"],
-                "model": self.manifest["model"], "approximate": approximate_state(self.manifest)}
+                "model": self.manifest["model"], "approximate": record_state(self.manifest),
+                "milvus": record_state(self.manifest, "milvus")}
 
     def _blocks(self) -> list[Block]:
         settings, blocks, number, of_shard = self.manifest["settings"], [], 0, {}
@@ -266,12 +267,9 @@ class VideoIndex:
         threshold = getattr(grounder, "match_threshold", None)
         results = []
         for query, c, u in zip([q.strip() for q in queries], s_c, s_u):
-            if isinstance(search, ExactSearch):  # bounded: the same hits and score bits as scores + rank
-                kept, scores = search.top(c, u, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
-            else:
-                scores = search.scores(c, u)
-                kept = search.rank(scores, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
-                scores = scores[kept]
+            # ExactSearch.top is bounded (the same hits and score bits as scores + rank); the candidate backends'
+            # top is scores + rank over their candidates
+            kept, scores = search.top(c, u, top_k=top_k, per_video=per_video, nms_thresh=grounder.cfg.eval.nms_thresh)
             moments = []
             for index, score in zip(kept, scores):
                 video = self.videos[int(search.video[index])]

@@ -165,11 +165,7 @@ def export(index, *, uri: str | None = None, collection: str | None = None, repl
 
 def milvus_state(manifest: dict) -> str:
     """``"none"`` (never exported), ``"stale"`` (exported before the last change), ``"ready"``."""
-    record = manifest.get("milvus")
-    if record is None:
-        return "none"
-    current = isinstance(record, dict) and record.get("fetch") == ann.FETCH
-    return "ready" if current and record.get("covers") == ann.covers(manifest) else "stale"
+    return ann.record_state(manifest, "milvus")
 
 
 def _check(client, folder: Path, record: dict, address: str) -> None:
@@ -244,9 +240,8 @@ def open_search(folder: Path, manifest: dict, blocks: list[Block], *, gamma: flo
     if not good:
         raise VideoIndexError(f"index {folder}: the record of its Milvus export is not laid out as g2l writes it; "
                               f"export it again with g2l-index milvus {folder}")
-    import_pymilvus()
     address = resolve_uri(folder, record["uri"])
-    client = connect(address)
+    client = connect(address)  # imports pymilvus, or says which extra installs it
     _check(client, folder, record, address)
     if record["moments"] != sum(len(b.video) for b in blocks):
         raise VideoIndexError(f"index {folder}: its Milvus export holds {record['moments']} moments, the index "
